@@ -1,0 +1,33 @@
+"""jaxmlp: multilayer perceptrons with hand-derived backprop, verified against autodiff."""
+from jaxmlp.activations import ACTIVATIONS, Activation, get_activation
+from jaxmlp.backprop import backward, forward, loss, predict, value_and_grad
+from jaxmlp.dense import Dense, dense_backward, dense_forward
+from jaxmlp.heads import HEADS, Head, get_head
+from jaxmlp.lemma1 import lemma1_grad
+from jaxmlp.model import INIT_SCHEMES, MLP, init
+from jaxmlp.regularizers import penalty, penalty_grad
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ACTIVATIONS",
+    "Activation",
+    "Dense",
+    "HEADS",
+    "Head",
+    "INIT_SCHEMES",
+    "MLP",
+    "backward",
+    "dense_backward",
+    "dense_forward",
+    "forward",
+    "get_activation",
+    "get_head",
+    "init",
+    "lemma1_grad",
+    "loss",
+    "penalty",
+    "penalty_grad",
+    "predict",
+    "value_and_grad",
+]

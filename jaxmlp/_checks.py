@@ -1,0 +1,132 @@
+"""Argument checks for the public entry points (private).
+
+Shapes, ranks and dtypes are static, so they are checked even while tracing
+under ``jax.jit``.  Values (NaN/Inf, label ranges, one-hot rows) can only be
+checked on concrete arrays: these checks run outside ``jit`` and are skipped
+automatically while tracing (pass ``check=False`` to skip them eagerly too).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmlp.dense import Dense
+from jaxmlp.heads import get_head
+from jaxmlp.model import MLP
+
+ONE_HOT_ATOL = 1e-6  # one-hot / probability rows must sum to 1 within this (float32 rounding of soft labels)
+
+
+def is_concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def check_model(model):
+    if not isinstance(model, MLP):
+        raise TypeError(f"model: expected a jaxmlp.MLP, got {type(model).__name__}")
+
+
+def check_params(model: MLP, params):
+    """Structure first, then every leaf's shape and dtype.  Returns the params dtype."""
+    if not isinstance(params, (tuple, list)) or len(params) != model.depth:
+        got = f"{type(params).__name__} of length {len(params)}" if isinstance(params, (tuple, list)) else type(params).__name__
+        raise ValueError(f"params: expected a tuple of {model.depth} Dense layers for sizes {model.sizes}, got {got}")
+    dtype = None
+    for l, (p, (w_shape, b_shape)) in enumerate(zip(params, model.param_shapes()), start=1):
+        if not isinstance(p, Dense):
+            raise TypeError(f"params[{l - 1}] (layer {l}): expected jaxmlp.Dense(W, b), got {type(p).__name__}")
+        leaves = [("W", p.W, w_shape), ("b", p.b, b_shape)]
+        for name, leaf, shape in leaves:
+            where = f"params[{l - 1}].{name} (layer {l})"
+            if shape is None:
+                if leaf is not None:
+                    raise ValueError(f"{where}: expected None (model has use_bias=False), got shape {jnp.shape(leaf)}")
+                continue
+            if leaf is None:
+                raise ValueError(f"{where}: expected an array of shape {shape}, got None")
+            if tuple(jnp.shape(leaf)) != tuple(shape):
+                raise ValueError(f"{where}: expected shape {tuple(shape)}, got {tuple(jnp.shape(leaf))}")
+            leaf_dtype = jnp.result_type(leaf)
+            if not jnp.issubdtype(leaf_dtype, jnp.floating):
+                raise TypeError(f"{where}: expected a real floating dtype, got {leaf_dtype}")
+            if dtype is None:
+                dtype = leaf_dtype
+            elif leaf_dtype != dtype:
+                raise TypeError(f"{where}: expected dtype {dtype} like the other leaves, got {leaf_dtype}")
+    return dtype
+
+
+def _as_float(name, a, dtype):
+    a_dtype = jnp.result_type(a)
+    if jnp.issubdtype(a_dtype, jnp.complexfloating) or a_dtype == jnp.bool_:
+        raise TypeError(f"{name}: expected a real numeric array, got dtype {a_dtype}")
+    return jnp.asarray(a, dtype)
+
+
+def _check_finite(name, a):
+    if is_concrete(a):
+        bad = ~np.isfinite(np.asarray(a))
+        if bad.any():
+            idx = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(f"{name}: expected finite values, got {np.asarray(a)[idx]} at index {idx} "
+                             f"({int(bad.sum())} non-finite in all)")
+
+
+def check_x(model: MLP, x, dtype, check=True):
+    """x: (m, n_0) with m >= 1, cast to the params dtype."""
+    shape = tuple(jnp.shape(x))
+    if len(shape) != 2 or shape[1] != model.n_in or shape[0] < 1:
+        raise ValueError(f"x: expected shape (m, {model.n_in}) with m >= 1, got {shape}")
+    x = _as_float("x", x, dtype)
+    if check:
+        _check_finite("x", x)
+    return x
+
+
+def check_y(model: MLP, y, m, dtype, check=True):
+    """Targets as an (m, n_L) array of ``dtype``; integer class labels are one-hot encoded."""
+    head = get_head(model.head)
+    shape = tuple(jnp.shape(y))
+    y_dtype = jnp.result_type(y)
+    k = model.n_out
+    if head.classes and len(shape) == 1 and jnp.issubdtype(y_dtype, jnp.integer):
+        if shape != (m,):
+            raise ValueError(f"y: expected class labels of shape ({m},) to match x, got {shape}")
+        if check and is_concrete(y):
+            yn = np.asarray(y)
+            bad = (yn < 0) | (yn >= k)
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise ValueError(f"y: class labels must lie in [0, {k}), got {int(yn[i])} at index {i}")
+        return jax.nn.one_hot(y, k, dtype=dtype)
+    if shape != (m, k):
+        hint = f" or integer labels of shape ({m},)" if head.classes else ""
+        raise ValueError(f"y: expected shape ({m}, {k}){hint}, got {shape}")
+    y = _as_float("y", y, dtype)
+    if check:
+        _check_finite("y", y)
+        if head.classes and is_concrete(y):
+            sums = np.asarray(y).sum(axis=1)
+            bad = np.abs(sums - 1) > ONE_HOT_ATOL
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise ValueError(f"y: one-hot / probability rows must sum to 1, got row {i} summing to {sums[i]}")
+    return y
+
+
+def check_reg(l1, l2):
+    for name, v in (("l1", l1), ("l2", l2)):
+        if is_concrete(v) and not np.all(np.asarray(v) >= 0):
+            raise ValueError(f"{name}: expected a regularisation strength >= 0, got {v!r}")
+
+
+def check_all(model, params, x, y=None, l1=0.0, l2=0.0, check=True):
+    """Run every check of a public entry point; returns ``(x, y)`` cast to the params dtype."""
+    check_model(model)
+    dtype = check_params(model, params)
+    x = check_x(model, x, dtype, check)
+    if y is not None:
+        y = check_y(model, y, x.shape[0], dtype, check)
+    check_reg(l1, l2)
+    return x, y

@@ -1,0 +1,143 @@
+r"""Output heads: the last activation fused with the loss, and the fused delta.
+
+A head turns the last pre-activation :math:`Z^L` (shape ``(m, n_L)``) and the
+targets :math:`Y` (same shape; integer class labels are one-hot encoded before
+they reach here) into the scalar data loss :math:`J` and the fused delta
+:math:`\delta^L = \partial J / \partial Z^L`.  Fusing the last activation with
+its loss is what makes the deltas short and stable (seed 000, "softmax +
+cross-entropy gives dz = softmax(z) - y").
+
+Every head is either a *mean* head, :math:`J = \frac1m\sum_i C_i`, or a *sum*
+head, :math:`J = \sum_i C_i`; :func:`jaxmlp.lemma1` uses that to rebuild the
+batch gradient from per-example deltas.
+
+======================  =========================================  ================================
+head                    :math:`J`                                  :math:`\delta^L`
+======================  =========================================  ================================
+softmax_cross_entropy   :math:`\frac1m\sum_i(\mathrm{lse}(z_i)-y_i\cdot z_i)`   :math:`(P-Y)/m`
+sigmoid_quadratic       :math:`\frac1m\sum_i\frac12\|y_i-\sigma(z_i)\|^2`      :math:`\sigma'(Z)\odot(A-Y)/m`
+sum_squares             :math:`\|Z-Y\|_F^2`                        :math:`2(Z-Y)`
+mse                     :math:`\frac1{m n_L}\|Z-Y\|_F^2`           :math:`2(Z-Y)/(m n_L)`
+sigmoid_bce             :math:`\frac1m\sum(\mathrm{softplus}(Z)-Y\odot Z)`     :math:`(\sigma(Z)-Y)/m`
+======================  =========================================  ================================
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class Head(NamedTuple):
+    """The output activation fused with its loss."""
+
+    name: str
+    output: Callable[[jax.Array], jax.Array]  # Z^L -> network output (probabilities, ...)
+    loss: Callable[[jax.Array, jax.Array], jax.Array]  # (Z^L, Y) -> scalar J
+    delta: Callable[[jax.Array, jax.Array], jax.Array]  # (Z^L, Y) -> dJ/dZ^L
+    reduction: str  # "mean" or "sum" over the m examples
+    classes: bool  # accepts integer class labels (one-hot encoded)
+    least_squares: bool  # J is a sum or mean of squared residuals Y - output(Z)
+
+
+def _rows(z):
+    return z.shape[0]
+
+
+# --- softmax + cross-entropy (seeds 000, 001, 003, 004-b) -------------------
+def softmax_cross_entropy_loss(z, y):
+    r""":math:`J = \frac1m\sum_i\big(\log\sum_k e^{z_{ik}} - \sum_k y_{ik} z_{ik}\big)`.
+
+    Equal to :math:`-\frac1m\sum_{ik} y_{ik}\log p_{ik}` for one-hot (or any
+    row-stochastic) :math:`Y`; the log-sum-exp form never overflows (seed 004's
+    ``np.exp(scores)`` does at logits of ~89 in float32).
+    """
+    lse = jax.nn.logsumexp(z, axis=1)  # (m,)
+    return jnp.mean(lse - jnp.sum(y * z, axis=1))
+
+
+def softmax_cross_entropy_delta(z, y):
+    r""":math:`\delta^L = (\mathrm{softmax}(Z) - Y)/m` (seed 000 trace trick; seed 001 with the 1/m)."""
+    return (jax.nn.softmax(z, axis=1) - y) / _rows(z)
+
+
+# --- sigmoid + Higham's quadratic cost (seed 002, eq. (6) and Lemma 1.1) ----
+def sigmoid_quadratic_loss(z, y):
+    r""":math:`C = \frac1N\sum_i \frac12\|y_i - \sigma(z_i)\|_2^2` (Higham & Higham eq. (6))."""
+    a = jax.nn.sigmoid(z)
+    return jnp.sum((y - a) ** 2) / (2 * _rows(z))
+
+
+def sigmoid_quadratic_delta(z, y):
+    r""":math:`\delta^L = \sigma'(Z)\odot(A - Y)/N` with :math:`\sigma' = A(1-A)` (seed 002, Lemma 1, (1.1))."""
+    a = jax.nn.sigmoid(z)
+    return a * (1 - a) * (a - y) / _rows(z)
+
+
+# --- identity + sum of squares (seed 004-a) ---------------------------------
+def sum_squares_loss(z, y):
+    r""":math:`J = \|\hat Y - Y\|_F^2` (seed 004-a; the squared Frobenius norm)."""
+    return jnp.sum((z - y) ** 2)
+
+
+def sum_squares_delta(z, y):
+    r""":math:`\delta^L = 2(\hat Y - Y)` (seed 004-a, ``grad_y_pred``)."""
+    return 2 * (z - y)
+
+
+# --- identity + mean squared error ------------------------------------------
+def mse_loss(z, y):
+    r""":math:`J = \frac{1}{m n_L}\|\hat Y - Y\|_F^2` (mean over every element, as PyTorch's MSELoss)."""
+    return jnp.mean((z - y) ** 2)
+
+
+def mse_delta(z, y):
+    r""":math:`\delta^L = 2(\hat Y - Y)/(m n_L)`."""
+    return 2 * (z - y) / z.size
+
+
+# --- sigmoid + binary cross-entropy -----------------------------------------
+def sigmoid_bce_loss(z, y):
+    r""":math:`J = \frac1m\sum_{ij}\big(\mathrm{softplus}(z_{ij}) - y_{ij} z_{ij}\big)`.
+
+    This is :math:`-\frac1m\sum[y\log\sigma(z) + (1-y)\log(1-\sigma(z))]` with
+    :math:`\log\sigma(z) = -\mathrm{softplus}(-z)` evaluated stably.
+    """
+    sp = jnp.logaddexp(z, jnp.zeros_like(z))
+    return jnp.sum(sp - y * z) / _rows(z)
+
+
+def sigmoid_bce_delta(z, y):
+    r""":math:`\delta^L = (\sigma(Z) - Y)/m`."""
+    return (jax.nn.sigmoid(z) - y) / _rows(z)
+
+
+def _identity(z):
+    return z
+
+
+def _softmax(z):
+    return jax.nn.softmax(z, axis=1)
+
+
+HEADS: dict[str, Head] = {
+    h.name: h
+    for h in (
+        Head("softmax_cross_entropy", _softmax, softmax_cross_entropy_loss,
+             softmax_cross_entropy_delta, "mean", True, False),
+        Head("sigmoid_quadratic", jax.nn.sigmoid, sigmoid_quadratic_loss,
+             sigmoid_quadratic_delta, "mean", False, True),
+        Head("sum_squares", _identity, sum_squares_loss, sum_squares_delta, "sum", False, True),
+        Head("mse", _identity, mse_loss, mse_delta, "mean", False, True),
+        Head("sigmoid_bce", jax.nn.sigmoid, sigmoid_bce_loss, sigmoid_bce_delta, "mean", False, False),
+    )
+}
+
+
+def get_head(name: str) -> Head:
+    """Look a head up by name; unknown names list the valid ones."""
+    try:
+        return HEADS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"head: unknown name {name!r}; expected one of {sorted(HEADS)}") from None

@@ -1,0 +1,123 @@
+r"""The static model description and parameter initialisation.
+
+The model is a frozen (hashable) dataclass, so it can be a ``jax.jit`` static
+argument or be closed over.  Parameters are a tuple with one
+:class:`~jaxmlp.dense.Dense` per layer.
+
+Notation (this project is batch-first, rows are examples):
+
+==================  ==========================  ==========================  ============================
+quantity            jaxmlp (seeds 001, 004)     seed 000                    seeds 002, 003 (columns)
+==================  ==========================  ==========================  ============================
+pre-activation      :math:`Z^l = A^{l-1}W^l+b^l`  :math:`z = W^\top a + b`  :math:`z = W_{col} a + b`
+weight shape        :math:`(n_{l-1}, n_l)`      :math:`(n_{l-1}, n_l)`      :math:`(n_l, n_{l-1})`
+relation            :math:`W`                   :math:`W`                   :math:`W_{col} = W^\top`
+==================  ==========================  ==========================  ============================
+
+Seed 002 numbers the input as layer 1; here the input is layer 0 and layer
+``l`` (1-based) is ``params[l-1]``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Tuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxmlp.activations import get_activation
+from jaxmlp.dense import Dense
+from jaxmlp.heads import get_head
+
+INIT_SCHEMES = ("higham", "cs231n", "normal", "xavier", "glorot", "he")
+
+
+@dataclasses.dataclass(frozen=True)
+class MLP:
+    """Static, hashable description of a multilayer perceptron.
+
+    Args:
+      sizes: layer widths ``(n_0, n_1, ..., n_L)``; ``n_0`` is the input width.
+      activation: hidden activation name (see :data:`jaxmlp.activations.ACTIVATIONS`).
+      head: output head name (see :data:`jaxmlp.heads.HEADS`).
+      use_bias: whether the affine layers carry a bias (seed 004-a has none).
+    """
+
+    sizes: Tuple[int, ...]
+    activation: str = "relu"
+    head: str = "softmax_cross_entropy"
+    use_bias: bool = True
+
+    def __post_init__(self):
+        sizes = tuple(self.sizes) if isinstance(self.sizes, (list, tuple)) else self.sizes
+        if not isinstance(sizes, tuple) or len(sizes) < 2:
+            raise ValueError(f"sizes: expected a sequence of at least 2 layer widths, got {self.sizes!r}")
+        for i, n in enumerate(sizes):
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise ValueError(f"sizes[{i}]: expected a positive int, got {n!r}")
+        object.__setattr__(self, "sizes", sizes)
+        get_activation(self.activation)
+        get_head(self.head)
+        if not isinstance(self.use_bias, bool):
+            raise TypeError(f"use_bias: expected a bool, got {self.use_bias!r}")
+
+    @property
+    def depth(self) -> int:
+        """Number of affine layers ``L``."""
+        return len(self.sizes) - 1
+
+    @property
+    def n_in(self) -> int:
+        return self.sizes[0]
+
+    @property
+    def n_out(self) -> int:
+        return self.sizes[-1]
+
+    def param_shapes(self):
+        """``[(W shape, b shape or None), ...]`` for each layer."""
+        return [((a, b), (b,) if self.use_bias else None) for a, b in zip(self.sizes[:-1], self.sizes[1:])]
+
+    @property
+    def num_params(self) -> int:
+        return sum(math.prod(w) + (b[0] if b else 0) for w, b in self.param_shapes())
+
+
+def init(model: MLP, key: jax.Array, scheme: str = "xavier", dtype=jnp.float32):
+    r"""Initial parameters for ``model``.
+
+    Schemes (``fan_in = n_{l-1}``, ``fan_out = n_l``):
+
+    * ``"higham"``: :math:`W, b \sim 0.5\,\mathcal N(0,1)` (Higham & Higham, seed 002).
+    * ``"cs231n"``: :math:`W \sim 0.01\,\mathcal N(0,1)`, :math:`b=0` (seed 004-b).
+    * ``"normal"``: :math:`W \sim \mathcal N(0,1)`, :math:`b=0` (seed 004-a, ``np.random.randn``).
+    * ``"xavier"`` / ``"glorot"``: :math:`W\sim\mathcal N(0, 2/(fan_{in}+fan_{out}))`, :math:`b=0`.
+    * ``"he"``: :math:`W\sim\mathcal N(0, 2/fan_{in})`, :math:`b=0`.
+    """
+    if not isinstance(model, MLP):
+        raise TypeError(f"model: expected a jaxmlp.MLP, got {type(model).__name__}")
+    if scheme not in INIT_SCHEMES:
+        raise ValueError(f"scheme: unknown init scheme {scheme!r}; expected one of {list(INIT_SCHEMES)}")
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"dtype: expected a floating dtype, got {jnp.dtype(dtype)}")
+    params = []
+    for k, ((n_in, n_out), b_shape) in zip(jax.random.split(key, model.depth), model.param_shapes()):
+        kw, kb = jax.random.split(k)
+        std = {
+            "higham": 0.5,
+            "cs231n": 0.01,
+            "normal": 1.0,
+            "xavier": math.sqrt(2.0 / (n_in + n_out)),
+            "glorot": math.sqrt(2.0 / (n_in + n_out)),
+            "he": math.sqrt(2.0 / n_in),
+        }[scheme]
+        W = std * jax.random.normal(kw, (n_in, n_out), dtype)
+        if b_shape is None:
+            b = None
+        elif scheme == "higham":
+            b = std * jax.random.normal(kb, b_shape, dtype)
+        else:
+            b = jnp.zeros(b_shape, dtype)
+        params.append(Dense(W, b))
+    return tuple(params)

@@ -1,0 +1,4 @@
+"""Tests run under the verification's numerics: x64 on, strict dtype promotion, rank promotion raises."""
+import verification
+
+verification.configure()

@@ -1,0 +1,41 @@
+"""Every verification check passes, and the comparison machinery can fail."""
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxmlp
+import verification
+from verification import layers, network  # noqa: F401  (registers the checks)
+from verification.compare import compare_trees
+from verification.rows import CHECKS
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda f: f.__name__)
+def test_check_passes(check):
+    rows = list(check())
+    assert rows
+    failed = [f"{r.name}: rel {r.max_rel:.2e} at {r.where}" for r in rows if not r.passed]
+    assert not failed, failed
+
+
+def test_compare_reports_leaf_and_index():
+    ref = (jaxmlp.Dense(jnp.ones((2, 3)), jnp.ones(3)), jaxmlp.Dense(jnp.ones((3, 1)), jnp.ones(1)))
+    bad = (ref[0], jaxmlp.Dense(ref[1].W.at[2, 0].set(1.5), ref[1].b))
+    cmp = compare_trees(bad, ref, 1e-12)
+    assert not cmp.ok and cmp.where == "layer 2, W[2, 0]" and np.isclose(cmp.max_rel, 0.5)
+
+
+def test_compare_checks_structure_first():
+    ref = (jaxmlp.Dense(jnp.ones((2, 3)), jnp.ones(3)),)
+    assert "structure" in compare_trees((jaxmlp.Dense(jnp.ones((2, 3)), None),), ref, 1.0).where
+
+
+def test_cli_writes_json_and_exit_code(tmp_path):
+    from verification.__main__ import main
+
+    out = tmp_path / "rows.json"
+    assert main(["--only", "layer/", "--json", str(out)]) == 0
+    import json
+
+    rows = json.loads(out.read_text())
+    assert rows and all(r["status"] == "PASS" for r in rows)

@@ -1,0 +1,39 @@
+"""``python -m verification [--json PATH] [--only PREFIX ...]``: one row per check, exit 1 on any FAIL."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m verification", description=__doc__)
+    ap.add_argument("--json", metavar="PATH", help="also write the rows as JSON to PATH")
+    ap.add_argument("--only", nargs="*", metavar="PREFIX", help="run only rows whose name starts with PREFIX")
+    ap.add_argument("--failures", action="store_true", help="print only failing rows (and the summary)")
+    args = ap.parse_args(argv)
+
+    import verification
+
+    verification.configure()
+    t0 = time.perf_counter()
+    rows = []
+    print(f"{'check':<46} {'max abs':>10} {'max rel':>10} {'tol':>8}  status  derivation / worst element")
+    for row in verification.run_checks(args.only):
+        rows.append(row)
+        if row.passed and args.failures:
+            continue
+        status = "PASS" if row.passed else "FAIL"
+        print(f"{row.name:<46} {row.max_abs:>10.2e} {row.max_rel:>10.2e} {row.tol:>8.0e}  {status:<6}  "
+              f"{row.derivation}" + ("" if row.passed else f"  <-- {row.where}"), flush=True)
+    n_fail = sum(not r.passed for r in rows)
+    print(f"\n{len(rows) - n_fail} passed, {n_fail} failed ({time.perf_counter() - t0:.1f} s)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump([r.as_dict() for r in rows], f, indent=1)
+    return 1 if n_fail or not rows else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

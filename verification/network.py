@@ -1,0 +1,138 @@
+"""Whole-network checks: value_and_grad and Lemma 1 against jax.grad, finite differences, check_grads."""
+from __future__ import annotations
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+from jax.test_util import check_grads
+
+import jaxmlp
+from verification.compare import Comparison, compare_trees
+from verification.rows import Row, check
+from verification.tolerances import CHECK_GRADS_TOL, F32_RTOL, F64_RTOL, FD_RTOL, FD_STEP
+
+F64 = jnp.float64
+REGS = {"none": (0.0, 0.0), "l1": (0.01, 0.0), "l2": (0.0, 0.1), "l1+l2": (0.01, 0.1)}
+DEPTHS = (1, 2, 3, 4)
+WIDTHS = (1, 3, 8)
+BATCHES = (1, 2, 7)
+MATRIX = "delta^l=(delta^{l+1} W^T)*g'(Z^l), dW=A^T delta (seed 001 小结, seed 000)"
+LEMMA1 = "Higham & Higham Lemma 1 (1.1)-(1.4), per example, vmapped (seed 002)"
+
+
+def problem(act, head, depth, width, batch, dtype=F64, seed=0, n_in=3, n_out=4, x_scale=1.0):
+    """A random model, params, x and y (integer labels for classification heads)."""
+    sizes = (n_in,) + (width,) * (depth - 1) + (n_out,)
+    model = jaxmlp.MLP(sizes, act, head)
+    k1, k2, k3 = jax.random.split(jax.random.key(seed), 3)
+    params = jaxmlp.init(model, k1, "higham", dtype=dtype)
+    x = x_scale * jax.random.normal(k2, (batch, n_in), dtype)
+    if jaxmlp.get_head(head).classes:
+        y = jax.random.randint(k3, (batch,), 0, n_out)
+    else:
+        y = jax.random.uniform(k3, (batch, n_out), dtype)
+    return model, params, x, y
+
+
+def _autodiff(model, params, x, y, l1, l2):
+    return jax.value_and_grad(lambda p: jaxmlp.loss(model, p, x, y, l1=l1, l2=l2))(params)
+
+
+@check("net/matrix", "net/lemma1")
+def network_grid():
+    """Every activation x head x {none, l1, l2, both} x depths 1-4, widths and batch sizes cycled."""
+    for act, head, reg in itertools.product(jaxmlp.ACTIVATIONS, jaxmlp.HEADS, REGS):
+        l1, l2 = REGS[reg]
+        cmp_m = cmp_l = None
+        for i, depth in enumerate(DEPTHS):
+            width, batch = WIDTHS[i % 3], BATCHES[(i + len(reg)) % 3]
+            model, params, x, y = problem(act, head, depth, width, batch, seed=i)
+            ref_v, ref = _autodiff(model, params, x, y, l1, l2)
+            v, g = jaxmlp.value_and_grad(model, params, x, y, l1=l1, l2=l2)
+            c = compare_trees((v, g), (ref_v, ref), F64_RTOL)
+            cl = compare_trees(jaxmlp.lemma1_grad(model, params, x, y, l1=l1, l2=l2), ref, F64_RTOL)
+            if not c.ok:
+                c.where = f"depth {depth}, width {width}, m={batch}: {c.where}"
+            if not cl.ok:
+                cl.where = f"depth {depth}, width {width}, m={batch}: {cl.where}"
+            cmp_m = c if cmp_m is None else cmp_m.merge(c)
+            cmp_l = cl if cmp_l is None else cmp_l.merge(cl)
+        yield Row.from_comparison(f"net/matrix/{act}/{head}/{reg}", MATRIX, cmp_m, F64_RTOL)
+        yield Row.from_comparison(f"net/lemma1/{act}/{head}/{reg}", LEMMA1, cmp_l, F64_RTOL)
+
+
+@check("net/f32")
+def network_float32():
+    """float32 default dtype, and logits of magnitude 1e4 (the seeds' naive exp overflows there)."""
+    for head in jaxmlp.HEADS:
+        for act in ("sigmoid", "relu"):
+            model, params, x, y = problem(act, head, 3, 8, 16, dtype=jnp.float32, seed=5)
+            ref = _autodiff(model, params, x, y, 0.01, 0.1)
+            got = jaxmlp.value_and_grad(model, params, x, y, l1=0.01, l2=0.1)
+            yield Row.from_comparison(f"net/f32/{act}/{head}", MATRIX, compare_trees(got, ref, F32_RTOL), F32_RTOL)
+        # Large logits: identity hidden layer, inputs scaled so |Z^L| ~ 1e4.
+        model, params, x, y = problem("identity", head, 2, 4, 8, dtype=jnp.float32, seed=6, x_scale=1e4)
+        zmax = float(jnp.max(jnp.abs(jaxmlp.forward(model, params, x)[0][-1])))
+        ref = _autodiff(model, params, x, y, 0.0, 0.0)
+        got = jaxmlp.value_and_grad(model, params, x, y)
+        cmp = compare_trees(got, ref, F32_RTOL)
+        cmp.where = f"max|Z^L|={zmax:.3g}; {cmp.where}"
+        if zmax < 1e3:
+            cmp.ok = False
+        yield Row.from_comparison(f"net/f32_large_logits/{head}", "stable logsumexp / log-sigmoid", cmp, F32_RTOL)
+
+
+def _finite_differences(f, params, h=FD_STEP):
+    flat, unravel = ravel_pytree(params)
+    eye = jnp.eye(flat.size, dtype=flat.dtype)
+    fv = jax.jit(jax.vmap(lambda e: (f(unravel(flat + h * e)) - f(unravel(flat - h * e))) / (2 * h)))
+    return unravel(fv(eye))
+
+
+@check("net/finite_diff")
+def network_finite_differences():
+    """Central differences in float64 on every parameter, for every activation x head, with L1+L2."""
+    for i, (act, head) in enumerate(itertools.product(jaxmlp.ACTIVATIONS, jaxmlp.HEADS)):
+        model, params, x, y = problem(act, head, 3, 3, 5, seed=10 + i)
+        l1, l2 = REGS["l1+l2"]
+        fd = _finite_differences(lambda p: jaxmlp.loss(model, p, x, y, l1=l1, l2=l2, check=False), params)
+        _, g = jaxmlp.value_and_grad(model, params, x, y, l1=l1, l2=l2)
+        yield Row.from_comparison(f"net/finite_diff/{act}/{head}", "central differences, h=1e-6, float64",
+                                  compare_trees(g, fd, FD_RTOL), FD_RTOL)
+
+
+def manual_loss(model, x, y, l1=0.0, l2=0.0):
+    """``params -> J`` as a ``jax.custom_vjp`` whose backward is the hand-derived gradient."""
+
+    @jax.custom_vjp
+    def f(params):
+        return jaxmlp.loss(model, params, x, y, l1=l1, l2=l2, check=False)
+
+    def fwd(params):
+        v, g = jaxmlp.value_and_grad(model, params, x, y, l1=l1, l2=l2, check=False)
+        return v, g
+
+    def bwd(g, ct):
+        return (jax.tree.map(lambda t: ct * t, g),)
+
+    f.defvjp(fwd, bwd)
+    return f
+
+
+@check("net/check_grads")
+def network_check_grads():
+    """jax.test_util.check_grads (reverse mode vs numerical) on the custom_vjp of the manual backward."""
+    for i, head in enumerate(jaxmlp.HEADS):
+        act = list(jaxmlp.ACTIVATIONS)[i % len(jaxmlp.ACTIVATIONS)]
+        model, params, x, y = problem(act, head, 3, 4, 6, seed=30 + i)
+        f = manual_loss(model, x, y, 0.01, 0.1)
+        try:
+            check_grads(f, (params,), order=1, modes=["rev"], atol=CHECK_GRADS_TOL, rtol=CHECK_GRADS_TOL)
+            cmp = Comparison(0.0, 0.0, True, "check_grads passed")
+        except AssertionError as e:
+            cmp = Comparison(np.inf, np.inf, False, str(e).splitlines()[0][:200])
+        yield Row.from_comparison(f"net/check_grads/{act}/{head}", "custom_vjp(manual backward) vs numerical",
+                                  cmp, CHECK_GRADS_TOL)

@@ -1,0 +1,52 @@
+"""The report row and the registry of checks."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable, Iterator, List
+
+from verification.compare import Comparison
+
+
+@dataclasses.dataclass
+class Row:
+    """One check: what it verifies, how far off it was, and PASS/FAIL."""
+
+    name: str
+    derivation: str  # seed and equation the check verifies
+    max_abs: float
+    max_rel: float
+    tol: float
+    passed: bool
+    where: str = ""  # worst leaf and index, or why it failed
+
+    @classmethod
+    def from_comparison(cls, name, derivation, cmp: Comparison, tol) -> "Row":
+        return cls(name, derivation, cmp.max_abs, cmp.max_rel, tol, cmp.ok and cmp.max_rel <= tol, cmp.where)
+
+    def as_dict(self):
+        d = dataclasses.asdict(self)
+        for k in ("max_abs", "max_rel"):
+            if not math.isfinite(d[k]):
+                d[k] = str(d[k])
+        d["status"] = "PASS" if self.passed else "FAIL"
+        return d
+
+
+CHECKS: List[Callable[[], Iterator[Row]]] = []
+
+
+def check(*prefixes: str):
+    """Register a generator of rows whose names start with one of ``prefixes``."""
+
+    def register(fn):
+        fn.prefixes = prefixes
+        CHECKS.append(fn)
+        return fn
+
+    return register
+
+
+def selected(fn, only) -> bool:
+    """Whether check ``fn`` can yield a row matching one of the ``only`` prefixes."""
+    return only is None or any(o.startswith(p) or p.startswith(o) for o in only for p in fn.prefixes)

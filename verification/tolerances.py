@@ -1,0 +1,32 @@
+"""Named tolerances of the verification, each with its reason.
+
+Errors are *normwise per leaf*: ``max|manual - ref| / max(max|ref|, tiny)``,
+so that a leaf whose entries are near zero does not turn rounding noise into a
+huge elementwise ratio.
+"""
+
+# float64: hand-derived and autodiff gradients compute the same sums in a
+# different order; each leaf's error is a few ulps of its largest entry
+# (~1e-16), so 1e-12 leaves four orders of headroom and still catches any
+# real mistake (a wrong term is O(1) relative).
+F64_RTOL = 1e-12
+
+# float32: the same reasoning at eps32 ~ 1.2e-7; deep sigmoid nets lose a
+# little more through cancellation, so 1e-5 relative.
+F32_RTOL = 1e-5
+
+# Central finite differences in float64 with step FD_STEP: truncation error
+# O(h^2 * f''') ~ 1e-12 plus cancellation eps/h ~ 1e-10, relative to the leaf
+# scale; 1e-6 bounds both with margin on these smooth, small problems.
+FD_STEP = 1e-6
+FD_RTOL = 1e-6
+
+# jax.test_util.check_grads compares the custom_vjp's reverse mode with its
+# own numerical directional derivatives (eps 1e-6 in float64); its tolerances
+# are absolute+relative per entry.  1e-5 is its documented float64 default.
+CHECK_GRADS_TOL = 1e-5
+
+# Optimizer trajectories (issue 3): same problem, both sides jitted, different
+# operation order, after 1000 steps.
+OPT_F32_RTOL = 1e-6
+OPT_F64_RTOL = 1e-12
