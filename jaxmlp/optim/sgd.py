@@ -1,0 +1,42 @@
+r"""Plain gradient descent, optionally with seed 000's L2 weight decay."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import optax
+
+from jaxmlp.optim import _validate
+
+
+class SgdState(NamedTuple):
+    """Gradient descent keeps no state."""
+
+
+def sgd(lr: float, weight_decay: float = 0.0) -> optax.GradientTransformation:
+    r"""Gradient descent (seed 000 "batch gradient descent"; seed 002 with the sign corrected).
+
+    .. math::  \theta \leftarrow \theta - \alpha\,(g + \lambda\theta) = (1-\alpha\lambda)\theta - \alpha g
+
+    With ``weight_decay`` :math:`\lambda > 0` this is seed 000's L2 regularisation
+    written as weight decay.  Seed 002 prints :math:`p \to t\nabla C(p)` (the
+    ``p -`` is missing); the update here is the corrected one.
+
+    Optax baseline: ``optax.sgd(lr)``, and
+    ``optax.chain(optax.add_decayed_weights(wd), optax.sgd(lr))`` with decay.
+    """
+    lr = _validate.positive("lr", lr)
+    weight_decay = _validate.non_negative("weight_decay", weight_decay)
+
+    def init(params):
+        del params
+        return SgdState()
+
+    def update(grads, state, params=None):
+        if weight_decay:
+            if params is None:
+                raise ValueError("params: sgd(weight_decay > 0) needs the params passed to update")
+            grads = jax.tree.map(lambda g, p: g + weight_decay * p, grads, params)
+        return jax.tree.map(lambda g: -lr * g, grads), state
+
+    return optax.GradientTransformation(init, update)
