@@ -1,5 +1,6 @@
 """jaxmlp: multilayer perceptrons with hand-derived backprop, verified against autodiff."""
 from jaxmlp.activations import ACTIVATIONS, Activation, get_activation
+from jaxmlp import data, optim, train
 from jaxmlp.backprop import backward, forward, loss, predict, value_and_grad
 from jaxmlp.dense import Dense, dense_backward, dense_forward
 from jaxmlp.heads import HEADS, Head, get_head
@@ -18,6 +19,7 @@ __all__ = [
     "INIT_SCHEMES",
     "MLP",
     "backward",
+    "data",
     "dense_backward",
     "dense_forward",
     "forward",
@@ -26,8 +28,10 @@ __all__ = [
     "init",
     "lemma1_grad",
     "loss",
+    "optim",
     "penalty",
     "penalty_grad",
     "predict",
+    "train",
     "value_and_grad",
 ]

@@ -67,7 +67,8 @@ def trajectory(opt, grad_fn, params, steps=STEPS):
 
         return jax.lax.scan(step, (params, opt.init(params)), None, length=steps)[1]
 
-    return run(params)
+    with jax.numpy_dtype_promotion("standard"):  # Optax mixes int32 step counts with floats
+        return run(params)
 
 
 def problems(dtype):
@@ -103,9 +104,8 @@ def optimizer_trajectories():
             for name, mine, base, how in pairs(lr, mask):
                 if mask is None and name == "adamw_masked":
                     mine, base = optim.adamw(lr, weight_decay=0.05), optax.adamw(lr, weight_decay=0.05)
-                with jax.numpy_dtype_promotion("standard"):  # Optax mixes int32 counts with floats
-                    a = trajectory(mine, grad_fn, params)
-                    b = trajectory(base, grad_fn, params)
+                a = trajectory(mine, grad_fn, params)
+                b = trajectory(base, grad_fn, params)
                 exact = all(np.array_equal(u, v) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
                 cmp = compare_trees(a, b, tol)
                 cmp.where = f"exact ({how})" if exact else f"{how}; worst at {cmp.where}"

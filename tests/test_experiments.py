@@ -1,0 +1,45 @@
+"""Every experiment runs from the command line (short runs) and writes metrics.json and its figure."""
+import json
+import pathlib
+
+import jax
+import pytest
+
+from jaxmlp.cli import EXPERIMENTS, main
+
+SHORT = {"higham": ["--steps", "2000", "--seeds", "2"], "spiral": ["--steps", "300"], "regression": [],
+         "testnets": [], "optimizers": ["--steps", "40"], "digits": ["--steps", "300"]}
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_runs(name, tmp_path):
+    with jax.numpy_dtype_promotion("standard"):  # the Optax baselines are not strict-promotion clean
+        assert main(["run", name, "--out", str(tmp_path)] + SHORT[name]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["experiment"] == name
+    if name != "testnets":
+        assert list(tmp_path.glob("*.png"))
+
+
+def test_regression_matches_the_tutorial_numpy_loop(tmp_path):
+    main(["run", "regression", "--out", str(tmp_path)])
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["max_rel_weight_diff_vs_numpy"] < 1e-12 and m["final_loss"] < 1e-3 * m["initial_loss"]
+
+
+def test_testnets_intermediates_match_autodiff(tmp_path):
+    main(["run", "testnets", "--out", str(tmp_path)])
+    assert json.loads((tmp_path / "metrics.json").read_text())["passed"]
+
+
+def test_usage_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["run", "nope"])
+    assert e.value.code == 2
+
+
+def test_readme_test_command_is_what_ci_runs():
+    root = pathlib.Path(__file__).resolve().parents[1]
+    readme, ci = (root / "README.md").read_text(), (root / ".ci" / "run").read_text()
+    assert 'pip install ".[test]" && python -m pytest -n 2' in readme
+    assert "grep -m1 -E '^pip install \"\\.\\[test\\]\"' README.md" in ci

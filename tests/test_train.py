@@ -1,0 +1,107 @@
+"""Training loops: every sampling scheme, jitted, deterministic, pluggable gradients, no recompiles."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxmlp
+from jaxmlp import optim
+from jaxmlp import train as T
+
+MODEL = jaxmlp.MLP((2, 6, 3), "tanh", "softmax_cross_entropy")
+X = jax.random.normal(jax.random.key(0), (24, 2), jnp.float64)
+Y = jnp.argmax(X @ jnp.array([[1.0, -1.0, 0.2], [0.5, 0.3, -1.0]]), axis=1).astype(jnp.int32)
+P0 = jaxmlp.init(MODEL, jax.random.key(1), dtype=jnp.float64)
+SCHEMES = [("full_batch", None), ("sgd_replacement", None), ("sgd_replacement", 4), ("sgd_shuffle", None),
+           ("minibatch", 8), ("minibatch", 5)]
+GRAD = T.manual_grad(MODEL, l2=1e-3)
+OPT = optim.momentum(0.5, 0.9)
+
+
+def _run(scheme, b, key=3, steps=240, **kw):
+    return T.train(GRAD, OPT, P0, X, Y, key=jax.random.key(key), steps=steps, scheme=scheme, batch_size=b,
+                   log_every=40, progress=False, **kw)
+
+
+@pytest.mark.parametrize("scheme, b", SCHEMES)
+def test_scheme_trains_and_is_deterministic(scheme, b):
+    r1, r2 = _run(scheme, b), _run(scheme, b)
+    assert r1.losses[-1] < 0.8 * r1.losses[0]
+    assert list(r1.steps) == [0, 40, 80, 120, 160, 200, 240]
+    assert all(np.array_equal(a, c) for a, c in zip(jax.tree.leaves(r1.params), jax.tree.leaves(r2.params)))
+    r3 = _run(scheme, b, key=4)
+    if scheme != "full_batch":
+        assert not np.array_equal(r1.losses, r3.losses)
+
+
+@pytest.mark.parametrize("scheme, b", SCHEMES)
+def test_manual_and_autodiff_gradients_give_the_same_run(scheme, b):
+    auto = T.autodiff_grad(MODEL, l2=1e-3)
+    r1 = _run(scheme, b)
+    r2 = T.train(auto, OPT, P0, X, Y, key=jax.random.key(3), steps=240, scheme=scheme, batch_size=b, log_every=40,
+                 progress=False)
+    np.testing.assert_allclose(r1.losses, r2.losses, rtol=1e-10)
+
+
+def test_full_batch_step_is_gradient_descent():
+    r = T.train(GRAD, optim.sgd(0.1), P0, X, Y, key=jax.random.key(0), steps=1, log_every=1, progress=False)
+    _, g = jaxmlp.value_and_grad(MODEL, P0, X, Y, l2=1e-3)
+    expect = jax.tree.map(lambda p, d: p - 0.1 * d, P0, g)
+    assert all(np.allclose(a, e, rtol=1e-14) for a, e in zip(jax.tree.leaves(r.params), jax.tree.leaves(expect)))
+
+
+def test_shuffle_visits_every_example_once_per_epoch():
+    idx = []
+    perm = jnp.zeros(24, jnp.int32)
+    for s in range(48):
+        i, perm = T._batch_indices(jax.random.key(0), jnp.int32(s), perm, 24, "sgd_shuffle", 1)
+        idx.append(int(i[0]))
+    assert sorted(idx[:24]) == list(range(24)) and sorted(idx[24:]) == list(range(24)) and idx[:24] != idx[24:]
+
+
+def test_resume_in_two_parts_equals_one_run():
+    whole = _run("minibatch", 5)
+    half = _run("minibatch", 5, steps=120)
+    rest = T.train(GRAD, OPT, half.params, X, Y, key=jax.random.key(3), steps=120, scheme="minibatch", batch_size=5,
+                   log_every=40, progress=False, opt_state=half.opt_state, start_step=120)
+    assert all(np.array_equal(a, c) for a, c in zip(jax.tree.leaves(whole.params), jax.tree.leaves(rest.params)))
+
+
+def test_second_call_does_not_recompile():
+    _run("minibatch", 8, steps=80)
+    before = T._run_chunk._cache_size()
+    _run("minibatch", 8, steps=80, key=9)
+    assert T._run_chunk._cache_size() == before
+
+
+def test_ragged_steps_and_chunks():
+    r = T.train(GRAD, OPT, P0, X, Y, key=jax.random.key(0), steps=130, log_every=40, chunk_steps=80, progress=False)
+    assert list(r.steps) == [0, 40, 80, 120, 130] and len(r.losses) == 5
+
+
+def test_progress_bar_runs(capsys):
+    r = T.train(GRAD, OPT, P0, X, Y, key=jax.random.key(0), steps=100, log_every=10, chunk_steps=50, progress=True)
+    assert len(r.losses) == 11
+    assert "100/100" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kw, err, msg", [
+    ({"steps": 0}, ValueError, "steps: expected an int >= 1, got 0"),
+    ({"scheme": "online"}, ValueError, "scheme: expected one of"),
+    ({"scheme": "minibatch", "batch_size": 25}, ValueError, r"batch_size: expected an int in \[1, 24\]"),
+    ({"scheme": "sgd_shuffle", "batch_size": 4}, ValueError, "sgd_shuffle uses one example per step"),
+    ({"log_every": 0}, ValueError, "log_every: expected an int >= 1"),
+])
+def test_bad_arguments(kw, err, msg):
+    args = {"key": jax.random.key(0), "steps": 10, **kw}
+    with pytest.raises(err, match=msg):
+        T.train(GRAD, OPT, P0, X, Y, **args)
+
+
+def test_bad_data_and_optimizer():
+    with pytest.raises(ValueError, match=r"y: expected 24 rows to match x, got shape \(23,\)"):
+        T.train(GRAD, OPT, P0, X, Y[:23], key=jax.random.key(0), steps=1)
+    with pytest.raises(ValueError, match="x: expected at least one example"):
+        T.train(GRAD, OPT, P0, X[:0], Y[:0], key=jax.random.key(0), steps=1)
+    with pytest.raises(TypeError, match="optimizer: expected an optax.GradientTransformation"):
+        T.train(GRAD, "adam", P0, X, Y, key=jax.random.key(0), steps=1)
