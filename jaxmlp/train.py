@@ -173,8 +173,7 @@ def train(grad_fn: Callable, optimizer: optax.GradientTransformation, params, x,
         logged += [step + block * (i + 1) for i in range(n_blocks)]
         step += block * n_blocks
         if bar is not None:
-            bar.update(block * n_blocks)
-            bar.set_postfix(loss=f"{float(chunk[-1]):.4g}")
+            bar.update(block * n_blocks)  # no device sync here: the loss is read after the loop
     if bar is not None:
         bar.close()
     losses = np.concatenate([np.atleast_1d(np.asarray(l)) for l in losses])
