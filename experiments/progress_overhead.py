@@ -2,7 +2,7 @@
 
 Higham's 2-2-3-2 network, SGD with replacement, STEPS steps in chunks of
 CHUNK; the same run with the bar on and off, after a warm-up, median of
-REPEATS, each timed to block_until_ready.  Prints and writes JSON.
+REPEATS interleaved runs, each timed to block_until_ready.  Prints and writes JSON.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from jaxmlp import train as T
 
 STEPS = 200_000
 CHUNK = 10_000
-REPEATS = 5
+REPEATS = 9
 OUT = "results/progress_overhead.json"
 
 
@@ -41,8 +41,10 @@ def main():
     stderr, sys.stderr = sys.stderr, io.StringIO()  # the bar draws into a buffer, not the terminal
     try:
         run(False), run(True)  # warm-up: compile
-        off = [run(False) for _ in range(REPEATS)]
-        on = [run(True) for _ in range(REPEATS)]
+        off, on = [], []
+        for _ in range(REPEATS):  # interleaved, so drift in the machine hits both alike
+            off.append(run(False))
+            on.append(run(True))
     finally:
         sys.stderr = stderr
     res = {"steps": STEPS, "chunk_steps": CHUNK, "repeats": REPEATS, "median_s_off": statistics.median(off),

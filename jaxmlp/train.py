@@ -131,7 +131,7 @@ def _progress_bar(progress, total, initial):
         from tqdm.auto import tqdm
     except ImportError as e:  # pragma: no cover - tqdm is in the [experiments] extra
         raise ImportError("progress=True needs tqdm: pip install 'jaxmlp[experiments]'") from e
-    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
+    return tqdm(total=total, initial=initial, unit="step", mininterval=0.5)
 
 
 def train(grad_fn: Callable, optimizer: optax.GradientTransformation, params, x, y, *, key: jax.Array, steps: int,
