@@ -30,3 +30,12 @@ CHECK_GRADS_TOL = 1e-5
 # operation order, after 1000 steps.
 OPT_F32_RTOL = 1e-6
 OPT_F64_RTOL = 1e-12
+
+# Levenberg-Marquardt step forms (issue 4): two Cholesky solves and a dense
+# LU solve of systems with condition numbers up to ~1e6 (mu = 1e-3) lose
+# about six digits of float64's sixteen: 1e-10 relative.
+LM_STEP_RTOL = 1e-10
+
+# A printed erratum "fails" when it is off by at least this much relative to
+# the truth: far above any rounding, so a FAIL is a wrong formula, not noise.
+ERRATUM_MIN_REL = 1e-3

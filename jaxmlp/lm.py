@@ -1,0 +1,131 @@
+r"""Levenberg-Marquardt training (seed 002), with both step forms and two damping schedules.
+
+With :math:`J = \partial r/\partial p` for :math:`r = \mathrm{vec}(Y - F)`
+(so :math:`J = -J_F`), seed 002's step
+:math:`p \leftarrow p + (J_F^\top J_F + \mu I)^{-1} J_F^\top (y - F)` reads
+
+.. math::  \delta p = -(J^\top J + \mu I)^{-1} J^\top r \qquad (n \times n,\ \text{"normal" form}).
+
+When there are more parameters :math:`n` than residuals :math:`R`, the
+push-through identity :math:`(J^\top J + \mu I)^{-1} J^\top = J^\top (J J^\top + \mu I)^{-1}`
+(the Woodbury identity applied to :math:`\mu I + J^\top J`) gives the
+:math:`R \times R` form
+
+.. math::  \delta p = -J^\top (J J^\top + \mu I)^{-1} r \qquad (\text{"woodbury" form}).
+
+Seed 002 prints Woodbury without its leading :math:`A^{-1} -` and the LM
+specialisation with one :math:`\lambda^{-1}` too many; the correct one is
+:math:`(\lambda I + J^\top J)^{-1} = \lambda^{-1}(I - J^\top(\lambda I + J J^\top)^{-1} J)`.
+Both systems are solved by Cholesky (``cho_factor`` / ``cho_solve``), never
+an explicit inverse.  The cost is :math:`\|r\|^2` (the MATLAB scale, Σ‖y − F‖²).
+
+Damping:
+
+* ``"trainlm"`` (MATLAB): :math:`\mu_0 = 10^{-3}`; a step that lowers the cost
+  is accepted and :math:`\mu \leftarrow 0.1\mu`; otherwise it is rejected and
+  :math:`\mu \leftarrow 10\mu`; stop when :math:`\mu > 10^{10}`.
+* ``"nielsen"`` (Nielsen 1999; Madsen, Nielsen & Tingleff): gain ratio
+  :math:`\rho = (C(p) - C(p+\delta)) / (L(0) - L(\delta))` with the model
+  decrease :math:`L(0) - L(\delta) = \delta^\top(\mu\delta - 2J^\top r)` for
+  :math:`C = \|r\|^2`; accept if :math:`\rho > 0` and set
+  :math:`\mu \leftarrow \mu\max(1/3, 1 - (2\rho - 1)^3),\ \nu = 2`; else
+  :math:`\mu \leftarrow \nu\mu,\ \nu \leftarrow 2\nu`.  :math:`\mu_0 = 10^{-3}\max\mathrm{diag}(J^\top J)`.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+from jax.scipy.linalg import cho_factor, cho_solve
+
+from jaxmlp import _checks
+from jaxmlp.jacobian import check_least_squares, jacobian, residuals
+
+FORMS = ("auto", "normal", "woodbury")
+DAMPINGS = ("trainlm", "nielsen")
+
+
+def lm_step(J, r, mu, form="auto"):
+    """The LM step :math:`\\delta p` for Jacobian ``J`` (R, n), residuals ``r`` (R,), damping ``mu``."""
+    if form not in FORMS:
+        raise ValueError(f"form: expected one of {list(FORMS)}, got {form!r}")
+    rows, n = J.shape
+    if form == "auto":
+        form = "normal" if n <= rows else "woodbury"
+    if form == "normal":
+        A = J.T @ J + mu * jnp.eye(n, dtype=J.dtype)  # (n, n)
+        return -cho_solve(cho_factor(A), J.T @ r)
+    A = J @ J.T + mu * jnp.eye(rows, dtype=J.dtype)  # (R, R)
+    return -(J.T @ cho_solve(cho_factor(A), r))
+
+
+class LMResult(NamedTuple):
+    """Result of :func:`levenberg_marquardt`; histories have one entry per iteration (trial step)."""
+
+    params: tuple
+    cost: jax.Array  # (max_iters + 1,) ||r||^2 before each trial (entry 0: initial); NaN past n_iters
+    mu: jax.Array  # (max_iters,) damping used by each trial
+    accepted: jax.Array  # (max_iters,) bool
+    n_iters: jax.Array  # trials taken
+    reason: jax.Array  # 0 max_iters, 1 cost <= cost_tol, 2 ||J^T r||_inf <= grad_tol, 3 mu > mu_max
+
+
+def levenberg_marquardt(model, params, x, y, *, max_iters=100, damping="trainlm", form="auto", mu0=None,
+                        cost_tol=0.0, grad_tol=1e-12, mu_max=1e10, check=True) -> LMResult:
+    """Train ``params`` by Levenberg-Marquardt inside one ``lax.while_loop`` (jittable, model static)."""
+    check_least_squares(model)
+    if damping not in DAMPINGS:
+        raise ValueError(f"damping: expected one of {list(DAMPINGS)}, got {damping!r}")
+    if form not in FORMS:
+        raise ValueError(f"form: expected one of {list(FORMS)}, got {form!r}")
+    if isinstance(max_iters, bool) or not isinstance(max_iters, int) or max_iters < 1:
+        raise ValueError(f"max_iters: expected an int >= 1, got {max_iters!r}")
+    if mu0 is not None and _checks.is_concrete(mu0) and not mu0 > 0:
+        raise ValueError(f"mu0: expected a damping > 0, got {mu0!r}")
+    x, y = _checks.check_all(model, params, x, y, check=check)
+    flat, unravel = ravel_pytree(params)
+    dt = flat.dtype
+
+    def lin(f):
+        p = unravel(f)
+        r = residuals(model, p, x, y, check=False)
+        return r, jacobian(model, p, x, check=False)
+
+    r, J = lin(flat)
+    cost = r @ r
+    if mu0 is None:
+        mu0 = 1e-3 * jnp.max(jnp.sum(J * J, axis=0)) if damping == "nielsen" else 1e-3
+    mu = jnp.asarray(mu0, dt)
+    nan = jnp.full((max_iters,), jnp.nan, dt)
+    hist = (jnp.full((max_iters + 1,), jnp.nan, dt).at[0].set(cost), nan, jnp.zeros((max_iters,), bool))
+
+    def reason(cost, g, mu, it):
+        return jnp.where(cost <= cost_tol, 1, jnp.where(jnp.max(jnp.abs(g)) <= grad_tol, 2,
+                         jnp.where(mu > mu_max, 3, jnp.where(it >= max_iters, 0, -1))))
+
+    def body(c):
+        f, r, J, cost, mu, nu, it, (hc, hm, ha), _ = c
+        g = J.T @ r  # half the gradient of ||r||^2
+        d = lm_step(J, r, mu, form)
+        f_new = f + d
+        r_new, J_new = lin(f_new)
+        cost_new = r_new @ r_new
+        if damping == "trainlm":
+            ok = cost_new < cost
+            mu_next, nu_next = jnp.where(ok, 0.1 * mu, 10 * mu), nu
+        else:
+            rho = (cost - cost_new) / (d @ (mu * d - 2 * g))
+            ok = rho > 0
+            mu_next = jnp.where(ok, mu * jnp.maximum(1 / 3, 1 - (2 * rho - 1) ** 3), mu * nu)
+            nu_next = jnp.where(ok, 2.0, 2 * nu).astype(dt)
+        pick = lambda a, b: jnp.where(ok, a, b)  # noqa: E731
+        f, r, J, cost = pick(f_new, f), pick(r_new, r), pick(J_new, J), pick(cost_new, cost)
+        hist = (hc.at[it + 1].set(cost), hm.at[it].set(mu), ha.at[it].set(ok))
+        return f, r, J, cost, mu_next, nu_next, it + 1, hist, reason(cost, J.T @ r, mu_next, it + 1)
+
+    init = (flat, r, J, cost, mu, jnp.asarray(2.0, dt), jnp.asarray(0, jnp.int32), hist,
+            reason(cost, J.T @ r, mu, 0))
+    f, _, _, _, _, _, it, (hc, hm, ha), why = jax.lax.while_loop(lambda c: c[-1] < 0, body, init)
+    return LMResult(unravel(f), hc, hm, ha, it, why)
