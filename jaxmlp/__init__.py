@@ -4,7 +4,10 @@ from jaxmlp import data, optim, train
 from jaxmlp.backprop import backward, forward, loss, predict, value_and_grad
 from jaxmlp.dense import Dense, dense_backward, dense_forward
 from jaxmlp.heads import HEADS, Head, get_head
+from jaxmlp.jacobian import jacobian as residual_jacobian
+from jaxmlp.jacobian import residuals
 from jaxmlp.lemma1 import lemma1_grad
+from jaxmlp.lm import LMResult, levenberg_marquardt, lm_step
 from jaxmlp.model import INIT_SCHEMES, MLP, init
 from jaxmlp.regularizers import penalty, penalty_grad
 
@@ -17,6 +20,7 @@ __all__ = [
     "HEADS",
     "Head",
     "INIT_SCHEMES",
+    "LMResult",
     "MLP",
     "backward",
     "data",
@@ -27,11 +31,15 @@ __all__ = [
     "get_head",
     "init",
     "lemma1_grad",
+    "levenberg_marquardt",
+    "lm_step",
     "loss",
     "optim",
     "penalty",
     "penalty_grad",
     "predict",
+    "residual_jacobian",
+    "residuals",
     "train",
     "value_and_grad",
 ]

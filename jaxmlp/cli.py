@@ -13,7 +13,7 @@ import importlib
 import os
 import sys
 
-EXPERIMENTS = ("higham", "spiral", "regression", "testnets", "optimizers", "digits")
+EXPERIMENTS = ("higham", "spiral", "regression", "testnets", "optimizers", "digits", "lm-higham")
 
 
 def main(argv=None) -> int:
@@ -34,7 +34,7 @@ def main(argv=None) -> int:
         base = None
     status = 0
     for name in names:
-        module = importlib.import_module(f"experiments.{name}")
+        module = importlib.import_module(f"experiments.{name.replace('-', '_')}")
         extra = ["--out", os.path.join(base, name)] if base else []
         try:
             module.main(rest + extra)
