@@ -107,7 +107,7 @@ def test_relu_derivative_at_zero_follows_jax_nn_relu():
     assert act.derivative(z, act.forward(z))[1] == 0
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(
     sizes=st.lists(st.integers(1, 6), min_size=2, max_size=5),
     act=st.sampled_from(sorted(jaxmlp.ACTIVATIONS)),

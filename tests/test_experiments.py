@@ -19,17 +19,10 @@ def test_experiment_runs(name, tmp_path):
     assert metrics["experiment"] == name
     if name != "testnets":
         assert list(tmp_path.glob("*.png"))
-
-
-def test_regression_matches_the_tutorial_numpy_loop(tmp_path):
-    main(["run", "regression", "--out", str(tmp_path)])
-    m = json.loads((tmp_path / "metrics.json").read_text())
-    assert m["max_rel_weight_diff_vs_numpy"] < 1e-12 and m["final_loss"] < 1e-3 * m["initial_loss"]
-
-
-def test_testnets_intermediates_match_autodiff(tmp_path):
-    main(["run", "testnets", "--out", str(tmp_path)])
-    assert json.loads((tmp_path / "metrics.json").read_text())["passed"]
+    if name == "regression":  # full length: the tutorial's numpy loop from the same weights
+        assert metrics["max_rel_weight_diff_vs_numpy"] < 1e-12 and metrics["final_loss"] < 1e-3 * metrics["initial_loss"]
+    if name == "testnets":  # every intermediate equals jax.grad's
+        assert metrics["passed"]
 
 
 def test_usage_errors_exit_2(capsys):
