@@ -7,6 +7,7 @@ import jax
 
 from verification.compare import Comparison, compare_trees
 from verification import rows
+from verification.checker import Report, assert_gradients_match, check_gradients
 from verification.rows import CHECKS, Row
 from verification.tolerances import F32_RTOL, F64_RTOL, FD_RTOL
 
@@ -30,4 +31,4 @@ def run_checks(selected=None):
                 yield row
 
 
-__all__ = ["CHECKS", "Comparison", "F32_RTOL", "F64_RTOL", "FD_RTOL", "Row", "compare_trees", "configure", "run_checks"]
+__all__ = ["CHECKS", "Comparison", "Report", "assert_gradients_match", "check_gradients", "F32_RTOL", "F64_RTOL", "FD_RTOL", "Row", "compare_trees", "configure", "run_checks"]

@@ -1,0 +1,143 @@
+"""Name the likely cause of a gradient mismatch, with the evidence.
+
+Each test fits one pattern of the usual hand-derivation bugs to the failing
+leaf ``a`` (manual) against ``b`` (``jax.grad``), with ``p`` the parameter
+leaf and ``d = a - b``:
+
+==========================  ==============================================================
+cause                       evidence
+==========================  ==============================================================
+overflow                    ``a`` non-finite where ``b`` is finite (naive exp at large logits)
+transposed                  ``a.T == b``
+missing 1/m / extra 1/m     ``a = c b`` with ``c = m`` (or ``1/m``), m a batch size of the inputs
+sign flipped                ``a = -b``
+factor 1/2                  ``a = 2 b`` or ``a = b / 2`` (a ½ in the loss, e.g. ½‖·‖²)
+scale                       ``a = c b`` for another constant c
+missing/extra L2            ``d = ∓λ p``
+missing/extra L1            ``d = ∓λ sign(p)``
+constant offset             ``d = const`` (e.g. seed 000's printed L1 term, ``+λ``)
+wrong layer                 ``a`` equals the reference of another leaf of the same shape
+relu subgradient at 0       the mismatch vanishes when the parameters move by 1e-6 (a kink)
+==========================  ==============================================================
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+
+FIT_RTOL = 1e-5  # a pattern "fits" when it explains d to this relative residual (above float32 noise)
+
+
+@dataclasses.dataclass
+class Diagnosis:
+    leaf: str
+    cause: str
+    evidence: str
+
+
+def _close(x, y):
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    return x.shape == y.shape and np.linalg.norm(x - y) <= FIT_RTOL * max(np.linalg.norm(y), 1e-300)
+
+
+def _fit(d, basis):
+    """Least-squares ``d ≈ α basis``: returns (α, relative residual)."""
+    d, basis = np.ravel(d).astype(np.float64), np.ravel(basis).astype(np.float64)
+    nb = basis @ basis
+    if nb == 0:
+        return 0.0, np.inf
+    alpha = (d @ basis) / nb
+    return alpha, np.linalg.norm(d - alpha * basis) / max(np.linalg.norm(d), 1e-300)
+
+
+def _scale_cause(c, batch_sizes):
+    near = lambda u, v: abs(u - v) <= FIT_RTOL * max(abs(v), 1)  # noqa: E731
+    for m in sorted(batch_sizes):
+        if m > 1 and near(c, m):
+            return "missing 1/m", f"manual = {c:.6g} x autodiff, and m = {m} is the batch size"
+        if m > 1 and near(c * m, 1):
+            return "extra 1/m", f"manual = autodiff / {1 / c:.6g}, and m = {m}: the loss sums but the gradient averages"
+    if near(c, -1):
+        return "sign flipped", "manual = -1 x autodiff"
+    if near(c, 2) or near(c, 0.5):
+        return "factor 1/2", f"manual = {c:.6g} x autodiff: a 1/2 in the loss (e.g. 1/2 ||.||^2) is dropped or doubled"
+    return "scale", f"manual = {c:.6g} x autodiff (a constant factor)"
+
+
+def _leaf_cause(a, b, p, batch_sizes, strengths):
+    a, b, p = (np.asarray(t, np.float64) for t in (a, b, p))
+    if a.shape != b.shape or (a.ndim == 2 and a.shape[0] == a.shape[1] and not _close(a, b)):
+        if a.ndim == 2 and a.T.shape == b.shape and _close(a.T, b):
+            return "transposed", f"manual has shape {a.shape}; its transpose equals autodiff's {b.shape}"
+        if a.shape != b.shape:
+            return "shape", f"manual shape {a.shape} vs autodiff {b.shape}"
+    if not np.all(np.isfinite(a)) and np.all(np.isfinite(b)):
+        n = int(np.sum(~np.isfinite(a)))
+        return "overflow", (f"{n} non-finite manual entries where autodiff is finite: an exp/log overflowed "
+                            f"(use logsumexp / a stable log-sigmoid)")
+    c, res = _fit(a, b)
+    if res <= FIT_RTOL and c != 0:
+        return _scale_cause(c, batch_sizes)
+    d = a - b
+    lam = ", ".join(f"{k}={v:g}" for k, v in strengths.items())
+    for name, basis in (("L2", p), ("L1", np.sign(p))):
+        alpha, res = _fit(d, basis)
+        if res <= FIT_RTOL and alpha != 0:
+            kind = "extra" if alpha > 0 else "missing"
+            sym = "lambda W" if name == "L2" else "lambda sign(W)"
+            return f"{kind} {name}", (f"manual - autodiff = {alpha:+.6g} x {sym.split(' ', 1)[1]}, i.e. a {kind} "
+                                      f"{name} term with lambda = {abs(alpha):.6g}" + (f" (given {lam})" if lam else ""))
+    alpha, res = _fit(d, np.ones_like(d))
+    if res <= FIT_RTOL:
+        return "constant offset", f"manual - autodiff = {alpha:+.6g} everywhere (a constant where a sign(W) or W belongs?)"
+    return None
+
+
+def diagnose(manual, ref, params, args, report, rerun, strengths):
+    """A list of :class:`Diagnosis`, one per failing leaf (or one for the whole tree)."""
+    if report.structure_error:
+        return [Diagnosis("<tree>", "structure", report.structure_error)]
+    batch_sizes = {int(np.shape(a)[0]) for a in jax.tree.leaves(args) if np.ndim(a) >= 1}
+    m_leaves, r_leaves, p_leaves = jax.tree.leaves(manual), jax.tree.leaves(ref), jax.tree.leaves(params)
+    failing = [i for i, l in enumerate(report.leaves) if not l.passed]
+    out = []
+    for i in failing:
+        name = report.leaves[i].path
+        found = _leaf_cause(m_leaves[i], r_leaves[i], p_leaves[i], batch_sizes, strengths)
+        if found is None:
+            for j, rj in enumerate(r_leaves):
+                if j != i and _close(m_leaves[i], rj):
+                    found = ("wrong layer", f"manual {name} equals autodiff's {report.leaves[j].path}: "
+                                            f"gradients assigned to the wrong leaf/layer")
+                    break
+        if found is None and report.unregularised_passed and strengths:
+            found = ("regulariser term wrong", "the check passes with the regulariser off and fails with it on")
+        out.append(Diagnosis(name, *found) if found else None)
+    if any(d is None for d in out):
+        kink = _kink(params, rerun, report)
+        out = [d if d is not None else (Diagnosis(report.leaves[i].path, *kink) if kink else
+                                        Diagnosis(report.leaves[i].path, "unknown",
+                                                  f"no pattern fits (max rel {report.leaves[i].max_rel:.2e})"))
+               for d, i in zip(out, failing)]
+    return out
+
+
+def _kink(params, rerun, report):
+    """Does the mismatch vanish when every parameter moves by a relative 1e-6? Then it sits on a kink."""
+    key = jax.random.key(12345)
+    leaves, tree = jax.tree.flatten(params)
+    keys = jax.random.split(key, len(leaves))
+    moved = [l + 1e-6 * (np.abs(np.asarray(l)) + 1e-3) * jax.random.normal(k, np.shape(l), l.dtype)
+             for l, k in zip(leaves, keys)]
+    m, r = rerun(jax.tree.unflatten(tree, moved))
+    from verification.checker import compare_leaves
+
+    res, err = compare_leaves(m, r, report.rtol)
+    if not err and all(l.passed for l in res):
+        n = sum(1 for l in report.leaves if not l.passed)
+        return ("relu subgradient at 0", f"{n} leaf(s) differ at this point but agree after a 1e-6 move of the "
+                                         f"parameters: the two sides pick different subgradients at a kink "
+                                         f"(relu input exactly 0)")
+    return None
