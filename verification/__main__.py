@@ -12,11 +12,19 @@ def main(argv=None) -> int:
     ap.add_argument("--json", metavar="PATH", help="also write the rows as JSON to PATH")
     ap.add_argument("--only", nargs="*", metavar="PREFIX", help="run only rows whose name starts with PREFIX")
     ap.add_argument("--failures", action="store_true", help="print only failing rows (and the summary)")
+    ap.add_argument("--bugs", action="store_true", help="run the planted-bug catalogue and print the checker's accuracy")
+    ap.add_argument("--errata", action="store_true", help="check the seeds' printed formulas against their corrections")
     args = ap.parse_args(argv)
 
     import verification
 
     verification.configure()
+    if args.bugs:
+        return _bugs()
+    if args.errata:
+        from verification.errata import main as errata_main
+
+        return errata_main()
     t0 = time.perf_counter()
     rows = []
     print(f"{'check':<46} {'max abs':>10} {'max rel':>10} {'tol':>8}  status  derivation / worst element")
@@ -33,6 +41,19 @@ def main(argv=None) -> int:
         with open(args.json, "w") as f:
             json.dump([r.as_dict() for r in rows], f, indent=1)
     return 1 if n_fail or not rows else 0
+
+
+def _bugs() -> int:
+    from verification.bugs import run_catalogue
+
+    n = ok = 0
+    print(f"{'architecture':<28} {'planted bug':<42} {'expected':<24} {'diagnosed':<24} ok")
+    for arch, bug, report, causes in run_catalogue():
+        good = not report.passed and causes == {bug.cause}
+        n, ok = n + 1, ok + good
+        print(f"{arch:<28} {bug.name:<42} {bug.cause:<24} {', '.join(sorted(causes)) or '(passed!)':<24} {'yes' if good else 'NO'}")
+    print(f"\ncatalogue accuracy: {ok}/{n} = {ok / n:.0%}")
+    return 0 if ok == n else 1
 
 
 if __name__ == "__main__":

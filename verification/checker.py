@@ -103,9 +103,10 @@ def _leaf_result(path, a, b, rtol, atol):
     scale = max(float(np.max(np.abs(b64))), np.finfo(np.float64).tiny)
     with np.errstate(invalid="ignore", divide="ignore"):
         elem = np.where(err == 0, 0.0, err / np.maximum(np.abs(a64), np.abs(b64)))
+    elem = np.where(np.isnan(elem), np.inf, elem)
     max_abs = float(err[idx])
     max_rel = max_abs / scale
-    return LeafResult(path, a64.shape, max_abs, max_rel, float(np.nanmax(elem)), tuple(int(i) for i in idx),
+    return LeafResult(path, a64.shape, max_abs, max_rel, float(np.max(elem)), tuple(int(i) for i in idx),
                       bool(max_rel <= rtol or max_abs <= atol))
 
 

@@ -1,0 +1,70 @@
+"""verification.check_gradients: reports, JSON, the pytest helper, and the planted-bug catalogue."""
+import json
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+import jaxmlp
+from verification import assert_gradients_match, check_gradients
+from verification.bugs import run_catalogue
+
+MODEL = jaxmlp.MLP((3, 4, 2), "tanh")
+PARAMS = jaxmlp.init(MODEL, jax.random.key(0), dtype=jnp.float64)
+X = jax.random.normal(jax.random.key(1), (5, 3), jnp.float64)
+Y = jnp.array([0, 1, 1, 0, 1])
+
+
+def good(p, x, y, l2=0.0):
+    return jaxmlp.value_and_grad(MODEL, p, x, y, l2=l2)[1]
+
+
+def loss(p, x, y, l2=0.0):
+    return jaxmlp.loss(MODEL, p, x, y, l2=l2)
+
+
+def test_correct_gradient_passes_with_fd_and_reg_off_run():
+    r = check_gradients(good, loss, PARAMS, X, Y, l2=0.1, finite_differences=True)
+    assert r.passed and r.unregularised_passed and len(r.finite_differences) == 4
+    assert "overall: PASS" in str(r)
+    assert_gradients_match(good, loss, PARAMS, X, Y, l2=0.1)
+
+
+def test_failure_names_leaf_index_band_and_serialises():
+    def bad(p, x, y, l2=0.0):
+        g = good(p, x, y)
+        return (g[0], g[1]._replace(W=g[1].W.at[2, 1].add(1.0)))
+
+    r = check_gradients(bad, loss, PARAMS, X, Y)
+    assert not r.passed
+    leaf = [l for l in r.leaves if not l.passed]
+    assert [l.path for l in leaf] == ["layer 2, W"] and leaf[0].worst_index == (2, 1)
+    assert leaf[0].band.startswith("wrong")
+    d = json.loads(r.to_json())
+    assert d["passed"] is False and d["leaves"][2]["path"] == "layer 2, W"
+    with pytest.raises(AssertionError, match="layer 2, W"):
+        r.raise_if_failed()
+
+
+def test_structure_mismatch_is_reported_first():
+    r = check_gradients(lambda p, x, y: good(p, x, y)[:1], loss, PARAMS, X, Y)
+    assert not r.passed and r.structure_error and r.diagnoses[0].cause == "structure"
+
+
+def test_works_for_any_function_not_only_mlps():
+    params = {"a": jnp.array([1.0, 2.0], jnp.float64), "s": jnp.array(3.0, jnp.float64)}
+    f = lambda p, t: jnp.sum(p["s"] * jnp.sin(p["a"] * t))  # noqa: E731
+    manual = lambda p, t: {"a": p["s"] * t * jnp.cos(p["a"] * t), "s": jnp.sum(jnp.sin(p["a"] * t))}  # noqa: E731
+    assert check_gradients(manual, f, params, jnp.array(0.7, jnp.float64)).passed
+    wrong = lambda p, t: {"a": -manual(p, t)["a"], "s": manual(p, t)["s"]}  # noqa: E731
+    r = check_gradients(wrong, f, params, jnp.array(0.7, jnp.float64))
+    assert [d.cause for d in r.diagnoses] == ["sign flipped"]
+
+
+CATALOGUE = list(run_catalogue())
+
+
+@pytest.mark.parametrize("arch, bug, report, causes", CATALOGUE, ids=[f"{c[0]}: {c[1].name}" for c in CATALOGUE])
+def test_planted_bug_is_diagnosed(arch, bug, report, causes):
+    assert not report.passed
+    assert causes == {bug.cause}, str(report)

@@ -1,0 +1,132 @@
+"""A catalogue of planted hand-derivation bugs; the checker must name each one's cause.
+
+Every entry is ``(architecture, bug, expected cause)``.  A buggy gradient is
+jaxmlp's own backward with one mistake put in, the kind people make by hand.
+``python -m verification --bugs`` runs the catalogue and prints the accuracy.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Dict
+
+import jax
+import jax.numpy as jnp
+
+import jaxmlp
+from jaxmlp.backprop import forward
+from jaxmlp.dense import dense_backward
+from jaxmlp.regularizers import penalty_grad
+from jaxmlp.heads import get_head
+from verification.checker import check_gradients
+
+F64 = jnp.float64
+PLANTED_LAMBDA = 0.05  # the strength of a planted extra penalty term
+
+ARCHS = {  # name: (sizes, activation, head)
+    "relu 3-5-2 softmax": ((3, 5, 2), "relu", "softmax_cross_entropy"),
+    "relu 4-4-4-3 softmax": ((4, 4, 4, 3), "relu", "softmax_cross_entropy"),
+    "sigmoid 2-3-3-2 quadratic": ((2, 3, 3, 2), "sigmoid", "sigmoid_quadratic"),
+    "tanh 5-6-1 mse": ((5, 6, 1), "tanh", "mse"),
+}
+
+
+def _vg(model, params, x, y, l1=0.0, l2=0.0):
+    return jaxmlp.value_and_grad(model, params, x, y, l1=l1, l2=l2, check=False)[1]
+
+
+def _leafmap(fn):
+    return lambda g: jax.tree.map(fn, g)
+
+
+def _with_delta_and_derivative(model, params, x, y, l1, l2, derivative=None, naive_softmax=False):
+    """The backward pass with one piece replaced (activation derivative or the softmax delta)."""
+    zs, as_ = forward(model, params, x)
+    yy = jax.nn.one_hot(y, model.n_out, dtype=x.dtype) if y.ndim == 1 else y
+    if naive_softmax:
+        e = jnp.exp(zs[-1])  # overflows at large logits: the seeds' np.exp(scores)
+        delta = (e / jnp.sum(e, axis=1, keepdims=True) - yy) / x.shape[0]
+    else:
+        delta = get_head(model.head).delta(zs[-1], yy)
+    act = jaxmlp.get_activation(model.activation)
+    deriv = act.derivative if derivative is None else derivative
+    grads = [None] * model.depth
+    for l in range(model.depth, 0, -1):  # the recursion of jaxmlp.backward, with g' replaceable
+        g, d_prev = dense_backward(params[l - 1], as_[l - 1], delta)
+        grads[l - 1] = g._replace(W=g.W + penalty_grad(params[l - 1], l1, l2))
+        if l > 1:
+            delta = d_prev * deriv(zs[l - 2], as_[l - 1])
+    return tuple(grads)
+
+
+def _swap_first_two_W(g):
+    return (g[0]._replace(W=g[1].W), g[1]._replace(W=g[0].W)) + tuple(g[2:])
+
+
+def _transpose_W(layer):
+    return lambda g: tuple(d._replace(W=d.W.T) if i == layer else d for i, d in enumerate(g))
+
+
+@dataclasses.dataclass
+class Bug:
+    name: str
+    cause: str
+    manual: Callable  # (model, params, x, y, l1, l2) -> grads
+    kwargs: Dict = dataclasses.field(default_factory=dict)  # regulariser strengths given to both sides
+    applies: Callable = lambda model: True
+    x_scale: float = 1.0
+    zero_rows: bool = False
+
+
+BUGS = [
+    Bug("gradient not divided by m", "missing 1/m", lambda M, p, x, y, l1, l2: _leafmap(lambda t: x.shape[0] * t)(_vg(M, p, x, y))),
+    Bug("sign flipped", "sign flipped", lambda M, p, x, y, l1, l2: _leafmap(lambda t: -t)(_vg(M, p, x, y, l1, l2)),
+        {"l2": 0.1}),
+    Bug("1/2 of the loss dropped", "factor 1/2", lambda M, p, x, y, l1, l2: _leafmap(lambda t: 2 * t)(_vg(M, p, x, y))),
+    Bug("layer 1 W transposed", "transposed", lambda M, p, x, y, l1, l2: _transpose_W(0)(_vg(M, p, x, y))),
+    Bug("layer 2 W transposed", "transposed", lambda M, p, x, y, l1, l2: _transpose_W(1)(_vg(M, p, x, y)),
+        applies=lambda M: M.depth >= 3),
+    Bug("L2 term forgotten", "missing L2", lambda M, p, x, y, l1, l2: _vg(M, p, x, y, l1, 0.0), {"l2": 0.1}),
+    Bug("L2 term added twice", "extra L2", lambda M, p, x, y, l1, l2: _vg(M, p, x, y, l1, l2 + PLANTED_LAMBDA), {"l2": 0.1}),
+    Bug("L1 term forgotten", "missing L1", lambda M, p, x, y, l1, l2: _vg(M, p, x, y, 0.0, l2), {"l1": 0.03}),
+    Bug("stray L1 term", "extra L1", lambda M, p, x, y, l1, l2: _vg(M, p, x, y, l1 + PLANTED_LAMBDA, l2)),
+    Bug("layers 1 and 2 W swapped", "wrong layer", lambda M, p, x, y, l1, l2: _swap_first_two_W(_vg(M, p, x, y)),
+        applies=lambda M: M.depth >= 3 and M.sizes[0] == M.sizes[1] == M.sizes[2]),
+    Bug("relu'(0) = 1 (seed 001's 1(z >= 0))", "relu subgradient at 0",
+        lambda M, p, x, y, l1, l2: _with_delta_and_derivative(M, p, x, y, l1, l2,
+                                                              derivative=lambda z, a: (z >= 0).astype(z.dtype)),
+        applies=lambda M: M.activation == "relu", zero_rows=True),
+    Bug("naive softmax exp, inputs scaled by 1e5", "overflow",
+        lambda M, p, x, y, l1, l2: _with_delta_and_derivative(M, p, x, y, l1, l2, naive_softmax=True),
+        applies=lambda M: M.head == "softmax_cross_entropy", x_scale=1e5),
+]
+
+
+def problem(arch, bug, seed=0):
+    sizes, act, head = ARCHS[arch]
+    model = jaxmlp.MLP(sizes, act, head)
+    k1, k2, k3 = jax.random.split(jax.random.key(seed), 3)
+    params = jaxmlp.init(model, k1, "xavier", dtype=F64)  # zero biases: zero rows give relu inputs of exactly 0
+    x = bug.x_scale * jax.random.normal(k2, (6, sizes[0]), F64)
+    if bug.zero_rows:
+        x = x.at[:1].set(0.0)
+    y = (jax.random.randint(k3, (6,), 0, sizes[-1]) if jaxmlp.get_head(head).classes
+         else jax.random.uniform(k3, (6, sizes[-1]), F64))
+    return model, params, x, y
+
+
+def run_catalogue():
+    """Yield ``(arch, bug, expected, diagnosed causes, report)`` for every applicable pair."""
+    for arch in ARCHS:
+        for bug in BUGS:
+            model, params, x, y = problem(arch, bug)
+            if not bug.applies(model):
+                continue
+
+            def manual(p, x, y, l1=0.0, l2=0.0, _m=model, _b=bug):
+                return _b.manual(_m, p, x, y, l1, l2)
+
+            def loss(p, x, y, l1=0.0, l2=0.0, _m=model):
+                return jaxmlp.loss(_m, p, x, y, l1=l1, l2=l2, check=False)
+
+            report = check_gradients(manual, loss, params, x, y, **bug.kwargs)
+            yield arch, bug, report, {d.cause for d in report.diagnoses}
