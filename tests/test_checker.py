@@ -68,3 +68,18 @@ CATALOGUE = list(run_catalogue())
 def test_planted_bug_is_diagnosed(arch, bug, report, causes):
     assert not report.passed
     assert causes == {bug.cause}, str(report)
+
+
+def test_every_erratum_fails_as_printed_and_passes_corrected():
+    from verification.errata import ERRATA
+
+    for e in ERRATA:
+        assert not e.check_printed()[0], e.where
+        assert e.check_corrected()[0], e.where
+
+
+def test_seed000_l1_erratum_is_diagnosed():
+    from verification.errata import l1_printed
+
+    passed, why = l1_printed()
+    assert not passed and "L1 without sign" in why

@@ -15,7 +15,8 @@ factor 1/2                  ``a = 2 b`` or ``a = b / 2`` (a ½ in the loss, e.g.
 scale                       ``a = c b`` for another constant c
 missing/extra L2            ``d = ∓λ p``
 missing/extra L1            ``d = ∓λ sign(p)``
-constant offset             ``d = const`` (e.g. seed 000's printed L1 term, ``+λ``)
+constant offset             ``d = const``
+L1 without sign             ``d = λ(1 - sign(p))``: seed 000's printed L1 gradient ``+λ``
 wrong layer                 ``a`` equals the reference of another leaf of the same shape
 relu subgradient at 0       the mismatch vanishes when the parameters move by 1e-6 (a kink)
 ==========================  ==============================================================
@@ -92,6 +93,10 @@ def _leaf_cause(a, b, p, batch_sizes, strengths):
     alpha, res = _fit(d, np.ones_like(d))
     if res <= FIT_RTOL:
         return "constant offset", f"manual - autodiff = {alpha:+.6g} everywhere (a constant where a sign(W) or W belongs?)"
+    alpha, res = _fit(d, 1 - np.sign(p))
+    if res <= FIT_RTOL and alpha != 0:
+        return "L1 without sign", (f"manual - autodiff = {alpha:.6g} x (1 - sign(W)): the L1 gradient adds lambda = "
+                                   f"{alpha:.6g} where lambda sign(W) belongs")
     return None
 
 
