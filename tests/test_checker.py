@@ -83,3 +83,20 @@ def test_seed000_l1_erratum_is_diagnosed():
 
     passed, why = l1_printed()
     assert not passed and "L1 without sign" in why
+
+
+def test_regulariser_off_run_diagnoses_the_data_term():
+    def f(p, x, y, l2=0.0):
+        h = jnp.tanh(x @ p["W1"])
+        return jnp.mean((h @ p["W2"] - y) ** 2) + 0.5 * l2 * jnp.sum(p["W1"] ** 2)
+
+    def g(p, x, y, l2=0.0):  # forgets the 1/m of the mean, keeps the L2 term right
+        h = jnp.tanh(x @ p["W1"])
+        d = 2 * (h @ p["W2"] - y) / y.shape[1]
+        return {"W1": x.T @ ((d @ p["W2"].T) * (1 - h**2)) + l2 * p["W1"], "W2": h.T @ d}
+
+    k = jax.random.split(jax.random.key(0), 4)
+    p = {"W1": jax.random.normal(k[0], (3, 5), jnp.float64), "W2": jax.random.normal(k[1], (5, 2), jnp.float64)}
+    x, y = jax.random.normal(k[2], (8, 3), jnp.float64), jax.random.normal(k[3], (8, 2), jnp.float64)
+    r = check_gradients(g, f, p, x, y, l2=0.1)
+    assert [d.cause for d in r.diagnoses] == ["missing 1/m", "missing 1/m"] and r.unregularised_passed is False

@@ -154,17 +154,19 @@ def check_gradients(manual_fn: Callable[..., Any], loss_fn: Callable[..., Any], 
         fd = _finite_differences(lambda p: loss_fn(p, *args, **kwargs), params)
         report.finite_differences = compare_leaves(manual, fd, max(rtol, FD_RTOL), atol)[0]
     reg = {k: v for k, v in kwargs.items() if k in REG_KWARGS and np.any(np.asarray(v) != 0)}
+    off = None
     if reg:
         off = {**kwargs, **{k: 0.0 for k in reg}}
         m0 = manual_fn(params, *args, **off)
         r0 = jax.grad(lambda p: loss_fn(p, *args, **off))(params)
         res0, err0 = compare_leaves(m0, r0, rtol, atol)
         report.unregularised_passed = not err0 and all(l.passed for l in res0)
+        off = (m0, r0)
     if diagnose_failures and not report.passed:
         report.diagnoses = diagnose(manual, ref, params, args, report,
                                     rerun=lambda p: (manual_fn(p, *args, **kwargs),
                                                      jax.grad(lambda q: loss_fn(q, *args, **kwargs))(p)),
-                                    strengths=reg)
+                                    strengths=reg, off=off)
     return report
 
 

@@ -100,7 +100,7 @@ def _leaf_cause(a, b, p, batch_sizes, strengths):
     return None
 
 
-def diagnose(manual, ref, params, args, report, rerun, strengths):
+def diagnose(manual, ref, params, args, report, rerun, strengths, off=None):
     """A list of :class:`Diagnosis`, one per failing leaf (or one for the whole tree)."""
     if report.structure_error:
         return [Diagnosis("<tree>", "structure", report.structure_error)]
@@ -119,6 +119,11 @@ def diagnose(manual, ref, params, args, report, rerun, strengths):
                     break
         if found is None and report.unregularised_passed and strengths:
             found = ("regulariser term wrong", "the check passes with the regulariser off and fails with it on")
+        if found is None and off is not None and not report.unregularised_passed:
+            m0, r0 = jax.tree.leaves(off[0]), jax.tree.leaves(off[1])
+            cause = _leaf_cause(m0[i], r0[i], p_leaves[i], batch_sizes, {})
+            if cause is not None:
+                found = (cause[0], "with the regulariser off: " + cause[1])
         out.append(Diagnosis(name, *found) if found else None)
     if any(d is None for d in out):
         kink = _kink(params, rerun, report)
