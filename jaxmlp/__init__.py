@@ -1,14 +1,15 @@
 """jaxmlp: multilayer perceptrons with hand-derived backprop, verified against autodiff."""
 from jaxmlp.activations import ACTIVATIONS, Activation, get_activation
 from jaxmlp import data, optim, train
-from jaxmlp.backprop import backward, forward, loss, predict, value_and_grad
+from jaxmlp.backprop import backward, batch_stats_update, forward, loss, predict, value_and_grad
+from jaxmlp.batchnorm import BatchNorm, BNState, bn_backward, bn_forward
 from jaxmlp.dense import Dense, dense_backward, dense_forward
 from jaxmlp.heads import HEADS, Head, get_head
 from jaxmlp.jacobian import jacobian as residual_jacobian
 from jaxmlp.jacobian import residuals
 from jaxmlp.lemma1 import lemma1_grad
 from jaxmlp.lm import LMResult, levenberg_marquardt, lm_step
-from jaxmlp.model import INIT_SCHEMES, MLP, init
+from jaxmlp.model import INIT_SCHEMES, MLP, init, init_state
 from jaxmlp.regularizers import penalty, penalty_grad
 
 __version__ = "0.1.0"
@@ -16,6 +17,8 @@ __version__ = "0.1.0"
 __all__ = [
     "ACTIVATIONS",
     "Activation",
+    "BNState",
+    "BatchNorm",
     "Dense",
     "HEADS",
     "Head",
@@ -23,6 +26,9 @@ __all__ = [
     "LMResult",
     "MLP",
     "backward",
+    "batch_stats_update",
+    "bn_backward",
+    "bn_forward",
     "data",
     "dense_backward",
     "dense_forward",
@@ -30,6 +36,7 @@ __all__ = [
     "get_activation",
     "get_head",
     "init",
+    "init_state",
     "lemma1_grad",
     "levenberg_marquardt",
     "lm_step",

@@ -36,12 +36,14 @@ def check_params(model: MLP, params):
     for l, (p, (w_shape, b_shape)) in enumerate(zip(params, model.param_shapes()), start=1):
         if not isinstance(p, Dense):
             raise TypeError(f"params[{l - 1}] (layer {l}): expected jaxmlp.Dense(W, b), got {type(p).__name__}")
-        leaves = [("W", p.W, w_shape), ("b", p.b, b_shape)]
+        bn_shape = (w_shape[1],) if model.has_bn(l) else None
+        leaves = [("W", p.W, w_shape), ("b", p.b, b_shape), ("gamma", p.gamma, bn_shape), ("beta", p.beta, bn_shape)]
         for name, leaf, shape in leaves:
             where = f"params[{l - 1}].{name} (layer {l})"
             if shape is None:
                 if leaf is not None:
-                    raise ValueError(f"{where}: expected None (model has use_bias=False), got shape {jnp.shape(leaf)}")
+                    why = "use_bias=False" if name == "b" else "no batch norm on this layer"
+                    raise ValueError(f"{where}: expected None ({why}), got shape {jnp.shape(leaf)}")
                 continue
             if leaf is None:
                 raise ValueError(f"{where}: expected an array of shape {shape}, got None")
@@ -121,11 +123,29 @@ def check_reg(l1, l2):
             raise ValueError(f"{name}: expected a regularisation strength >= 0, got {v!r}")
 
 
-def check_all(model, params, x, y=None, l1=0.0, l2=0.0, check=True):
+def check_state(model, state, dtype):
+    if not isinstance(state, (tuple, list)) or len(state) != model.depth:
+        raise ValueError(f"state: expected a tuple of {model.depth} entries (jaxmlp.init_state(model)), got {state!r:.80}")
+    for l, (s, n) in enumerate(zip(state, model.sizes[1:]), start=1):
+        if not model.has_bn(l):
+            continue
+        if not hasattr(s, "mean") or tuple(jnp.shape(s.mean)) != (n,) or tuple(jnp.shape(s.var)) != (n,):
+            raise ValueError(f"state[{l - 1}] (layer {l}): expected BNState(mean, var) of shape ({n},), got {s!r:.80}")
+
+
+def check_all(model, params, x, y=None, l1=0.0, l2=0.0, check=True, state=None, train=True):
     """Run every check of a public entry point; returns ``(x, y)`` cast to the params dtype."""
     check_model(model)
     dtype = check_params(model, params)
     x = check_x(model, x, dtype, check)
+    if model.batchnorm:
+        if train and x.shape[0] < 2:
+            raise ValueError(f"x: batch norm in train mode needs m >= 2 rows (the variance of one row is 0), "
+                             f"got shape {tuple(x.shape)}")
+        if state is not None or not train:
+            if state is None:
+                raise ValueError("state: eval mode of a batchnorm model needs the running statistics")
+            check_state(model, state, dtype)
     if y is not None:
         y = check_y(model, y, x.shape[0], dtype, check)
     check_reg(l1, l2)

@@ -27,72 +27,125 @@ import jax.numpy as jnp
 
 from jaxmlp import _checks
 from jaxmlp.activations import get_activation
+from jaxmlp.batchnorm import BatchNorm, BNState, bn_backward, bn_eval, bn_forward, update_running
 from jaxmlp.dense import dense_backward, dense_forward
 from jaxmlp.heads import get_head
 from jaxmlp.model import MLP
 from jaxmlp.regularizers import penalty, penalty_grad
 
 
-def forward(model: MLP, params, x):
-    """Forward pass keeping the cache: returns ``(zs, as_)`` with ``as_[0] = x``.
-
-    ``zs[l-1]`` is :math:`Z^l` (m, n_l) and ``as_[l]`` is :math:`A^l`; the last
-    entry of ``zs`` is the head's input :math:`Z^L`.  No input checks (internal).
-    """
+def _forward(model: MLP, params, x, state=None, train=True):
+    """Forward pass with batch norm: ``(zs, as_, bn_caches, bn_stats)``."""
     g = get_activation(model.activation).forward
-    a, zs, as_ = x, [], [x]
+    a, zs, as_, caches, stats = x, [], [x], [], []
     for l, p in enumerate(params, start=1):
         z = dense_forward(p, a)  # (m, n_l)
+        if model.has_bn(l):
+            bn = BatchNorm(p.gamma, p.beta)
+            if train:
+                z, cache, batch = bn_forward(bn, z, model.bn_eps)
+                caches.append(cache)
+                stats.append(batch)
+            else:
+                z = bn_eval(bn, state[l - 1], z, model.bn_eps)
         zs.append(z)
         if l < model.depth:
             a = g(z)
             as_.append(a)
+    return zs, as_, caches, stats
+
+
+def forward(model: MLP, params, x, *, state=None, train=True):
+    """Forward pass keeping the cache: returns ``(zs, as_)`` with ``as_[0] = x``.
+
+    ``zs[l-1]`` is the activation input of layer ``l`` (:math:`Z^l`, or its
+    batch-normalised value for a batchnorm model) and ``as_[l]`` is
+    :math:`A^l`; the last entry of ``zs`` is the head's input :math:`Z^L`.
+    ``train=False`` normalises with the running statistics ``state``.  No input checks.
+    """
+    zs, as_, _, _ = _forward(model, params, x, state, train)
     return zs, as_
 
 
-def loss(model: MLP, params, x, y, *, l1=0.0, l2=0.0, check=True):
+def loss(model: MLP, params, x, y, *, l1=0.0, l2=0.0, check=True, state=None, train=True):
     r"""The scalar objective :math:`J` (data loss of the head + weight penalties).
 
     Plain ``jnp``; this is the function that ``jax.grad`` differentiates in the
     verification.  ``y`` may be integer class labels (m,) for classification
-    heads or targets of shape (m, n_L).
+    heads or targets of shape (m, n_L).  Batch-norm models use the batch
+    statistics (``train=True``) or the running ``state`` (``train=False``).
     """
-    x, y = _checks.check_all(model, params, x, y, l1, l2, check)
-    zs, _ = forward(model, params, x)
+    x, y = _checks.check_all(model, params, x, y, l1, l2, check, state=state, train=train)
+    zs, _ = forward(model, params, x, state=state, train=train)
     return get_head(model.head).loss(zs[-1], y) + penalty(params, l1, l2)
 
 
-def backward(model: MLP, params, zs, as_, delta_L, *, l1=0.0, l2=0.0):
+def backward(model: MLP, params, zs, as_, delta_L, *, l1=0.0, l2=0.0, bn_caches=()):
     r"""The batched delta recursion from a given :math:`\delta^L` (m, n_L); returns grads.
 
-    Exposed so that other objectives (e.g. one output unit at a time, for a
-    Jacobian) can reuse the recursion.
+    For a batch-norm layer the delta at the activation input goes through
+    :func:`jaxmlp.batchnorm.bn_backward` first (giving :math:`d\gamma, d\beta`
+    and the delta at the affine output).  Exposed so that other objectives
+    (e.g. one output unit at a time, for a Jacobian) can reuse the recursion.
     """
     act = get_activation(model.activation)
     grads = [None] * model.depth
     delta = delta_L  # (m, n_L)
     for l in range(model.depth, 0, -1):
         p = params[l - 1]
+        dbn = None
+        if model.has_bn(l):
+            dbn, delta = bn_backward(BatchNorm(p.gamma, p.beta), bn_caches[l - 1], delta)
         g, d_a_prev = dense_backward(p, as_[l - 1], delta)
-        grads[l - 1] = g._replace(W=g.W + penalty_grad(p, l1, l2))
+        g = g._replace(W=g.W + penalty_grad(p, l1, l2))
+        grads[l - 1] = g if dbn is None else g._replace(gamma=dbn.gamma, beta=dbn.beta)
         if l > 1:
             z_prev = zs[l - 2]
             delta = d_a_prev * act.derivative(z_prev, as_[l - 1])  # (m, n_{l-1})
     return tuple(grads)
 
 
-def value_and_grad(model: MLP, params, x, y, *, l1=0.0, l2=0.0, check=True):
-    """``(J, grads)`` by the hand-derived backward pass; grads mirror ``params``."""
-    x, y = _checks.check_all(model, params, x, y, l1, l2, check)
+def _new_state(model, state, stats, m):
+    it = iter(stats)
+    return tuple(update_running(s, *next(it), m, model.bn_momentum, model.bn_unbiased) if model.has_bn(l) else None
+                 for l, s in enumerate(state, start=1))
+
+
+def value_and_grad(model: MLP, params, x, y, *, l1=0.0, l2=0.0, check=True, state=None):
+    """``(J, grads)`` by the hand-derived backward pass; grads mirror ``params``.
+
+    Batch-norm models train on batch statistics; pass their running ``state``
+    to get ``(J, grads, new_state)`` with the statistics updated.
+    """
+    x, y = _checks.check_all(model, params, x, y, l1, l2, check, state=state, train=True)
     head = get_head(model.head)
-    zs, as_ = forward(model, params, x)
+    zs, as_, caches, stats = _forward(model, params, x)
     value = head.loss(zs[-1], y) + penalty(params, l1, l2)
-    grads = backward(model, params, zs, as_, head.delta(zs[-1], y), l1=l1, l2=l2)
-    return value, grads
+    grads = backward(model, params, zs, as_, head.delta(zs[-1], y), l1=l1, l2=l2,
+                     bn_caches=_per_layer(model, caches))
+    if state is None:
+        return value, grads
+    return value, grads, _new_state(model, state, stats, x.shape[0])
 
 
-def predict(model: MLP, params, x, *, check=True):
-    """Network output: the head's output activation of :math:`Z^L` (probabilities, sigmoid, or identity)."""
-    x, _ = _checks.check_all(model, params, x, None, check=check)
-    zs, _ = forward(model, params, x)
+def _per_layer(model, caches):
+    it = iter(caches)
+    return tuple(next(it) if model.has_bn(l) else None for l in range(1, model.depth + 1))
+
+
+def batch_stats_update(model: MLP, params, x, state):
+    """The running statistics after one train-mode forward pass on ``x`` (for autodiff-based loops)."""
+    _, _, _, stats = _forward(model, params, x)
+    return _new_state(model, state, stats, x.shape[0])
+
+
+def predict(model: MLP, params, x, *, check=True, state=None):
+    """Network output: the head's output activation of :math:`Z^L` (probabilities, sigmoid, or identity).
+
+    Batch-norm models predict in eval mode and need their running ``state``.
+    """
+    if getattr(model, "batchnorm", False) and state is None:
+        raise ValueError("state: a batchnorm model predicts with its running statistics; pass state=...")
+    x, _ = _checks.check_all(model, params, x, None, check=check, state=state, train=False)
+    zs, _ = forward(model, params, x, state=state, train=False)
     return get_head(model.head).output(zs[-1])

@@ -13,7 +13,7 @@ import importlib
 import os
 import sys
 
-EXPERIMENTS = ("higham", "spiral", "regression", "testnets", "optimizers", "digits", "lm-higham")
+EXPERIMENTS = ("higham", "spiral", "regression", "testnets", "optimizers", "digits", "lm-higham", "batchnorm")
 
 
 def main(argv=None) -> int:

@@ -22,10 +22,15 @@ import jax.numpy as jnp
 
 
 class Dense(NamedTuple):
-    """Parameters of one affine layer; ``b`` is ``None`` for a layer without bias."""
+    """Parameters of one layer: affine ``W, b`` (``b`` None without bias), and batch norm's ``gamma, beta``.
+
+    ``gamma``/``beta`` are ``None`` unless the model has ``batchnorm=True`` (hidden layers only).
+    """
 
     W: jax.Array  # (n_in, n_out)
-    b: Optional[jax.Array]  # (n_out,) or None
+    b: Optional[jax.Array] = None  # (n_out,) or None
+    gamma: Optional[jax.Array] = None  # (n_out,) batch-norm scale, or None
+    beta: Optional[jax.Array] = None  # (n_out,) batch-norm shift, or None
 
 
 def dense_forward(p: Dense, a_prev: jax.Array) -> jax.Array:

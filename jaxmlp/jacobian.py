@@ -32,6 +32,8 @@ _OUTPUT_DERIVATIVE = {"sigmoid_quadratic": lambda z, a: a * (1 - a), "sum_square
 
 
 def check_least_squares(model):
+    if model.batchnorm:
+        raise ValueError("model.batchnorm: the residual Jacobian is per example, but batch norm couples the examples")
     head = get_head(model.head)
     if not head.least_squares:
         raise ValueError(

@@ -51,6 +51,8 @@ def _one_example(model: MLP, params, x, y):
 
 def lemma1_grad(model: MLP, params, x, y, *, l1=0.0, l2=0.0, check=True):
     """The batch gradient rebuilt from Lemma 1 per example (vmapped), plus the penalty."""
+    if model.batchnorm:
+        raise ValueError("model.batchnorm: Lemma 1 is per example, but batch norm couples the examples of a batch")
     x, y = _checks.check_all(model, params, x, y, l1, l2, check)
     per_example = jax.vmap(lambda xi, yi: _one_example(model, params, xi, yi))(x, y)
     reduce = jnp.mean if get_head(model.head).reduction == "mean" else jnp.sum

@@ -41,13 +41,21 @@ class MLP:
       sizes: layer widths ``(n_0, n_1, ..., n_L)``; ``n_0`` is the input width.
       activation: hidden activation name (see :data:`jaxmlp.activations.ACTIVATIONS`).
       head: output head name (see :data:`jaxmlp.heads.HEADS`).
-      use_bias: whether the affine layers carry a bias (seed 004-a has none).
+      use_bias: whether the affine layers carry a bias (seed 004-a has none; redundant before batch norm).
+      batchnorm: batch normalisation after every hidden affine layer, before its activation (seed 000).
+      bn_eps: batch norm's epsilon.
+      bn_momentum: weight of the old running statistic (flax convention; PyTorch's 0.1 is 0.9 here).
+      bn_unbiased: store the unbiased batch variance in the running estimate (PyTorch) instead of the biased one (flax).
     """
 
     sizes: Tuple[int, ...]
     activation: str = "relu"
     head: str = "softmax_cross_entropy"
     use_bias: bool = True
+    batchnorm: bool = False
+    bn_eps: float = 1e-5
+    bn_momentum: float = 0.99
+    bn_unbiased: bool = False
 
     def __post_init__(self):
         sizes = tuple(self.sizes) if isinstance(self.sizes, (list, tuple)) else self.sizes
@@ -59,8 +67,15 @@ class MLP:
         object.__setattr__(self, "sizes", sizes)
         get_activation(self.activation)
         get_head(self.head)
-        if not isinstance(self.use_bias, bool):
-            raise TypeError(f"use_bias: expected a bool, got {self.use_bias!r}")
+        for name in ("use_bias", "batchnorm", "bn_unbiased"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name}: expected a bool, got {getattr(self, name)!r}")
+        if self.batchnorm and len(sizes) < 3:
+            raise ValueError(f"batchnorm: needs at least one hidden layer, got sizes {sizes}")
+        if not (isinstance(self.bn_eps, (int, float)) and self.bn_eps > 0):
+            raise ValueError(f"bn_eps: expected a number > 0, got {self.bn_eps!r}")
+        if not (isinstance(self.bn_momentum, (int, float)) and 0 <= self.bn_momentum < 1):
+            raise ValueError(f"bn_momentum: expected a number in [0, 1), got {self.bn_momentum!r}")
 
     @property
     def depth(self) -> int:
@@ -79,9 +94,14 @@ class MLP:
         """``[(W shape, b shape or None), ...]`` for each layer."""
         return [((a, b), (b,) if self.use_bias else None) for a, b in zip(self.sizes[:-1], self.sizes[1:])]
 
+    def has_bn(self, l: int) -> bool:
+        """Whether layer ``l`` (1-based) is followed by batch norm (hidden layers of a batchnorm model)."""
+        return self.batchnorm and l < self.depth
+
     @property
     def num_params(self) -> int:
-        return sum(math.prod(w) + (b[0] if b else 0) for w, b in self.param_shapes())
+        bn = sum(2 * n for l, n in enumerate(self.sizes[1:], start=1) if self.has_bn(l))
+        return sum(math.prod(w) + (b[0] if b else 0) for w, b in self.param_shapes()) + bn
 
 
 def init(model: MLP, key: jax.Array, scheme: str = "xavier", dtype=jnp.float32):
@@ -94,6 +114,8 @@ def init(model: MLP, key: jax.Array, scheme: str = "xavier", dtype=jnp.float32):
     * ``"normal"``: :math:`W \sim \mathcal N(0,1)`, :math:`b=0` (seed 004-a, ``np.random.randn``).
     * ``"xavier"`` / ``"glorot"``: :math:`W\sim\mathcal N(0, 2/(fan_{in}+fan_{out}))`, :math:`b=0`.
     * ``"he"``: :math:`W\sim\mathcal N(0, 2/fan_{in})`, :math:`b=0`.
+
+    Batch-norm layers start at :math:`\gamma = 1, \beta = 0`.
     """
     if not isinstance(model, MLP):
         raise TypeError(f"model: expected a jaxmlp.MLP, got {type(model).__name__}")
@@ -119,5 +141,15 @@ def init(model: MLP, key: jax.Array, scheme: str = "xavier", dtype=jnp.float32):
             b = std * jax.random.normal(kb, b_shape, dtype)
         else:
             b = jnp.zeros(b_shape, dtype)
-        params.append(Dense(W, b))
+        l = len(params) + 1
+        gamma, beta = (jnp.ones((n_out,), dtype), jnp.zeros((n_out,), dtype)) if model.has_bn(l) else (None, None)
+        params.append(Dense(W, b, gamma, beta))
     return tuple(params)
+
+
+def init_state(model: MLP, dtype=jnp.float32):
+    """Batch-norm running statistics (mean 0, variance 1) for each hidden layer; ``None`` entries elsewhere."""
+    from jaxmlp.batchnorm import BNState
+
+    return tuple(BNState(jnp.zeros((n,), dtype), jnp.ones((n,), dtype)) if model.has_bn(l) else None
+                 for l, n in enumerate(model.sizes[1:], start=1))

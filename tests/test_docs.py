@@ -1,7 +1,7 @@
 """docs/derivations.md names every family of verification rows."""
 import pathlib
 
-from verification import layers, lm, network, optimizers  # noqa: F401  (registers the checks)
+from verification import batchnorm, layers, lm, network, optimizers  # noqa: F401  (registers the checks)
 from verification.rows import CHECKS
 
 DOC = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "derivations.md").read_text()

@@ -7,7 +7,7 @@ import pytest
 
 from jaxmlp.cli import EXPERIMENTS, main
 
-SHORT = {"higham": ["--steps", "2000", "--seeds", "2"], "lm-higham": ["--steps", "2000", "--seeds", "2"], "spiral": ["--steps", "300"], "regression": [],
+SHORT = {"higham": ["--steps", "2000", "--seeds", "2"], "lm-higham": ["--steps", "2000", "--seeds", "2"], "batchnorm": ["--steps", "40"], "spiral": ["--steps", "300"], "regression": [],
          "testnets": [], "optimizers": ["--steps", "40"], "digits": ["--steps", "300"]}
 
 

@@ -5,7 +5,7 @@ import pytest
 
 import jaxmlp
 import verification
-from verification import layers, network  # noqa: F401  (registers the checks)
+from verification import batchnorm, layers, lm, network, optimizers  # noqa: F401  (registers the checks)
 from verification.compare import compare_trees
 from verification.rows import CHECKS
 

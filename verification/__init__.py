@@ -21,7 +21,7 @@ def configure():
 
 def run_checks(selected=None):
     """Import every check module and yield its rows (optionally only names starting with ``selected``)."""
-    from verification import layers, lm, network, optimizers  # noqa: F401  (registers the checks)
+    from verification import batchnorm, layers, lm, network, optimizers  # noqa: F401  (registers the checks)
 
     for fn in CHECKS:
         if not rows.selected(fn, selected):

@@ -270,7 +270,8 @@ ERRATA = [
 NOT_EXECUTABLE = [
     ("seed 000, forward pass", "a^[2] = g^[1](z^[1])", "a^[1] = g^[1](z^[1])  (an index typo; nothing to run)"),
     ("seed 000, backprop's last line", "uses z^[0]", "there is no z^[0]: the input is a^[0] = x (an index typo)"),
-    ("seed 000, batch normalisation", "no learned scale and shift", "y = gamma z_norm + beta (batch norm is issue 5)"),
+    ("seed 000, batch normalisation", "no learned scale and shift",
+     "y = gamma z_norm + beta (jaxmlp.batchnorm; a missing scale is no formula to run)"),
 ]
 
 

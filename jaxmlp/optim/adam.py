@@ -89,5 +89,6 @@ def adamw(lr: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, weig
 
 
 def weights_only(params):
-    """A decay mask for jaxmlp params: ``True`` for every ``W``, ``False`` for every bias."""
-    return tuple(Dense(True, None if p.b is None else False) for p in params)
+    """A decay mask for jaxmlp params: ``True`` for every ``W``; ``False`` for biases and batch norm's gamma, beta."""
+    off = lambda t: None if t is None else False  # noqa: E731
+    return tuple(Dense(True, off(p.b), off(p.gamma), off(p.beta)) for p in params)
