@@ -16,9 +16,17 @@ def _assert_rows_pass(rows):
     assert not failed, failed
 
 
-@pytest.mark.parametrize("check", [c for c in CHECKS if c is not network.network_grid], ids=lambda f: f.__name__)
+SPLIT = (network.network_grid, optimizers.optimizer_trajectories)
+
+
+@pytest.mark.parametrize("check", [c for c in CHECKS if c not in SPLIT], ids=lambda f: f.__name__)
 def test_check_passes(check):
     _assert_rows_pass(list(check()))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_optimizer_rows_pass(dtype):
+    _assert_rows_pass(list(optimizers.trajectory_rows(jnp.dtype(dtype))))
 
 
 @pytest.mark.parametrize("act", sorted(jaxmlp.ACTIVATIONS))

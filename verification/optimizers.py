@@ -98,15 +98,21 @@ def problems(dtype):
 
 @check("optim/")
 def optimizer_trajectories():
-    for dtype, tol in ((jnp.float64, OPT_F64_RTOL), (jnp.float32, OPT_F32_RTOL)):
-        tag = jnp.dtype(dtype).name
-        for prob, params, grad_fn, lr, mask in problems(dtype):
-            for name, mine, base, how in pairs(lr, mask):
-                if mask is None and name == "adamw_masked":
-                    mine, base = optim.adamw(lr, weight_decay=0.05), optax.adamw(lr, weight_decay=0.05)
-                a = trajectory(mine, grad_fn, params)
-                b = trajectory(base, grad_fn, params)
-                exact = all(np.array_equal(u, v) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
-                cmp = compare_trees(a, b, tol)
-                cmp.where = f"exact ({how})" if exact else f"{how}; worst at {cmp.where}"
-                yield Row.from_comparison(f"optim/{name}/{prob}/{tag}", f"{STEPS} steps vs optax ({how})", cmp, tol)
+    for dtype in (jnp.float64, jnp.float32):
+        yield from trajectory_rows(dtype)
+
+
+def trajectory_rows(dtype):
+    """The optimizer rows for one dtype."""
+    tol = OPT_F64_RTOL if dtype == jnp.float64 else OPT_F32_RTOL
+    tag = jnp.dtype(dtype).name
+    for prob, params, grad_fn, lr, mask in problems(dtype):
+        for name, mine, base, how in pairs(lr, mask):
+            if mask is None and name == "adamw_masked":
+                mine, base = optim.adamw(lr, weight_decay=0.05), optax.adamw(lr, weight_decay=0.05)
+            a = trajectory(mine, grad_fn, params)
+            b = trajectory(base, grad_fn, params)
+            exact = all(np.array_equal(u, v) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+            cmp = compare_trees(a, b, tol)
+            cmp.where = f"exact ({how})" if exact else f"{how}; worst at {cmp.where}"
+            yield Row.from_comparison(f"optim/{name}/{prob}/{tag}", f"{STEPS} steps vs optax ({how})", cmp, tol)
