@@ -6,13 +6,13 @@ import itertools
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 from jax.test_util import check_grads
 
 import jaxmlp
+from verification.checker import finite_differences
 from verification.compare import Comparison, compare_trees
 from verification.rows import Row, check
-from verification.tolerances import CHECK_GRADS_TOL, F32_RTOL, F64_RTOL, FD_RTOL, FD_STEP
+from verification.tolerances import CHECK_GRADS_TOL, F32_RTOL, F64_RTOL, FD_RTOL
 
 F64 = jnp.float64
 REGS = {"none": (0.0, 0.0), "l1": (0.01, 0.0), "l2": (0.0, 0.1), "l1+l2": (0.01, 0.1)}
@@ -91,20 +91,13 @@ def network_float32():
         yield Row.from_comparison(f"net/f32_large_logits/{head}", "stable logsumexp / log-sigmoid", cmp, F32_RTOL)
 
 
-def _finite_differences(f, params, h=FD_STEP):
-    flat, unravel = ravel_pytree(params)
-    eye = jnp.eye(flat.size, dtype=flat.dtype)
-    fv = jax.jit(jax.vmap(lambda e: (f(unravel(flat + h * e)) - f(unravel(flat - h * e))) / (2 * h)))
-    return unravel(fv(eye))
-
-
 @check("net/finite_diff")
-def network_finite_differences():
+def networkfinite_differences():
     """Central differences in float64 on every parameter, for every activation x head, with L1+L2."""
     for i, (act, head) in enumerate(itertools.product(jaxmlp.ACTIVATIONS, jaxmlp.HEADS)):
         model, params, x, y = problem(act, head, 3, 3, 5, seed=10 + i)
         l1, l2 = REGS["l1+l2"]
-        fd = _finite_differences(lambda p: jaxmlp.loss(model, p, x, y, l1=l1, l2=l2, check=False), params)
+        fd = finite_differences(lambda p: jaxmlp.loss(model, p, x, y, l1=l1, l2=l2, check=False), params)
         _, g = jaxmlp.value_and_grad(model, params, x, y, l1=l1, l2=l2)
         yield Row.from_comparison(f"net/finite_diff/{act}/{head}", "central differences, h=1e-6, float64",
                                   compare_trees(g, fd, FD_RTOL), FD_RTOL)
