@@ -121,7 +121,7 @@ def compare_leaves(manual, reference, rtol, atol=0.0):
     return out, ""
 
 
-def finite_differences(loss, params, h=FD_STEP):
+def central_differences(loss, params, h=FD_STEP):
     """Central differences of ``loss`` at ``params`` in float64, one parameter at a time (vmapped)."""
     from jax.flatten_util import ravel_pytree
 
@@ -152,7 +152,7 @@ def check_gradients(manual_fn: Callable[..., Any], loss_fn: Callable[..., Any], 
     results, structure_error = compare_leaves(manual, ref, rtol, atol)
     report = Report(results, rtol, structure_error)
     if finite_differences:
-        fd = finite_differences(lambda p: loss_fn(p, *args, **kwargs), params)
+        fd = central_differences(lambda p: loss_fn(p, *args, **kwargs), params)
         report.finite_differences = compare_leaves(manual, fd, max(rtol, FD_RTOL), atol)[0]
     reg = {k: v for k, v in kwargs.items() if k in REG_KWARGS and np.any(np.asarray(v) != 0)}
     off = None

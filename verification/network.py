@@ -9,7 +9,7 @@ import numpy as np
 from jax.test_util import check_grads
 
 import jaxmlp
-from verification.checker import finite_differences
+from verification.checker import central_differences
 from verification.compare import Comparison, compare_trees
 from verification.rows import Row, check
 from verification.tolerances import CHECK_GRADS_TOL, F32_RTOL, F64_RTOL, FD_RTOL
@@ -92,12 +92,12 @@ def network_float32():
 
 
 @check("net/finite_diff")
-def networkfinite_differences():
+def network_finite_differences():
     """Central differences in float64 on every parameter, for every activation x head, with L1+L2."""
     for i, (act, head) in enumerate(itertools.product(jaxmlp.ACTIVATIONS, jaxmlp.HEADS)):
         model, params, x, y = problem(act, head, 3, 3, 5, seed=10 + i)
         l1, l2 = REGS["l1+l2"]
-        fd = finite_differences(lambda p: jaxmlp.loss(model, p, x, y, l1=l1, l2=l2, check=False), params)
+        fd = central_differences(lambda p: jaxmlp.loss(model, p, x, y, l1=l1, l2=l2, check=False), params)
         _, g = jaxmlp.value_and_grad(model, params, x, y, l1=l1, l2=l2)
         yield Row.from_comparison(f"net/finite_diff/{act}/{head}", "central differences, h=1e-6, float64",
                                   compare_trees(g, fd, FD_RTOL), FD_RTOL)
