@@ -123,7 +123,7 @@ def check_reg(l1, l2):
             raise ValueError(f"{name}: expected a regularisation strength >= 0, got {v!r}")
 
 
-def check_state(model, state, dtype):
+def check_state(model, state):
     if not isinstance(state, (tuple, list)) or len(state) != model.depth:
         raise ValueError(f"state: expected a tuple of {model.depth} entries (jaxmlp.init_state(model)), got {state!r:.80}")
     for l, (s, n) in enumerate(zip(state, model.sizes[1:]), start=1):
@@ -145,7 +145,7 @@ def check_all(model, params, x, y=None, l1=0.0, l2=0.0, check=True, state=None, 
         if state is not None or not train:
             if state is None:
                 raise ValueError("state: eval mode of a batchnorm model needs the running statistics")
-            check_state(model, state, dtype)
+            check_state(model, state)
     if y is not None:
         y = check_y(model, y, x.shape[0], dtype, check)
     check_reg(l1, l2)

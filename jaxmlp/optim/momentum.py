@@ -28,7 +28,7 @@ class MomentumState(NamedTuple):
     velocity: optax.Params
 
 
-def _momentum(lr, beta, name, direction):
+def _momentum(lr, beta, direction):
     lr = _validate.positive("lr", lr)
     beta = _validate.decay("beta", beta)
 
@@ -68,7 +68,7 @@ def momentum(lr: float, beta: float = 0.9) -> optax.GradientTransformation:
     Optax equivalent, proved in the verification:
     ``optax.sgd(lr * (1 - beta), momentum=beta)``.
     """
-    return _momentum(lr, beta, "momentum", _ema)
+    return _momentum(lr, beta, _ema)
 
 
 def heavy_ball(lr: float, beta: float = 0.9) -> optax.GradientTransformation:
@@ -76,7 +76,7 @@ def heavy_ball(lr: float, beta: float = 0.9) -> optax.GradientTransformation:
 
     Optax baseline: ``optax.sgd(lr, momentum=beta)``.
     """
-    return _momentum(lr, beta, "heavy_ball", _heavy_ball)
+    return _momentum(lr, beta, _heavy_ball)
 
 
 def nesterov(lr: float, beta: float = 0.9) -> optax.GradientTransformation:
@@ -86,4 +86,4 @@ def nesterov(lr: float, beta: float = 0.9) -> optax.GradientTransformation:
 
     Optax baseline: ``optax.sgd(lr, momentum=beta, nesterov=True)``.
     """
-    return _momentum(lr, beta, "nesterov", _nesterov)
+    return _momentum(lr, beta, _nesterov)
