@@ -28,6 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxmlp import checkpoint as C
+from jaxmlp.checkpoint import Checkpointer
+
 SCHEMES = ("full_batch", "sgd_replacement", "sgd_shuffle", "minibatch")
 
 
@@ -84,32 +87,49 @@ def _batch_indices(key, step, perm, n, scheme, b):
     return jax.lax.dynamic_slice(perm, ((step % per_epoch) * b,), (b,)), perm
 
 
-@functools.partial(jax.jit, static_argnames=("grad_fn", "optimizer", "scheme", "batch_size", "block", "n_blocks"))
-def _run_chunk(params, opt_state, perm, bn_state, x, y, key, start, *, grad_fn, optimizer, scheme, batch_size, block,
-               n_blocks):
+def _chunk(params, opt_state, perm, bn_state, x, y, key, start, *, grad_fn, optimizer, scheme, batch_size, block,
+           n_blocks, check_finite):
+    """``n_blocks`` logging blocks of ``block`` steps each.  Unjitted: :func:`_run_chunk` jits it, populations vmap it.
+
+    With ``check_finite`` every step also reduces ``isfinite`` over the batch loss and each gradient leaf
+    (fused by XLA into the step); from the first non-finite step on, updates are dropped so the carry keeps
+    the last good params, and ``bad = (step, index of the first non-finite value: 0 = loss, i = leaf i-1)``.
+    """
     n = x.shape[0]
 
     def one_step(carry, step):
-        params, opt_state, perm, bn_state = carry
+        params, opt_state, perm, bn_state, bad = carry
         if scheme == "full_batch":
             xb, yb = x, y
         else:
             idx, perm = _batch_indices(key, step, perm, n, scheme, batch_size)
             xb, yb = x[idx], y[idx]
         if bn_state is None:
-            _, grads = grad_fn(params, xb, yb)
+            value, grads = grad_fn(params, xb, yb)
+            new_bn = None
         else:
-            _, grads, bn_state = grad_fn(params, xb, yb, bn_state)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state, perm, bn_state), None
+            value, grads, new_bn = grad_fn(params, xb, yb, bn_state)
+        updates, new_opt = optimizer.update(grads, opt_state, params)
+        new = (optax.apply_updates(params, updates), new_opt, new_bn)
+        if check_finite:
+            finite = jnp.stack([jnp.all(jnp.isfinite(v)) for v in [value] + jax.tree.leaves(grads)])
+            first_bad = (bad[0] < 0) & ~jnp.all(finite)
+            bad = jnp.where(first_bad, jnp.stack([step, jnp.argmin(finite).astype(jnp.int32)]), bad)
+            new = jax.tree.map(lambda a, b: jnp.where(bad[0] < 0, a, b), new, (params, opt_state, bn_state))
+        return (*new[:2], perm, new[2], bad), None
 
     def one_block(carry, block_start):
         carry, _ = jax.lax.scan(one_step, carry, block_start + jnp.arange(block, dtype=jnp.int32))
         return carry, grad_fn(carry[0], x, y)[0]
 
     starts = start + block * jnp.arange(n_blocks, dtype=jnp.int32)
-    (params, opt_state, perm, bn_state), losses = jax.lax.scan(one_block, (params, opt_state, perm, bn_state), starts)
-    return params, opt_state, perm, bn_state, losses
+    carry = (params, opt_state, perm, bn_state, jnp.full((2,), -1, jnp.int32))
+    (params, opt_state, perm, bn_state, bad), losses = jax.lax.scan(one_block, carry, starts)
+    return params, opt_state, perm, bn_state, losses, bad
+
+
+_STATIC = ("grad_fn", "optimizer", "scheme", "batch_size", "block", "n_blocks", "check_finite")
+_run_chunk = jax.jit(_chunk, static_argnames=_STATIC)
 
 
 def _check_args(x, y, steps, scheme, batch_size, log_every, start_step, optimizer, state):
@@ -147,11 +167,24 @@ def _progress_bar(progress, total, initial):
     return tqdm(total=total, initial=initial, unit="step", mininterval=0.5)
 
 
+class NonFiniteError(FloatingPointError):
+    """Training met a NaN or Inf; ``result`` holds the last good params and the history up to them."""
+
+    def __init__(self, message, step, leaf, result, checkpoint):
+        super().__init__(message)
+        self.step, self.leaf, self.result, self.checkpoint = step, leaf, result, checkpoint
+
+
+def _leaf_names(grads):
+    return ["loss"] + ["grads" + jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(grads)[0]]
+
+
 def train(grad_fn: Callable, optimizer: optax.GradientTransformation, params, x, y, *, key: jax.Array, steps: int,
           scheme: str = "full_batch", batch_size: Optional[int] = None, log_every: int = 100,
           chunk_steps: int = 100_000, opt_state=None, start_step: int = 0,
-          progress: Optional[bool] = None, state=None) -> TrainResult:
-    r"""Run ``steps`` optimizer steps from ``start_step`` and log the full-data objective every ``log_every``.
+          progress: Optional[bool] = None, state=None, checkpoint: Optional[Checkpointer] = None,
+          check_finite: bool = True) -> TrainResult:
+    r"""Run optimizer steps ``start_step, ..., start_step + steps - 1`` and log the full-data objective every ``log_every``.
 
     Args:
       grad_fn: ``(params, x, y) -> (J, grads)``, e.g. :func:`manual_grad` or
@@ -164,32 +197,72 @@ def train(grad_fn: Callable, optimizer: optax.GradientTransformation, params, x,
       progress: tqdm bar; ``None`` shows it only when stderr is a terminal.
       state: batch norm's running statistics (``jaxmlp.init_state(model)``): threaded through every
         step as ``grad_fn(params, x, y, state) -> (J, grads, state)`` and returned in ``TrainResult.state``.
+      checkpoint: a :class:`Checkpointer`: save every ``checkpoint.every`` steps and, with
+        ``resume=True``, continue from the newest checkpoint (bitwise the same run as without the break).
+      check_finite: stop at the first step whose batch loss or gradient has a NaN or Inf and raise
+        :class:`NonFiniteError` naming the step and the first non-finite leaf.  The check runs inside
+        the jitted step; ``False`` removes it.
 
     Returns:
       :class:`TrainResult` with the losses at steps ``start_step, start_step + log_every, ...``.
     """
     b = _check_args(x, y, steps, scheme, batch_size, log_every, start_step, optimizer, state)
     x, y = jnp.asarray(x), jnp.asarray(y)
+    end = start_step + steps
+    every, c = end, None
+    if checkpoint is not None:
+        c = C.resume_from(checkpoint, optimizer, key, start_step, end, log_every)
+        every = checkpoint.every
+        if c is not None:
+            params, opt_state, state, start_step = c.params, c.opt_state, c.state, c.step
     opt_state = optimizer.init(params) if opt_state is None else opt_state
     n = x.shape[0]
     per_epoch = n // b
     perm = _permutation(key, start_step // per_epoch, n)
-    losses, logged = [grad_fn(params, x, y)[0]], [start_step]
-    step, end = start_step, start_step + steps
+    if c is not None:
+        losses, logged = [c.history_losses], [int(s) for s in c.history_steps]
+    else:
+        losses, logged = [grad_fn(params, x, y)[0]], [start_step]
+    step = start_step
     bar = _progress_bar(progress, end, start_step)
-    blocks_per_chunk = max(1, chunk_steps // log_every)
-    while step < end:
-        block = min(log_every, end - step)
-        n_blocks = max(1, min(blocks_per_chunk, (end - step) // block))
-        params, opt_state, perm, state, chunk = _run_chunk(
-            params, opt_state, perm, state, x, y, key, jnp.asarray(step, jnp.int32), grad_fn=grad_fn, optimizer=optimizer,
-            scheme=scheme, batch_size=b, block=block, n_blocks=n_blocks)
-        losses.append(chunk)
-        logged += [step + block * (i + 1) for i in range(n_blocks)]
-        step += block * n_blocks
+    try:
+        while step < end:
+            todo = min(chunk_steps, end - step, every - step % every)
+            block = min(log_every, todo)
+            n_blocks = max(1, todo // block)
+            new = _run_chunk(params, opt_state, perm, state, x, y, key, jnp.asarray(step, jnp.int32), grad_fn=grad_fn,
+                             optimizer=optimizer, scheme=scheme, batch_size=b, block=block, n_blocks=n_blocks,
+                             check_finite=check_finite)
+            params, opt_state, perm, state, chunk, bad = new
+            if check_finite and int(bad[0]) >= 0:  # one device sync per chunk
+                bad_step, leaf = int(bad[0]), _leaf_names(params)[int(bad[1])]
+                kept = [i for i in range(n_blocks) if step + block * (i + 1) <= bad_step]
+                losses.append(np.asarray(chunk)[kept])
+                logged += [step + block * (i + 1) for i in kept]
+                result = TrainResult(params, opt_state, np.asarray(logged), _concat(losses), state)
+                raise _non_finite(bad_step, leaf, result, checkpoint)
+            losses.append(chunk)  # a device array: no sync unless checkpointing or checking
+            logged += [step + block * (i + 1) for i in range(n_blocks)]
+            step += block * n_blocks
+            if checkpoint is not None and (step % every == 0 or step == end):
+                C.save(checkpoint.directory, C.Checkpoint(step, params, opt_state, key, checkpoint.model, state,
+                                                          np.asarray(logged), _concat(losses)), keep=checkpoint.keep)
+            if bar is not None:
+                bar.update(block * n_blocks)
+    finally:
         if bar is not None:
-            bar.update(block * n_blocks)  # no device sync here: the loss is read after the loop
-    if bar is not None:
-        bar.close()
-    losses = np.concatenate([np.atleast_1d(np.asarray(l)) for l in losses])
-    return TrainResult(params, opt_state, np.asarray(logged), losses, state)
+            bar.close()
+    return TrainResult(params, opt_state, np.asarray(logged), _concat(losses), state)
+
+
+def _concat(losses):
+    return np.concatenate([np.atleast_1d(np.asarray(l)) for l in losses])
+
+
+def _non_finite(step, leaf, result, ck):
+    last = C.latest(ck.directory) if ck is not None else None
+    kept = f"the last good checkpoint is '{last}'" if last else "no checkpoint was written"
+    what = "loss" if leaf == "loss" else f"gradient leaf {leaf}"
+    msg = (f"non-finite value at step {step}: first non-finite {what}; training stopped with the params from "
+           f"before that step (NonFiniteError.result); {kept}. Pass check_finite=False to train on regardless.")
+    return NonFiniteError(msg, step, leaf, result, last)

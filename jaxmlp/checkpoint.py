@@ -1,0 +1,276 @@
+r"""Checkpoints in the safetensors format: no pickle, so loading never runs code.
+
+A checkpoint is one ``ckpt_<step>.safetensors`` file holding
+
+* the tensors: ``params``, ``opt_state``, batch norm's running ``state``, the
+  PRNG ``key`` (its raw ``key_data``) and the loss history so far, each leaf
+  named by its pytree path (``params[0].W``, ``opt_state[0].mu[1].b``, ...);
+* the text metadata: format version, step, the model description
+  (:class:`~jaxmlp.MLP` fields as JSON), the key's implementation, leaf dtypes
+  that numpy cannot name (``bfloat16`` is stored as its ``uint16`` bit pattern)
+  and user metrics as JSON.
+
+Writes are atomic: the bytes go to a hidden temporary name in the same folder,
+are ``fsync``-ed, renamed over the final name with ``os.replace`` and the
+folder is ``fsync``-ed, so a crash leaves either the old or the new file,
+never a half-written one.  :func:`save` keeps the newest ``keep`` checkpoints.
+
+Loading rebuilds each pytree from a template (the model's parameter structure,
+``optimizer.init`` of it, ``init_state(model)``) and checks every leaf's
+presence, shape and dtype against it, so a truncated file, a foreign file or a
+checkpoint of another model shape is refused with a :class:`CheckpointError`
+naming what differs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import re
+from typing import Any, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmlp import _checks
+from jaxmlp.model import MLP, init, init_state
+
+FORMAT = "jaxmlp-checkpoint/1"
+_NAME = re.compile(r"^ckpt_(\d{10})\.safetensors$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read or does not match what it is loaded into."""
+
+
+class Checkpoint(NamedTuple):
+    """Everything needed to continue a run exactly."""
+
+    step: int
+    params: Any
+    opt_state: Any
+    key: jax.Array  # typed PRNG key of the run's sampling scheme
+    model: MLP
+    state: Any = None  # batch-norm running statistics
+    history_steps: Any = None  # (n_logs,) steps of the logged losses so far
+    history_losses: Any = None  # (n_logs,) the logged losses so far
+    metrics: Optional[dict] = None  # JSON-able user metrics
+
+
+def _safetensors():
+    try:
+        import safetensors.numpy as st
+    except ImportError as e:  # pragma: no cover - safetensors is in the [experiments] extra
+        raise ImportError("checkpoints need safetensors: pip install 'jaxmlp[checkpoint]'") from e
+    return st
+
+
+def _flat(prefix, tree):
+    """``{path name: numpy array}`` of a pytree's leaves (``None`` leaves are absent)."""
+    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return {prefix + jax.tree_util.keystr(path): leaf for path, leaf in leaves}
+
+
+def _model_json(model):
+    return json.dumps(dataclasses.asdict(model))
+
+
+def path_for(directory, step) -> pathlib.Path:
+    return pathlib.Path(directory) / f"ckpt_{int(step):010d}.safetensors"
+
+
+def all_checkpoints(directory):
+    """Checkpoint files in ``directory``, oldest step first (temporary files are ignored)."""
+    d = pathlib.Path(directory)
+    if not d.is_dir():
+        return []
+    return sorted((p for p in d.iterdir() if _NAME.match(p.name)), key=lambda p: p.name)
+
+
+def latest(directory) -> Optional[pathlib.Path]:
+    """The newest complete checkpoint in ``directory``, or ``None``."""
+    found = all_checkpoints(directory)
+    return found[-1] if found else None
+
+
+def _write_atomic(path: pathlib.Path, data: bytes):
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save(directory, ckpt: Checkpoint, *, keep: int = 3) -> pathlib.Path:
+    """Write ``ckpt`` atomically as ``directory/ckpt_<step>.safetensors`` and keep the newest ``keep``.
+
+    Everything is checked and serialised in memory before the first byte is
+    written; on any error no file is created or removed.
+    """
+    st = _safetensors()
+    _checks.check_model(ckpt.model)
+    _checks.check_params(ckpt.model, ckpt.params)
+    if isinstance(ckpt.step, bool) or not isinstance(ckpt.step, (int, np.integer)) or ckpt.step < 0:
+        raise ValueError(f"step: expected an int >= 0, got {ckpt.step!r}")
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise ValueError(f"keep: expected an int >= 1, got {keep!r}")
+    if not (isinstance(ckpt.key, jax.Array) and jnp.issubdtype(ckpt.key.dtype, jax.dtypes.prng_key)):
+        raise TypeError(f"key: expected a typed PRNG key (jax.random.key), got {type(ckpt.key).__name__}")
+    try:
+        metrics = json.dumps(ckpt.metrics or {})
+    except TypeError as e:
+        raise TypeError(f"metrics: expected JSON-serialisable values ({e})") from None
+    tensors = {**_flat("params", ckpt.params), **_flat("opt_state", ckpt.opt_state), **_flat("state", ckpt.state),
+               "key": jax.random.key_data(ckpt.key)}
+    if ckpt.history_steps is not None:
+        tensors["history.steps"] = np.asarray(ckpt.history_steps, np.int64)
+        tensors["history.losses"] = np.asarray(ckpt.history_losses)
+    arrays, dtypes = {}, {}
+    for name, leaf in tensors.items():
+        a = np.asarray(leaf)
+        if a.dtype == jnp.bfloat16:  # numpy has no bfloat16: store the bit pattern
+            dtypes[name], a = "bfloat16", a.view(np.uint16)
+        arrays[name] = np.array(a, order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
+    meta = {"format": FORMAT, "step": str(int(ckpt.step)), "model": _model_json(ckpt.model),
+            "key_impl": str(jax.random.key_impl(ckpt.key)), "dtypes": json.dumps(dtypes), "metrics": metrics,
+            "jax": jax.__version__}
+    data = st.save(arrays, metadata=meta)
+    directory = pathlib.Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = path_for(directory, ckpt.step)
+    _write_atomic(path, data)
+    for old in all_checkpoints(directory)[:-keep]:
+        old.unlink()
+    return path
+
+
+def _read(path):
+    from safetensors import safe_open
+
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"path: no checkpoint file at '{path}'")
+    st = _safetensors()
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+        arrays = st.load_file(str(path))
+    except Exception as e:  # safetensors raises its own error types for every malformed header or body
+        raise CheckpointError(f"path: cannot read '{path}': corrupt or truncated safetensors file ({e})") from None
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"path: '{path}' is not a {FORMAT} file (format {meta.get('format')!r})")
+    for name, dt in json.loads(meta["dtypes"]).items():
+        arrays[name] = arrays[name].view(jnp.dtype(dt))
+    return meta, arrays
+
+
+def _model_from(meta, path):
+    d = json.loads(meta["model"])
+    d["sizes"] = tuple(d["sizes"])
+    return MLP(**d)
+
+
+def _unflatten(prefix, template, arrays, path):
+    """Rebuild ``template``'s structure from the named arrays, checking each leaf's shape and dtype."""
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
+    out = []
+    for p, leaf in leaves:
+        name = prefix + jax.tree_util.keystr(p)
+        if name not in arrays:
+            raise CheckpointError(f"path: '{path}' has no tensor {name!r} (expected shape {tuple(leaf.shape)})")
+        a = arrays[name]
+        if tuple(a.shape) != tuple(leaf.shape):
+            raise CheckpointError(f"{name}: expected shape {tuple(leaf.shape)}, got {tuple(a.shape)} in '{path}'")
+        out.append(jnp.asarray(a))
+    extra = sorted(n for n in arrays if n.startswith(prefix + "[") or n.startswith(prefix + "."))
+    if len(extra) != len(out):
+        known = {prefix + jax.tree_util.keystr(p) for p, _ in leaves}
+        raise CheckpointError(f"{prefix}: '{path}' has tensors the template lacks: {[n for n in extra if n not in known]}")
+    return jax.tree_util.tree_unflatten(treedef, out)
+
+
+def load(path, model: Optional[MLP] = None, optimizer=None) -> Checkpoint:
+    """Read a checkpoint written by :func:`save`.
+
+    Args:
+      path: a checkpoint file, or a folder (its newest checkpoint is read).
+      model: if given, the checkpoint must have been written for an equal model.
+      optimizer: the run's optax optimizer; its ``init`` gives the template of
+        ``opt_state``.  Without it ``opt_state`` is ``None``.
+    """
+    if pathlib.Path(path).is_dir():
+        found = latest(path)
+        if found is None:
+            raise FileNotFoundError(f"path: no checkpoint in folder '{path}'")
+        path = found
+    meta, arrays = _read(path)
+    saved = _model_from(meta, path)
+    if model is not None:
+        _checks.check_model(model)
+        for field in dataclasses.fields(MLP):
+            a, b = getattr(model, field.name), getattr(saved, field.name)
+            if a != b:
+                raise CheckpointError(f"model: '{path}' was written for {field.name}={b!r}, got {field.name}={a!r}")
+    dtypes = {name: a.dtype for name, a in arrays.items()}
+    p_dtype = dtypes.get("params[0].W", np.dtype(np.float32))
+    shapes = jax.eval_shape(lambda: init(saved, jax.random.key(0), "normal", p_dtype))
+    params = _unflatten("params", shapes, arrays, path)
+    opt_state = None
+    if optimizer is not None:
+        opt_state = _unflatten("opt_state", jax.eval_shape(optimizer.init, params), arrays, path)
+    state = _unflatten("state", jax.eval_shape(lambda: init_state(saved)), arrays, path) if saved.batchnorm else None
+    key = jax.random.wrap_key_data(jnp.asarray(arrays["key"]), impl=meta["key_impl"])
+    return Checkpoint(int(meta["step"]), params, opt_state, key, saved, state, arrays.get("history.steps"),
+                      arrays.get("history.losses"), json.loads(meta["metrics"]))
+
+
+class Checkpointer(NamedTuple):
+    """Where and how often :func:`train` writes checkpoints (see :mod:`jaxmlp.checkpoint`).
+
+    Args:
+      directory: folder of ``ckpt_<step>.safetensors`` files.
+      model: the :class:`~jaxmlp.MLP` being trained (stored in, and checked against, every checkpoint).
+      every: save after every ``every`` steps (a multiple of ``log_every``) and at the end.
+      keep: how many of the newest checkpoints to keep.
+      resume: continue from the newest checkpoint in ``directory`` if there is one.  Without it a
+        folder that already holds checkpoints is refused, so a run never overwrites another's.
+    """
+
+    directory: Any
+    model: Any
+    every: int
+    keep: int = 3
+    resume: bool = False
+
+
+def resume_from(ck: Checkpointer, optimizer, key, start_step, end, log_every) -> Optional[Checkpoint]:
+    """The newest checkpoint of a :class:`Checkpointer` run (or ``None``), after checking the folder and the key."""
+    for name, v in (("every", ck.every), ("keep", ck.keep)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"checkpoint.{name}: expected an int >= 1, got {v!r}")
+    if ck.every % log_every:
+        raise ValueError(f"checkpoint.every: expected a multiple of log_every={log_every}, got {ck.every}")
+    found = latest(ck.directory)
+    if found is None:
+        return None
+    if not ck.resume:
+        raise ValueError(f"checkpoint.directory: '{ck.directory}' already holds checkpoints (newest {found.name}); "
+                         "pass resume=True (--resume) to continue that run, or use an empty folder")
+    c = load(found, ck.model, optimizer)
+    if not np.array_equal(jax.random.key_data(c.key), jax.random.key_data(key)):
+        raise ValueError(f"key: '{found}' was written by a run with another key; resume with the same key")
+    if not start_step <= c.step <= end:
+        raise ValueError(f"steps: '{found}' is at step {c.step}, outside this run's [{start_step}, {end}]")
+    return c
