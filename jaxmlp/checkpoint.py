@@ -189,7 +189,8 @@ def _unflatten(prefix, template, arrays, path):
     for p, leaf in leaves:
         name = prefix + jax.tree_util.keystr(p)
         if name not in arrays:
-            raise CheckpointError(f"path: '{path}' has no tensor {name!r} (expected shape {tuple(leaf.shape)})")
+            raise CheckpointError(f"path: '{path}' has no tensor {name!r} (expected shape {tuple(leaf.shape)}); "
+                                  "was it written for another optimizer or model?")
         a = arrays[name]
         if tuple(a.shape) != tuple(leaf.shape):
             raise CheckpointError(f"{name}: expected shape {tuple(leaf.shape)}, got {tuple(a.shape)} in '{path}'")

@@ -37,6 +37,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.flatten_util import ravel_pytree
 from jax.scipy.linalg import cho_factor, cho_solve
 
@@ -51,6 +52,11 @@ def lm_step(J, r, mu, form="auto"):
     """The LM step :math:`\\delta p` for Jacobian ``J`` (R, n), residuals ``r`` (R,), damping ``mu``."""
     if form not in FORMS:
         raise ValueError(f"form: expected one of {list(FORMS)}, got {form!r}")
+    if jnp.ndim(J) != 2 or jnp.shape(r) != jnp.shape(J)[:1]:
+        raise ValueError(f"r: expected shape ({jnp.shape(J)[0] if jnp.ndim(J) else 'R'},) for J of shape (R, n) = "
+                         f"{jnp.shape(J)}, got {jnp.shape(r)}")
+    if _checks.is_concrete(mu) and not np.all(np.asarray(mu) > 0):
+        raise ValueError(f"mu: expected a damping > 0, got {mu!r}")
     rows, n = J.shape
     if form == "auto":
         form = "normal" if n <= rows else "woodbury"

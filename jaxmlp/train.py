@@ -87,7 +87,7 @@ def _batch_indices(key, step, perm, n, scheme, b):
     return jax.lax.dynamic_slice(perm, ((step % per_epoch) * b,), (b,)), perm
 
 
-def _chunk(params, opt_state, perm, bn_state, x, y, key, start, *, grad_fn, optimizer, scheme, batch_size, block,
+def _chunk(params, opt_state, perm, bn_state, x, y, key, start, bad=None, *, grad_fn, optimizer, scheme, batch_size, block,
            n_blocks, check_finite):
     """``n_blocks`` logging blocks of ``block`` steps each.  Unjitted: :func:`_run_chunk` jits it, populations vmap it.
 
@@ -97,12 +97,14 @@ def _chunk(params, opt_state, perm, bn_state, x, y, key, start, *, grad_fn, opti
     """
     n = x.shape[0]
 
-    def one_step(carry, step):
+    def one_step(carry, step_and_idx):
         params, opt_state, perm, bn_state, bad = carry
+        step, idx = step_and_idx
         if scheme == "full_batch":
             xb, yb = x, y
         else:
-            idx, perm = _batch_indices(key, step, perm, n, scheme, batch_size)
+            if scheme != "sgd_replacement":
+                idx, perm = _batch_indices(key, step, perm, n, scheme, batch_size)
             xb, yb = x[idx], y[idx]
         if bn_state is None:
             value, grads = grad_fn(params, xb, yb)
@@ -119,11 +121,16 @@ def _chunk(params, opt_state, perm, bn_state, x, y, key, start, *, grad_fn, opti
         return (*new[:2], perm, new[2], bad), None
 
     def one_block(carry, block_start):
-        carry, _ = jax.lax.scan(one_step, carry, block_start + jnp.arange(block, dtype=jnp.int32))
+        steps = block_start + jnp.arange(block, dtype=jnp.int32)
+        # with replacement, a block's draws do not depend on the carry: draw them all at once (vectorised)
+        idx = (jax.vmap(lambda s: _batch_indices(key, s, None, n, scheme, batch_size)[0])(steps)
+               if scheme == "sgd_replacement" else steps)
+        carry, _ = jax.lax.scan(one_step, carry, (steps, idx))
         return carry, grad_fn(carry[0], x, y)[0]
 
     starts = start + block * jnp.arange(n_blocks, dtype=jnp.int32)
-    carry = (params, opt_state, perm, bn_state, jnp.full((2,), -1, jnp.int32))
+    bad = jnp.full((2,), -1, jnp.int32) if bad is None else bad  # carried over chunks by populations
+    carry = (params, opt_state, perm, bn_state, bad)
     (params, opt_state, perm, bn_state, bad), losses = jax.lax.scan(one_block, carry, starts)
     return params, opt_state, perm, bn_state, losses, bad
 
@@ -132,7 +139,7 @@ _STATIC = ("grad_fn", "optimizer", "scheme", "batch_size", "block", "n_blocks", 
 _run_chunk = jax.jit(_chunk, static_argnames=_STATIC)
 
 
-def _check_args(x, y, steps, scheme, batch_size, log_every, start_step, optimizer, state):
+def _check_args(x, y, steps, scheme, batch_size, log_every, start_step, optimizer, state, check_finite):
     if scheme not in SCHEMES:
         raise ValueError(f"scheme: expected one of {list(SCHEMES)}, got {scheme!r}")
     for name, v, lo in (("steps", steps, 1), ("log_every", log_every, 1), ("start_step", start_step, 0)):
@@ -143,6 +150,11 @@ def _check_args(x, y, steps, scheme, batch_size, log_every, start_step, optimize
         raise ValueError(f"x: expected at least one example (shape (N, n_0) with N >= 1), got shape {jnp.shape(x)}")
     if jnp.shape(y)[:1] != (n,):
         raise ValueError(f"y: expected {n} rows to match x, got shape {jnp.shape(y)}")
+    for name, a in (("x", x), ("y", y)):
+        a = np.asarray(a)
+        if not np.issubdtype(a.dtype, np.integer) and not np.all(np.isfinite(a)):
+            idx = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
+            raise ValueError(f"{name}: expected finite values, got {a[idx]} at index {idx}")
     b = 1 if batch_size is None else batch_size
     if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or not 1 <= b <= n:
         raise ValueError(f"batch_size: expected an int in [1, {n}] (the number of examples), got {batch_size!r}")
@@ -150,6 +162,8 @@ def _check_args(x, y, steps, scheme, batch_size, log_every, start_step, optimize
         raise ValueError(f"batch_size: sgd_shuffle uses one example per step, got {batch_size!r}; use 'minibatch'")
     if state is not None and scheme != "full_batch" and b < 2:
         raise ValueError(f"batch_size: batch norm in train mode needs batches of >= 2 rows, got {b} ({scheme})")
+    if not isinstance(check_finite, bool):
+        raise TypeError(f"check_finite: expected a bool, got {check_finite!r}")
     if not isinstance(optimizer, optax.GradientTransformation):
         raise TypeError(f"optimizer: expected an optax.GradientTransformation, got {type(optimizer).__name__}")
     return int(b)
@@ -200,13 +214,16 @@ def train(grad_fn: Callable, optimizer: optax.GradientTransformation, params, x,
       checkpoint: a :class:`Checkpointer`: save every ``checkpoint.every`` steps and, with
         ``resume=True``, continue from the newest checkpoint (bitwise the same run as without the break).
       check_finite: stop at the first step whose batch loss or gradient has a NaN or Inf and raise
-        :class:`NonFiniteError` naming the step and the first non-finite leaf.  The check runs inside
-        the jitted step; ``False`` removes it.
+        :class:`NonFiniteError` naming the step and the first non-finite leaf.  Each chunk ends with
+        one jitted ``isfinite`` reduction over params, optimizer state and logged losses (a NaN or
+        Inf gradient propagates into them); only when it fails is the chunk replayed with a per-step
+        guard inside the jitted scan, which finds the exact step and leaf and keeps the params from
+        before it.  ``False`` removes the check.
 
     Returns:
       :class:`TrainResult` with the losses at steps ``start_step, start_step + log_every, ...``.
     """
-    b = _check_args(x, y, steps, scheme, batch_size, log_every, start_step, optimizer, state)
+    b = _check_args(x, y, steps, scheme, batch_size, log_every, start_step, optimizer, state, check_finite)
     x, y = jnp.asarray(x), jnp.asarray(y)
     end = start_step + steps
     every, c = end, None
@@ -230,12 +247,14 @@ def train(grad_fn: Callable, optimizer: optax.GradientTransformation, params, x,
             todo = min(chunk_steps, end - step, every - step % every)
             block = min(log_every, todo)
             n_blocks = max(1, todo // block)
-            new = _run_chunk(params, opt_state, perm, state, x, y, key, jnp.asarray(step, jnp.int32), grad_fn=grad_fn,
-                             optimizer=optimizer, scheme=scheme, batch_size=b, block=block, n_blocks=n_blocks,
-                             check_finite=check_finite)
-            params, opt_state, perm, state, chunk, bad = new
-            if check_finite and int(bad[0]) >= 0:  # one device sync per chunk
-                bad_step, leaf = int(bad[0]), _leaf_names(params)[int(bad[1])]
+            kw = dict(grad_fn=grad_fn, optimizer=optimizer, scheme=scheme, batch_size=b, block=block, n_blocks=n_blocks)
+            start = (params, opt_state, perm, state, x, y, key, jnp.asarray(step, jnp.int32))
+            params, opt_state, perm, state, chunk, _ = _run_chunk(*start, check_finite=False, **kw)
+            if check_finite and not bool(_all_finite((params, opt_state, state, chunk))):  # one sync per chunk
+                # Replay the (deterministic) chunk with the per-step guard to find the step and the leaf.
+                params, opt_state, perm, state, chunk, bad = _run_chunk(*start, check_finite=True, **kw)
+                bad_step = int(bad[0]) if int(bad[0]) >= 0 else step + block * int(np.argmin(np.isfinite(chunk)))
+                leaf = _leaf_names(params)[int(bad[1])] if int(bad[0]) >= 0 else "loss"
                 kept = [i for i in range(n_blocks) if step + block * (i + 1) <= bad_step]
                 losses.append(np.asarray(chunk)[kept])
                 logged += [step + block * (i + 1) for i in kept]
@@ -255,6 +274,12 @@ def train(grad_fn: Callable, optimizer: optax.GradientTransformation, params, x,
     return TrainResult(params, opt_state, np.asarray(logged), _concat(losses), state)
 
 
+@jax.jit
+def _all_finite(tree):
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(tree)
+                              if jnp.issubdtype(a.dtype, jnp.inexact)]))
+
+
 def _concat(losses):
     return np.concatenate([np.atleast_1d(np.asarray(l)) for l in losses])
 
@@ -264,5 +289,5 @@ def _non_finite(step, leaf, result, ck):
     kept = f"the last good checkpoint is '{last}'" if last else "no checkpoint was written"
     what = "loss" if leaf == "loss" else f"gradient leaf {leaf}"
     msg = (f"non-finite value at step {step}: first non-finite {what}; training stopped with the params from "
-           f"before that step (NonFiniteError.result); {kept}. Pass check_finite=False to train on regardless.")
+           f"before that step (NonFiniteError.result); {kept}. Pass check_finite=False (--no-check-finite) to train on regardless.")
     return NonFiniteError(msg, step, leaf, result, last)

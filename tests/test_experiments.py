@@ -25,12 +25,6 @@ def test_experiment_runs(name, tmp_path):
         assert metrics["passed"]
 
 
-def test_usage_errors_exit_2(capsys):
-    with pytest.raises(SystemExit) as e:
-        main(["run", "nope"])
-    assert e.value.code == 2
-
-
 def test_readme_test_command_is_what_ci_runs():
     root = pathlib.Path(__file__).resolve().parents[1]
     readme, ci = (root / "README.md").read_text(), (root / ".ci" / "run").read_text()

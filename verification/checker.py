@@ -143,6 +143,12 @@ def check_gradients(manual_fn: Callable[..., Any], loss_fn: Callable[..., Any], 
     strength in ``kwargs`` (named as in ``REG_KWARGS``) is non-zero, the check is
     run again with it set to 0, as cs231n advises, and both runs feed the diagnosis.
     """
+    for name, fn in (("manual_fn", manual_fn), ("loss_fn", loss_fn)):
+        if not callable(fn):
+            raise TypeError(f"{name}: expected a callable, got {type(fn).__name__}")
+    for name, tol in (("rtol", rtol), ("atol", atol)):
+        if tol is not None and not (isinstance(tol, (int, float)) and tol >= 0):
+            raise ValueError(f"{name}: expected a tolerance >= 0, got {tol!r}")
     leaves = jax.tree.leaves(params)
     f64 = bool(leaves) and all(jnp.result_type(l) == jnp.float64 for l in leaves)
     rtol = (F64_RTOL if f64 else F32_RTOL) if rtol is None else rtol

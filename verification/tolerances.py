@@ -39,3 +39,10 @@ LM_STEP_RTOL = 1e-10
 # A printed erratum "fails" when it is off by at least this much relative to
 # the truth: far above any rounding, so a FAIL is a wrong formula, not noise.
 ERRATUM_MIN_REL = 1e-3
+
+# Half precision (issue 8): the forward and backward run in the params' dtype,
+# so every product and sum rounds at eps16 = 2^-11 ~ 4.9e-4 (float16) or
+# eps_bf16 = 2^-8 ~ 3.9e-3 (bfloat16).  A gradient leaf of a small network is
+# a few such roundings deep: ~10 eps relative, against float32 or autodiff.
+F16_RTOL = 5e-3
+BF16_RTOL = 4e-2

@@ -1,0 +1,133 @@
+r"""Population training: P independent networks in one compiled loop.
+
+The training chunk of :mod:`jaxmlp.train` is ``jax.vmap``-ed over the params,
+the optimizer state, the epoch permutation and the PRNG key, so P networks
+with different initialisations, sampling keys and (through
+``optax.inject_hyperparams``) learning rates train as one batched program.
+Member ``i`` follows exactly the trajectory that :func:`jaxmlp.train.train`
+gives for ``(params[i], keys[i])``.
+
+A member that meets a NaN or Inf is frozen at its last good params and
+reported in ``non_finite_step``; the others go on (a learning-rate sweep
+expects some members to diverge).
+
+The population axis is an ordinary leading axis, so it can be sharded over
+devices like a batch axis (:func:`jaxmlp.sharding.shard_leading`).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxmlp import train as T
+
+
+class PopulationResult(NamedTuple):
+    """What :func:`train_population` returns; every array has the population axis first."""
+
+    params: Any  # each leaf (P, ...)
+    opt_state: Any
+    steps: np.ndarray  # (n_logs,) shared step index of the logged losses
+    losses: np.ndarray  # (P, n_logs) full-data objective of each member
+    non_finite_step: np.ndarray  # (P,) first step with a NaN/Inf (the member stopped there), -1 if none
+
+
+def population_size(params) -> int:
+    sizes = {int(jnp.shape(a)[0]) if jnp.ndim(a) else -1 for a in jax.tree.leaves(params)}
+    if len(sizes) != 1 or -1 in sizes:
+        raise ValueError(f"params: expected every leaf to share a leading population axis, got leading sizes {sorted(sizes)}")
+    return sizes.pop()
+
+
+def _vmapped(static):
+    def run(params, opt_state, perm, x, y, key, start, bad):
+        return T._chunk(params, opt_state, perm, None, x, y, key, start, bad, **static)
+
+    # The population axis is the minor (last) axis inside the loop: the tiny per-network matrices then
+    # become elementwise work vectorised across the population instead of P separate small GEMMs.
+    axes = (-1, -1, 0, None, None, 0, None, 0)
+    return jax.vmap(run, in_axes=axes, out_axes=(-1, -1, 0, 0, 0, 0))
+
+
+def _minor(tree):
+    return jax.tree.map(lambda a: jnp.moveaxis(a, 0, -1), tree)
+
+
+def _major(tree):
+    return jax.tree.map(lambda a: jnp.moveaxis(a, -1, 0), tree)
+
+
+_CACHE: dict = {}
+
+
+def _compiled(**static):
+    k = tuple(sorted(static.items(), key=lambda kv: kv[0]))
+    if k not in _CACHE:
+        _CACHE[k] = jax.jit(_vmapped(static))
+    return _CACHE[k]
+
+
+def train_population(grad_fn: Callable, optimizer: optax.GradientTransformation, params, x, y, *, keys: jax.Array,
+                     steps: int, scheme: str = "full_batch", batch_size: Optional[int] = None, log_every: int = 100,
+                     chunk_steps: int = 100_000, hyperparams: Optional[Mapping[str, Any]] = None,
+                     check_finite: bool = True, progress: Optional[bool] = None) -> PopulationResult:
+    r"""Train P networks at once: ``params`` leaves carry a leading axis of size P, ``keys`` has shape (P,).
+
+    Args:
+      grad_fn, optimizer, x, y, scheme, batch_size, log_every, chunk_steps, check_finite, progress:
+        as for :func:`jaxmlp.train.train` (the data are shared by all members).
+      keys: (P,) PRNG keys of the members' sampling schemes.
+      hyperparams: per-member hyperparameters, e.g. ``{"lr": lrs}`` with ``lrs`` of shape (P,);
+        the optimizer must then come from ``optax.inject_hyperparams`` (e.g.
+        ``optax.inject_hyperparams(jaxmlp.optim.sgd)(lr=0.1)``).
+
+    Every member follows the trajectory :func:`jaxmlp.train.train` gives it alone:
+
+    .. math::  \theta_i^{(t+1)} = \theta_i^{(t)} + u\big(\nabla J(\theta_i^{(t)}; x_{I_i(t)}),\ s_i^{(t)};\ \eta_i\big),
+               \qquad I_i(t) = \mathrm{sample}(\mathrm{fold\_in}(k_i, t)).
+    """
+    P = population_size(params)
+    if not (isinstance(keys, jax.Array) and jnp.issubdtype(keys.dtype, jax.dtypes.prng_key) and keys.shape == (P,)):
+        raise ValueError(f"keys: expected ({P},) typed PRNG keys (jax.random.split(key, {P})), got "
+                         f"{getattr(keys, 'dtype', type(keys).__name__)} of shape {jnp.shape(keys)}")
+    b = T._check_args(x, y, steps, scheme, batch_size, log_every, 0, optimizer, None, check_finite)
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    opt_state = jax.vmap(optimizer.init)(params)
+    if hyperparams:
+        if not hasattr(opt_state, "hyperparams"):
+            raise TypeError("hyperparams: the optimizer must come from optax.inject_hyperparams to vary them per member")
+        for name, v in hyperparams.items():
+            if name not in opt_state.hyperparams:
+                raise ValueError(f"hyperparams: unknown name {name!r}; the optimizer has {sorted(opt_state.hyperparams)}")
+            v = jnp.asarray(v, opt_state.hyperparams[name].dtype)
+            if v.shape != (P,):
+                raise ValueError(f"hyperparams[{name!r}]: expected shape ({P},), got {v.shape}")
+            opt_state.hyperparams[name] = v
+    n = x.shape[0]
+    perm = jax.vmap(lambda k: T._permutation(k, 0, n))(keys)
+    first = jax.jit(jax.vmap(lambda p: grad_fn(p, x, y)[0]))(params)
+    params, opt_state = _minor(params), _minor(opt_state)
+    losses, logged, bad = [first[:, None]], [0], jnp.full((P, 2), -1, jnp.int32)
+    step = 0
+    bar = T._progress_bar(progress, steps, 0)
+    while step < steps:
+        block = min(log_every, steps - step)
+        n_blocks = max(1, min(max(1, chunk_steps // log_every), (steps - step) // block))
+        run = _compiled(grad_fn=grad_fn, optimizer=optimizer, scheme=scheme, batch_size=b, block=block,
+                        n_blocks=n_blocks, check_finite=check_finite)
+        params, opt_state, perm, _, chunk, bad = run(params, opt_state, perm, x, y, keys, jnp.asarray(step, jnp.int32),
+                                                     bad)
+        losses.append(chunk)  # (P, n_blocks)
+        logged += [step + block * (i + 1) for i in range(n_blocks)]
+        step += block * n_blocks
+        if bar is not None:
+            bar.update(block * n_blocks)
+    if bar is not None:
+        bar.close()
+    params, opt_state = _major(params), _major(opt_state)
+    return PopulationResult(params, opt_state, np.asarray(logged), np.concatenate([np.asarray(l) for l in losses], 1),
+                            np.asarray(bad[:, 0]))

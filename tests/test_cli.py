@@ -1,0 +1,53 @@
+"""The command line: --help everywhere, one-line user errors, --debug tracebacks, documented exit codes."""
+import pytest
+
+from jaxmlp import cli
+from jaxmlp.cli import EXPERIMENTS, main
+
+HELP = [[], ["run"], ["train"], ["bench"]] + [["run", name] for name in EXPERIMENTS]
+
+
+@pytest.mark.parametrize("words", HELP, ids=lambda w: " ".join(w) or "jaxmlp")
+def test_help_works_on_every_command(words, capsys):
+    assert main(words + ["--help"]) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert out.startswith("usage: jaxmlp") and "--help" in out or "-h" in out
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["train", "--lr", "-1"], "lr: expected a finite number > 0, got -1.0"),
+    (["train", "--sizes", "2,x,2"], "--sizes: expected comma-separated ints"),
+    (["train", "--sizes", "3,2"], "--sizes: higham has 2 input features, got sizes[0] = 3"),
+    (["train", "--resume"], "--resume: needs --checkpoint-dir"),
+    (["train", "--activation", "gelu"], "activation: unknown name 'gelu'"),
+    (["train", "--steps", "0"], "steps: expected an int >= 1, got 0"),
+])
+def test_user_errors_print_one_line_and_exit_2(argv, fragment, capsys):
+    assert main(argv) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert fragment in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_debug_shows_the_traceback():
+    with pytest.raises(ValueError, match="lr: expected a finite number > 0"):
+        main(["--debug", "train", "--lr", "-1"])
+
+
+@pytest.mark.parametrize("argv", [["run", "nope"], ["nope"], [], ["train", "--steps", "many"]])
+def test_argparse_usage_errors_exit_2(argv, capsys):
+    assert main(argv) == cli.EXIT_USAGE
+    assert "usage:" in capsys.readouterr().err
+
+
+def test_non_finite_training_exits_3(tmp_path, capsys):
+    argv = ["train", "--activation", "relu", "--head", "mse", "--init", "he", "--lr", "1e30", "--steps", "200",
+            "--log-every", "100", "--out", str(tmp_path)]
+    assert main(argv) == cli.EXIT_NON_FINITE
+    err = capsys.readouterr().err
+    assert "non-finite value at step 1" in err and "--no-check-finite" in err and "Traceback" not in err
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_exit_codes_are_documented():
+    for code in (cli.EXIT_OK, cli.EXIT_CHECK_FAILED, cli.EXIT_USAGE, cli.EXIT_NON_FINITE, cli.EXIT_INTERRUPTED):
+        assert f"\n  {code} " in cli.__doc__

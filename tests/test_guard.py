@@ -1,0 +1,67 @@
+"""The non-finite guard: stops at the first NaN/Inf step, names the leaf, keeps the last good params and checkpoint."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxmlp
+from jaxmlp import checkpoint as C
+from jaxmlp import optim
+from jaxmlp import train as T
+
+MODEL = jaxmlp.MLP((2, 2, 3, 2), "sigmoid", "sigmoid_quadratic")
+X, Y = jaxmlp.data.higham_points(dtype=np.float64)
+POISON = 7  # the example whose gradient turns NaN in layer 2's bias
+P0 = jaxmlp.init(MODEL, jax.random.key(0), "higham", jnp.float64)
+_manual = T.manual_grad(MODEL)
+
+
+def poisoned_grad(params, x, y):
+    """The manual gradient, with NaN in ``grads[1].b`` whenever the batch holds example POISON (a marked row)."""
+    value, grads = _manual(params, x, y)
+    hit = (x.shape[0] == 1) & jnp.all(x == X[POISON][None, :])
+    layer = grads[1]._replace(b=jnp.where(hit, jnp.nan, grads[1].b))
+    return value, (grads[0], layer, grads[2])
+
+
+def _first_poisoned_step(key):
+    """The first step at which sgd_replacement (batch 1) draws example POISON: the loop's own sampling rule."""
+    draws = jax.vmap(lambda s: jax.random.randint(jax.random.fold_in(key, s), (1,), 0, len(X))[0])(jnp.arange(200))
+    return int(np.argmax(np.asarray(draws) == POISON))
+
+
+KEY = next(k for k in map(jax.random.key, range(100)) if 20 < _first_poisoned_step(k) < 200)
+
+
+def test_guard_names_step_and_leaf_and_keeps_the_last_good_state(tmp_path):
+    expect = _first_poisoned_step(KEY)
+    ck = C.Checkpointer(tmp_path, MODEL, every=10, keep=50)
+    with pytest.raises(T.NonFiniteError) as info:
+        T.train(poisoned_grad, optim.sgd(0.05), P0, X, Y, key=KEY, steps=expect + 50, scheme="sgd_replacement",
+                log_every=10, progress=False, checkpoint=ck)
+    e = info.value
+    assert e.step == expect and e.leaf == "grads[1].b"
+    assert f"step {expect}" in str(e) and "grads[1].b" in str(e) and str(e.checkpoint) in str(e)
+    # the params in the error are those before the bad step: equal to a clean run of exactly `expect` steps
+    clean = T.train(_manual, optim.sgd(0.05), P0, X, Y, key=KEY, steps=expect, scheme="sgd_replacement",
+                    log_every=expect, progress=False)
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(e.result.params), jax.tree.leaves(clean.params)))
+    assert np.all(np.isfinite(e.result.losses)) and e.result.steps[-1] <= expect
+    last = C.load(e.checkpoint)
+    assert last.step == expect // 10 * 10 and all(np.all(np.isfinite(a)) for a in jax.tree.leaves(last.params))
+
+
+def test_guard_can_be_disabled():
+    r = T.train(poisoned_grad, optim.sgd(0.05), P0, X, Y, key=KEY, steps=_first_poisoned_step(KEY) + 10,
+                scheme="sgd_replacement", log_every=10, progress=False, check_finite=False)
+    assert np.isnan(r.losses[-1])
+
+
+def test_guard_catches_a_non_finite_loss_and_does_not_change_a_healthy_run():
+    x = X * 1e3
+    with pytest.raises(T.NonFiniteError, match="step 1: first non-finite loss"):
+        T.train(_manual, optim.sgd(1e300), P0, x, Y, key=KEY, steps=100, scheme="sgd_replacement", log_every=10,
+                progress=False)
+    kw = dict(key=KEY, steps=300, scheme="sgd_replacement", log_every=100, progress=False)
+    on, off = (T.train(_manual, optim.sgd(0.05), P0, X, Y, check_finite=c, **kw) for c in (True, False))
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(on.params), jax.tree.leaves(off.params)))
