@@ -9,7 +9,9 @@ gives for ``(params[i], keys[i])``.
 
 A member that meets a NaN or Inf is frozen at its last good params and
 reported in ``non_finite_step``; the others go on (a learning-rate sweep
-expects some members to diverge).
+expects some members to diverge).  As in :func:`jaxmlp.train.train`, a chunk
+runs unguarded and is replayed with the per-step guard only if it ends with a
+non-finite value; once a member has failed, later chunks run guarded.
 
 The population axis is an ordinary leading axis, so it can be sharded over
 devices like a batch axis (:func:`jaxmlp.sharding.shard_leading`).
@@ -117,10 +119,16 @@ def train_population(grad_fn: Callable, optimizer: optax.GradientTransformation,
     while step < steps:
         block = min(log_every, steps - step)
         n_blocks = max(1, min(max(1, chunk_steps // log_every), (steps - step) // block))
-        run = _compiled(grad_fn=grad_fn, optimizer=optimizer, scheme=scheme, batch_size=b, block=block,
-                        n_blocks=n_blocks, check_finite=check_finite)
-        params, opt_state, perm, _, chunk, bad = run(params, opt_state, perm, x, y, keys, jnp.asarray(step, jnp.int32),
-                                                     bad)
+        static = dict(grad_fn=grad_fn, optimizer=optimizer, scheme=scheme, batch_size=b, block=block, n_blocks=n_blocks)
+        start = (params, opt_state, perm, x, y, keys, jnp.asarray(step, jnp.int32), bad)
+        out = None
+        if not (check_finite and bool(jnp.any(bad[:, 0] >= 0))):  # fast path: no per-step guard
+            out = _compiled(**static, check_finite=False)(*start)
+            if check_finite and not bool(T._all_finite((out[0], out[1], out[4]))):
+                out = None  # replay the chunk with the guard, which freezes each failing member
+        if out is None:
+            out = _compiled(**static, check_finite=True)(*start)
+        params, opt_state, perm, _, chunk, bad = out
         losses.append(chunk)  # (P, n_blocks)
         logged += [step + block * (i + 1) for i in range(n_blocks)]
         step += block * n_blocks

@@ -8,7 +8,8 @@ import pytest
 from jaxmlp.cli import EXPERIMENTS, main
 
 SHORT = {"higham": ["--steps", "2000", "--seeds", "2"], "lm-higham": ["--steps", "2000", "--seeds", "2"], "batchnorm": ["--steps", "40"], "spiral": ["--steps", "300"], "regression": [],
-         "testnets": [], "optimizers": ["--steps", "40"], "digits": ["--steps", "300"]}
+         "testnets": [], "optimizers": ["--steps", "40"], "digits": ["--steps", "300"],
+         "higham-population": ["--steps", "2000", "--population", "8"]}
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)

@@ -15,7 +15,7 @@ import numpy as np
 def _check(name, v, ok, expected):
     if isinstance(v, jax.core.Tracer):
         return v
-    if isinstance(v, (jax.Array, np.ndarray, np.generic)) and np.ndim(v) == 0 and np.issubdtype(np.result_type(v), np.floating):
+    if isinstance(v, (jax.Array, np.ndarray, np.generic)) and np.ndim(v) == 0 and np.issubdtype(np.asarray(v).dtype, np.floating):
         if not ok(float(v)):
             raise ValueError(f"{name}: expected {expected}, got {float(v)!r}")
         return v
@@ -40,3 +40,8 @@ def zeros_like(params):
     import jax.numpy as jnp
 
     return jax.tree.map(jnp.zeros_like, params)
+
+
+def is_zero(v) -> bool:
+    """Whether a hyperparameter is statically 0 (a traced one, e.g. from inject_hyperparams, is not)."""
+    return not isinstance(v, jax.core.Tracer) and not isinstance(v, jax.Array) and v == 0

@@ -43,7 +43,7 @@ def _adam(lr, b1, b2, eps, bias_correction, weight_decay, mask):
         else:
             mu_hat, nu_hat = mu, nu
         step = jax.tree.map(lambda m, n: m / (jnp.sqrt(n) + eps), mu_hat, nu_hat)
-        if weight_decay:
+        if not _validate.is_zero(weight_decay):
             if params is None:
                 raise ValueError("params: adamw needs the params passed to update")
             m = mask(params) if callable(mask) else mask

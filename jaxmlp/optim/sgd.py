@@ -33,7 +33,7 @@ def sgd(lr: float, weight_decay: float = 0.0) -> optax.GradientTransformation:
         return SgdState()
 
     def update(grads, state, params=None):
-        if weight_decay:
+        if not _validate.is_zero(weight_decay):
             if params is None:
                 raise ValueError("params: sgd(weight_decay > 0) needs the params passed to update")
             grads = jax.tree.map(lambda g, p: g + weight_decay * p, grads, params)
