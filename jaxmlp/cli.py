@@ -30,10 +30,16 @@ EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_NON_FINITE, EXIT_INTERRUPTED = 0, 1
 
 
 def _run(argv):
-    ap = argparse.ArgumentParser(prog="jaxmlp run", add_help=False)
-    ap.add_argument("name", choices=EXPERIMENTS + ("all",))
-    ap.add_argument("-h", "--help", action="store_true")
+    ap = argparse.ArgumentParser(prog="jaxmlp run", add_help=False,
+                                 description="Run one experiment of experiments/ (or all); NAME --help shows its options.")
+    ap.add_argument("name", nargs="?", choices=EXPERIMENTS + ("all",), help="experiment name, or all")
+    ap.add_argument("-h", "--help", action="store_true", help="show this help, or NAME's own help")
     args, rest = ap.parse_known_args(argv)
+    if args.name is None:
+        if args.help:
+            ap.print_help()
+            return EXIT_OK
+        ap.error("the following arguments are required: name")
     names = EXPERIMENTS if args.name == "all" else (args.name,)
     if args.help:
         rest = ["--help"] + rest

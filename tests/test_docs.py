@@ -18,3 +18,12 @@ def test_every_documented_code_path_exists():
 
     for mod, name in re.findall(r"`(jaxmlp\.[a-z_.]+)\.([a-z_]+)`", DOC):
         assert hasattr(importlib.import_module(mod), name), f"{mod}.{name}"
+
+
+def test_readme_lists_every_bad_input_case():
+    from tests.test_errors import CALLS, CASES
+
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    missing = [c[0] for c in CASES + CALLS if f"`{c[0]}`" not in readme]
+    assert not missing, f"bad-input cases missing from the README: {missing}"
+    assert f"**{len(CASES) + len(CALLS)} cases**" in readme
