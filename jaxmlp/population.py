@@ -18,6 +18,7 @@ devices like a batch axis (:func:`jaxmlp.sharding.shard_leading`).
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Mapping, NamedTuple, Optional
 
 import jax
@@ -63,14 +64,10 @@ def _major(tree):
     return jax.tree.map(lambda a: jnp.moveaxis(a, -1, 0), tree)
 
 
-_CACHE: dict = {}
-
-
+@functools.cache
 def _compiled(**static):
-    k = tuple(sorted(static.items(), key=lambda kv: kv[0]))
-    if k not in _CACHE:
-        _CACHE[k] = jax.jit(_vmapped(static))
-    return _CACHE[k]
+    """The jitted, vmapped chunk for one set of static arguments (cached: one compile each)."""
+    return jax.jit(_vmapped(static))
 
 
 def train_population(grad_fn: Callable, optimizer: optax.GradientTransformation, params, x, y, *, keys: jax.Array,
