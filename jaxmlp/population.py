@@ -70,6 +70,12 @@ def _compiled(**static):
     return jax.jit(_vmapped(static))
 
 
+@functools.cache
+def _losses(grad_fn):
+    """Each member's full-data objective (jitted and cached per gradient function)."""
+    return jax.jit(jax.vmap(lambda p, x, y: grad_fn(p, x, y)[0], in_axes=(0, None, None)))
+
+
 def train_population(grad_fn: Callable, optimizer: optax.GradientTransformation, params, x, y, *, keys: jax.Array,
                      steps: int, scheme: str = "full_batch", batch_size: Optional[int] = None, log_every: int = 100,
                      chunk_steps: int = 100_000, hyperparams: Optional[Mapping[str, Any]] = None,
@@ -108,7 +114,7 @@ def train_population(grad_fn: Callable, optimizer: optax.GradientTransformation,
             opt_state.hyperparams[name] = v
     n = x.shape[0]
     perm = jax.vmap(lambda k: T._permutation(k, 0, n))(keys)
-    first = jax.jit(jax.vmap(lambda p: grad_fn(p, x, y)[0]))(params)
+    first = _losses(grad_fn)(params, x, y)
     params, opt_state = _minor(params), _minor(opt_state)
     losses, logged, bad = [first[:, None]], [0], jnp.full((P, 2), -1, jnp.int32)
     step = 0

@@ -2,6 +2,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import jaxmlp
@@ -26,7 +27,7 @@ def poisoned_grad(params, x, y):
 
 def _first_poisoned_step(key):
     """The first step at which sgd_replacement (batch 1) draws example POISON: the loop's own sampling rule."""
-    draws = jax.vmap(lambda s: jax.random.randint(jax.random.fold_in(key, s), (1,), 0, len(X))[0])(jnp.arange(200))
+    draws = T._replacement_indices(key, 0, 200, len(X), 1)[:, 0]
     return int(np.argmax(np.asarray(draws) == POISON))
 
 
@@ -57,11 +58,24 @@ def test_guard_can_be_disabled():
     assert np.isnan(r.losses[-1])
 
 
+def poisoned_loss(params, x, y):
+    """The manual gradient with the loss and every gradient NaN whenever the batch holds example POISON."""
+    value, grads = _manual(params, x, y)
+    nan = jnp.where((x.shape[0] == 1) & jnp.all(x == X[POISON][None, :]), jnp.nan, 1.0)
+    return value * nan, jax.tree.map(lambda g: g * nan, grads)
+
+
 def test_guard_catches_a_non_finite_loss_and_does_not_change_a_healthy_run():
-    x = X * 1e3
-    with pytest.raises(T.NonFiniteError, match="step 1: first non-finite loss"):
-        T.train(_manual, optim.sgd(1e300), P0, x, Y, key=KEY, steps=100, scheme="sgd_replacement", log_every=10,
-                progress=False)
+    expect = _first_poisoned_step(KEY)
+    with pytest.raises(T.NonFiniteError, match=f"step {expect}: first non-finite loss"):
+        T.train(poisoned_loss, optim.sgd(0.05), P0, X, Y, key=KEY, steps=expect + 50, scheme="sgd_replacement",
+                log_every=10, progress=False)
     kw = dict(key=KEY, steps=300, scheme="sgd_replacement", log_every=100, progress=False)
     on, off = (T.train(_manual, optim.sgd(0.05), P0, X, Y, check_finite=c, **kw) for c in (True, False))
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(on.params), jax.tree.leaves(off.params)))
+
+
+def test_guard_catches_an_update_that_overflows_from_a_finite_gradient():
+    with pytest.raises(T.NonFiniteError, match=r"step 0: first non-finite updated parameter leaf params\[0\]\.W") as info:
+        T.train(_manual, optax.sgd(jnp.inf), P0, X, Y, key=KEY, steps=20, log_every=10, progress=False)
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(info.value.result.params), jax.tree.leaves(P0)))

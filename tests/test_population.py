@@ -33,7 +33,7 @@ def test_each_member_is_its_own_train_run():
 
 
 def test_per_member_learning_rates_and_a_diverging_member_is_isolated():
-    lrs = jnp.array([0.01, 0.05, 0.5, 1e308])
+    lrs = jnp.array([0.01, 0.05, 0.5, jnp.inf])  # the last member's first update makes its params infinite
     opt = optax.inject_hyperparams(optim.sgd)(lr=0.1)
     with jax.numpy_dtype_promotion("standard"):
         r = train_population(GRAD, opt, PARAMS, X * 1e3, Y, keys=KEYS, hyperparams={"lr": lrs}, **KW)
@@ -41,7 +41,7 @@ def test_per_member_learning_rates_and_a_diverging_member_is_isolated():
             one = T.train(GRAD, optim.sgd(float(lrs[i])), _member(PARAMS, i), X * 1e3, Y, key=KEYS[i],
                           progress=False, **KW)
             np.testing.assert_allclose(r.losses[i], one.losses, rtol=1e-12)
-    assert list(r.non_finite_step[:3]) == [-1, -1, -1] and r.non_finite_step[3] >= 0
+    assert list(r.non_finite_step) == [-1, -1, -1, 0]
     assert all(np.all(np.isfinite(a)) for a in jax.tree.leaves(r.params))  # the diverged member kept its last good params
 
 
