@@ -93,7 +93,9 @@ def train_population(grad_fn: Callable, optimizer: optax.GradientTransformation,
     Every member follows the trajectory :func:`jaxmlp.train.train` gives it alone:
 
     .. math::  \theta_i^{(t+1)} = \theta_i^{(t)} + u\big(\nabla J(\theta_i^{(t)}; x_{I_i(t)}),\ s_i^{(t)};\ \eta_i\big),
-               \qquad I_i(t) = \mathrm{sample}(\mathrm{fold\_in}(k_i, t)).
+               \qquad I_i(t) = \mathrm{sample}(k_i, t)
+
+    where the sample depends only on the member's key and the step (see :func:`jaxmlp.train._replacement_indices`).
     """
     P = population_size(params)
     if not (isinstance(keys, jax.Array) and jnp.issubdtype(keys.dtype, jax.dtypes.prng_key) and keys.shape == (P,)):

@@ -14,8 +14,9 @@ Sampling schemes (seed 000 batch / epoch / iteration; seed 002 SGD):
 * ``"minibatch"``: mini-batches of ``batch_size`` without replacement; an
   epoch is :math:`\lfloor N/b\rfloor` iterations (a ragged tail is dropped).
 
-Randomness is a function of ``(key, step)`` only (``fold_in``), so a run is
-deterministic for its key and can be resumed at any step.
+Randomness is a function of ``(key, step)`` only (``fold_in`` of the epoch, or
+of the page of 256 steps for ``sgd_replacement``), so a run is deterministic
+for its key and can be resumed at any step.
 """
 from __future__ import annotations
 
