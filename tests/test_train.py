@@ -18,9 +18,9 @@ GRAD = T.manual_grad(MODEL, l2=1e-3)
 OPT = optim.momentum(0.5, 0.9)
 
 
-def _run(scheme, b, key=3, steps=240, **kw):
+def _run(scheme, b, key=3, steps=240, log_every=40, **kw):
     return T.train(GRAD, OPT, P0, X, Y, key=jax.random.key(key), steps=steps, scheme=scheme, batch_size=b,
-                   log_every=40, progress=False, **kw)
+                   log_every=log_every, progress=False, **kw)
 
 
 @pytest.mark.parametrize("scheme, b", SCHEMES)
@@ -65,6 +65,27 @@ def test_resume_in_two_parts_equals_one_run():
     half = _run("minibatch", 5, steps=120)
     rest = T.train(GRAD, OPT, half.params, X, Y, key=jax.random.key(3), steps=120, scheme="minibatch", batch_size=5,
                    log_every=40, progress=False, opt_state=half.opt_state, start_step=120)
+    assert all(np.array_equal(a, c) for a, c in zip(jax.tree.leaves(whole.params), jax.tree.leaves(rest.params)))
+
+
+def test_replacement_draws_depend_only_on_key_and_step():
+    """Any window of steps, aligned to the 256-step pages or not, sees the same draws; they are uniform."""
+    key = jax.random.key(3)
+    draw = jax.jit(T._replacement_indices, static_argnums=(2, 3, 4))
+    full = np.asarray(draw(key, jnp.int32(0), 2048, 10, 2))  # (2048, 2)
+    for start, count in [(0, 1), (255, 2), (256, 300), (1000, 777), (1700, 348)]:
+        np.testing.assert_array_equal(draw(key, jnp.int32(start), count, 10, 2), full[start:start + count])
+    counts = np.bincount(full.ravel(), minlength=10)
+    chi2 = float(np.sum((counts - full.size / 10) ** 2 / (full.size / 10)))
+    assert full.min() >= 0 and full.max() <= 9 and chi2 < 27.9  # chi-square, 9 dof, p = 0.001
+    assert not np.array_equal(full, np.asarray(draw(jax.random.key(4), jnp.int32(0), 2048, 10, 2)))
+
+
+def test_resume_mid_page_with_replacement_equals_one_run():
+    whole = _run("sgd_replacement", 4, log_every=30, steps=390)
+    half = _run("sgd_replacement", 4, log_every=30, steps=270)  # 270 is not a multiple of the 256-step page
+    rest = T.train(GRAD, OPT, half.params, X, Y, key=jax.random.key(3), steps=120, scheme="sgd_replacement",
+                   batch_size=4, log_every=40, progress=False, opt_state=half.opt_state, start_step=270)  # other blocks
     assert all(np.array_equal(a, c) for a, c in zip(jax.tree.leaves(whole.params), jax.tree.leaves(rest.params)))
 
 
