@@ -87,7 +87,7 @@ def _replacement_indices(key, start, count, n, b):
     One ``fold_in`` and one ``random.bits`` call per page of :data:`_PAGE` steps, so the draws are a
     function of ``(key, step)`` only, whatever ``start`` and ``count``.  The index is
 
-    .. math::  i = u mod n,\qquad u \sim \mathcal U\{0,\dots,2^{32}-1\},
+    .. math::  i = u \bmod n,\qquad u \sim \mathcal U\{0,\dots,2^{32}-1\},
 
     whose probabilities differ from :math:`1/n` by less than :math:`2^{-32}` (relative error
     :math:`< n\,2^{-32}`: 2e-9 for Higham's 10 points).  Pages are drawn one after another
