@@ -31,7 +31,7 @@ from jaxmlp.batchnorm import BatchNorm, BNState, bn_backward, bn_eval, bn_forwar
 from jaxmlp.dense import dense_backward, dense_forward
 from jaxmlp.heads import get_head
 from jaxmlp.model import MLP
-from jaxmlp.regularizers import is_active, penalty, penalty_grad
+from jaxmlp.regularizers import add_penalty_grad, penalty
 
 
 def _forward(model: MLP, params, x, state=None, train=True):
@@ -97,8 +97,7 @@ def backward(model: MLP, params, zs, as_, delta_L, *, l1=0.0, l2=0.0, bn_caches=
         if model.has_bn(l):
             dbn, delta = bn_backward(BatchNorm(p.gamma, p.beta), bn_caches[l - 1], delta)
         g, d_a_prev = dense_backward(p, as_[l - 1], delta)
-        if is_active(l1, l2):
-            g = g._replace(W=g.W + penalty_grad(p, l1, l2))
+        g = add_penalty_grad(g, p, l1, l2)
         grads[l - 1] = g if dbn is None else g._replace(gamma=dbn.gamma, beta=dbn.beta)
         if l > 1:
             z_prev = zs[l - 2]

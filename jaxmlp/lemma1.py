@@ -24,7 +24,7 @@ from jaxmlp.activations import get_activation
 from jaxmlp.dense import Dense
 from jaxmlp.heads import get_head
 from jaxmlp.model import MLP
-from jaxmlp.regularizers import penalty_grad
+from jaxmlp.regularizers import add_penalty_grad
 
 
 def _one_example(model: MLP, params, x, y):
@@ -57,4 +57,4 @@ def lemma1_grad(model: MLP, params, x, y, *, l1=0.0, l2=0.0, check=True):
     per_example = jax.vmap(lambda xi, yi: _one_example(model, params, xi, yi))(x, y)
     reduce = jnp.mean if get_head(model.head).reduction == "mean" else jnp.sum
     grads = jax.tree.map(lambda g: reduce(g, axis=0), per_example)
-    return tuple(g._replace(W=g.W + penalty_grad(p, l1, l2)) for g, p in zip(grads, params))
+    return tuple(add_penalty_grad(g, p, l1, l2) for g, p in zip(grads, params))

@@ -17,7 +17,7 @@ import numpy as np
 from jaxmlp.dense import Dense
 
 
-def is_active(l1, l2) -> bool:
+def _is_active(l1, l2) -> bool:
     """False when both coefficients are concrete zeros: the penalty terms are then skipped, not multiplied by 0.
 
     (XLA may not fold ``0 * W`` away, since ``0 * inf`` is NaN; a traced coefficient always counts as active.)
@@ -28,7 +28,7 @@ def is_active(l1, l2) -> bool:
 def penalty(params, l1=0.0, l2=0.0):
     r""":math:`\frac{\lambda_2}{2}\sum\|W\|^2 + \lambda_1\sum|W|` over every layer's ``W``."""
     total = 0.0
-    if not is_active(l1, l2):
+    if not _is_active(l1, l2):
         return total
     for p in params:
         total = total + 0.5 * l2 * jnp.sum(p.W * p.W) + l1 * jnp.sum(p.W * jnp.sign(p.W))
@@ -38,3 +38,8 @@ def penalty(params, l1=0.0, l2=0.0):
 def penalty_grad(p: Dense, l1=0.0, l2=0.0):
     r""":math:`\lambda_2 W + \lambda_1\,\mathrm{sign}(W)` for one layer's ``W``."""
     return l2 * p.W + l1 * jnp.sign(p.W)
+
+
+def add_penalty_grad(g: Dense, p: Dense, l1=0.0, l2=0.0) -> Dense:
+    r"""``g`` with :math:`\lambda_2 W + \lambda_1\mathrm{sign}(W)` added to its ``W`` (``g`` itself when both are 0)."""
+    return g._replace(W=g.W + penalty_grad(p, l1, l2)) if _is_active(l1, l2) else g

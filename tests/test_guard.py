@@ -17,11 +17,15 @@ P0 = jaxmlp.init(MODEL, jax.random.key(0), "higham", jnp.float64)
 _manual = T.manual_grad(MODEL)
 
 
+def _holds_poison(x):
+    """True when the batch is the single example POISON."""
+    return (x.shape[0] == 1) & jnp.all(x == X[POISON][None, :])
+
+
 def poisoned_grad(params, x, y):
     """The manual gradient, with NaN in ``grads[1].b`` whenever the batch holds example POISON (a marked row)."""
     value, grads = _manual(params, x, y)
-    hit = (x.shape[0] == 1) & jnp.all(x == X[POISON][None, :])
-    layer = grads[1]._replace(b=jnp.where(hit, jnp.nan, grads[1].b))
+    layer = grads[1]._replace(b=jnp.where(_holds_poison(x), jnp.nan, grads[1].b))
     return value, (grads[0], layer, grads[2])
 
 
@@ -61,7 +65,7 @@ def test_guard_can_be_disabled():
 def poisoned_loss(params, x, y):
     """The manual gradient with the loss and every gradient NaN whenever the batch holds example POISON."""
     value, grads = _manual(params, x, y)
-    nan = jnp.where((x.shape[0] == 1) & jnp.all(x == X[POISON][None, :]), jnp.nan, 1.0)
+    nan = jnp.where(_holds_poison(x), jnp.nan, 1.0)
     return value * nan, jax.tree.map(lambda g: g * nan, grads)
 
 

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import jaxmlp
 from jaxmlp.backprop import forward
 from jaxmlp.dense import dense_backward
-from jaxmlp.regularizers import penalty_grad
+from jaxmlp.regularizers import add_penalty_grad
 from jaxmlp.heads import get_head
 from verification.checker import check_gradients
 
@@ -52,7 +52,7 @@ def _with_delta_and_derivative(model, params, x, y, l1, l2, derivative=None, nai
     grads = [None] * model.depth
     for l in range(model.depth, 0, -1):  # the recursion of jaxmlp.backward, with g' replaceable
         g, d_prev = dense_backward(params[l - 1], as_[l - 1], delta)
-        grads[l - 1] = g._replace(W=g.W + penalty_grad(params[l - 1], l1, l2))
+        grads[l - 1] = add_penalty_grad(g, params[l - 1], l1, l2)
         if l > 1:
             delta = d_prev * deriv(zs[l - 2], as_[l - 1])
     return tuple(grads)
