@@ -13,9 +13,9 @@ import jax
 import numpy as np
 
 import jaxmlp
-from experiments import _common
+from experiments import common
 from jaxmlp import optim
-from jaxmlp import train as T
+from jaxmlp import train
 
 SIZES = (64, 64, 64, 64, 64, 64, 10)
 LRS = (0.01, 0.1, 0.5)
@@ -30,7 +30,7 @@ def run(batchnorm, lr, steps, seed, data):
     model = jaxmlp.MLP(SIZES, "relu", use_bias=not batchnorm, batchnorm=batchnorm)
     params = jaxmlp.init(model, jax.random.key(seed), "he")
     state = jaxmlp.init_state(model) if batchnorm else None
-    r = T.train(T.manual_grad(model), optim.sgd(lr), params, x_tr, y_tr, key=jax.random.key(seed + 1), steps=steps,
+    r = train.train(train.manual_grad(model), optim.sgd(lr), params, x_tr, y_tr, key=jax.random.key(seed + 1), steps=steps,
                 scheme="minibatch", batch_size=BATCH, log_every=min(LOG_EVERY, steps), state=state)
     pred = np.argmax(np.asarray(jaxmlp.predict(model, r.params, x_te, state=r.state)), 1)
     hit = np.flatnonzero(r.losses <= TARGET_LOSS)
@@ -39,9 +39,9 @@ def run(batchnorm, lr, steps, seed, data):
 
 
 def main(argv=None):
-    args = _common.parse("batchnorm", __doc__, argv, STEPS)
+    args = common.parse("batchnorm", __doc__, argv, STEPS)
     data = jaxmlp.data.digits(seed=args.seed)
-    plt = _common.figure()
+    plt = common.figure()
     fig, ax = plt.subplots(figsize=(8, 5))
     table = {}
     for i, lr in enumerate(LRS):
@@ -54,9 +54,9 @@ def main(argv=None):
     ax.set(xlabel="SGD step", ylabel="training loss (full train set, batch statistics)",
            title="6-layer MLP on digits: batch norm (solid) vs none (dashed)")
     ax.legend(fontsize=8)
-    _common.savefig(plt, fig, args.out, "batchnorm.png")
+    common.savefig(plt, fig, args.out, "batchnorm.png")
     metrics = {"experiment": "batchnorm", "steps": args.steps, "target_loss": TARGET_LOSS, "results": table}
-    path = _common.save_metrics(args.out, metrics)
+    path = common.save_metrics(args.out, metrics)
     for name, res in table.items():
         print(f"batchnorm {name}: test accuracy {res['test_accuracy']:.2%}, final loss {res['final_loss']:.3g}, "
               f"steps to loss {TARGET_LOSS}: {res['steps_to_target']}")

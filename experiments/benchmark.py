@@ -15,7 +15,6 @@ Reference loops, rewritten in our own words: Higham & Higham's per-example SGD
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
 import platform
@@ -27,9 +26,10 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxmlp
-from experiments import _common, regression
+from experiments import common, regression
+from jaxmlp.atomic import write_atomic
 from jaxmlp import optim
-from jaxmlp import train as T
+from jaxmlp import train
 
 # name: (sizes, batch, scan length K, needs a GPU)
 CONFIGS = {
@@ -185,10 +185,10 @@ def higham_rows(steps, numpy_steps, repeats):
     opt = optim.sgd(0.05)  # one optimizer object: a new one would be a new static argument (recompile)
 
     def run(g):
-        return lambda: T.train(g, opt, params, x, y, key=jax.random.key(1), steps=steps, scheme="sgd_replacement",
+        return lambda: train.train(g, opt, params, x, y, key=jax.random.key(1), steps=steps, scheme="sgd_replacement",
                                log_every=steps, chunk_steps=steps, progress=False).params
 
-    out = median_times({"manual": run(T.manual_grad(model)), "autodiff": run(T.autodiff_grad(model))}, repeats)
+    out = median_times({"manual": run(train.manual_grad(model)), "autodiff": run(train.autodiff_grad(model))}, repeats)
     out = {name: t / steps for name, t in out.items()}
     t = time.perf_counter()
     numpy_higham(params, np.asarray(x, np.float64), np.asarray(y, np.float64), numpy_steps)
@@ -201,8 +201,8 @@ def seed004_rows(repeats, spiral_steps):
     model = jaxmlp.MLP((regression.D_IN, regression.H, regression.D_OUT), "relu", "sum_squares", use_bias=False)
     params = jaxmlp.init(model, jax.random.key(0), "normal")
     steps = regression.STEPS
-    g, opt = T.manual_grad(model), optim.sgd(regression.LR)
-    run = lambda: T.train(g, opt, params, x, y, key=jax.random.key(0), steps=steps,
+    g, opt = train.manual_grad(model), optim.sgd(regression.LR)
+    run = lambda: train.train(g, opt, params, x, y, key=jax.random.key(0), steps=steps,
                           log_every=steps, progress=False).params
     jax_t = median_time(run, repeats) / steps
     t = time.perf_counter()
@@ -211,8 +211,8 @@ def seed004_rows(repeats, spiral_steps):
     xs, ys = jaxmlp.data.spiral()
     smodel = jaxmlp.MLP((2, 100, 3), "relu", "softmax_cross_entropy")
     sp = jaxmlp.init(smodel, jax.random.key(0), "cs231n")
-    sg, sopt = T.manual_grad(smodel, l2=1e-3), optim.sgd(1.0)
-    srun = lambda: T.train(sg, sopt, sp, xs, ys, key=jax.random.key(0), steps=spiral_steps,
+    sg, sopt = train.manual_grad(smodel, l2=1e-3), optim.sgd(1.0)
+    srun = lambda: train.train(sg, sopt, sp, xs, ys, key=jax.random.key(0), steps=spiral_steps,
                            log_every=spiral_steps, progress=False).params
     s_jax = median_time(srun, repeats) / spiral_steps
     t = time.perf_counter()
@@ -246,7 +246,7 @@ def markdown(res):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="jaxmlp bench", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m experiments bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.path.join("results", "bench"), help="output folder (default results/bench)")
     ap.add_argument("--repeats", type=int, default=7, help="timed repeats per measurement (default 7)")
@@ -306,10 +306,8 @@ def main(argv=None):
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     table = markdown(res)
-    for name, text in (("benchmark.json", json.dumps(_common._jsonable(res), indent=1)), ("benchmark.md", table)):
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, out / name)
+    common.write_json(out / "benchmark.json", res)
+    write_atomic(out / "benchmark.md", table)
     print(table)
     return 0
 

@@ -11,9 +11,9 @@ import jax
 import numpy as np
 
 import jaxmlp
-from experiments import _common
+from experiments import common
 from jaxmlp import optim
-from jaxmlp import train as T
+from jaxmlp import train
 
 SIZES = (64, 128, 64, 10)
 LR = 1e-3
@@ -24,18 +24,18 @@ TARGET = 0.97
 
 
 def main(argv=None):
-    args = _common.parse("digits", __doc__, argv, STEPS)
+    args = common.parse("digits", __doc__, argv, STEPS)
     x_tr, y_tr, x_te, y_te = jaxmlp.data.digits(seed=args.seed)
     model = jaxmlp.MLP(SIZES, "relu", "softmax_cross_entropy")
     params = jaxmlp.init(model, jax.random.key(args.seed), "he")
-    r = T.train(T.manual_grad(model, l2=L2), optim.adam(LR), params, x_tr, y_tr, key=jax.random.key(args.seed),
+    r = train.train(train.manual_grad(model, l2=L2), optim.adam(LR), params, x_tr, y_tr, key=jax.random.key(args.seed),
                 steps=args.steps, scheme="minibatch", batch_size=BATCH, log_every=min(50, args.steps))
     pred = np.argmax(np.asarray(jaxmlp.predict(model, r.params, x_te)), 1)
     acc_te = float(np.mean(pred == y_te))
     acc_tr = float(np.mean(np.argmax(np.asarray(jaxmlp.predict(model, r.params, x_tr)), 1) == y_tr))
     cm = np.zeros((10, 10), int)
     np.add.at(cm, (y_te, pred), 1)
-    plt = _common.figure()
+    plt = common.figure()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     axes[0].semilogy(r.steps, r.losses)
     axes[0].set(xlabel="step", ylabel="training loss", title="digits: manual gradient + Adam")
@@ -45,11 +45,11 @@ def main(argv=None):
             axes[1].text(j, i, cm[i, j], ha="center", va="center", fontsize=7)
     axes[1].set(xlabel="predicted", ylabel="true", title=f"test confusion matrix (accuracy {acc_te:.1%})",
                 xticks=range(10), yticks=range(10))
-    _common.savefig(plt, fig, args.out, "digits.png")
+    common.savefig(plt, fig, args.out, "digits.png")
     metrics = {"experiment": "digits", "steps": args.steps, "test_accuracy": acc_te, "train_accuracy": acc_tr,
                "target_test_accuracy": TARGET, "n_train": len(y_tr), "n_test": len(y_te),
                "final_loss": r.losses[-1], "confusion_matrix": cm}
-    path = _common.save_metrics(args.out, metrics)
+    path = common.save_metrics(args.out, metrics)
     print(f"digits: test accuracy {acc_te:.2%} (target >= {TARGET:.0%}), train {acc_tr:.2%}\nwrote {path}")
     return metrics
 

@@ -13,9 +13,9 @@ import jax
 import numpy as np
 
 import jaxmlp
-from experiments import _common
+from experiments import common
 from jaxmlp import optim
-from jaxmlp import train as T
+from jaxmlp import train
 
 SIZES = (2, 2, 3, 2)
 ETA = 0.05
@@ -28,11 +28,11 @@ PAPER = {"initial_cost_matlab": 5.3, "final_cost_matlab": 7.3e-4}
 def run(eleven, steps, seeds, base_seed):
     x, y = jaxmlp.data.higham_points(eleven)
     model = jaxmlp.MLP(SIZES, "sigmoid", "sigmoid_quadratic")
-    grad_fn, opt = T.manual_grad(model), optim.sgd(ETA)
+    grad_fn, opt = train.manual_grad(model), optim.sgd(ETA)
     runs = []
     for s in range(base_seed, base_seed + seeds):
         params = jaxmlp.init(model, jax.random.key(s), "higham")
-        r = T.train(grad_fn, opt, params, x, y, key=jax.random.key(10_000 + s), steps=steps,
+        r = train.train(grad_fn, opt, params, x, y, key=jax.random.key(10_000 + s), steps=steps,
                     scheme="sgd_replacement", log_every=min(LOG_EVERY, steps))
         acc = float(np.mean(np.argmax(np.asarray(jaxmlp.predict(model, r.params, x)), 1) == np.argmax(y, 1)))
         runs.append({"seed": s, "params": r.params, "steps": r.steps, "cost_eq6": r.losses,
@@ -54,7 +54,7 @@ def summary(runs):
 
 
 def plots(out, model, results):
-    plt = _common.figure()
+    plt = common.figure()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     for name, (_, x, y, runs) in results.items():
         med = int(np.argsort([r["cost_eq6"][-1] for r in runs])[len(runs) // 2])
@@ -76,18 +76,18 @@ def plots(out, model, results):
         ax.scatter(x[~a, 0], x[~a, 1], marker="x", c="C3", s=60, label="B")
         ax.set(xlim=(0, 1), ylim=(0, 1), title=f"Decision regions, {name} (median seed)")
         ax.legend(loc="upper right")
-    return _common.savefig(plt, fig, out, "higham.png")
+    return common.savefig(plt, fig, out, "higham.png")
 
 
 def main(argv=None):
-    args = _common.parse("higham", __doc__, argv, STEPS,
+    args = common.parse("higham", __doc__, argv, STEPS,
                          lambda ap: ap.add_argument("--seeds", type=int, default=SEEDS, help="number of seeds"))
     results = {"10 points": run(False, args.steps, args.seeds, args.seed),
                "11 points": run(True, args.steps, args.seeds, args.seed)}
     metrics = {"experiment": "higham", "steps": args.steps, "eta": ETA, "paper": PAPER,
                "ten_points": summary(results["10 points"][3]), "eleven_points": summary(results["11 points"][3])}
     plots(args.out, results["10 points"][0], results)
-    path = _common.save_metrics(args.out, metrics)
+    path = common.save_metrics(args.out, metrics)
     for key in ("ten_points", "eleven_points"):
         s = metrics[key]
         print(f"higham {key}: cost (MATLAB scale) {s['initial_cost_matlab_median']:.3g} -> median "

@@ -18,9 +18,9 @@ import jax
 import numpy as np
 
 import jaxmlp
-from experiments import _common
+from experiments import common
 from jaxmlp import optim, population, sharding
-from jaxmlp import train as T
+from jaxmlp import train
 
 SIZES = (2, 2, 3, 2)
 ETA = 0.05
@@ -32,7 +32,7 @@ CHUNK_STEPS = 100_000  # steps per jitted call
 
 
 def main(argv=None):
-    args = _common.parse("higham-population", __doc__, argv, STEPS, lambda ap: ap.add_argument(
+    args = common.parse("higham-population", __doc__, argv, STEPS, lambda ap: ap.add_argument(
         "--population", type=int, default=POPULATION, help=f"number of networks (default {POPULATION})"))
     if args.population < 1:
         raise ValueError(f"--population: expected an int >= 1, got {args.population}")
@@ -44,7 +44,7 @@ def main(argv=None):
     n_dev = len(jax.devices())
     if n_dev > 1 and P % n_dev == 0:
         params, keys = sharding.shard_leading((params, keys), sharding.data_mesh())
-    grad_fn, opt = T.manual_grad(model), optim.sgd(ETA)
+    grad_fn, opt = train.manual_grad(model), optim.sgd(ETA)
     log_every = min(LOG_EVERY, args.steps)
     kw = dict(keys=keys, scheme="sgd_replacement", log_every=log_every, chunk_steps=CHUNK_STEPS)
     # warm-up: compiles the same chunk (steps per chunk and log blocks) that the timed run uses
@@ -64,7 +64,7 @@ def main(argv=None):
                "non_finite_members": int(np.sum(r.non_finite_step >= 0)),
                "seconds": seconds, "network_steps_per_second": P * args.steps / seconds,
                "seconds_per_1000_networks_1e5_steps": seconds * (1000 / P) * (1e5 / args.steps)}
-    plt = _common.figure()
+    plt = common.figure()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     axes[0].hist(np.log10(final), bins=60, color="C0")
     axes[0].axvline(np.log10(PAPER_COST), color="k", ls="--", label="paper: 7.3e-4")
@@ -77,8 +77,8 @@ def main(argv=None):
     axes[1].axhline(PAPER_COST, color="k", ls="--", lw=0.8)
     axes[1].set(xlabel="SGD step", ylabel="cost (MATLAB scale)", title="Population cost")
     axes[1].legend()
-    _common.savefig(plt, fig, args.out, "higham_population.png")
-    path = _common.save_metrics(args.out, metrics)
+    common.savefig(plt, fig, args.out, "higham_population.png")
+    path = common.save_metrics(args.out, metrics)
     print(f"higham-population: {reached.mean():.1%} of {P} initialisations reach {PAPER_COST} in {args.steps} steps; "
           f"median final cost {np.median(final):.3g}; {seconds:.1f} s on {n_dev} device(s) "
           f"({metrics['seconds_per_1000_networks_1e5_steps']:.2f} s per 1000 networks x 1e5 steps)")

@@ -18,11 +18,11 @@ import jax
 import numpy as np
 
 import jaxmlp
-from experiments import _common
+from experiments import common
 from jaxmlp import optim
-from jaxmlp import train as T
-from jaxmlp.jacobian import jacobian, residuals
-from jaxmlp.lm import levenberg_marquardt
+from jaxmlp import train
+from jaxmlp.residual_jacobian import jacobian, residuals
+from jaxmlp.levenberg_marquardt import levenberg_marquardt
 
 SIZES = (2, 2, 3, 2)
 SEEDS = 20
@@ -54,12 +54,12 @@ def run_lm(model, x, y, seeds, damping):
 
 
 def run_sgd(model, x, y, seeds, steps):
-    grad_fn, opt = T.manual_grad(model), optim.sgd(ETA)
+    grad_fn, opt = train.manual_grad(model), optim.sgd(ETA)
     out = []
     for s in seeds:
         p0 = jaxmlp.init(model, jax.random.key(s), "higham")
         t0 = time.perf_counter()
-        r = T.train(grad_fn, opt, p0, x, y, key=jax.random.key(10_000 + s), steps=steps, scheme="sgd_replacement",
+        r = train.train(grad_fn, opt, p0, x, y, key=jax.random.key(10_000 + s), steps=steps, scheme="sgd_replacement",
                     log_every=min(1000, steps), progress=False)
         dt = time.perf_counter() - t0
         cost = r.losses * 2 * len(x)  # eq. (6) -> MATLAB scale
@@ -106,7 +106,7 @@ def scipy_comparison(model, x, y, seed):
 
 
 def main(argv=None):
-    args = _common.parse("lm-higham", __doc__, argv, SGD_STEPS,
+    args = common.parse("lm-higham", __doc__, argv, SGD_STEPS,
                          lambda ap: ap.add_argument("--seeds", type=int, default=SEEDS, help="number of seeds"))
     model = jaxmlp.MLP(SIZES, "sigmoid", "sigmoid_quadratic")
     seeds = range(args.seed, args.seed + args.seeds)
@@ -122,7 +122,7 @@ def main(argv=None):
         metrics[label]["speedup_lm_vs_sgd_time_to_target"] = s_sgd / s_lm if s_lm and s_sgd else None
         metrics[label]["scipy"] = scipy_comparison(model, x, y, args.seed)
         curves[label] = (lm_t, lm_n, sgd)
-    plt = _common.figure()
+    plt = common.figure()
     fig, axes = plt.subplots(2, 2, figsize=(12, 8))
     for row, (label, (lm_t, lm_n, sgd)) in enumerate(curves.items()):
         ax_i, ax_t = axes[row]
@@ -140,8 +140,8 @@ def main(argv=None):
             ax.axhline(TARGET, color="k", ls="--", lw=0.8)
             ax.set(xlabel=xl, ylabel="sum ||y - F||^2", title=f"{label.replace('_', ' ')}: {args.seeds} seeds")
             ax.legend(fontsize=8)
-    _common.savefig(plt, fig, args.out, "lm_higham.png")
-    path = _common.save_metrics(args.out, metrics)
+    common.savefig(plt, fig, args.out, "lm_higham.png")
+    path = common.save_metrics(args.out, metrics)
     for label in curves:
         m = metrics[label]
         for k in ("lm_trainlm", "lm_nielsen", "sgd"):

@@ -4,21 +4,20 @@ Times one jitted ``lm_step`` (forming J^T J or J J^T, Cholesky, solve) for
 the "normal" (n x n) and "woodbury" (R x R) forms, float32, after a warm-up,
 median of REPEATS, block_until_ready.  Cases: a sweep of R rows against a
 fixed n to find the crossover, plus n >> R (~1e4 parameters, ~1e2 residuals)
-and the reverse.  J is a real network Jacobian from jaxmlp.jacobian.
+and the reverse.  J is a real network Jacobian from jaxmlp.residual_jacobian.
 """
 from __future__ import annotations
 
-import json
-import pathlib
+import argparse
 import statistics
 import time
 
 import jax
-import numpy as np
 
 import jaxmlp
-from jaxmlp.jacobian import jacobian
-from jaxmlp.lm import lm_step
+from experiments import common
+from jaxmlp.residual_jacobian import jacobian
+from jaxmlp.levenberg_marquardt import lm_step
 
 REPEATS = 5
 SWEEP_NET = (4, 40, 5, 1)  # n = 411 parameters, one output: R = number of examples
@@ -48,7 +47,11 @@ def timed(form, J, r):
     return statistics.median(ts)
 
 
-def main():
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m experiments lm-scale", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=OUT, help=f"JSON file to write (default {OUT})")
+    args = ap.parse_args(argv)
     rows = []
     cases = [(SWEEP_NET, m) for m in SWEEP_ROWS] + [WIDE, TALL]
     for sizes, m in cases:
@@ -65,8 +68,7 @@ def main():
     res = {"repeats": REPEATS, "dtype": "float32", "device": jax.devices()[0].device_kind, "jax": jax.__version__,
            "cases": rows, "crossover_R_over_n": cross}
     print(f"crossover: the normal form becomes faster from R/n = {cross}")
-    pathlib.Path(OUT).parent.mkdir(parents=True, exist_ok=True)
-    pathlib.Path(OUT).write_text(json.dumps(res, indent=1))
+    common.write_json(args.out, {**res, "environment": common.environment()})
     return res
 
 

@@ -12,9 +12,9 @@ import numpy as np
 import optax
 
 import jaxmlp
-from experiments import _common
+from experiments import common
 from jaxmlp import optim
-from jaxmlp import train as T
+from jaxmlp import train
 
 STEPS = 2000
 OPTIMIZERS = {  # name: (hand-written, optax baseline) factories of the learning rate
@@ -35,18 +35,18 @@ def problems(seed):
 
 
 def main(argv=None):
-    args = _common.parse("optimizers", __doc__, argv, STEPS)
-    plt = _common.figure()
+    args = common.parse("optimizers", __doc__, argv, STEPS)
+    plt = common.figure()
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
     metrics = {"experiment": "optimizers", "steps": args.steps, "results": {}}
     for ax, (pname, (model, x, y, l2, scheme, b)) in zip(axes, problems(args.seed).items()):
         params = jaxmlp.init(model, jax.random.key(args.seed), "he")
-        grad_fn = T.manual_grad(model, l2=l2)
+        grad_fn = train.manual_grad(model, l2=l2)
         for i, (oname, (mine, base)) in enumerate(OPTIMIZERS.items()):
             lr = LR[pname][oname]
             runs = {}
             for who, make in (("jaxmlp", mine), ("optax", base)):
-                runs[who] = T.train(grad_fn, make(lr), params, x, y, key=jax.random.key(args.seed), steps=args.steps,
+                runs[who] = train.train(grad_fn, make(lr), params, x, y, key=jax.random.key(args.seed), steps=args.steps,
                                     scheme=scheme, batch_size=b, log_every=min(20, args.steps))
             a, o = runs["jaxmlp"].losses, runs["optax"].losses
             ax.semilogy(runs["jaxmlp"].steps, a, color=f"C{i}", lw=2.5, alpha=0.5, label=f"{oname} (jaxmlp)")
@@ -55,8 +55,8 @@ def main(argv=None):
                                                       "max_rel_curve_diff": float(np.max(np.abs(a - o) / np.abs(o)))}
         ax.set(xlabel="step", ylabel="training loss", title=f"{pname}: hand-written (solid) vs Optax (dashed)")
         ax.legend(fontsize=8, ncol=2)
-    _common.savefig(plt, fig, args.out, "optimizers.png")
-    path = _common.save_metrics(args.out, metrics)
+    common.savefig(plt, fig, args.out, "optimizers.png")
+    path = common.save_metrics(args.out, metrics)
     for k, v in metrics["results"].items():
         print(f"optimizers {k}: final loss {v['final_loss_jaxmlp']:.4g} (optax {v['final_loss_optax']:.4g}), "
               f"max rel curve diff {v['max_rel_curve_diff']:.1e}")

@@ -14,9 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxmlp
-from experiments import _common
+from experiments import common
 from jaxmlp import optim
-from jaxmlp import train as T
+from jaxmlp import train
 
 N, D_IN, H, D_OUT = 64, 1000, 100, 10
 LR = 1e-6
@@ -41,28 +41,28 @@ def numpy_reference(w1, w2, x, y, steps):
 
 
 def main(argv=None):
-    args = _common.parse("regression", __doc__, argv, STEPS)
+    args = common.parse("regression", __doc__, argv, STEPS)
     x, y = jaxmlp.data.random_regression(N, D_IN, D_OUT, seed=args.seed, dtype=np.float64)
     model = jaxmlp.MLP((D_IN, H, D_OUT), "relu", "sum_squares", use_bias=False)
     with jax.enable_x64(True):
         params = jaxmlp.init(model, jax.random.key(args.seed), "normal", dtype=jnp.float64)
-        r = T.train(T.manual_grad(model), optim.sgd(LR), params, x, y, key=jax.random.key(0), steps=args.steps,
+        r = train.train(train.manual_grad(model), optim.sgd(LR), params, x, y, key=jax.random.key(0), steps=args.steps,
                     log_every=1)
         ref_losses, (w1, w2) = numpy_reference(np.asarray(params[0].W), np.asarray(params[1].W), x, y, args.steps)
         max_rel = float(np.max(np.abs(r.losses - ref_losses) / ref_losses))
         w_rel = float(max(np.max(np.abs(np.asarray(r.params[0].W) - w1)) / np.max(np.abs(w1)),
                           np.max(np.abs(np.asarray(r.params[1].W) - w2)) / np.max(np.abs(w2))))
-    plt = _common.figure()
+    plt = common.figure()
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.semilogy(r.steps, r.losses, label="jaxmlp (manual gradient, jit)")
     ax.semilogy(r.steps, ref_losses, "--", label="tutorial numpy loop")
     ax.set(xlabel="step", ylabel="||y_pred - y||_F^2", title="Seed 004-a regression")
     ax.legend()
-    _common.savefig(plt, fig, args.out, "regression.png")
+    common.savefig(plt, fig, args.out, "regression.png")
     metrics = {"experiment": "regression", "steps": args.steps, "initial_loss": r.losses[0],
                "final_loss": r.losses[-1], "numpy_final_loss": ref_losses[-1],
                "max_rel_loss_diff_vs_numpy": max_rel, "max_rel_weight_diff_vs_numpy": w_rel}
-    path = _common.save_metrics(args.out, metrics)
+    path = common.save_metrics(args.out, metrics)
     print(f"regression: loss {r.losses[0]:.4g} -> {r.losses[-1]:.4g} (numpy loop {ref_losses[-1]:.4g}; "
           f"max rel diff {max_rel:.2e}, weights {w_rel:.2e})\nwrote {path}")
     return metrics

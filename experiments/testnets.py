@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxmlp
-from experiments import _common
+from experiments import common
 
 BATCH = 4
 L2_SEED003 = 0.1
@@ -81,13 +81,13 @@ def show(title, sizes, activation, l2, column, seed):
 
 
 def main(argv=None):
-    args = _common.parse("testnets", __doc__, argv, 1)
+    args = common.parse("testnets", __doc__, argv, 1)
     with jax.enable_x64(True):
         w003 = show("seed 003 TestNet 2-3-2 (sigmoid, softmax, L2)", (2, 3, 2), "sigmoid", L2_SEED003, True, args.seed)
         w001 = show("seed 001 TestNet 3-4-2 (relu, softmax)", (3, 4, 2), "relu", 0.0, False, args.seed + 1)
     metrics = {"experiment": "testnets", "seed003_worst_rel_err": w003, "seed001_worst_rel_err": w001,
                "tolerance": TOL, "passed": bool(max(w003, w001) <= TOL)}
-    path = _common.save_metrics(args.out, metrics)
+    path = common.save_metrics(args.out, metrics)
     print(f"wrote {path}")
     if not metrics["passed"]:
         raise SystemExit("testnets: an intermediate does not match jax.grad")

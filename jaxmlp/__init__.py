@@ -1,14 +1,14 @@
 """jaxmlp: multilayer perceptrons with hand-derived backprop, verified against autodiff."""
 from jaxmlp.activations import ACTIVATIONS, Activation, get_activation
-from jaxmlp import data, optim, train
-from jaxmlp.backprop import backward, batch_stats_update, forward, loss, predict, value_and_grad
+from jaxmlp import checkpoint, data, loop, optim, population, samplers, sharding, train
+from jaxmlp.network import backward, batch_stats_update, forward, loss, predict, value_and_grad
 from jaxmlp.batchnorm import BatchNorm, BNState, bn_backward, bn_forward
 from jaxmlp.dense import Dense, dense_backward, dense_forward
 from jaxmlp.heads import HEADS, Head, get_head
-from jaxmlp.jacobian import jacobian as residual_jacobian
-from jaxmlp.jacobian import residuals
+from jaxmlp.residual_jacobian import jacobian as residual_jacobian
+from jaxmlp.residual_jacobian import residuals
 from jaxmlp.lemma1 import lemma1_grad
-from jaxmlp.lm import LMResult, levenberg_marquardt, lm_step
+from jaxmlp.levenberg_marquardt import LMResult, StopReason, levenberg_marquardt, lm_step
 from jaxmlp.model import INIT_SCHEMES, MLP, init, init_state
 from jaxmlp.regularizers import penalty, penalty_grad
 
@@ -22,6 +22,7 @@ __all__ = [
     "Dense",
     "HEADS",
     "Head",
+    "StopReason",
     "INIT_SCHEMES",
     "LMResult",
     "MLP",
@@ -29,6 +30,7 @@ __all__ = [
     "batch_stats_update",
     "bn_backward",
     "bn_forward",
+    "checkpoint",
     "data",
     "dense_backward",
     "dense_forward",
@@ -40,13 +42,17 @@ __all__ = [
     "lemma1_grad",
     "levenberg_marquardt",
     "lm_step",
+    "loop",
     "loss",
     "optim",
     "penalty",
     "penalty_grad",
+    "population",
     "predict",
     "residual_jacobian",
     "residuals",
+    "samplers",
+    "sharding",
     "train",
     "value_and_grad",
 ]

@@ -10,10 +10,9 @@ A checkpoint is one ``ckpt_<step>.safetensors`` file holding
   that numpy cannot name (``bfloat16`` is stored as its ``uint16`` bit pattern)
   and user metrics as JSON.
 
-Writes are atomic: the bytes go to a hidden temporary name in the same folder,
-are ``fsync``-ed, renamed over the final name with ``os.replace`` and the
-folder is ``fsync``-ed, so a crash leaves either the old or the new file,
-never a half-written one.  :func:`save` keeps the newest ``keep`` checkpoints.
+Writes are atomic (:func:`jaxmlp.atomic.write_atomic`: temporary name, fsync,
+rename, folder fsync), so a crash leaves either the old or the new file, never
+a half-written one.  :func:`save` keeps the newest ``keep`` checkpoints.
 
 Loading rebuilds each pytree from a template (the model's parameter structure,
 ``optimizer.init`` of it, ``init_state(model)``) and checks every leaf's
@@ -25,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import pathlib
 import re
 from typing import Any, NamedTuple, Optional
@@ -34,7 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmlp import _checks
+from jaxmlp import checks
+from jaxmlp.atomic import write_atomic
 from jaxmlp.model import MLP, init, init_state
 
 FORMAT = "jaxmlp-checkpoint/1"
@@ -95,24 +94,6 @@ def latest(directory) -> Optional[pathlib.Path]:
     return found[-1] if found else None
 
 
-def _write_atomic(path: pathlib.Path, data: bytes):
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save(directory, ckpt: Checkpoint, *, keep: int = 3) -> pathlib.Path:
     """Write ``ckpt`` atomically as ``directory/ckpt_<step>.safetensors`` and keep the newest ``keep``.
 
@@ -120,8 +101,8 @@ def save(directory, ckpt: Checkpoint, *, keep: int = 3) -> pathlib.Path:
     written; on any error no file is created or removed.
     """
     st = _safetensors()
-    _checks.check_model(ckpt.model)
-    _checks.check_params(ckpt.model, ckpt.params)
+    checks.check_model(ckpt.model)
+    checks.check_params(ckpt.model, ckpt.params)
     if isinstance(ckpt.step, bool) or not isinstance(ckpt.step, (int, np.integer)) or ckpt.step < 0:
         raise ValueError(f"step: expected an int >= 0, got {ckpt.step!r}")
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
@@ -150,7 +131,7 @@ def save(directory, ckpt: Checkpoint, *, keep: int = 3) -> pathlib.Path:
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = path_for(directory, ckpt.step)
-    _write_atomic(path, data)
+    write_atomic(path, data)
     for old in all_checkpoints(directory)[:-keep]:
         old.unlink()
     return path
@@ -219,7 +200,7 @@ def load(path, model: Optional[MLP] = None, optimizer=None) -> Checkpoint:
     meta, arrays = _read(path)
     saved = _model_from(meta, path)
     if model is not None:
-        _checks.check_model(model)
+        checks.check_model(model)
         for field in dataclasses.fields(MLP):
             a, b = getattr(model, field.name), getattr(saved, field.name)
             if a != b:
@@ -235,43 +216,3 @@ def load(path, model: Optional[MLP] = None, optimizer=None) -> Checkpoint:
     key = jax.random.wrap_key_data(jnp.asarray(arrays["key"]), impl=meta["key_impl"])
     return Checkpoint(int(meta["step"]), params, opt_state, key, saved, state, arrays.get("history.steps"),
                       arrays.get("history.losses"), json.loads(meta["metrics"]))
-
-
-class Checkpointer(NamedTuple):
-    """Where and how often :func:`train` writes checkpoints (see :mod:`jaxmlp.checkpoint`).
-
-    Args:
-      directory: folder of ``ckpt_<step>.safetensors`` files.
-      model: the :class:`~jaxmlp.MLP` being trained (stored in, and checked against, every checkpoint).
-      every: save after every ``every`` steps (a multiple of ``log_every``) and at the end.
-      keep: how many of the newest checkpoints to keep.
-      resume: continue from the newest checkpoint in ``directory`` if there is one.  Without it a
-        folder that already holds checkpoints is refused, so a run never overwrites another's.
-    """
-
-    directory: Any
-    model: Any
-    every: int
-    keep: int = 3
-    resume: bool = False
-
-
-def resume_from(ck: Checkpointer, optimizer, key, start_step, end, log_every) -> Optional[Checkpoint]:
-    """The newest checkpoint of a :class:`Checkpointer` run (or ``None``), after checking the folder and the key."""
-    for name, v in (("every", ck.every), ("keep", ck.keep)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"checkpoint.{name}: expected an int >= 1, got {v!r}")
-    if ck.every % log_every:
-        raise ValueError(f"checkpoint.every: expected a multiple of log_every={log_every}, got {ck.every}")
-    found = latest(ck.directory)
-    if found is None:
-        return None
-    if not ck.resume:
-        raise ValueError(f"checkpoint.directory: '{ck.directory}' already holds checkpoints (newest {found.name}); "
-                         "pass resume=True (--resume) to continue that run, or use an empty folder")
-    c = load(found, ck.model, optimizer)
-    if not np.array_equal(jax.random.key_data(c.key), jax.random.key_data(key)):
-        raise ValueError(f"key: '{found}' was written by a run with another key; resume with the same key")
-    if not start_step <= c.step <= end:
-        raise ValueError(f"steps: '{found}' is at step {c.step}, outside this run's [{start_step}, {end}]")
-    return c

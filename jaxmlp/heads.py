@@ -33,12 +33,16 @@ class Head(NamedTuple):
     """The output activation fused with its loss."""
 
     name: str
-    output: Callable[[jax.Array], jax.Array]  # Z^L -> network output (probabilities, ...)
+    output: Callable[[jax.Array], jax.Array]  # Z^L -> network output F (probabilities, ...)
+    output_derivative: Callable[[jax.Array, jax.Array], jax.Array]  # (Z^L, F) -> dF/dZ^L elementwise
     loss: Callable[[jax.Array, jax.Array], jax.Array]  # (Z^L, Y) -> scalar J
     delta: Callable[[jax.Array, jax.Array], jax.Array]  # (Z^L, Y) -> dJ/dZ^L
     reduction: str  # "mean" or "sum" over the m examples
     classes: bool  # accepts integer class labels (one-hot encoded)
     least_squares: bool  # J is a sum or mean of squared residuals Y - output(Z)
+
+    def __repr__(self):
+        return f"Head({self.name!r})"
 
 
 def _rows(z):
@@ -117,20 +121,38 @@ def _identity(z):
     return z
 
 
+def _identity_derivative(z, f):
+    return jnp.ones_like(z)
+
+
 def _softmax(z):
     return jax.nn.softmax(z, axis=1)
+
+
+def _sigmoid_derivative(z, f):
+    return f * (1 - f)
+
+
+def _no_elementwise_derivative(z, f):
+    raise ValueError("head: softmax's derivative is a full Jacobian per row, not elementwise; "
+                     "only least-squares heads have an elementwise output derivative")
 
 
 HEADS: dict[str, Head] = {
     h.name: h
     for h in (
-        Head("softmax_cross_entropy", _softmax, softmax_cross_entropy_loss,
-             softmax_cross_entropy_delta, "mean", True, False),
-        Head("sigmoid_quadratic", jax.nn.sigmoid, sigmoid_quadratic_loss,
-             sigmoid_quadratic_delta, "mean", False, True),
-        Head("sum_squares", _identity, sum_squares_loss, sum_squares_delta, "sum", False, True),
-        Head("mse", _identity, mse_loss, mse_delta, "mean", False, True),
-        Head("sigmoid_bce", jax.nn.sigmoid, sigmoid_bce_loss, sigmoid_bce_delta, "mean", False, False),
+        Head(name="softmax_cross_entropy", output=_softmax, output_derivative=_no_elementwise_derivative,
+             loss=softmax_cross_entropy_loss, delta=softmax_cross_entropy_delta, reduction="mean", classes=True,
+             least_squares=False),
+        Head(name="sigmoid_quadratic", output=jax.nn.sigmoid, output_derivative=_sigmoid_derivative,
+             loss=sigmoid_quadratic_loss, delta=sigmoid_quadratic_delta, reduction="mean", classes=False,
+             least_squares=True),
+        Head(name="sum_squares", output=_identity, output_derivative=_identity_derivative, loss=sum_squares_loss,
+             delta=sum_squares_delta, reduction="sum", classes=False, least_squares=True),
+        Head(name="mse", output=_identity, output_derivative=_identity_derivative, loss=mse_loss, delta=mse_delta,
+             reduction="mean", classes=False, least_squares=True),
+        Head(name="sigmoid_bce", output=jax.nn.sigmoid, output_derivative=_sigmoid_derivative, loss=sigmoid_bce_loss,
+             delta=sigmoid_bce_delta, reduction="mean", classes=False, least_squares=False),
     )
 }
 

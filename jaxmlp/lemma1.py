@@ -19,7 +19,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxmlp import _checks
+from jaxmlp import checks
 from jaxmlp.activations import get_activation
 from jaxmlp.dense import Dense
 from jaxmlp.heads import get_head
@@ -53,7 +53,7 @@ def lemma1_grad(model: MLP, params, x, y, *, l1=0.0, l2=0.0, check=True):
     """The batch gradient rebuilt from Lemma 1 per example (vmapped), plus the penalty."""
     if model.batchnorm:
         raise ValueError("model.batchnorm: Lemma 1 is per example, but batch norm couples the examples of a batch")
-    x, y = _checks.check_all(model, params, x, y, l1, l2, check)
+    x, y = checks.check_all(model, params, x, y, l1, l2, check)
     per_example = jax.vmap(lambda xi, yi: _one_example(model, params, xi, yi))(x, y)
     reduce = jnp.mean if get_head(model.head).reduction == "mean" else jnp.sum
     grads = jax.tree.map(lambda g: reduce(g, axis=0), per_example)

@@ -1,6 +1,6 @@
 r"""Population training: P independent networks in one compiled loop.
 
-The training chunk of :mod:`jaxmlp.train` is ``jax.vmap``-ed over the params,
+The compiled steps of :mod:`jaxmlp.loop` are ``jax.vmap``-ed over the params,
 the optimizer state, the epoch permutation and the PRNG key, so P networks
 with different initialisations, sampling keys and (through
 ``optax.inject_hyperparams``) learning rates train as one batched program.
@@ -9,8 +9,9 @@ gives for ``(params[i], keys[i])``.
 
 A member that meets a NaN or Inf is frozen at its last good params and
 reported in ``non_finite_step``; the others go on (a learning-rate sweep
-expects some members to diverge).  As in :func:`jaxmlp.train.train`, a chunk
-runs unguarded and is replayed with the per-step guard only if it ends with a
+expects some members to diverge).  The chunks are driven by
+:func:`jaxmlp.loop.drive`, as in :func:`jaxmlp.train.train`: a chunk runs
+unguarded and is replayed with the per-step guard only if it ends with a
 non-finite value; once a member has failed, later chunks run guarded.
 
 The population axis is an ordinary leading axis, so it can be sharded over
@@ -26,7 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxmlp import train as T
+from jaxmlp import loop, samplers
+from jaxmlp.train import check_loop_args
 
 
 class PopulationResult(NamedTuple):
@@ -40,20 +42,24 @@ class PopulationResult(NamedTuple):
 
 
 def population_size(params) -> int:
+    """The leading axis that every leaf of ``params`` shares."""
     sizes = {int(jnp.shape(a)[0]) if jnp.ndim(a) else -1 for a in jax.tree.leaves(params)}
     if len(sizes) != 1 or -1 in sizes:
         raise ValueError(f"params: expected every leaf to share a leading population axis, got leading sizes {sorted(sizes)}")
     return sizes.pop()
 
 
-def _vmapped(static):
-    def run(params, opt_state, perm, x, y, key, start, bad):
-        return T._chunk(params, opt_state, perm, None, x, y, key, start, bad, **static)
+# The population axis is the minor (last) axis of params and optimizer state inside the loop: the tiny
+# per-network matrices then become elementwise work vectorised across the population instead of P
+# separate small GEMMs.  The permutation and the guard's record keep it leading.
+_CARRY_AXES = loop.Carry(params=-1, opt_state=-1, perm=0, bn_state=None, bad=0)
 
-    # The population axis is the minor (last) axis inside the loop: the tiny per-network matrices then
-    # become elementwise work vectorised across the population instead of P separate small GEMMs.
-    axes = (-1, -1, 0, None, None, 0, None, 0)
-    return jax.vmap(run, in_axes=axes, out_axes=(-1, -1, 0, 0, 0, 0))
+
+@functools.cache
+def _compiled(**static):
+    """The jitted, vmapped steps for one set of static arguments (cached: one compile each)."""
+    run = functools.partial(loop.run_steps, **static)
+    return jax.jit(jax.vmap(run, in_axes=(_CARRY_AXES, None, None, 0, None), out_axes=(_CARRY_AXES, 0)))
 
 
 def _minor(tree):
@@ -62,12 +68,6 @@ def _minor(tree):
 
 def _major(tree):
     return jax.tree.map(lambda a: jnp.moveaxis(a, -1, 0), tree)
-
-
-@functools.cache
-def _compiled(**static):
-    """The jitted, vmapped chunk for one set of static arguments (cached: one compile each)."""
-    return jax.jit(_vmapped(static))
 
 
 @functools.cache
@@ -95,13 +95,13 @@ def train_population(grad_fn: Callable, optimizer: optax.GradientTransformation,
     .. math::  \theta_i^{(t+1)} = \theta_i^{(t)} + u\big(\nabla J(\theta_i^{(t)}; x_{I_i(t)}),\ s_i^{(t)};\ \eta_i\big),
                \qquad I_i(t) = \mathrm{sample}(k_i, t)
 
-    where the sample depends only on the member's key and the step (see :func:`jaxmlp.train._replacement_indices`).
+    where the sample depends only on the member's key and the step (see :mod:`jaxmlp.samplers`).
     """
     P = population_size(params)
     if not (isinstance(keys, jax.Array) and jnp.issubdtype(keys.dtype, jax.dtypes.prng_key) and keys.shape == (P,)):
         raise ValueError(f"keys: expected ({P},) typed PRNG keys (jax.random.split(key, {P})), got "
                          f"{getattr(keys, 'dtype', type(keys).__name__)} of shape {jnp.shape(keys)}")
-    b = T._check_args(x, y, steps, scheme, batch_size, log_every, 0, optimizer, None, check_finite)
+    b = check_loop_args(x, y, steps, scheme, batch_size, log_every, 0, optimizer, None, check_finite)
     x, y = jnp.asarray(x), jnp.asarray(y)
     opt_state = jax.vmap(optimizer.init)(params)
     if hyperparams:
@@ -114,33 +114,18 @@ def train_population(grad_fn: Callable, optimizer: optax.GradientTransformation,
             if v.shape != (P,):
                 raise ValueError(f"hyperparams[{name!r}]: expected shape ({P},), got {v.shape}")
             opt_state.hyperparams[name] = v
+    first = _losses(grad_fn)(params, x, y)  # (P,)
     n = x.shape[0]
-    perm = jax.vmap(lambda k: T._permutation(k, 0, n))(keys)
-    first = _losses(grad_fn)(params, x, y)
-    params, opt_state = _minor(params), _minor(opt_state)
-    losses, logged, bad = [first[:, None]], [0], jnp.full((P, 2), -1, jnp.int32)
-    step = 0
-    bar = T._progress_bar(progress, steps, 0)
-    while step < steps:
-        block = min(log_every, steps - step)
-        n_blocks = max(1, min(max(1, chunk_steps // log_every), (steps - step) // block))
-        static = dict(grad_fn=grad_fn, optimizer=optimizer, scheme=scheme, batch_size=b, block=block, n_blocks=n_blocks)
-        start = (params, opt_state, perm, x, y, keys, jnp.asarray(step, jnp.int32), bad)
-        out = None
-        if not (check_finite and bool(jnp.any(bad[:, 0] >= 0))):  # fast path: no per-step guard
-            out = _compiled(**static, check_finite=False)(*start)
-            if check_finite and not bool(T._all_finite((out[0], out[1], out[4]))):
-                out = None  # replay the chunk with the guard, which freezes each failing member
-        if out is None:
-            out = _compiled(**static, check_finite=True)(*start)
-        params, opt_state, perm, _, chunk, bad = out
-        losses.append(chunk)  # (P, n_blocks)
-        logged += [step + block * (i + 1) for i in range(n_blocks)]
-        step += block * n_blocks
-        if bar is not None:
-            bar.update(block * n_blocks)
-    if bar is not None:
-        bar.close()
-    params, opt_state = _major(params), _major(opt_state)
-    return PopulationResult(params, opt_state, np.asarray(logged), np.concatenate([np.asarray(l) for l in losses], 1),
-                            np.asarray(bad[:, 0]))
+    perm = jax.vmap(lambda k: samplers.epoch_permutation(k, 0, n))(keys)
+    carry = loop.Carry(_minor(params), _minor(opt_state), perm, None, jnp.full((P, 2), -1, jnp.int32))
+    history = loop.History([0], [first[:, None]])
+
+    def run(carry, chunk, guarded):
+        static = dict(grad_fn=grad_fn, optimizer=optimizer, scheme=scheme, batch_size=b, block=chunk.block,
+                      n_blocks=chunk.n_blocks, check_finite=guarded)
+        return _compiled(**static)(carry, x, y, keys, jnp.asarray(chunk.start, jnp.int32))
+
+    carry = loop.drive(run, carry, history, start=0, end=steps, log_every=log_every, chunk_steps=chunk_steps,
+                       check_finite=check_finite, progress=progress)
+    return PopulationResult(_major(carry.params), _major(carry.opt_state), *history.arrays(),
+                            np.asarray(carry.bad[:, 0]))

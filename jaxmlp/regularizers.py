@@ -12,23 +12,20 @@ derivative), whose autodiff gradient is exactly :math:`\mathrm{sign}(W)`.
 from __future__ import annotations
 
 import jax.numpy as jnp
-import numpy as np
 
+from jaxmlp.checks import is_static_zero
 from jaxmlp.dense import Dense
 
 
-def _is_active(l1, l2) -> bool:
-    """False when both coefficients are concrete zeros: the penalty terms are then skipped, not multiplied by 0.
-
-    (XLA may not fold ``0 * W`` away, since ``0 * inf`` is NaN; a traced coefficient always counts as active.)
-    """
-    return not all(isinstance(c, (int, float, np.number)) and c == 0 for c in (l1, l2))
+def is_active(l1, l2) -> bool:
+    """False when both coefficients are static zeros (:func:`jaxmlp.checks.is_static_zero`): the terms are skipped."""
+    return not (is_static_zero(l1) and is_static_zero(l2))
 
 
 def penalty(params, l1=0.0, l2=0.0):
     r""":math:`\frac{\lambda_2}{2}\sum\|W\|^2 + \lambda_1\sum|W|` over every layer's ``W``."""
     total = 0.0
-    if not _is_active(l1, l2):
+    if not is_active(l1, l2):
         return total
     for p in params:
         total = total + 0.5 * l2 * jnp.sum(p.W * p.W) + l1 * jnp.sum(p.W * jnp.sign(p.W))
@@ -42,4 +39,4 @@ def penalty_grad(p: Dense, l1=0.0, l2=0.0):
 
 def add_penalty_grad(g: Dense, p: Dense, l1=0.0, l2=0.0) -> Dense:
     r"""``g`` with :math:`\lambda_2 W + \lambda_1\mathrm{sign}(W)` added to its ``W`` (``g`` itself when both are 0)."""
-    return g._replace(W=g.W + penalty_grad(p, l1, l2)) if _is_active(l1, l2) else g
+    return g._replace(W=g.W + penalty_grad(p, l1, l2)) if is_active(l1, l2) else g

@@ -21,6 +21,8 @@ import pathlib
 
 import jax
 
+from jaxmlp.atomic import write_atomic
+
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam")
 DATASETS = ("higham", "higham11", "spiral", "digits")
 
@@ -63,9 +65,9 @@ def _data(name):
 
 def main(argv=None) -> int:
     import jaxmlp
-    from jaxmlp import checkpoint as C
+    from jaxmlp import checkpoint
     from jaxmlp import optim
-    from jaxmlp import train as T
+    from jaxmlp import train
 
     args = _parser().parse_args(argv)
     try:
@@ -82,17 +84,15 @@ def main(argv=None) -> int:
     opt = getattr(optim, args.optimizer)(args.lr)
     ck = None
     if args.checkpoint_dir:
-        ck = C.Checkpointer(args.checkpoint_dir, model, args.checkpoint_every, args.keep, args.resume)
-    r = T.train(T.manual_grad(model), opt, params, x, y, key=jax.random.key(args.seed + 1), steps=args.steps,
-                scheme=args.scheme, batch_size=args.batch_size, log_every=args.log_every, checkpoint=ck,
-                check_finite=not args.no_check_finite, progress=args.progress)
+        ck = train.Checkpointer(args.checkpoint_dir, model, args.checkpoint_every, args.keep, args.resume)
+    r = train.train(train.manual_grad(model), opt, params, x, y, key=jax.random.key(args.seed + 1), steps=args.steps,
+                    scheme=args.scheme, batch_size=args.batch_size, log_every=args.log_every, checkpoint=ck,
+                    check_finite=not args.no_check_finite, progress=args.progress)
     out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    final = C.save(out / "final", C.Checkpoint(int(r.steps[-1]), r.params, r.opt_state, jax.random.key(args.seed + 1),
-                                               model, r.state, r.steps, r.losses, {"args": vars(args)}), keep=1)
+    final = checkpoint.save(out / "final", checkpoint.Checkpoint(int(r.steps[-1]), r.params, r.opt_state,
+                                                                 jax.random.key(args.seed + 1), model, r.state,
+                                                                 r.steps, r.losses, {"args": vars(args)}), keep=1)
     metrics = {"args": vars(args), "steps": r.steps.tolist(), "losses": r.losses.tolist(), "final": str(final)}
-    tmp = out / ".metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics))
-    os.replace(tmp, out / "metrics.json")
+    write_atomic(out / "metrics.json", json.dumps(metrics))
     print(f"jaxmlp train: step {int(r.steps[-1])}, loss {float(r.losses[-1]):.6g}; params in {final}")
     return 0

@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 
 import jaxmlp  # noqa: E402
 from jaxmlp import optim, population, sharding  # noqa: E402
-from jaxmlp import train as T  # noqa: E402
+from jaxmlp import train  # noqa: E402
 
 
 def rel(a, b):
@@ -41,11 +41,11 @@ def main():
     out["sharded_vs_single_grad"] = rel(g_sharded, vg(params, x, y))
 
     # sharded training == single-device training
-    grad_fn = T.manual_grad(model, l2=1e-3)
+    grad_fn = train.manual_grad(model, l2=1e-3)
     for scheme, b in (("full_batch", None), ("minibatch", 16)):
         kw = dict(key=jax.random.key(2), steps=200, scheme=scheme, batch_size=b, log_every=50, progress=False)
-        one = T.train(grad_fn, optim.momentum(0.1, 0.9), params, x, y, **kw)
-        many = T.train(grad_fn, optim.momentum(0.1, 0.9), ps, xs, ys, **kw)
+        one = train.train(grad_fn, optim.momentum(0.1, 0.9), params, x, y, **kw)
+        many = train.train(grad_fn, optim.momentum(0.1, 0.9), ps, xs, ys, **kw)
         out[f"train_{scheme}_params"] = rel(many.params, one.params)
         out[f"train_{scheme}_losses"] = float(np.max(np.abs(many.losses - one.losses) / np.abs(one.losses)))
 

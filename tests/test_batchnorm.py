@@ -6,7 +6,7 @@ import pytest
 
 import jaxmlp
 from jaxmlp import optim
-from jaxmlp import train as T
+from jaxmlp import train
 
 MODEL = jaxmlp.MLP((3, 5, 4, 2), "tanh", use_bias=False, batchnorm=True)
 PARAMS = jaxmlp.init(MODEL, jax.random.key(0), dtype=jnp.float64)
@@ -42,7 +42,7 @@ def test_train_mode_batch_of_one_is_an_error():
     with pytest.raises(ValueError, match=r"x: batch norm in train mode needs m >= 2 rows.*\(1, 3\)"):
         jaxmlp.value_and_grad(MODEL, PARAMS, X[:1], Y[:1])
     with pytest.raises(ValueError, match="batch_size: batch norm in train mode needs batches of >= 2 rows"):
-        T.train(T.manual_grad(MODEL), optim.sgd(0.1), PARAMS, X, Y, key=jax.random.key(0), steps=2,
+        train.train(train.manual_grad(MODEL), optim.sgd(0.1), PARAMS, X, Y, key=jax.random.key(0), steps=2,
                 scheme="sgd_replacement", state=STATE)
     with pytest.raises(ValueError, match="state: a batchnorm model predicts with its running statistics"):
         jaxmlp.predict(MODEL, PARAMS, X)
@@ -60,13 +60,13 @@ def test_bias_before_bn_is_redundant():
 
 @pytest.mark.parametrize("grad", ["manual", "autodiff"])
 def test_training_loop_threads_the_state(grad):
-    make = T.manual_grad if grad == "manual" else T.autodiff_grad
-    r = T.train(make(MODEL), optim.sgd(0.1), PARAMS, X, Y, key=jax.random.key(0), steps=30, scheme="minibatch",
+    make = train.manual_grad if grad == "manual" else train.autodiff_grad
+    r = train.train(make(MODEL), optim.sgd(0.1), PARAMS, X, Y, key=jax.random.key(0), steps=30, scheme="minibatch",
                 batch_size=4, log_every=10, state=STATE, progress=False)
     assert r.losses[-1] < r.losses[0]
     assert not np.allclose(r.state[0].mean, 0) and r.state[2] is None
     if grad == "autodiff":
-        m = T.train(T.manual_grad(MODEL), optim.sgd(0.1), PARAMS, X, Y, key=jax.random.key(0), steps=30,
+        m = train.train(train.manual_grad(MODEL), optim.sgd(0.1), PARAMS, X, Y, key=jax.random.key(0), steps=30,
                     scheme="minibatch", batch_size=4, log_every=10, state=STATE, progress=False)
         np.testing.assert_allclose(r.losses, m.losses, rtol=1e-10)
         np.testing.assert_allclose(r.state[1].var, m.state[1].var, rtol=1e-10)

@@ -6,7 +6,6 @@ API: training, optimizers, Levenberg-Marquardt, checkpoints, the gradient
 checker and the model constructors.  The README lists every case id
 (``tests/test_docs.py`` checks that).
 """
-import pathlib
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,9 +13,9 @@ import pytest
 
 import jaxmlp
 import verification
-from jaxmlp import checkpoint as C
+from jaxmlp import checkpoint
 from jaxmlp import optim
-from jaxmlp import train as T
+from jaxmlp import train
 
 MODEL = jaxmlp.MLP((3, 4, 2), "relu", "softmax_cross_entropy")
 PARAMS = jaxmlp.init(MODEL, jax.random.key(0), dtype=jnp.float64)
@@ -74,7 +73,7 @@ def test_bad_input(fn, case):
 
 LM_MODEL = jaxmlp.MLP((3, 4, 2), "tanh", "mse")
 LM_PARAMS = jaxmlp.init(LM_MODEL, jax.random.key(0), dtype=jnp.float64)
-GRAD = T.manual_grad(MODEL)
+GRAD = train.manual_grad(MODEL)
 SGD = optim.sgd(0.1)
 
 
@@ -82,11 +81,11 @@ def _train(**kw):
     args = dict(params=PARAMS, x=X, y=Y, key=jax.random.key(0), steps=10, scheme="full_batch", progress=False)
     args.update(kw)
     opt = args.pop("optimizer", SGD)
-    return T.train(GRAD, opt, args.pop("params"), args.pop("x"), args.pop("y"), **args)
+    return train.train(GRAD, opt, args.pop("params"), args.pop("x"), args.pop("y"), **args)
 
 
 def _checkpoint_file(tmp, model=MODEL, params=PARAMS):
-    return C.save(tmp, C.Checkpoint(3, params, SGD.init(params), jax.random.key(0), model))
+    return checkpoint.save(tmp, checkpoint.Checkpoint(3, params, SGD.init(params), jax.random.key(0), model))
 
 
 def _corrupt(tmp, how):
@@ -94,7 +93,7 @@ def _corrupt(tmp, how):
     data = path.read_bytes()
     path.write_bytes({"truncated": data[: len(data) // 2], "garbage": b"\x00" * 8 + data[8:],
                       "empty": b""}[how])
-    return C.load(path, MODEL, SGD)
+    return checkpoint.load(path, MODEL, SGD)
 
 
 OTHER = jaxmlp.MLP((3, 5, 2), "relu", "softmax_cross_entropy")
@@ -113,7 +112,7 @@ CALLS = [
     ("train_optimizer_type", lambda t: _train(optimizer="adam"), TypeError, ["optimizer:", "GradientTransformation", "str"]),
     ("train_log_every", lambda t: _train(log_every=0), ValueError, ["log_every:", ">= 1", "0"]),
     ("train_check_finite", lambda t: _train(check_finite="yes"), TypeError, ["check_finite:", "bool", "'yes'"]),
-    ("train_checkpoint_every", lambda t: _train(log_every=5, checkpoint=C.Checkpointer(t, MODEL, every=7)),
+    ("train_checkpoint_every", lambda t: _train(log_every=5, checkpoint=train.Checkpointer(t, MODEL, every=7)),
      ValueError, ["checkpoint.every", "multiple of log_every=5", "7"]),
     ("sgd_lr_zero", lambda t: optim.sgd(0.0), ValueError, ["lr:", "> 0", "0.0"]),
     ("sgd_lr_negative", lambda t: optim.sgd(-0.1), ValueError, ["lr:", "> 0", "-0.1"]),
@@ -137,22 +136,22 @@ CALLS = [
      ["head", "softmax_cross_entropy"]),
     ("lm_y_shape", lambda t: jaxmlp.levenberg_marquardt(LM_MODEL, LM_PARAMS, X, jnp.ones((5, 3))), ValueError,
      ["y:", "(5, 2)", "(5, 3)"]),
-    ("checkpoint_truncated", lambda t: _corrupt(t, "truncated"), C.CheckpointError, ["corrupt or truncated"]),
-    ("checkpoint_garbage", lambda t: _corrupt(t, "garbage"), C.CheckpointError, ["corrupt or truncated"]),
-    ("checkpoint_empty", lambda t: _corrupt(t, "empty"), C.CheckpointError, ["corrupt or truncated"]),
-    ("checkpoint_other_model", lambda t: C.load(_checkpoint_file(t), OTHER), C.CheckpointError,
+    ("checkpoint_truncated", lambda t: _corrupt(t, "truncated"), checkpoint.CheckpointError, ["corrupt or truncated"]),
+    ("checkpoint_garbage", lambda t: _corrupt(t, "garbage"), checkpoint.CheckpointError, ["corrupt or truncated"]),
+    ("checkpoint_empty", lambda t: _corrupt(t, "empty"), checkpoint.CheckpointError, ["corrupt or truncated"]),
+    ("checkpoint_other_model", lambda t: checkpoint.load(_checkpoint_file(t), OTHER), checkpoint.CheckpointError,
      ["model:", "sizes=(3, 4, 2)", "sizes=(3, 5, 2)"]),
-    ("checkpoint_other_optimizer", lambda t: C.load(_checkpoint_file(t), MODEL, optim.adam(1e-3)), C.CheckpointError,
+    ("checkpoint_other_optimizer", lambda t: checkpoint.load(_checkpoint_file(t), MODEL, optim.adam(1e-3)), checkpoint.CheckpointError,
      ["opt_state.count", "no tensor", "another optimizer"]),
-    ("checkpoint_missing", lambda t: C.load(t / "nope.safetensors"), FileNotFoundError, ["path:", "nope.safetensors"]),
-    ("checkpoint_empty_folder", lambda t: C.load(t), FileNotFoundError, ["path:", "no checkpoint in folder"]),
-    ("checkpoint_save_wrong_params", lambda t: C.save(t, C.Checkpoint(1, PARAMS, (), jax.random.key(0), OTHER)),
+    ("checkpoint_missing", lambda t: checkpoint.load(t / "nope.safetensors"), FileNotFoundError, ["path:", "nope.safetensors"]),
+    ("checkpoint_empty_folder", lambda t: checkpoint.load(t), FileNotFoundError, ["path:", "no checkpoint in folder"]),
+    ("checkpoint_save_wrong_params", lambda t: checkpoint.save(t, checkpoint.Checkpoint(1, PARAMS, (), jax.random.key(0), OTHER)),
      ValueError, ["params[0].W", "(3, 5)", "(3, 4)"]),
-    ("checkpoint_save_negative_step", lambda t: C.save(t, C.Checkpoint(-1, PARAMS, (), jax.random.key(0), MODEL)),
+    ("checkpoint_save_negative_step", lambda t: checkpoint.save(t, checkpoint.Checkpoint(-1, PARAMS, (), jax.random.key(0), MODEL)),
      ValueError, ["step:", ">= 0", "-1"]),
-    ("checkpoint_save_raw_key", lambda t: C.save(t, C.Checkpoint(1, PARAMS, (), jax.random.PRNGKey(0), MODEL)),
+    ("checkpoint_save_raw_key", lambda t: checkpoint.save(t, checkpoint.Checkpoint(1, PARAMS, (), jax.random.PRNGKey(0), MODEL)),
      TypeError, ["key:", "typed PRNG key"]),
-    ("checkpoint_save_keep_zero", lambda t: C.save(t, C.Checkpoint(1, PARAMS, (), jax.random.key(0), MODEL), keep=0),
+    ("checkpoint_save_keep_zero", lambda t: checkpoint.save(t, checkpoint.Checkpoint(1, PARAMS, (), jax.random.key(0), MODEL), keep=0),
      ValueError, ["keep:", ">= 1", "0"]),
     ("checker_rtol_negative", lambda t: verification.check_gradients(lambda p: p, lambda p: 0.0, PARAMS, rtol=-1.0),
      ValueError, ["rtol:", ">= 0", "-1.0"]),

@@ -5,7 +5,8 @@ import pathlib
 import jax
 import pytest
 
-from jaxmlp.cli import EXPERIMENTS, main
+from experiments.__main__ import EXPERIMENTS, SCRIPTS, main
+from jaxmlp import cli
 
 SHORT = {"higham": ["--steps", "2000", "--seeds", "2"], "lm-higham": ["--steps", "2000", "--seeds", "2"], "batchnorm": ["--steps", "40"], "spiral": ["--steps", "300"], "regression": [],
          "testnets": [], "optimizers": ["--steps", "40"], "digits": ["--steps", "300"],
@@ -15,7 +16,7 @@ SHORT = {"higham": ["--steps", "2000", "--seeds", "2"], "lm-higham": ["--steps",
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_runs(name, tmp_path):
     with jax.numpy_dtype_promotion("standard"):  # the Optax baselines are not strict-promotion clean
-        assert main(["run", name, "--out", str(tmp_path)] + SHORT[name]) == 0
+        assert main([name, "--out", str(tmp_path)] + SHORT[name]) == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["experiment"] == name
     if name != "testnets":
@@ -31,3 +32,26 @@ def test_readme_test_command_is_what_ci_runs():
     readme, ci = (root / "README.md").read_text(), (root / ".ci" / "run").read_text()
     assert 'pip install ".[test]" && python -m pytest -n 2' in readme
     assert "grep -m1 -E '^pip install \"\\.\\[test\\]\"' README.md" in ci
+
+
+@pytest.mark.parametrize("words", [[]] + [[name] for name in SCRIPTS], ids=lambda w: " ".join(w) or "experiments")
+def test_help_works_on_every_script(words, capsys):
+    assert main(words + ["--help"]) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m experiments"), out[:200]
+
+
+@pytest.mark.parametrize("argv", [["nope"], []])
+def test_unknown_or_missing_script_exits_2(argv, capsys):
+    assert main(argv) == cli.EXIT_USAGE
+    assert "usage:" in capsys.readouterr().err
+
+
+def test_the_library_never_imports_the_experiments():
+    import subprocess
+    import sys
+
+    code = ("import sys, jaxmlp, jaxmlp.cli, jaxmlp.train_cli, verification; "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'experiments'); print(bad); assert not bad")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr

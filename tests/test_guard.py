@@ -6,15 +6,15 @@ import optax
 import pytest
 
 import jaxmlp
-from jaxmlp import checkpoint as C
-from jaxmlp import optim
-from jaxmlp import train as T
+from jaxmlp import checkpoint
+from jaxmlp import optim, samplers
+from jaxmlp import train
 
 MODEL = jaxmlp.MLP((2, 2, 3, 2), "sigmoid", "sigmoid_quadratic")
 X, Y = jaxmlp.data.higham_points(dtype=np.float64)
 POISON = 7  # the example whose gradient turns NaN in layer 2's bias
 P0 = jaxmlp.init(MODEL, jax.random.key(0), "higham", jnp.float64)
-_manual = T.manual_grad(MODEL)
+_manual = train.manual_grad(MODEL)
 
 
 def _holds_poison(x):
@@ -31,7 +31,7 @@ def poisoned_grad(params, x, y):
 
 def _first_poisoned_step(key):
     """The first step at which sgd_replacement (batch 1) draws example POISON: the loop's own sampling rule."""
-    draws = T._replacement_indices(key, 0, 200, len(X), 1)[:, 0]
+    draws = samplers.replacement_indices(key, 0, 200, len(X), 1)[:, 0]
     return int(np.argmax(np.asarray(draws) == POISON))
 
 
@@ -40,24 +40,24 @@ KEY = next(k for k in map(jax.random.key, range(100)) if 20 < _first_poisoned_st
 
 def test_guard_names_step_and_leaf_and_keeps_the_last_good_state(tmp_path):
     expect = _first_poisoned_step(KEY)
-    ck = C.Checkpointer(tmp_path, MODEL, every=10, keep=50)
-    with pytest.raises(T.NonFiniteError) as info:
-        T.train(poisoned_grad, optim.sgd(0.05), P0, X, Y, key=KEY, steps=expect + 50, scheme="sgd_replacement",
+    ck = train.Checkpointer(tmp_path, MODEL, every=10, keep=50)
+    with pytest.raises(train.NonFiniteError) as info:
+        train.train(poisoned_grad, optim.sgd(0.05), P0, X, Y, key=KEY, steps=expect + 50, scheme="sgd_replacement",
                 log_every=10, progress=False, checkpoint=ck)
     e = info.value
     assert e.step == expect and e.leaf == "grads[1].b"
     assert f"step {expect}" in str(e) and "grads[1].b" in str(e) and str(e.checkpoint) in str(e)
     # the params in the error are those before the bad step: equal to a clean run of exactly `expect` steps
-    clean = T.train(_manual, optim.sgd(0.05), P0, X, Y, key=KEY, steps=expect, scheme="sgd_replacement",
+    clean = train.train(_manual, optim.sgd(0.05), P0, X, Y, key=KEY, steps=expect, scheme="sgd_replacement",
                     log_every=expect, progress=False)
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(e.result.params), jax.tree.leaves(clean.params)))
     assert np.all(np.isfinite(e.result.losses)) and e.result.steps[-1] <= expect
-    last = C.load(e.checkpoint)
+    last = checkpoint.load(e.checkpoint)
     assert last.step == expect // 10 * 10 and all(np.all(np.isfinite(a)) for a in jax.tree.leaves(last.params))
 
 
 def test_guard_can_be_disabled():
-    r = T.train(poisoned_grad, optim.sgd(0.05), P0, X, Y, key=KEY, steps=_first_poisoned_step(KEY) + 10,
+    r = train.train(poisoned_grad, optim.sgd(0.05), P0, X, Y, key=KEY, steps=_first_poisoned_step(KEY) + 10,
                 scheme="sgd_replacement", log_every=10, progress=False, check_finite=False)
     assert np.isnan(r.losses[-1])
 
@@ -71,15 +71,15 @@ def poisoned_loss(params, x, y):
 
 def test_guard_catches_a_non_finite_loss_and_does_not_change_a_healthy_run():
     expect = _first_poisoned_step(KEY)
-    with pytest.raises(T.NonFiniteError, match=f"step {expect}: first non-finite loss"):
-        T.train(poisoned_loss, optim.sgd(0.05), P0, X, Y, key=KEY, steps=expect + 50, scheme="sgd_replacement",
+    with pytest.raises(train.NonFiniteError, match=f"step {expect}: first non-finite loss"):
+        train.train(poisoned_loss, optim.sgd(0.05), P0, X, Y, key=KEY, steps=expect + 50, scheme="sgd_replacement",
                 log_every=10, progress=False)
     kw = dict(key=KEY, steps=300, scheme="sgd_replacement", log_every=100, progress=False)
-    on, off = (T.train(_manual, optim.sgd(0.05), P0, X, Y, check_finite=c, **kw) for c in (True, False))
+    on, off = (train.train(_manual, optim.sgd(0.05), P0, X, Y, check_finite=c, **kw) for c in (True, False))
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(on.params), jax.tree.leaves(off.params)))
 
 
 def test_guard_catches_an_update_that_overflows_from_a_finite_gradient():
-    with pytest.raises(T.NonFiniteError, match=r"step 0: first non-finite updated parameter leaf params\[0\]\.W") as info:
-        T.train(_manual, optax.sgd(jnp.inf), P0, X, Y, key=KEY, steps=20, log_every=10, progress=False)
+    with pytest.raises(train.NonFiniteError, match=r"step 0: first non-finite updated parameter leaf params\[0\]\.W") as info:
+        train.train(_manual, optax.sgd(jnp.inf), P0, X, Y, key=KEY, steps=20, log_every=10, progress=False)
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(info.value.result.params), jax.tree.leaves(P0)))

@@ -7,7 +7,7 @@ import pytest
 
 import jaxmlp
 from jaxmlp import optim
-from jaxmlp import train as T
+from jaxmlp import train
 from jaxmlp.population import train_population
 
 MODEL = jaxmlp.MLP((2, 2, 3, 2), "sigmoid", "sigmoid_quadratic")
@@ -15,7 +15,7 @@ X, Y = jaxmlp.data.higham_points(dtype=np.float64)
 P = 4
 PARAMS = jax.vmap(lambda k: jaxmlp.init(MODEL, k, "higham", jnp.float64))(jax.random.split(jax.random.key(0), P))
 KEYS = jax.random.split(jax.random.key(1), P)
-GRAD = T.manual_grad(MODEL)
+GRAD = train.manual_grad(MODEL)
 KW = dict(steps=300, scheme="sgd_replacement", log_every=100)
 
 
@@ -27,7 +27,7 @@ def test_each_member_is_its_own_train_run():
     r = train_population(GRAD, optim.sgd(0.05), PARAMS, X, Y, keys=KEYS, **KW)
     assert r.losses.shape == (P, 4) and list(r.steps) == [0, 100, 200, 300] and np.all(r.non_finite_step == -1)
     for i in range(P):
-        one = T.train(GRAD, optim.sgd(0.05), _member(PARAMS, i), X, Y, key=KEYS[i], progress=False, **KW)
+        one = train.train(GRAD, optim.sgd(0.05), _member(PARAMS, i), X, Y, key=KEYS[i], progress=False, **KW)
         assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(_member(r.params, i)), jax.tree.leaves(one.params)))
         np.testing.assert_allclose(r.losses[i], one.losses, rtol=1e-13)
 
@@ -38,7 +38,7 @@ def test_per_member_learning_rates_and_a_diverging_member_is_isolated():
     with jax.numpy_dtype_promotion("standard"):
         r = train_population(GRAD, opt, PARAMS, X * 1e3, Y, keys=KEYS, hyperparams={"lr": lrs}, **KW)
         for i in range(3):
-            one = T.train(GRAD, optim.sgd(float(lrs[i])), _member(PARAMS, i), X * 1e3, Y, key=KEYS[i],
+            one = train.train(GRAD, optim.sgd(float(lrs[i])), _member(PARAMS, i), X * 1e3, Y, key=KEYS[i],
                           progress=False, **KW)
             np.testing.assert_allclose(r.losses[i], one.losses, rtol=1e-12)
     assert list(r.non_finite_step) == [-1, -1, -1, 0]

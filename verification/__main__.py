@@ -6,6 +6,8 @@ import json
 import sys
 import time
 
+from jaxmlp.atomic import write_atomic
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m verification", description=__doc__)
@@ -38,8 +40,7 @@ def main(argv=None) -> int:
     n_fail = sum(not r.passed for r in rows)
     print(f"\n{len(rows) - n_fail} passed, {n_fail} failed ({time.perf_counter() - t0:.1f} s)")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump([r.as_dict() for r in rows], f, indent=1)
+        write_atomic(args.json, json.dumps([r.as_dict() for r in rows], indent=1))
     return 1 if n_fail or not rows else 0
 
 

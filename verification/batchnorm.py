@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import jaxmlp
 from jaxmlp.batchnorm import BatchNorm, bn_backward, bn_forward
 from verification.compare import compare_trees
-from verification.rows import Row, check
+from verification.rows import Row
 from verification.tolerances import F32_RTOL, F64_RTOL
 
 BN_BACKWARD = "dz = gamma/(m sqrt(var+eps)) (m dy - sum dy - xhat sum dy xhat); dgamma = sum dy xhat; dbeta = sum dy"
@@ -19,7 +19,6 @@ BN_BACKWARD = "dz = gamma/(m sqrt(var+eps)) (m dy - sum dy - xhat sum dy xhat); 
 ACTS = [a for a in jaxmlp.ACTIVATIONS if a != "identity"]
 
 
-@check("bn/layer")
 def bn_layer():
     for dtype, tol in ((jnp.float64, F64_RTOL), (jnp.float32, F32_RTOL)):
         k = jax.random.split(jax.random.key(50), 4)
@@ -32,7 +31,6 @@ def bn_layer():
                                   compare_trees(bn_backward(p, cache, dy), vjp(dy), tol), tol)
 
 
-@check("bn/net")
 def bn_network():
     for i, (act, head) in enumerate(itertools.product(ACTS, jaxmlp.HEADS)):
         f32 = [(jnp.float32, F32_RTOL)] if act == ACTS[i % len(ACTS)] else []  # float32: one activation per head

@@ -13,13 +13,11 @@ import jax
 import jax.numpy as jnp
 
 import jaxmlp
-from jaxmlp.backprop import forward
-from jaxmlp.dense import dense_backward
-from jaxmlp.regularizers import add_penalty_grad
 from jaxmlp.heads import get_head
+from jaxmlp.network import backward, forward
 from verification.checker import check_gradients
+from verification.problems import mlp_problem
 
-F64 = jnp.float64
 PLANTED_LAMBDA = 0.05  # the strength of a planted extra penalty term
 
 ARCHS = {  # name: (sizes, activation, head)
@@ -38,24 +36,16 @@ def _leafmap(fn):
     return lambda g: jax.tree.map(fn, g)
 
 
-def _with_delta_and_derivative(model, params, x, y, l1, l2, derivative=None, naive_softmax=False):
-    """The backward pass with one piece replaced (activation derivative or the softmax delta)."""
+def manual_with(model, params, x, y, l1, l2, derivative=None, naive_softmax=False):
+    """jaxmlp's hand-derived gradient with one piece replaced: the activation derivative, or the softmax delta."""
     zs, as_ = forward(model, params, x)
     yy = jax.nn.one_hot(y, model.n_out, dtype=x.dtype) if y.ndim == 1 else y
     if naive_softmax:
-        e = jnp.exp(zs[-1])  # overflows at large logits: the seeds' np.exp(scores)
+        e = jnp.exp(zs[-1])  # overflows at large logits: np.exp(scores) as in the cs231n program
         delta = (e / jnp.sum(e, axis=1, keepdims=True) - yy) / x.shape[0]
     else:
         delta = get_head(model.head).delta(zs[-1], yy)
-    act = jaxmlp.get_activation(model.activation)
-    deriv = act.derivative if derivative is None else derivative
-    grads = [None] * model.depth
-    for l in range(model.depth, 0, -1):  # the recursion of jaxmlp.backward, with g' replaceable
-        g, d_prev = dense_backward(params[l - 1], as_[l - 1], delta)
-        grads[l - 1] = add_penalty_grad(g, params[l - 1], l1, l2)
-        if l > 1:
-            delta = d_prev * deriv(zs[l - 2], as_[l - 1])
-    return tuple(grads)
+    return backward(model, params, zs, as_, delta, l1=l1, l2=l2, derivative=derivative)
 
 
 def _swap_first_two_W(g):
@@ -92,26 +82,20 @@ BUGS = [
     Bug("layers 1 and 2 W swapped", "wrong layer", lambda M, p, x, y, l1, l2: _swap_first_two_W(_vg(M, p, x, y)),
         applies=lambda M: M.depth >= 3 and M.sizes[0] == M.sizes[1] == M.sizes[2]),
     Bug("relu'(0) = 1 (seed 001's 1(z >= 0))", "relu subgradient at 0",
-        lambda M, p, x, y, l1, l2: _with_delta_and_derivative(M, p, x, y, l1, l2,
+        lambda M, p, x, y, l1, l2: manual_with(M, p, x, y, l1, l2,
                                                               derivative=lambda z, a: (z >= 0).astype(z.dtype)),
         applies=lambda M: M.activation == "relu", zero_rows=True),
     Bug("naive softmax exp, inputs scaled by 1e5", "overflow",
-        lambda M, p, x, y, l1, l2: _with_delta_and_derivative(M, p, x, y, l1, l2, naive_softmax=True),
+        lambda M, p, x, y, l1, l2: manual_with(M, p, x, y, l1, l2, naive_softmax=True),
         applies=lambda M: M.head == "softmax_cross_entropy", x_scale=1e5),
 ]
 
 
 def problem(arch, bug, seed=0):
     sizes, act, head = ARCHS[arch]
-    model = jaxmlp.MLP(sizes, act, head)
-    k1, k2, k3 = jax.random.split(jax.random.key(seed), 3)
-    params = jaxmlp.init(model, k1, "xavier", dtype=F64)  # zero biases: zero rows give relu inputs of exactly 0
-    x = bug.x_scale * jax.random.normal(k2, (6, sizes[0]), F64)
-    if bug.zero_rows:
-        x = x.at[:1].set(0.0)
-    y = (jax.random.randint(k3, (6,), 0, sizes[-1]) if jaxmlp.get_head(head).classes
-         else jax.random.uniform(k3, (6, sizes[-1]), F64))
-    return model, params, x, y
+    # xavier: zero biases, so zero rows of x give relu inputs of exactly 0
+    return mlp_problem(sizes, act, head, m=6, seed=seed, init="xavier", x_scale=bug.x_scale,
+                       zero_rows=1 if bug.zero_rows else 0)
 
 
 def run_catalogue():

@@ -14,37 +14,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from verification.compare import leaf_name
+from verification.compare import LeafResult, compare_leaves
 from verification.diagnose import Diagnosis, diagnose
 from verification.tolerances import F32_RTOL, F64_RTOL, FD_RTOL, FD_STEP
 
 REG_KWARGS = ("l1", "l2", "reg", "lam", "weight_decay")  # regulariser strengths switched off in the second run
-
-
-def cs231n_band(rel: float) -> str:
-    """cs231n's reading of an elementwise relative error max|a-b|/max(|a|,|b|)."""
-    if not np.isfinite(rel) or rel > 1e-2:
-        return "wrong (>1e-2)"
-    if rel > 1e-4:
-        return "uncomfortable (1e-4..1e-2)"
-    if rel > 1e-7:
-        return "ok with kinks (1e-7..1e-4)"
-    return "good (<1e-7)"
-
-
-@dataclasses.dataclass
-class LeafResult:
-    path: str
-    shape: tuple
-    max_abs: float
-    max_rel: float  # normwise: max|a-b| / max|b|
-    elem_rel: float  # cs231n elementwise: max |a-b| / max(|a|, |b|)
-    worst_index: tuple
-    passed: bool
-
-    @property
-    def band(self):
-        return cs231n_band(self.elem_rel)
 
 
 @dataclasses.dataclass
@@ -89,36 +63,6 @@ class Report:
         if not self.passed:
             raise AssertionError("hand-derived gradient does not match jax.grad:\n" + str(self))
         return self
-
-
-def _leaf_result(path, a, b, rtol, atol):
-    a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a64.shape != b64.shape:
-        return LeafResult(path, tuple(a64.shape), np.inf, np.inf, np.inf, (), False)
-    if a64.size == 0:
-        return LeafResult(path, a64.shape, 0.0, 0.0, 0.0, (), True)
-    err = np.abs(a64 - b64)
-    err = np.where(np.isfinite(a64), err, np.inf)
-    idx = np.unravel_index(int(np.argmax(err)), err.shape)
-    scale = max(float(np.max(np.abs(b64))), np.finfo(np.float64).tiny)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        elem = np.where(err == 0, 0.0, err / np.maximum(np.abs(a64), np.abs(b64)))
-    elem = np.where(np.isnan(elem), np.inf, elem)
-    max_abs = float(err[idx])
-    max_rel = max_abs / scale
-    return LeafResult(path, a64.shape, max_abs, max_rel, float(np.max(elem)), tuple(int(i) for i in idx),
-                      bool(max_rel <= rtol or max_abs <= atol))
-
-
-def compare_leaves(manual, reference, rtol, atol=0.0):
-    """Leaf results (structure first); returns ``(results, structure_error)``."""
-    sm, sr = jax.tree.structure(manual), jax.tree.structure(reference)
-    if sm != sr:
-        return [], f"manual {sm} vs jax.grad {sr}"
-    out = []
-    for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(manual)[0], jax.tree.leaves(reference)):
-        out.append(_leaf_result(leaf_name(path), a, b, rtol, atol))
-    return out, ""
 
 
 def central_differences(loss, params, h=FD_STEP):

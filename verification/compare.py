@@ -1,17 +1,104 @@
-"""Compare two pytrees: structure first, then leaf by leaf (normwise relative error)."""
+"""The one tree comparator of the verification: structure first, then leaf by leaf.
+
+Each leaf's error is *normwise*, ``max|a - b| / max(max|b|, tiny)``, so that a
+leaf whose entries are near zero does not turn rounding noise into a huge
+elementwise ratio.  A non-finite entry of ``a`` where ``b`` is finite counts as
+an infinite error.  :func:`compare_leaves` gives the per-leaf results (the
+gradient checker's table); :func:`compare_trees` folds them into one worst-leaf
+:class:`Comparison` (a verification row).
+
+>>> import jax.numpy as jnp
+>>> c = compare_trees({"w": jnp.array([1.0, 2.0])}, {"w": jnp.array([1.0, 2.0 + 1e-9])}, rtol=1e-6)
+>>> c.ok, c.where
+(True, "['w'][1]")
+"""
 from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Any
+from typing import Any, List, Tuple
 
 import jax
 import numpy as np
 
+TINY = np.finfo(np.float64).tiny  # the floor of a leaf's scale: an all-zero reference leaf
+
+
+def leaf_name(path) -> str:
+    """'[1].W' -> 'layer 2, W' for jaxmlp params; other trees keep jax's key string."""
+    s = jax.tree_util.keystr(path)
+    m = re.fullmatch(r"\[(\d+)\]\.(\w+)", s)
+    return f"layer {int(m.group(1)) + 1}, {m.group(2)}" if m else (s or "<root>")
+
+
+def cs231n_band(rel: float) -> str:
+    """cs231n's reading of an elementwise relative error max|a-b|/max(|a|,|b|)."""
+    if not np.isfinite(rel) or rel > 1e-2:
+        return "wrong (>1e-2)"
+    if rel > 1e-4:
+        return "uncomfortable (1e-4..1e-2)"
+    if rel > 1e-7:
+        return "ok with kinks (1e-7..1e-4)"
+    return "good (<1e-7)"
+
+
+@dataclasses.dataclass
+class LeafResult:
+    """One leaf of a comparison."""
+
+    path: str
+    shape: tuple
+    max_abs: float
+    max_rel: float  # normwise: max|a-b| / max|b|
+    elem_rel: float  # cs231n elementwise: max |a-b| / max(|a|, |b|)
+    worst_index: tuple
+    passed: bool
+
+    @property
+    def band(self):
+        return cs231n_band(self.elem_rel)
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}[{', '.join(str(i) for i in self.worst_index)}]" if self.worst_index else self.path
+
+
+def compare_leaf(path: str, a, b, rtol: float, atol: float = 0.0) -> LeafResult:
+    """Compare one leaf ``a`` (checked) against ``b`` (reference), in float64."""
+    a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a64.shape != b64.shape:
+        return LeafResult(f"{path}: shape {a64.shape} vs reference {b64.shape}", tuple(a64.shape), np.inf, np.inf,
+                          np.inf, (), False)
+    if a64.size == 0:
+        return LeafResult(path, a64.shape, 0.0, 0.0, 0.0, (), True)
+    err = np.abs(a64 - b64)
+    err = np.where(np.isfinite(a64), err, np.inf)
+    idx = np.unravel_index(int(np.argmax(err)), err.shape)
+    scale = max(float(np.max(np.abs(b64))), TINY)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        elem = np.where(err == 0, 0.0, err / np.maximum(np.abs(a64), np.abs(b64)))
+    elem = np.where(np.isnan(elem), np.inf, elem)
+    max_abs = float(err[idx])
+    max_rel = max_abs / scale
+    return LeafResult(path, a64.shape, max_abs, max_rel, float(np.max(elem)), tuple(int(i) for i in idx),
+                      bool(max_rel <= rtol or max_abs <= atol))
+
+
+def compare_leaves(checked, reference, rtol: float, atol: float = 0.0) -> Tuple[List[LeafResult], str]:
+    """Leaf results of ``checked`` against ``reference``; returns ``(results, structure_error)``.
+
+    A structure mismatch returns no leaves and says how the structures differ.
+    """
+    s_a, s_b = jax.tree.structure(checked), jax.tree.structure(reference)
+    if s_a != s_b:
+        return [], f"structure differs: {s_a} vs reference {s_b}"
+    return [compare_leaf(leaf_name(path), a, b, rtol, atol)
+            for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(checked)[0], jax.tree.leaves(reference))], ""
+
 
 @dataclasses.dataclass
 class Comparison:
-    """Worst-leaf summary of a pytree comparison."""
+    """Worst-leaf summary of a pytree comparison (one verification row)."""
 
     max_abs: float
     max_rel: float
@@ -24,36 +111,13 @@ class Comparison:
                           self.ok and other.ok, worst.where if worst.where else self.where)
 
 
-def leaf_name(path) -> str:
-    """'[1].W' -> 'layer 2, W' for jaxmlp params; other trees keep jax's key string."""
-    s = jax.tree_util.keystr(path)
-    m = re.fullmatch(r"\[(\d+)\]\.(\w+)", s)
-    return f"layer {int(m.group(1)) + 1}, {m.group(2)}" if m else (s or "<root>")
-
-
-def compare_trees(manual: Any, reference: Any, rtol: float) -> Comparison:
-    """Return the worst normwise relative error over the leaves and where it sits."""
-    s_man, s_ref = jax.tree.structure(manual), jax.tree.structure(reference)
-    if s_man != s_ref:
-        return Comparison(np.inf, np.inf, False, f"structure differs: manual {s_man} vs reference {s_ref}")
-    out = None
-    ref_leaves = jax.tree.leaves(reference)
-    for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(manual)[0], ref_leaves):
-        a, b = np.asarray(a), np.asarray(b)
-        name = leaf_name(path)
-        if a.shape != b.shape:
-            return Comparison(np.inf, np.inf, False, f"{name}: shape {a.shape} vs reference {b.shape}")
-        if a.size == 0:
-            continue
-        err = np.abs(a.astype(np.float64) - b.astype(np.float64))
-        if not np.all(np.isfinite(a)):
-            idx = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
-            return Comparison(np.inf, np.inf, False, f"{name}[{', '.join(map(str, idx))}]: non-finite {a[idx]}")
-        idx = np.unravel_index(int(np.argmax(err)), err.shape)
-        scale = max(float(np.max(np.abs(b))), float(np.finfo(b.dtype).tiny))
-        abs_e = float(err[idx])
-        rel_e = abs_e / scale
-        leaf = Comparison(abs_e, rel_e, rel_e <= rtol,
-                          f"{name}[{', '.join(str(int(i)) for i in idx)}]")
-        out = leaf if out is None else out.merge(leaf)
-    return out if out is not None else Comparison(0.0, 0.0, True, "no leaves")
+def compare_trees(checked: Any, reference: Any, rtol: float) -> Comparison:
+    """The worst normwise relative error over the leaves, and where it sits."""
+    leaves, structure_error = compare_leaves(checked, reference, rtol)
+    if structure_error:
+        return Comparison(np.inf, np.inf, False, structure_error)
+    leaves = [l for l in leaves if np.prod(l.shape) > 0]
+    if not leaves:
+        return Comparison(0.0, 0.0, True, "no leaves")
+    worst = max(leaves, key=lambda l: l.max_rel)
+    return Comparison(max(l.max_abs for l in leaves), worst.max_rel, all(l.passed for l in leaves), worst.where)

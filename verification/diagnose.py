@@ -28,6 +28,8 @@ import dataclasses
 import jax
 import numpy as np
 
+from verification.compare import compare_leaves
+
 FIT_RTOL = 1e-5  # a pattern "fits" when it explains d to this relative residual (above float32 noise)
 
 
@@ -142,8 +144,6 @@ def _kink(params, rerun, report):
     moved = [l + 1e-6 * (np.abs(np.asarray(l)) + 1e-3) * jax.random.normal(k, np.shape(l), l.dtype)
              for l, k in zip(leaves, keys)]
     m, r = rerun(jax.tree.unflatten(tree, moved))
-    from verification.checker import compare_leaves
-
     res, err = compare_leaves(m, r, report.rtol)
     if not err and all(l.passed for l in res):
         n = sum(1 for l in report.leaves if not l.passed)

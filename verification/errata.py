@@ -18,6 +18,8 @@ import optax
 import jaxmlp
 from verification.checker import check_gradients
 from verification.compare import compare_trees
+from verification import bugs
+from verification.problems import mlp_problem
 from verification.tolerances import F64_RTOL, LM_STEP_RTOL
 
 F64 = jnp.float64
@@ -34,12 +36,7 @@ class Erratum:
 
 
 def _net(sizes=(3, 4, 2), act="sigmoid", head="softmax_cross_entropy", m=5, seed=0):
-    model = jaxmlp.MLP(sizes, act, head)
-    k = jax.random.split(jax.random.key(seed), 3)
-    params = jaxmlp.init(model, k[0], "higham", dtype=F64)
-    x = jax.random.normal(k[1], (m, sizes[0]), F64)
-    y = jax.random.randint(k[2], (m,), 0, sizes[-1])
-    return model, params, x, y
+    return mlp_problem(sizes, act, head, m=m, seed=seed, integer_labels=True)
 
 
 def _grad_verdict(manual, loss, params, *args, **kw) -> Verdict:
@@ -154,10 +151,8 @@ def _relu_at_zero(printed):
     model, params, x, y = _net((3, 4, 2), "relu")
     params = (params[0]._replace(b=jnp.zeros(4, F64)), params[1])
     x = x.at[0].set(0.0)  # relu inputs exactly 0 in row 0
-    from verification.bugs import _with_delta_and_derivative
-
     d = (lambda z, a: (z >= 0).astype(z.dtype)) if printed else None
-    manual = lambda p, x, y: _with_delta_and_derivative(model, p, x, y, 0.0, 0.0, derivative=d)  # noqa: E731
+    manual = lambda p, x, y: bugs.manual_with(model, p, x, y, 0.0, 0.0, derivative=d)  # noqa: E731
     return _grad_verdict(manual, lambda p, x, y: jaxmlp.loss(model, p, x, y), params, x, y)
 
 
@@ -175,9 +170,9 @@ def _gd_step(printed):
 
 
 def _woodbury(which, printed):
-    from verification.lm import _woodbury_cases
+    from verification.levenberg_marquardt import woodbury_cases
 
-    name, _, truth, p, c = [w for w in _woodbury_cases() if w[0] == which][0]
+    name, _, truth, p, c = [w for w in woodbury_cases() if w[0] == which][0]
     cmp = compare_trees(p if printed else c, truth, LM_STEP_RTOL)
     return cmp.ok, f"max rel {cmp.max_rel:.2e} vs the exact inverse"
 

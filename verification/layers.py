@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import jaxmlp
 from jaxmlp.dense import Dense, dense_backward, dense_forward
 from verification.compare import compare_trees
-from verification.rows import Row, check
+from verification.rows import Row
 from verification.tolerances import F32_RTOL, F64_RTOL
 
 F64 = jnp.float64
@@ -17,7 +17,6 @@ def _keys(n, seed=0):
     return jax.random.split(jax.random.key(seed), n)
 
 
-@check("layer/dense")
 def dense_layer():
     k = _keys(4)
     for use_bias in (True, False):
@@ -32,7 +31,6 @@ def dense_layer():
             compare_trees(got, ref, F64_RTOL), F64_RTOL)
 
 
-@check("layer/activation")
 def activations():
     k = _keys(2, 1)
     for name, act in jaxmlp.ACTIVATIONS.items():
@@ -61,7 +59,6 @@ HEAD_SOURCES = {
 }
 
 
-@check("head/")
 def heads():
     k = _keys(2, 2)
     for name, head in jaxmlp.HEADS.items():
@@ -75,7 +72,6 @@ def heads():
             yield Row.from_comparison(f"head/{name}/{tag}", HEAD_SOURCES[name], cmp, tol)
 
 
-@check("layer/penalty")
 def regularizers():
     k = _keys(2, 3)
     p = Dense(jax.random.normal(k[0], (4, 3), F64).at[0, 0].set(0.0), jax.random.normal(k[1], (3,), F64))

@@ -11,7 +11,8 @@ from jax.test_util import check_grads
 import jaxmlp
 from verification.checker import central_differences
 from verification.compare import Comparison, compare_trees
-from verification.rows import Row, check
+from verification.problems import grid_problem
+from verification.rows import Row
 from verification.tolerances import CHECK_GRADS_TOL, F32_RTOL, F64_RTOL, FD_RTOL
 
 F64 = jnp.float64
@@ -23,25 +24,10 @@ MATRIX = "delta^l=(delta^{l+1} W^T)*g'(Z^l), dW=A^T delta (seed 001 小结, seed
 LEMMA1 = "Higham & Higham Lemma 1 (1.1)-(1.4), per example, vmapped (seed 002)"
 
 
-def problem(act, head, depth, width, batch, dtype=F64, seed=0, n_in=3, n_out=4, x_scale=1.0):
-    """A random model, params, x and y (integer labels for classification heads)."""
-    sizes = (n_in,) + (width,) * (depth - 1) + (n_out,)
-    model = jaxmlp.MLP(sizes, act, head)
-    k1, k2, k3 = jax.random.split(jax.random.key(seed), 3)
-    params = jaxmlp.init(model, k1, "higham", dtype=dtype)
-    x = x_scale * jax.random.normal(k2, (batch, n_in), dtype)
-    if jaxmlp.get_head(head).classes:
-        y = jax.random.randint(k3, (batch,), 0, n_out)
-    else:
-        y = jax.random.uniform(k3, (batch, n_out), dtype)
-    return model, params, x, y
-
-
 def _autodiff(model, params, x, y, l1, l2):
     return jax.value_and_grad(lambda p: jaxmlp.loss(model, p, x, y, l1=l1, l2=l2))(params)
 
 
-@check("net/matrix", "net/lemma1")
 def network_grid():
     """Every activation x head x {none, l1, l2, both} x depths 1-4, widths and batch sizes cycled."""
     for act in jaxmlp.ACTIVATIONS:
@@ -55,7 +41,7 @@ def grid_rows(act):
         cmp_m = cmp_l = None
         for i, depth in enumerate(DEPTHS):
             width, batch = WIDTHS[i % 3], BATCHES[(i + len(reg)) % 3]
-            model, params, x, y = problem(act, head, depth, width, batch, seed=i)
+            model, params, x, y = grid_problem(act, head, depth, width, batch, seed=i)
             ref_v, ref = _autodiff(model, params, x, y, l1, l2)
             v, g = jaxmlp.value_and_grad(model, params, x, y, l1=l1, l2=l2)
             c = compare_trees((v, g), (ref_v, ref), F64_RTOL)
@@ -70,17 +56,16 @@ def grid_rows(act):
         yield Row.from_comparison(f"net/lemma1/{act}/{head}/{reg}", LEMMA1, cmp_l, F64_RTOL)
 
 
-@check("net/f32")
 def network_float32():
     """float32 default dtype, and logits of magnitude 1e4 (the seeds' naive exp overflows there)."""
     for head in jaxmlp.HEADS:
         for act in ("sigmoid", "relu"):
-            model, params, x, y = problem(act, head, 3, 8, 16, dtype=jnp.float32, seed=5)
+            model, params, x, y = grid_problem(act, head, 3, 8, 16, dtype=jnp.float32, seed=5)
             ref = _autodiff(model, params, x, y, 0.01, 0.1)
             got = jaxmlp.value_and_grad(model, params, x, y, l1=0.01, l2=0.1)
             yield Row.from_comparison(f"net/f32/{act}/{head}", MATRIX, compare_trees(got, ref, F32_RTOL), F32_RTOL)
         # Large logits: identity hidden layer, inputs scaled so |Z^L| ~ 1e4.
-        model, params, x, y = problem("identity", head, 2, 4, 8, dtype=jnp.float32, seed=6, x_scale=1e4)
+        model, params, x, y = grid_problem("identity", head, 2, 4, 8, dtype=jnp.float32, seed=6, x_scale=1e4)
         zmax = float(jnp.max(jnp.abs(jaxmlp.forward(model, params, x)[0][-1])))
         ref = _autodiff(model, params, x, y, 0.0, 0.0)
         got = jaxmlp.value_and_grad(model, params, x, y)
@@ -91,11 +76,10 @@ def network_float32():
         yield Row.from_comparison(f"net/f32_large_logits/{head}", "stable logsumexp / log-sigmoid", cmp, F32_RTOL)
 
 
-@check("net/finite_diff")
 def network_finite_differences():
     """Central differences in float64 on every parameter, for every activation x head, with L1+L2."""
     for i, (act, head) in enumerate(itertools.product(jaxmlp.ACTIVATIONS, jaxmlp.HEADS)):
-        model, params, x, y = problem(act, head, 3, 3, 5, seed=10 + i)
+        model, params, x, y = grid_problem(act, head, 3, 3, 5, seed=10 + i)
         l1, l2 = REGS["l1+l2"]
         fd = central_differences(lambda p: jaxmlp.loss(model, p, x, y, l1=l1, l2=l2, check=False), params)
         _, g = jaxmlp.value_and_grad(model, params, x, y, l1=l1, l2=l2)
@@ -121,12 +105,11 @@ def manual_loss(model, x, y, l1=0.0, l2=0.0):
     return f
 
 
-@check("net/check_grads")
 def network_check_grads():
     """jax.test_util.check_grads (reverse mode vs numerical) on the custom_vjp of the manual backward."""
     for i, head in enumerate(jaxmlp.HEADS):
         act = list(jaxmlp.ACTIVATIONS)[i % len(jaxmlp.ACTIVATIONS)]
-        model, params, x, y = problem(act, head, 3, 4, 6, seed=30 + i)
+        model, params, x, y = grid_problem(act, head, 3, 4, 6, seed=30 + i)
         f = manual_loss(model, x, y, 0.01, 0.1)
         try:
             check_grads(f, (params,), order=1, modes=["rev"], atol=CHECK_GRADS_TOL, rtol=CHECK_GRADS_TOL)

@@ -14,7 +14,7 @@ import optax
 import jaxmlp
 from jaxmlp import optim
 from verification.compare import compare_trees
-from verification.rows import Row, check
+from verification.rows import Row
 from verification.tolerances import OPT_F32_RTOL, OPT_F64_RTOL
 
 STEPS = 1000
@@ -96,7 +96,6 @@ def problems(dtype):
     return [quad, rosen, mlp]
 
 
-@check("optim/")
 def optimizer_trajectories():
     for dtype in (jnp.float64, jnp.float32):
         yield from trajectory_rows(dtype)

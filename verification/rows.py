@@ -1,10 +1,8 @@
-"""The report row and the registry of checks."""
+"""The report row of ``python -m verification``."""
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Iterator, List
-
 from verification.compare import Comparison
 
 
@@ -31,22 +29,3 @@ class Row:
                 d[k] = str(d[k])
         d["status"] = "PASS" if self.passed else "FAIL"
         return d
-
-
-CHECKS: List[Callable[[], Iterator[Row]]] = []
-
-
-def check(*prefixes: str):
-    """Register a generator of rows whose names start with one of ``prefixes``."""
-
-    def register(fn):
-        fn.prefixes = prefixes
-        CHECKS.append(fn)
-        return fn
-
-    return register
-
-
-def selected(fn, only) -> bool:
-    """Whether check ``fn`` can yield a row matching one of the ``only`` prefixes."""
-    return only is None or any(o.startswith(p) or p.startswith(o) for o in only for p in fn.prefixes)

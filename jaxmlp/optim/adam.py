@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import optax
 
 from jaxmlp.dense import Dense
-from jaxmlp.optim import _validate
+from jaxmlp.checks import is_static_zero
+from jaxmlp.optim import validation
 
 
 class AdamState(NamedTuple):
@@ -20,13 +21,13 @@ class AdamState(NamedTuple):
 
 
 def _adam(lr, b1, b2, eps, bias_correction, weight_decay, mask):
-    lr = _validate.positive("lr", lr)
-    b1, b2 = _validate.decay("b1", b1), _validate.decay("b2", b2)
-    eps = _validate.non_negative("eps", eps)
-    weight_decay = _validate.non_negative("weight_decay", weight_decay)
+    lr = validation.positive("lr", lr)
+    b1, b2 = validation.decay("b1", b1), validation.decay("b2", b2)
+    eps = validation.non_negative("eps", eps)
+    weight_decay = validation.non_negative("weight_decay", weight_decay)
 
     def init(params):
-        zeros = _validate.zeros_like(params)
+        zeros = validation.zeros_like(params)
         return AdamState(jnp.zeros([], jnp.int32), zeros, zeros)
 
     def update(grads, state, params=None):
@@ -43,7 +44,7 @@ def _adam(lr, b1, b2, eps, bias_correction, weight_decay, mask):
         else:
             mu_hat, nu_hat = mu, nu
         step = jax.tree.map(lambda m, n: m / (jnp.sqrt(n) + eps), mu_hat, nu_hat)
-        if not _validate.is_zero(weight_decay):
+        if not is_static_zero(weight_decay):
             if params is None:
                 raise ValueError("params: adamw needs the params passed to update")
             m = mask(params) if callable(mask) else mask

@@ -19,7 +19,7 @@ from typing import NamedTuple
 import jax
 import optax
 
-from jaxmlp.optim import _validate
+from jaxmlp.optim import validation
 
 
 class MomentumState(NamedTuple):
@@ -29,11 +29,11 @@ class MomentumState(NamedTuple):
 
 
 def _momentum(lr, beta, direction):
-    lr = _validate.positive("lr", lr)
-    beta = _validate.decay("beta", beta)
+    lr = validation.positive("lr", lr)
+    beta = validation.decay("beta", beta)
 
     def init(params):
-        return MomentumState(_validate.zeros_like(params))
+        return MomentumState(validation.zeros_like(params))
 
     def update(grads, state, params=None):
         del params

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmlp.optim import _validate
+from jaxmlp.optim import validation
 
 
 class RmspropState(NamedTuple):
@@ -31,12 +31,12 @@ def rmsprop(lr: float, beta: float = 0.9, eps: float = 1e-8, eps_in_sqrt: bool =
 
     Optax baseline: ``optax.rmsprop(lr, decay=beta, eps=eps, eps_in_sqrt=eps_in_sqrt)``.
     """
-    lr = _validate.positive("lr", lr)
-    beta = _validate.decay("beta", beta)
-    eps = _validate.non_negative("eps", eps)
+    lr = validation.positive("lr", lr)
+    beta = validation.decay("beta", beta)
+    eps = validation.non_negative("eps", eps)
 
     def init(params):
-        return RmspropState(_validate.zeros_like(params))
+        return RmspropState(validation.zeros_like(params))
 
     def update(grads, state, params=None):
         del params

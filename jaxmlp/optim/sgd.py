@@ -6,7 +6,8 @@ from typing import NamedTuple
 import jax
 import optax
 
-from jaxmlp.optim import _validate
+from jaxmlp.checks import is_static_zero
+from jaxmlp.optim import validation
 
 
 class SgdState(NamedTuple):
@@ -25,15 +26,15 @@ def sgd(lr: float, weight_decay: float = 0.0) -> optax.GradientTransformation:
     Optax baseline: ``optax.sgd(lr)``, and
     ``optax.chain(optax.add_decayed_weights(wd), optax.sgd(lr))`` with decay.
     """
-    lr = _validate.positive("lr", lr)
-    weight_decay = _validate.non_negative("weight_decay", weight_decay)
+    lr = validation.positive("lr", lr)
+    weight_decay = validation.non_negative("weight_decay", weight_decay)
 
     def init(params):
         del params
         return SgdState()
 
     def update(grads, state, params=None):
-        if not _validate.is_zero(weight_decay):
+        if not is_static_zero(weight_decay):
             if params is None:
                 raise ValueError("params: sgd(weight_decay > 0) needs the params passed to update")
             grads = jax.tree.map(lambda g, p: g + weight_decay * p, grads, params)

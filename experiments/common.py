@@ -1,7 +1,8 @@
-"""Shared plumbing of the experiment scripts: arguments, output folder, metrics.json."""
+"""Shared plumbing of the experiment scripts: arguments, output folder, metrics.json, figures (all written atomically)."""
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import pathlib
@@ -10,9 +11,11 @@ import platform
 import jax
 import numpy as np
 
+from jaxmlp.atomic import write_atomic
+
 
 def parse(name, doc, argv, steps, extra=None):
-    ap = argparse.ArgumentParser(prog=f"jaxmlp run {name}", description=doc,
+    ap = argparse.ArgumentParser(prog=f"python -m experiments {name}", description=doc,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=steps, help=f"training steps (default {steps})")
     ap.add_argument("--seed", type=int, default=0, help="base PRNG seed (default 0)")
@@ -37,16 +40,20 @@ def _jsonable(v):
     return v
 
 
+def environment():
+    """The machine and versions a measurement was taken on."""
+    return {"jax": jax.__version__, "backend": jax.default_backend(), "device": str(jax.devices()[0].device_kind),
+            "python": platform.python_version()}
+
+
+def write_json(path, obj):
+    """Write ``obj`` (numpy and JAX values allowed) as indented JSON, atomically."""
+    return write_atomic(path, json.dumps(_jsonable(obj), indent=1))
+
+
 def save_metrics(out, metrics):
-    """Write metrics.json atomically (temporary name, then rename) with the run's environment."""
-    metrics = dict(metrics)
-    metrics["environment"] = {"jax": jax.__version__, "backend": jax.default_backend(),
-                              "device": str(jax.devices()[0].device_kind), "python": platform.python_version()}
-    path = pathlib.Path(out) / "metrics.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(_jsonable(metrics), indent=1))
-    os.replace(tmp, path)
-    return path
+    """Write OUT/metrics.json with the run's environment."""
+    return write_json(pathlib.Path(out) / "metrics.json", {**metrics, "environment": environment()})
 
 
 def figure():
@@ -59,8 +66,9 @@ def figure():
 
 
 def savefig(plt, fig, out, name):
-    path = pathlib.Path(out) / name
+    """Render ``fig`` as a PNG in memory, then write it atomically as OUT/NAME."""
+    buf = io.BytesIO()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    return path
+    return write_atomic(pathlib.Path(out) / name, buf.getvalue())

@@ -22,53 +22,54 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxmlp import _checks
-from jaxmlp.activations import get_activation
-from jaxmlp.backprop import forward
-from jaxmlp.heads import get_head
-
-_OUTPUT_DERIVATIVE = {"sigmoid_quadratic": lambda z, a: a * (1 - a), "sum_squares": lambda z, a: jnp.ones_like(z),
-                      "mse": lambda z, a: jnp.ones_like(z)}
+from jaxmlp import checks
+from jaxmlp.dense import Dense
+from jaxmlp.heads import HEADS, get_head
+from jaxmlp.network import backward, forward
 
 
 def check_least_squares(model):
+    """Refuse models whose loss is not a sum of squared residuals of independent examples."""
     if model.batchnorm:
         raise ValueError("model.batchnorm: the residual Jacobian is per example, but batch norm couples the examples")
-    head = get_head(model.head)
-    if not head.least_squares:
+    if not get_head(model.head).least_squares:
+        valid = sorted(name for name, h in HEADS.items() if h.least_squares)
         raise ValueError(
-            f"model.head: Levenberg-Marquardt needs a least-squares head {sorted(_OUTPUT_DERIVATIVE)}, "
+            f"model.head: Levenberg-Marquardt needs a least-squares head {valid}, "
             f"got {model.head!r}: its loss is not a sum of squared residuals Y - F(X), so J^T J is not its Gauss-Newton matrix")
 
 
 def residuals(model, params, x, y, *, check=True):
     """:math:`r = \\mathrm{vec}(Y - F(X))`, shape (m * n_L,), row-major."""
     check_least_squares(model)
-    x, y = _checks.check_all(model, params, x, y, check=check)
+    x, y = checks.check_all(model, params, x, y, check=check)
     zs, _ = forward(model, params, x)
     return (y - get_head(model.head).output(zs[-1])).reshape(-1)
+
+
+def per_example_dense_backward(p: Dense, a_prev, delta):
+    """:func:`jaxmlp.dense.dense_backward` without the sum over the batch: one gradient row per example.
+
+    Returns ``(Dense(dW (m, n_{l-1} n_l), db (m, n_l)), d_a_prev (m, n_{l-1}))``.
+    """
+    m = delta.shape[0]
+    dW = jnp.einsum("mi,mj->mij", a_prev, delta).reshape(m, -1)  # (m, n_{l-1} n_l): outer products
+    return Dense(dW, delta if p.b is not None else None), delta @ p.W.T
 
 
 def jacobian(model, params, x, *, check=True):
     """:math:`J = \\partial r/\\partial p`, shape (m * n_L, n_params), columns in ``ravel_pytree`` order."""
     check_least_squares(model)
-    x, _ = _checks.check_all(model, params, x, None, check=check)
-    act = get_activation(model.activation)
+    x, _ = checks.check_all(model, params, x, None, check=check)
     zs, as_ = forward(model, params, x)
     head = get_head(model.head)
-    out_d = _OUTPUT_DERIVATIVE[model.head](zs[-1], head.output(zs[-1]))  # (m, n_L)
+    out_d = head.output_derivative(zs[-1], head.output(zs[-1]))  # (m, n_L)
     m, n_out = out_d.shape
 
     def one_unit(k):
         delta = -out_d * jax.nn.one_hot(k, n_out, dtype=out_d.dtype)[None, :]  # (m, n_L)
-        cols = [None] * model.depth
-        for l in range(model.depth, 0, -1):
-            p = params[l - 1]
-            dW = jnp.einsum("mi,mj->mij", as_[l - 1], delta).reshape(m, -1)  # (m, n_{l-1} n_l)
-            cols[l - 1] = [dW] + ([delta] if p.b is not None else [])
-            if l > 1:
-                delta = (delta @ p.W.T) * act.derivative(zs[l - 2], as_[l - 1])
-        return jnp.concatenate([c for layer in cols for c in layer], axis=1)  # (m, n)
+        grads = backward(model, params, zs, as_, delta, layer_backward=per_example_dense_backward)
+        return jnp.concatenate(jax.tree.leaves(grads), axis=1)  # (m, n): W^1, b^1, W^2, ... as ravel_pytree
 
     per_unit = jax.vmap(one_unit)(jnp.arange(n_out))  # (n_L, m, n)
     return jnp.transpose(per_unit, (1, 0, 2)).reshape(m * n_out, -1)

@@ -1,4 +1,4 @@
-"""Argument checks for the public entry points (private).
+"""Argument checks shared by the public entry points.
 
 Shapes, ranks and dtypes are static, so they are checked even while tracing
 under ``jax.jit``.  Values (NaN/Inf, label ranges, one-hot rows) can only be
@@ -19,7 +19,19 @@ ONE_HOT_ATOL = 1e-6  # one-hot / probability rows must sum to 1 within this (flo
 
 
 def is_concrete(x) -> bool:
+    """Whether ``x`` has a value now (is not a tracer inside ``jit``/``vmap``/``grad``)."""
     return not isinstance(x, jax.core.Tracer)
+
+
+def is_static_zero(v) -> bool:
+    """Whether ``v`` is a Python or NumPy number equal to 0, known before tracing.
+
+    A term scaled by such a coefficient is skipped, not multiplied by 0: XLA
+    may not fold ``0 * x`` away, since ``0 * inf`` is NaN.  A JAX array (e.g.
+    a hyperparameter injected by ``optax.inject_hyperparams``) never counts,
+    because it may be traced or change between calls.
+    """
+    return isinstance(v, (int, float, np.number)) and v == 0
 
 
 def check_model(model):
@@ -66,7 +78,8 @@ def _as_float(name, a, dtype):
     return jnp.asarray(a, dtype)
 
 
-def _check_finite(name, a):
+def check_finite(name, a):
+    """Raise naming ``name``, the first non-finite value and its index (concrete arrays only)."""
     if is_concrete(a):
         bad = ~np.isfinite(np.asarray(a))
         if bad.any():
@@ -82,7 +95,7 @@ def check_x(model: MLP, x, dtype, check=True):
         raise ValueError(f"x: expected shape (m, {model.n_in}) with m >= 1, got {shape}")
     x = _as_float("x", x, dtype)
     if check:
-        _check_finite("x", x)
+        check_finite("x", x)
     return x
 
 
@@ -107,7 +120,7 @@ def check_y(model: MLP, y, m, dtype, check=True):
         raise ValueError(f"y: expected shape ({m}, {k}){hint}, got {shape}")
     y = _as_float("y", y, dtype)
     if check:
-        _check_finite("y", y)
+        check_finite("y", y)
         if head.classes and is_concrete(y):
             sums = np.asarray(y).sum(axis=1)
             bad = np.abs(sums - 1) > ONE_HOT_ATOL

@@ -6,8 +6,8 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 import jaxmlp
-from jaxmlp.jacobian import jacobian, residuals
-from jaxmlp.lm import levenberg_marquardt, lm_step
+from jaxmlp.residual_jacobian import jacobian, residuals
+from jaxmlp.levenberg_marquardt import levenberg_marquardt, lm_step
 
 X, Y = (jnp.asarray(a, jnp.float64) for a in jaxmlp.data.higham_points())
 MODEL = jaxmlp.MLP((2, 2, 3, 2), "sigmoid", "sigmoid_quadratic")

@@ -33,6 +33,7 @@ Damping:
 """
 from __future__ import annotations
 
+import enum
 from typing import NamedTuple
 
 import jax
@@ -41,8 +42,8 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from jax.scipy.linalg import cho_factor, cho_solve
 
-from jaxmlp import _checks
-from jaxmlp.jacobian import check_least_squares, jacobian, residuals
+from jaxmlp import checks
+from jaxmlp.residual_jacobian import check_least_squares, jacobian, residuals
 
 FORMS = ("auto", "normal", "woodbury")
 DAMPINGS = ("trainlm", "nielsen")
@@ -55,7 +56,7 @@ def lm_step(J, r, mu, form="auto"):
     if jnp.ndim(J) != 2 or jnp.shape(r) != jnp.shape(J)[:1]:
         raise ValueError(f"r: expected shape ({jnp.shape(J)[0] if jnp.ndim(J) else 'R'},) for J of shape (R, n) = "
                          f"{jnp.shape(J)}, got {jnp.shape(r)}")
-    if _checks.is_concrete(mu) and not np.all(np.asarray(mu) > 0):
+    if checks.is_concrete(mu) and not np.all(np.asarray(mu) > 0):
         raise ValueError(f"mu: expected a damping > 0, got {mu!r}")
     rows, n = J.shape
     if form == "auto":
@@ -67,6 +68,24 @@ def lm_step(J, r, mu, form="auto"):
     return -(J.T @ cho_solve(cho_factor(A), r))
 
 
+class StopReason(enum.IntEnum):
+    """Why :func:`levenberg_marquardt` stopped; ``LMResult.reason`` holds the value (an int array, jittable)."""
+
+    MAX_ITERS = 0
+    COST_TOL = 1
+    GRAD_TOL = 2
+    MU_MAX = 3
+
+    @property
+    def message(self) -> str:
+        return {
+            StopReason.MAX_ITERS: "reached max_iters trial steps",
+            StopReason.COST_TOL: "the cost ||r||^2 fell to cost_tol or below",
+            StopReason.GRAD_TOL: "the gradient ||J^T r||_inf fell to grad_tol or below (a stationary point)",
+            StopReason.MU_MAX: "the damping mu grew past mu_max: no step lowers the cost",
+        }[self]
+
+
 class LMResult(NamedTuple):
     """Result of :func:`levenberg_marquardt`; histories have one entry per iteration (trial step)."""
 
@@ -75,7 +94,12 @@ class LMResult(NamedTuple):
     mu: jax.Array  # (max_iters,) damping used by each trial
     accepted: jax.Array  # (max_iters,) bool
     n_iters: jax.Array  # trials taken
-    reason: jax.Array  # 0 max_iters, 1 cost <= cost_tol, 2 ||J^T r||_inf <= grad_tol, 3 mu > mu_max
+    reason: jax.Array  # a StopReason value; see stop_reason
+
+    @property
+    def stop_reason(self) -> StopReason:
+        """The :class:`StopReason` (needs a concrete result, outside ``jit``); ``.message`` says it in words."""
+        return StopReason(int(self.reason))
 
 
 def levenberg_marquardt(model, params, x, y, *, max_iters=100, damping="trainlm", form="auto", mu0=None,
@@ -88,9 +112,9 @@ def levenberg_marquardt(model, params, x, y, *, max_iters=100, damping="trainlm"
         raise ValueError(f"form: expected one of {list(FORMS)}, got {form!r}")
     if isinstance(max_iters, bool) or not isinstance(max_iters, int) or max_iters < 1:
         raise ValueError(f"max_iters: expected an int >= 1, got {max_iters!r}")
-    if mu0 is not None and _checks.is_concrete(mu0) and not mu0 > 0:
+    if mu0 is not None and checks.is_concrete(mu0) and not mu0 > 0:
         raise ValueError(f"mu0: expected a damping > 0, got {mu0!r}")
-    x, y = _checks.check_all(model, params, x, y, check=check)
+    x, y = checks.check_all(model, params, x, y, check=check)
     flat, unravel = ravel_pytree(params)
     dt = flat.dtype
 
@@ -108,8 +132,10 @@ def levenberg_marquardt(model, params, x, y, *, max_iters=100, damping="trainlm"
     hist = (jnp.full((max_iters + 1,), jnp.nan, dt).at[0].set(cost), nan, jnp.zeros((max_iters,), bool))
 
     def reason(cost, g, mu, it):
-        return jnp.where(cost <= cost_tol, 1, jnp.where(jnp.max(jnp.abs(g)) <= grad_tol, 2,
-                         jnp.where(mu > mu_max, 3, jnp.where(it >= max_iters, 0, -1))))
+        return jnp.where(cost <= cost_tol, StopReason.COST_TOL,
+                         jnp.where(jnp.max(jnp.abs(g)) <= grad_tol, StopReason.GRAD_TOL,
+                                   jnp.where(mu > mu_max, StopReason.MU_MAX,
+                                             jnp.where(it >= max_iters, StopReason.MAX_ITERS, -1))))
 
     def body(c):
         f, r, J, cost, mu, nu, it, (hc, hm, ha), _ = c

@@ -22,12 +22,9 @@ loss as a sum but the gradients with 1/m; here the two agree).
 """
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
-
-from jaxmlp import _checks
+from jaxmlp import checks
 from jaxmlp.activations import get_activation
-from jaxmlp.batchnorm import BatchNorm, BNState, bn_backward, bn_eval, bn_forward, update_running
+from jaxmlp.batchnorm import BatchNorm, bn_backward, bn_eval, bn_forward, update_running
 from jaxmlp.dense import dense_backward, dense_forward
 from jaxmlp.heads import get_head
 from jaxmlp.model import MLP
@@ -75,20 +72,31 @@ def loss(model: MLP, params, x, y, *, l1=0.0, l2=0.0, check=True, state=None, tr
     heads or targets of shape (m, n_L).  Batch-norm models use the batch
     statistics (``train=True``) or the running ``state`` (``train=False``).
     """
-    x, y = _checks.check_all(model, params, x, y, l1, l2, check, state=state, train=train)
+    x, y = checks.check_all(model, params, x, y, l1, l2, check, state=state, train=train)
     zs, _ = forward(model, params, x, state=state, train=train)
     return get_head(model.head).loss(zs[-1], y) + penalty(params, l1, l2)
 
 
-def backward(model: MLP, params, zs, as_, delta_L, *, l1=0.0, l2=0.0, bn_caches=()):
+def backward(model: MLP, params, zs, as_, delta_L, *, l1=0.0, l2=0.0, bn_caches=(), derivative=None,
+             layer_backward=dense_backward):
     r"""The batched delta recursion from a given :math:`\delta^L` (m, n_L); returns grads.
 
     For a batch-norm layer the delta at the activation input goes through
     :func:`jaxmlp.batchnorm.bn_backward` first (giving :math:`d\gamma, d\beta`
-    and the delta at the affine output).  Exposed so that other objectives
-    (e.g. one output unit at a time, for a Jacobian) can reuse the recursion.
+    and the delta at the affine output).
+
+    This is the one backward recursion of the project; two hooks let other
+    objectives reuse it:
+
+    * ``derivative(z, a) -> g'(z)``: the hidden activation's derivative
+      (default: the model's own).  The bug catalogue swaps in wrong ones.
+    * ``layer_backward(p, a_prev, delta) -> (Dense grads, d_a_prev)``: the
+      affine layer's backward (default :func:`jaxmlp.dense.dense_backward`,
+      which sums over the batch).  The residual Jacobian passes a per-example
+      one, which keeps a row per example.
     """
     act = get_activation(model.activation)
+    derivative = act.derivative if derivative is None else derivative
     grads = [None] * model.depth
     delta = delta_L  # (m, n_L)
     for l in range(model.depth, 0, -1):
@@ -96,12 +104,11 @@ def backward(model: MLP, params, zs, as_, delta_L, *, l1=0.0, l2=0.0, bn_caches=
         dbn = None
         if model.has_bn(l):
             dbn, delta = bn_backward(BatchNorm(p.gamma, p.beta), bn_caches[l - 1], delta)
-        g, d_a_prev = dense_backward(p, as_[l - 1], delta)
+        g, d_a_prev = layer_backward(p, as_[l - 1], delta)
         g = add_penalty_grad(g, p, l1, l2)
         grads[l - 1] = g if dbn is None else g._replace(gamma=dbn.gamma, beta=dbn.beta)
         if l > 1:
-            z_prev = zs[l - 2]
-            delta = d_a_prev * act.derivative(z_prev, as_[l - 1])  # (m, n_{l-1})
+            delta = d_a_prev * derivative(zs[l - 2], as_[l - 1])  # (m, n_{l-1})
     return tuple(grads)
 
 
@@ -117,7 +124,7 @@ def value_and_grad(model: MLP, params, x, y, *, l1=0.0, l2=0.0, check=True, stat
     Batch-norm models train on batch statistics; pass their running ``state``
     to get ``(J, grads, new_state)`` with the statistics updated.
     """
-    x, y = _checks.check_all(model, params, x, y, l1, l2, check, state=state, train=True)
+    x, y = checks.check_all(model, params, x, y, l1, l2, check, state=state, train=True)
     head = get_head(model.head)
     zs, as_, caches, stats = _forward(model, params, x)
     value = head.loss(zs[-1], y) + penalty(params, l1, l2)
@@ -146,6 +153,6 @@ def predict(model: MLP, params, x, *, check=True, state=None):
     """
     if getattr(model, "batchnorm", False) and state is None:
         raise ValueError("state: a batchnorm model predicts with its running statistics; pass state=...")
-    x, _ = _checks.check_all(model, params, x, None, check=check, state=state, train=False)
+    x, _ = checks.check_all(model, params, x, None, check=check, state=state, train=False)
     zs, _ = forward(model, params, x, state=state, train=False)
     return get_head(model.head).output(zs[-1])

@@ -1,4 +1,4 @@
-"""Hyperparameter checks shared by the optimizers (private).
+"""Hyperparameter checks shared by the optimizers.
 
 A hyperparameter may be a Python number or a JAX/numpy scalar (as
 ``optax.inject_hyperparams`` passes them, so that a population can vmap over
@@ -40,8 +40,3 @@ def zeros_like(params):
     import jax.numpy as jnp
 
     return jax.tree.map(jnp.zeros_like, params)
-
-
-def is_zero(v) -> bool:
-    """Whether a hyperparameter is statically 0 (a traced one, e.g. from inject_hyperparams, is not)."""
-    return not isinstance(v, jax.core.Tracer) and not isinstance(v, jax.Array) and v == 0

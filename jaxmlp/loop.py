@@ -1,0 +1,191 @@
+r"""The training loop's two levels, shared by :func:`jaxmlp.train.train` and :func:`jaxmlp.population.train_population`.
+
+* :func:`run_steps` is the compiled level: a ``lax.scan`` over logging blocks
+  of a ``lax.scan`` over steps, carrying a :class:`Carry`.  It is pure, so
+  populations ``vmap`` it.
+* :func:`drive` is the Python level: it cuts the run into chunks (so that a
+  progress bar can move and checkpoints can be written between them), checks
+  each chunk for NaN/Inf with one reduction, replays a failing chunk with the
+  per-step guard, and collects the logged losses.
+
+One step is
+
+.. math::  (J, g) = \mathrm{grad\_fn}(\theta, x_I, y_I),\qquad
+           (u, s) = \mathrm{optimizer.update}(g, s, \theta),\qquad \theta \leftarrow \theta + u,
+
+with the batch :math:`I` from :mod:`jaxmlp.samplers`.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable, List, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxmlp import samplers
+
+
+class Carry(NamedTuple):
+    """What one step hands to the next."""
+
+    params: Any
+    opt_state: Any
+    perm: jax.Array  # (N,) int32: the current epoch's order of the examples (epoch schemes)
+    bn_state: Any  # batch norm's running statistics, or None
+    bad: jax.Array  # (2,) int32: first non-finite (step, index into guard_names); (-1, -1) while none
+
+
+def initial_carry(params, opt_state, key, step, n, batch_size, bn_state=None) -> Carry:
+    """The carry at ``step``: the permutation of the epoch that ``step`` falls in, no non-finite step yet."""
+    perm = samplers.epoch_permutation(key, step // (n // batch_size), n)
+    return Carry(params, opt_state, perm, bn_state, jnp.full((2,), -1, jnp.int32))
+
+
+def guard_names(params) -> List[str]:
+    """Names of the values the per-step guard checks: the loss, the gradient leaves, the updated params."""
+    paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+    return ["loss"] + ["grads" + p for p in paths] + ["params" + p for p in paths]
+
+
+def run_steps(carry: Carry, x, y, key, start, *, grad_fn, optimizer, scheme, batch_size, block, n_blocks,
+              check_finite):
+    """``n_blocks`` logging blocks of ``block`` steps from step ``start``; returns ``(carry, losses (n_blocks,))``.
+
+    ``losses[i]`` is the full-data objective after block ``i``.  With ``check_finite`` every step also
+    reduces ``isfinite`` over the batch loss, each gradient leaf and each updated parameter leaf (fused by
+    XLA into the step); from the first non-finite step on, updates are dropped so the carry keeps the
+    last good params, and ``carry.bad`` records ``(step, index into guard_names)``.
+    """
+    n = x.shape[0]
+
+    def one_step(carry, step_and_idx):
+        step, idx = step_and_idx
+        perm = carry.perm
+        if scheme == "full_batch":
+            xb, yb = x, y
+        else:
+            if scheme != "sgd_replacement":
+                idx, perm = samplers.epoch_indices(key, step, perm, n, batch_size)
+            xb, yb = x[idx], y[idx]
+        if carry.bn_state is None:
+            value, grads = grad_fn(carry.params, xb, yb)
+            new_bn = None
+        else:
+            value, grads, new_bn = grad_fn(carry.params, xb, yb, carry.bn_state)
+        updates, new_opt = optimizer.update(grads, carry.opt_state, carry.params)
+        new = (optax.apply_updates(carry.params, updates), new_opt, new_bn)
+        bad = carry.bad
+        if check_finite:
+            checked = [value] + jax.tree.leaves(grads) + jax.tree.leaves(new[0])
+            finite = jnp.stack([jnp.all(jnp.isfinite(v)) for v in checked])
+            first_bad = (bad[0] < 0) & ~jnp.all(finite)
+            bad = jnp.where(first_bad, jnp.stack([step, jnp.argmin(finite).astype(jnp.int32)]), bad)
+            old = (carry.params, carry.opt_state, carry.bn_state)
+            new = jax.tree.map(lambda a, b: jnp.where(bad[0] < 0, a, b), new, old)
+        return Carry(new[0], new[1], perm, new[2], bad), None
+
+    def one_block(carry, block_start):
+        steps = block_start + jnp.arange(block, dtype=jnp.int32)
+        # with replacement, a block's draws do not depend on the carry: draw them all at once (vectorised)
+        idx = (samplers.replacement_indices(key, block_start, block, n, batch_size)
+               if scheme == "sgd_replacement" else steps)
+        carry, _ = jax.lax.scan(one_step, carry, (steps, idx))
+        return carry, grad_fn(carry.params, x, y)[0]
+
+    starts = start + block * jnp.arange(n_blocks, dtype=jnp.int32)
+    return jax.lax.scan(one_block, carry, starts)
+
+
+STATIC_ARGNAMES = ("grad_fn", "optimizer", "scheme", "batch_size", "block", "n_blocks", "check_finite")
+compiled_steps = jax.jit(run_steps, static_argnames=STATIC_ARGNAMES)
+
+
+@jax.jit
+def all_finite(tree):
+    """One jitted reduction: are all floating leaves of ``tree`` free of NaN and Inf?"""
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(tree)
+                              if jnp.issubdtype(a.dtype, jnp.inexact)]))
+
+
+def progress_bar(progress, total, initial):
+    """A tqdm bar, or ``None``; ``progress=None`` shows it only when stderr is a terminal."""
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if not progress:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError as e:  # pragma: no cover - tqdm is in the [experiments] extra
+        raise ImportError("progress=True needs tqdm: pip install 'jaxmlp[experiments]'") from e
+    return tqdm(total=total, initial=initial, unit="step", mininterval=0.5)
+
+
+class History(NamedTuple):
+    """The logged losses so far: ``steps`` (n_logs,) and ``losses`` (..., n_logs)."""
+
+    steps: List[int]
+    losses: List[Any]  # chunks of shape (..., n_blocks); concatenated by :meth:`arrays`
+
+    def arrays(self):
+        return np.asarray(self.steps), np.concatenate([np.asarray(l) for l in self.losses], axis=-1)
+
+
+class Chunk(NamedTuple):
+    """One compiled call: ``n_blocks`` logging blocks of ``block`` steps from ``start``."""
+
+    start: int
+    block: int
+    n_blocks: int
+
+    @property
+    def end(self) -> int:
+        return self.start + self.block * self.n_blocks
+
+    def logged_steps(self) -> List[int]:
+        return [self.start + self.block * (i + 1) for i in range(self.n_blocks)]
+
+
+def drive(run: Callable, carry: Carry, history: History, *, start: int, end: int, log_every: int, chunk_steps: int,
+          check_finite: bool, progress: Optional[bool], every: Optional[int] = None,
+          on_non_finite: Optional[Callable] = None, after_chunk: Optional[Callable] = None) -> Carry:
+    """Run steps ``start .. end - 1`` chunk by chunk; returns the final carry and appends to ``history``.
+
+    Args:
+      run: ``(carry, chunk: Chunk, guarded: bool) -> (carry, losses (..., n_blocks))``, one compiled call.
+      history: the log to append each chunk's losses and steps to.
+      every: chunk boundaries also fall on multiples of ``every`` (checkpoint steps).
+      on_non_finite: ``(carry, chunk, losses)``, called after a failing chunk was replayed with the guard
+        (``carry.bad`` then names the step and leaf); it may raise.  Without it the run goes on guarded
+        (a population keeps its healthy members going and its failed ones frozen).
+      after_chunk: ``(carry, step)`` after each chunk, e.g. to write a checkpoint.
+    """
+    step = start
+    bar = progress_bar(progress, end, start)
+    try:
+        while step < end:
+            todo = min(chunk_steps, end - step, (every - step % every) if every else end - step)
+            block = min(log_every, todo)
+            chunk = Chunk(step, block, max(1, todo // block))
+            guarded = check_finite and bool(jnp.any(carry.bad[..., 0] >= 0))  # a member has failed already
+            new, losses = run(carry, chunk, guarded)
+            if check_finite and not guarded and not bool(all_finite((new.params, new.opt_state, new.bn_state,
+                                                                      losses))):
+                # Replay the (deterministic) chunk with the per-step guard to find the step and the leaf.
+                new, losses = run(carry, chunk, True)
+                if on_non_finite is not None:
+                    on_non_finite(new, chunk, losses)
+            carry = new
+            history.losses.append(losses)  # a device array: no sync unless checking or checkpointing
+            history.steps.extend(chunk.logged_steps())
+            step = chunk.end
+            if after_chunk is not None:
+                after_chunk(carry, step)
+            if bar is not None:
+                bar.update(chunk.end - chunk.start)
+    finally:
+        if bar is not None:
+            bar.close()
+    return carry

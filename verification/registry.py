@@ -1,0 +1,52 @@
+"""Every check of ``python -m verification``, in one explicit list.
+
+A check is a generator of :class:`verification.rows.Row`; ``prefixes`` are the
+row-name prefixes it can yield, so ``--only`` can skip a check without running it.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterator, NamedTuple, Optional, Sequence, Tuple
+
+from verification import batchnorm, layers, levenberg_marquardt, network, optimizers
+from verification.rows import Row
+
+
+class Check(NamedTuple):
+    prefixes: Tuple[str, ...]
+    rows: Callable[[], Iterator[Row]]
+
+    @property
+    def name(self) -> str:
+        return self.rows.__name__
+
+    def selected(self, only: Optional[Sequence[str]]) -> bool:
+        """Whether this check can yield a row matching one of the ``only`` prefixes."""
+        return only is None or any(o.startswith(p) or p.startswith(o) for o in only for p in self.prefixes)
+
+
+CHECKS = (
+    Check(("layer/dense",), layers.dense_layer),
+    Check(("layer/activation",), layers.activations),
+    Check(("head/",), layers.heads),
+    Check(("layer/penalty",), layers.regularizers),
+    Check(("net/matrix", "net/lemma1"), network.network_grid),
+    Check(("net/f32",), network.network_float32),
+    Check(("net/finite_diff",), network.network_finite_differences),
+    Check(("net/check_grads",), network.network_check_grads),
+    Check(("optim/",), optimizers.optimizer_trajectories),
+    Check(("bn/layer",), batchnorm.bn_layer),
+    Check(("bn/net",), batchnorm.bn_network),
+    Check(("lm/jacobian",), levenberg_marquardt.jacobians),
+    Check(("lm/step",), levenberg_marquardt.step_forms),
+    Check(("lm/erratum", "lm/woodbury"), levenberg_marquardt.woodbury_errata),
+)
+
+
+def run_checks(only: Optional[Sequence[str]] = None) -> Iterator[Row]:
+    """Every check's rows, or only those whose names start with one of ``only``."""
+    for check in CHECKS:
+        if not check.selected(only):
+            continue
+        for row in check.rows():
+            if only is None or any(row.name.startswith(s) for s in only):
+                yield row
