@@ -1,4 +1,4 @@
-"""Batch normalisation (seed 000) on a deeper MLP: a 6-layer net on scikit-learn's digits, with and without BN.
+"""Batch normalisation (DNN Maths (2020-01-12)) on a deeper MLP: a 6-layer net on scikit-learn's digits, with and without BN.
 
 64-64-64-64-64-64-10 relu, softmax cross-entropy, He initialisation, plain
 SGD with mini-batches of 64, at several learning rates.  With BN every hidden

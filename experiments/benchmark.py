@@ -1,4 +1,4 @@
-"""Performance benchmark (issue 7): jaxmlp's manual gradient vs jax.grad, PyTorch eager and the seeds' numpy loops.
+"""Performance benchmark (issue 7): jaxmlp's manual gradient vs jax.grad, PyTorch eager and the source documents' numpy loops.
 
 For every configuration the jitted training step (gradient + SGD update) is
 timed with ``block_until_ready`` after a warm-up, as the median over repeats of
@@ -8,8 +8,8 @@ large float32 matmul) and each configuration's FLOP rate, counted as
 of it.  Writes ``benchmark.json`` and ``benchmark.md`` under ``--out``.
 
 Reference loops, rewritten in our own words: Higham & Higham's per-example SGD
-(seed 002), the PyTorch tutorial's numpy network and cs231n's spiral network
-(seed 004's two programs).  PyTorch eager runs when torch is installed
+(Higham & Higham notes (2024-09-10)), the PyTorch tutorial's numpy network and cs231n's spiral network
+(Matrix Backprop (2019-05-15)'s two programs).  PyTorch eager runs when torch is installed
 (``pip install 'jaxmlp[bench]'``), from the same initial weights.
 """
 from __future__ import annotations
@@ -159,7 +159,7 @@ def numpy_higham(params, x, y, steps, eta=0.05, seed=0):
 
 
 def numpy_spiral(x, y, steps, h=100, lr=1.0, reg=1e-3, seed=0):
-    """cs231n's two-layer spiral network, full batch (seed 004-b, our own words)."""
+    """cs231n's two-layer spiral network, full batch (the cs231n program in Matrix Backprop (2019-05-15), our own words)."""
     rng = np.random.default_rng(seed)
     W1, b1 = 0.01 * rng.standard_normal((x.shape[1], h)), np.zeros(h)
     W2, b2 = 0.01 * rng.standard_normal((h, 3)), np.zeros(3)
@@ -196,7 +196,7 @@ def higham_rows(steps, numpy_steps, repeats):
     return out
 
 
-def seed004_rows(repeats, spiral_steps):
+def matrix_backprop_rows(repeats, spiral_steps):
     x, y = jaxmlp.data.random_regression(regression.N, regression.D_IN, regression.D_OUT, dtype=np.float32)
     model = jaxmlp.MLP((regression.D_IN, regression.H, regression.D_OUT), "relu", "sum_squares", use_bias=False)
     params = jaxmlp.init(model, jax.random.key(0), "normal")
@@ -237,7 +237,7 @@ def markdown(res):
               f"| Higham 2-2-3-2, SGD 1 example/step, {res['higham_steps']} steps in one scan (jax.grad: "
               f"{h['autodiff'] * 1e6:.3f} us) | {h['manual'] * 1e6:.3f} us | {h['numpy'] * 1e6:.2f} us | "
               f"{h['numpy'] / h['manual']:.0f}x |"]
-    for name, r in res["seed004"].items():
+    for name, r in res["matrix_backprop"].items():
         lines.append(f"| {name} | {r['manual'] * 1e6:.1f} us | {r['numpy'] * 1e6:.1f} us | {r['numpy'] / r['manual']:.1f}x |")
     lines += ["", "| target | bar | measured | met |", "|---|---|---|---|"]
     for name, (bar, got, ok) in res["targets"].items():
@@ -279,7 +279,7 @@ def main(argv=None):
             print(f"{label}: manual {times['manual'] * 1e3:.3f} ms, jax.grad {times['autodiff'] * 1e3:.3f} ms, "
                   f"{100 * times['peak_fraction']:.1f}% of peak", flush=True)
     res["higham"] = higham_rows(args.higham_steps, args.numpy_steps, args.repeats)
-    res["seed004"] = seed004_rows(args.repeats, args.spiral_steps)
+    res["matrix_backprop"] = matrix_backprop_rows(args.repeats, args.spiral_steps)
     ratios = [r["manual"] / r["autodiff"] for r in res["configs"].values()] + [
         res["higham"]["manual"] / res["higham"]["autodiff"]]
     geo = float(np.exp(np.mean(np.log(ratios))))

@@ -1,4 +1,4 @@
-"""Higham & Higham, "Deep Learning: An Introduction for Applied Mathematicians" (seed 002).
+"""Higham & Higham, "Deep Learning: An Introduction for Applied Mathematicians" (Higham & Higham notes (2024-09-10)).
 
 10 points in the unit square, classes A and B; a 2-2-3-2 sigmoid network with
 the quadratic cost eq. (6), 0.5 N(0,1) initialisation, SGD with replacement

@@ -1,4 +1,4 @@
-"""Higham & Higham's 10-point network (seed 002), trained as a population of random initialisations.
+"""Higham & Higham's 10-point network (Higham & Higham notes (2024-09-10)), trained as a population of random initialisations.
 
 P networks (default 1000) with independent 0.5 N(0,1) initialisations and
 independent SGD sampling keys train at once through one vmapped, jitted loop

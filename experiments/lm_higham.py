@@ -1,4 +1,4 @@
-"""Levenberg-Marquardt against SGD on Higham & Higham's 10 points and the 11-point variant (seed 002).
+"""Levenberg-Marquardt against SGD on Higham & Higham's 10 points and the 11-point variant (Higham & Higham notes (2024-09-10)).
 
 The 2-2-3-2 sigmoid network with 0.5 N(0,1) initialisation, SEEDS seeds.
 LM uses the hand-derived Jacobian; it stops at the paper's cost TARGET

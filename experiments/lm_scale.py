@@ -1,4 +1,4 @@
-"""Benchmark: the two Levenberg-Marquardt step forms as the shape of J changes (seed 002's Woodbury swap).
+"""Benchmark: the two Levenberg-Marquardt step forms as the shape of J changes (Higham & Higham notes (2024-09-10)'s Woodbury swap).
 
 Times one jitted ``lm_step`` (forming J^T J or J J^T, Cholesky, solve) for
 the "normal" (n x n) and "woodbury" (R x R) forms, float32, after a warm-up,

@@ -1,4 +1,4 @@
-"""SGD, momentum, RMSprop and Adam (seed 000), hand-written beside Optax, on the spiral and on digits.
+"""SGD, momentum, RMSprop and Adam (DNN Maths (2020-01-12)), hand-written beside Optax, on the spiral and on digits.
 
 Each hand-written optimizer and its Optax baseline train the same network from
 the same initial weights with the same mini-batch sequence; their loss curves

@@ -1,7 +1,7 @@
-"""The PyTorch tutorial's two-layer numpy network (seed 004-a), jitted with the manual gradient.
+"""The PyTorch tutorial's two-layer numpy network (the PyTorch tutorial program in Matrix Backprop (2019-05-15)), jitted with the manual gradient.
 
 N=64, D_in=1000, H=100, D_out=10; relu, no biases, sum-of-squares loss
-||y_pred - y||_F^2 (the seed calls it "the square of the L1 norm"; it is the
+||y_pred - y||_F^2 (Matrix Backprop (2019-05-15) calls it "the square of the L1 norm"; it is the
 squared Frobenius norm); weights N(0,1); plain gradient descent, lr 1e-6,
 500 steps.  The tutorial prints the loss but publishes no final number, so the
 run is checked against the tutorial's own numpy loop (rewritten here) started
@@ -56,7 +56,7 @@ def main(argv=None):
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.semilogy(r.steps, r.losses, label="jaxmlp (manual gradient, jit)")
     ax.semilogy(r.steps, ref_losses, "--", label="tutorial numpy loop")
-    ax.set(xlabel="step", ylabel="||y_pred - y||_F^2", title="Seed 004-a regression")
+    ax.set(xlabel="step", ylabel="||y_pred - y||_F^2", title="the PyTorch tutorial program in Matrix Backprop (2019-05-15) regression")
     ax.legend()
     common.savefig(plt, fig, args.out, "regression.png")
     metrics = {"experiment": "regression", "steps": args.steps, "initial_loss": r.losses[0],

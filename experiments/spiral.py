@@ -1,4 +1,4 @@
-"""cs231n's spiral (seed 004-b): a 2-100-3 relu net and a linear softmax classifier.
+"""cs231n's spiral (the cs231n program in Matrix Backprop (2019-05-15)): a 2-100-3 relu net and a linear softmax classifier.
 
 3 classes x 100 points; softmax cross-entropy with L2 1e-3 on the weights;
 cs231n initialisation (0.01 N(0,1), zero biases); step size 1.0, full batch;

@@ -1,8 +1,8 @@
-"""The seeds' TestNets, every intermediate printed in the seed's own notation and checked against jax.grad.
+"""The source documents' TestNets, every intermediate printed in the source's own notation and checked against jax.grad.
 
-* seed 003: TestNet 2-3-2, sigmoid hidden layer, softmax + cross-entropy, L2;
+* Backprop Derivation (2019-05-01): TestNet 2-3-2, sigmoid hidden layer, softmax + cross-entropy, L2;
   column convention z = W a + b with W of shape (n_l, n_{l-1}) (W_col = W^T).
-* seed 001: TestNet 3-4-2, relu hidden layer, softmax + cross-entropy;
+* Batch Backprop (2019-05-06): TestNet 3-4-2, relu hidden layer, softmax + cross-entropy;
   batch rows z = a W + b with W of shape (n_{l-1}, n_l).
 
 delta^l = dJ/dz^l is checked against jax.grad of the loss with respect to an
@@ -58,7 +58,7 @@ def show(title, sizes, activation, l2, column, seed):
     x = jnp.round(jax.random.normal(k2, (BATCH, sizes[0]), jnp.float64), 2)
     y = jax.random.randint(k3, (BATCH,), 0, sizes[-1])
     zs, as_, deltas, grads, ref_d, ref_g = intermediates(model, params, x, y, l2)
-    t = (lambda a: np.asarray(a).T) if column else np.asarray  # seed 003 prints columns (one example per column)
+    t = (lambda a: np.asarray(a).T) if column else np.asarray  # Backprop Derivation (2019-05-01) prints columns (one example per column)
     np.set_printoptions(precision=5, suppress=True, linewidth=120)
     print(f"\n=== {title} ===  ({'column: z = W a + b, W = W_col' if column else 'rows: z = a W + b'})")
     print(f"a^(0) = x:\n{t(x)}\ny = {np.asarray(y)}")
@@ -83,9 +83,9 @@ def show(title, sizes, activation, l2, column, seed):
 def main(argv=None):
     args = common.parse("testnets", __doc__, argv, 1)
     with jax.enable_x64(True):
-        w003 = show("seed 003 TestNet 2-3-2 (sigmoid, softmax, L2)", (2, 3, 2), "sigmoid", L2_SEED003, True, args.seed)
-        w001 = show("seed 001 TestNet 3-4-2 (relu, softmax)", (3, 4, 2), "relu", 0.0, False, args.seed + 1)
-    metrics = {"experiment": "testnets", "seed003_worst_rel_err": w003, "seed001_worst_rel_err": w001,
+        w003 = show("Backprop Derivation (2019-05-01) TestNet 2-3-2 (sigmoid, softmax, L2)", (2, 3, 2), "sigmoid", L2_SEED003, True, args.seed)
+        w001 = show("Batch Backprop (2019-05-06) TestNet 3-4-2 (relu, softmax)", (3, 4, 2), "relu", 0.0, False, args.seed + 1)
+    metrics = {"experiment": "testnets", "backprop_derivation_worst_rel_err": w003, "batch_backprop_worst_rel_err": w001,
                "tolerance": TOL, "passed": bool(max(w003, w001) <= TOL)}
     path = common.save_metrics(args.out, metrics)
     print(f"wrote {path}")

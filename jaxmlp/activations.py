@@ -8,9 +8,9 @@ sits next to its forward).  Nothing here calls ``jax.grad``/``jax.vjp``.
 
 relu at exactly zero
 --------------------
-The seeds disagree on :math:`\mathrm{relu}'(0)`: seed 001 uses
-:math:`\mathbb 1(z \ge 0)` (so 1), the PyTorch tutorial in seed 004 zeroes only
-``h < 0`` and cs231n in seed 004 zeroes ``h <= 0``.  All are valid subgradients.
+The source documents disagree on :math:`\mathrm{relu}'(0)`: Batch Backprop (2019-05-06) uses
+:math:`\mathbb 1(z \ge 0)` (so 1), the PyTorch tutorial in Matrix Backprop (2019-05-15) zeroes only
+``h < 0`` and cs231n in Matrix Backprop (2019-05-15) zeroes ``h <= 0``.  All are valid subgradients.
 jaxmlp follows ``jax.nn.relu``, whose derivative at 0 is **0**, i.e.
 :math:`\mathbb 1(z > 0)`, and the verification checks against that convention.
 leaky_relu follows ``jax.nn.leaky_relu`` (``where(z >= 0, z, 0.01 z)``), whose
@@ -35,12 +35,12 @@ class Activation(NamedTuple):
 
 
 def sigmoid(z):
-    r""":math:`\sigma(z) = 1/(1+e^{-z})`, evaluated stably (seed 002, eq. for :math:`\sigma`)."""
+    r""":math:`\sigma(z) = 1/(1+e^{-z})`, evaluated stably (Higham & Higham notes (2024-09-10), eq. for :math:`\sigma`)."""
     return jax.nn.sigmoid(z)
 
 
 def sigmoid_derivative(z, a):
-    r""":math:`\sigma'(z) = \sigma(z)(1-\sigma(z))`, from the cached output (seed 002)."""
+    r""":math:`\sigma'(z) = \sigma(z)(1-\sigma(z))`, from the cached output (Higham & Higham notes (2024-09-10))."""
     del z
     return a * (1 - a)
 

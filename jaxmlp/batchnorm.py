@@ -1,4 +1,4 @@
-r"""Batch normalisation (seed 000, corrected with epsilon and a learned scale and shift), forward beside backward.
+r"""Batch normalisation (DNN Maths (2020-01-12), corrected with epsilon and a learned scale and shift), forward beside backward.
 
 Per feature, over the m rows of the batch (train mode):
 
@@ -21,7 +21,7 @@ Running statistics (eval mode uses them): :math:`r \leftarrow \rho\, r + (1-\rho
 (default 0.99).  PyTorch's ``momentum`` is the weight of the *new* value
 (default 0.1, i.e. :math:`\rho = 0.9`) and PyTorch stores the unbiased variance
 :math:`\frac{m}{m-1}\sigma^2` in its running estimate (``unbiased=True`` here);
-flax stores the biased one.  The seeds' formula has no :math:`\epsilon` (0/0 on
+flax stores the biased one.  The DNN Maths (2020-01-12) formula has no :math:`\epsilon` (0/0 on
 a constant feature) and no :math:`\gamma, \beta`: see ``python -m verification --errata``.
 A dense bias before BN is redundant (:math:`\beta` absorbs it, :math:`\mu` removes it):
 build such models with ``use_bias=False``.

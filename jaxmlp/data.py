@@ -1,9 +1,9 @@
-"""The seeds' data sets, made in code (nothing is downloaded).
+"""The source documents' data sets, made in code (nothing is downloaded).
 
 * :func:`higham_points`: Higham & Higham's 10 points in the unit square (their
   MATLAB ``netbp.m``), and the 11-point variant with class B at (0.3, 0.7).
-* :func:`spiral`: cs231n's 3-class spiral (seed 004-b), ``N`` points per class.
-* :func:`random_regression`: the PyTorch-tutorial data (seed 004-a).
+* :func:`spiral`: cs231n's 3-class spiral (the cs231n program in Matrix Backprop (2019-05-15)), ``N`` points per class.
+* :func:`random_regression`: the PyTorch-tutorial data (the PyTorch tutorial program in Matrix Backprop (2019-05-15)).
 * :func:`digits`: scikit-learn's bundled 8x8 digits (needs the
   ``[experiments]`` extra), stratified split, standardised on the training set.
 """
@@ -40,7 +40,7 @@ def spiral(n_per_class: int = 100, n_classes: int = 3, seed: int = 0, dtype=np.f
 
 
 def random_regression(n=64, d_in=1000, d_out=10, seed=0, dtype=np.float32):
-    """Seed 004-a: x (N, D_in) and y (N, D_out), both standard normal."""
+    """the PyTorch tutorial program in Matrix Backprop (2019-05-15): x (N, D_in) and y (N, D_out), both standard normal."""
     rng = np.random.default_rng(seed)
     return rng.standard_normal((n, d_in)).astype(dtype), rng.standard_normal((n, d_out)).astype(dtype)
 

@@ -1,11 +1,11 @@
 r"""The dense (affine) layer, forward beside its hand-derived backward.
 
-Batch-first convention (seeds 001 and 004): rows are examples,
+Batch-first convention (Batch Backprop and Matrix Backprop): rows are examples,
 
 .. math::  Z = A_{\text{prev}} W + \mathbf 1 b^\top,\qquad
            W \in \mathbb R^{n_{l-1}\times n_l},\; b\in\mathbb R^{n_l}.
 
-Backward, by the trace trick (seed 000 / seed 004): from
+Backward, by the trace trick (DNN Maths (2020-01-12) / Matrix Backprop (2019-05-15)): from
 :math:`dJ = \mathrm{tr}(\delta^\top dZ)` and
 :math:`dZ = dA_{\text{prev}} W + A_{\text{prev}} dW + \mathbf 1 db^\top`,
 

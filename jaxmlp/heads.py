@@ -4,7 +4,7 @@ A head turns the last pre-activation :math:`Z^L` (shape ``(m, n_L)``) and the
 targets :math:`Y` (same shape; integer class labels are one-hot encoded before
 they reach here) into the scalar data loss :math:`J` and the fused delta
 :math:`\delta^L = \partial J / \partial Z^L`.  Fusing the last activation with
-its loss is what makes the deltas short and stable (seed 000, "softmax +
+its loss is what makes the deltas short and stable (DNN Maths (2020-01-12), "softmax +
 cross-entropy gives dz = softmax(z) - y").
 
 Every head is either a *mean* head, :math:`J = \frac1m\sum_i C_i`, or a *sum*
@@ -49,12 +49,12 @@ def _rows(z):
     return z.shape[0]
 
 
-# --- softmax + cross-entropy (seeds 000, 001, 003, 004-b) -------------------
+# --- softmax + cross-entropy (DNN Maths and Batch Backprop and Backprop Derivation and cs231n spiral) -------------------
 def softmax_cross_entropy_loss(z, y):
     r""":math:`J = \frac1m\sum_i\big(\log\sum_k e^{z_{ik}} - \sum_k y_{ik} z_{ik}\big)`.
 
     Equal to :math:`-\frac1m\sum_{ik} y_{ik}\log p_{ik}` for one-hot (or any
-    row-stochastic) :math:`Y`; the log-sum-exp form never overflows (seed 004's
+    row-stochastic) :math:`Y`; the log-sum-exp form never overflows (Matrix Backprop (2019-05-15)'s
     ``np.exp(scores)`` does at logits of ~89 in float32).
     """
     lse = jax.nn.logsumexp(z, axis=1)  # (m,)
@@ -62,11 +62,11 @@ def softmax_cross_entropy_loss(z, y):
 
 
 def softmax_cross_entropy_delta(z, y):
-    r""":math:`\delta^L = (\mathrm{softmax}(Z) - Y)/m` (seed 000 trace trick; seed 001 with the 1/m)."""
+    r""":math:`\delta^L = (\mathrm{softmax}(Z) - Y)/m` (DNN Maths (2020-01-12) trace trick; Batch Backprop (2019-05-06) with the 1/m)."""
     return (jax.nn.softmax(z, axis=1) - y) / _rows(z)
 
 
-# --- sigmoid + Higham's quadratic cost (seed 002, eq. (6) and Lemma 1.1) ----
+# --- sigmoid + Higham's quadratic cost (Higham & Higham notes (2024-09-10), eq. (6) and Lemma 1.1) ----
 def sigmoid_quadratic_loss(z, y):
     r""":math:`C = \frac1N\sum_i \frac12\|y_i - \sigma(z_i)\|_2^2` (Higham & Higham eq. (6))."""
     a = jax.nn.sigmoid(z)
@@ -74,19 +74,19 @@ def sigmoid_quadratic_loss(z, y):
 
 
 def sigmoid_quadratic_delta(z, y):
-    r""":math:`\delta^L = \sigma'(Z)\odot(A - Y)/N` with :math:`\sigma' = A(1-A)` (seed 002, Lemma 1, (1.1))."""
+    r""":math:`\delta^L = \sigma'(Z)\odot(A - Y)/N` with :math:`\sigma' = A(1-A)` (Higham & Higham notes (2024-09-10), Lemma 1, (1.1))."""
     a = jax.nn.sigmoid(z)
     return a * (1 - a) * (a - y) / _rows(z)
 
 
-# --- identity + sum of squares (seed 004-a) ---------------------------------
+# --- identity + sum of squares (the PyTorch tutorial program in Matrix Backprop (2019-05-15)) ---------------------------------
 def sum_squares_loss(z, y):
-    r""":math:`J = \|\hat Y - Y\|_F^2` (seed 004-a; the squared Frobenius norm)."""
+    r""":math:`J = \|\hat Y - Y\|_F^2` (the PyTorch tutorial program in Matrix Backprop (2019-05-15); the squared Frobenius norm)."""
     return jnp.sum((z - y) ** 2)
 
 
 def sum_squares_delta(z, y):
-    r""":math:`\delta^L = 2(\hat Y - Y)` (seed 004-a, ``grad_y_pred``)."""
+    r""":math:`\delta^L = 2(\hat Y - Y)` (the PyTorch tutorial program in Matrix Backprop (2019-05-15), ``grad_y_pred``)."""
     return 2 * (z - y)
 
 

@@ -1,4 +1,4 @@
-r"""Lemma 1 of Higham & Higham (seed 002), written literally for one example.
+r"""Lemma 1 of Higham & Higham (Higham & Higham notes (2024-09-10)), written literally for one example.
 
 Column convention with :math:`W_{col}^l = (W^l)^\top \in\mathbb R^{n_l\times n_{l-1}}`
 and :math:`z^l = W_{col}^l a^{l-1} + b^l`:

@@ -1,7 +1,7 @@
-r"""Levenberg-Marquardt training (seed 002), with both step forms and two damping schedules.
+r"""Levenberg-Marquardt training (Higham & Higham notes (2024-09-10)), with both step forms and two damping schedules.
 
 With :math:`J = \partial r/\partial p` for :math:`r = \mathrm{vec}(Y - F)`
-(so :math:`J = -J_F`), seed 002's step
+(so :math:`J = -J_F`), Higham & Higham notes (2024-09-10)'s step
 :math:`p \leftarrow p + (J_F^\top J_F + \mu I)^{-1} J_F^\top (y - F)` reads
 
 .. math::  \delta p = -(J^\top J + \mu I)^{-1} J^\top r \qquad (n \times n,\ \text{"normal" form}).
@@ -13,7 +13,7 @@ push-through identity :math:`(J^\top J + \mu I)^{-1} J^\top = J^\top (J J^\top +
 
 .. math::  \delta p = -J^\top (J J^\top + \mu I)^{-1} r \qquad (\text{"woodbury" form}).
 
-Seed 002 prints Woodbury without its leading :math:`A^{-1} -` and the LM
+Higham & Higham notes (2024-09-10) prints Woodbury without its leading :math:`A^{-1} -` and the LM
 specialisation with one :math:`\lambda^{-1}` too many; the correct one is
 :math:`(\lambda I + J^\top J)^{-1} = \lambda^{-1}(I - J^\top(\lambda I + J J^\top)^{-1} J)`.
 Both systems are solved by Cholesky (``cho_factor`` / ``cho_solve``), never

@@ -7,14 +7,14 @@ argument or be closed over.  Parameters are a tuple with one
 Notation (this project is batch-first, rows are examples):
 
 ==================  ==========================  ==========================  ============================
-quantity            jaxmlp (seeds 001, 004)     seed 000                    seeds 002, 003 (columns)
+quantity            jaxmlp (Batch Backprop and Matrix Backprop)     DNN Maths (2020-01-12)                    Higham & Higham notes and Backprop Derivation (columns)
 ==================  ==========================  ==========================  ============================
 pre-activation      :math:`Z^l = A^{l-1}W^l+b^l`  :math:`z = W^\top a + b`  :math:`z = W_{col} a + b`
 weight shape        :math:`(n_{l-1}, n_l)`      :math:`(n_{l-1}, n_l)`      :math:`(n_l, n_{l-1})`
 relation            :math:`W`                   :math:`W`                   :math:`W_{col} = W^\top`
 ==================  ==========================  ==========================  ============================
 
-Seed 002 numbers the input as layer 1; here the input is layer 0 and layer
+Higham & Higham notes (2024-09-10) numbers the input as layer 1; here the input is layer 0 and layer
 ``l`` (1-based) is ``params[l-1]``.
 """
 from __future__ import annotations
@@ -41,8 +41,8 @@ class MLP:
       sizes: layer widths ``(n_0, n_1, ..., n_L)``; ``n_0`` is the input width.
       activation: hidden activation name (see :data:`jaxmlp.activations.ACTIVATIONS`).
       head: output head name (see :data:`jaxmlp.heads.HEADS`).
-      use_bias: whether the affine layers carry a bias (seed 004-a has none; redundant before batch norm).
-      batchnorm: batch normalisation after every hidden affine layer, before its activation (seed 000).
+      use_bias: whether the affine layers carry a bias (the PyTorch tutorial program in Matrix Backprop (2019-05-15) has none; redundant before batch norm).
+      batchnorm: batch normalisation after every hidden affine layer, before its activation (DNN Maths (2020-01-12)).
       bn_eps: batch norm's epsilon.
       bn_momentum: weight of the old running statistic (flax convention; PyTorch's 0.1 is 0.9 here).
       bn_unbiased: store the unbiased batch variance in the running estimate (PyTorch) instead of the biased one (flax).
@@ -109,9 +109,9 @@ def init(model: MLP, key: jax.Array, scheme: str = "xavier", dtype=jnp.float32):
 
     Schemes (``fan_in = n_{l-1}``, ``fan_out = n_l``):
 
-    * ``"higham"``: :math:`W, b \sim 0.5\,\mathcal N(0,1)` (Higham & Higham, seed 002).
-    * ``"cs231n"``: :math:`W \sim 0.01\,\mathcal N(0,1)`, :math:`b=0` (seed 004-b).
-    * ``"normal"``: :math:`W \sim \mathcal N(0,1)`, :math:`b=0` (seed 004-a, ``np.random.randn``).
+    * ``"higham"``: :math:`W, b \sim 0.5\,\mathcal N(0,1)` (Higham & Higham, Higham & Higham notes (2024-09-10)).
+    * ``"cs231n"``: :math:`W \sim 0.01\,\mathcal N(0,1)`, :math:`b=0` (the cs231n program in Matrix Backprop (2019-05-15)).
+    * ``"normal"``: :math:`W \sim \mathcal N(0,1)`, :math:`b=0` (the PyTorch tutorial program in Matrix Backprop (2019-05-15), ``np.random.randn``).
     * ``"xavier"`` / ``"glorot"``: :math:`W\sim\mathcal N(0, 2/(fan_{in}+fan_{out}))`, :math:`b=0`.
     * ``"he"``: :math:`W\sim\mathcal N(0, 2/fan_{in})`, :math:`b=0`.
 

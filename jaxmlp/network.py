@@ -1,6 +1,6 @@
 r"""The network: forward pass, objective, and the hand-derived gradient.
 
-Forward (batch-first, seed 001):
+Forward (batch-first, Batch Backprop (2019-05-06)):
 
 .. math::  A^0 = X,\qquad Z^l = A^{l-1}W^l + b^l,\qquad A^l = g(Z^l)\ (l<L),
 
@@ -8,7 +8,7 @@ and the head turns :math:`Z^L` into the loss.  The objective is
 
 .. math::  J = \text{head}(Z^L, Y) + \frac{\lambda_2}{2}\sum_l\|W^l\|_F^2 + \lambda_1\sum_l\|W^l\|_1 .
 
-Backward, the batched matrix recursion (seed 001 "小结"; seed 000 by matrix
+Backward, the batched matrix recursion (Batch Backprop (2019-05-06) "summary"; DNN Maths (2020-01-12) by matrix
 differentials), with :math:`\delta^l = \partial J/\partial Z^l`:
 
 .. math::
@@ -17,7 +17,7 @@ differentials), with :math:`\delta^l = \partial J/\partial Z^l`:
    \nabla_{b^l}J &= \textstyle\sum_{\text{rows}}\delta^l\\
    \delta^{l-1} &= (\delta^l (W^l)^\top)\odot g'(Z^{l-1}).
 
-The 1/m of a mean loss lives in :math:`\delta^L` alone (seed 001 writes the
+The 1/m of a mean loss lives in :math:`\delta^L` alone (Batch Backprop (2019-05-06) writes the
 loss as a sum but the gradients with 1/m; here the two agree).
 """
 from __future__ import annotations

@@ -1,9 +1,9 @@
-r"""Weight penalties and their gradients.  Weights only, never biases (as the seeds).
+r"""Weight penalties and their gradients.  Weights only, never biases (as the source documents).
 
 .. math::  R(W) = \frac{\lambda_2}{2}\sum_l\|W^l\|_F^2 + \lambda_1\sum_l\sum|W^l_{ij}|,
            \qquad \nabla_{W^l} R = \lambda_2 W^l + \lambda_1\,\mathrm{sign}(W^l).
 
-Seed 000 prints the L1 gradient as :math:`dW_{orig} + \lambda` (an erratum):
+DNN Maths (2020-01-12) prints the L1 gradient as :math:`dW_{orig} + \lambda` (an erratum):
 the correct term is :math:`\lambda\,\mathrm{sign}(W)`.  ``sign(0) = 0`` is the
 subgradient chosen at 0.  ``jax.grad(jnp.abs)(0.)`` is 1, so the penalty is
 written as :math:`|W| = W\,\mathrm{sign}(W)` (same value; ``sign`` has zero

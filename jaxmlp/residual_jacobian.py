@@ -4,7 +4,7 @@ For a least-squares head with network output :math:`F = h(Z^L)` (``h`` = sigmoid
 or identity), the residuals are :math:`r = \mathrm{vec}(Y - F(X))`, row-major:
 entry :math:`i n_L + k` is example ``i``, output unit ``k``.  Row :math:`(i,k)`
 of :math:`J = \partial r/\partial p` is minus the gradient of the single
-output :math:`F_{ik}`.  Backpropagating that one output (Lemma 1 of seed 002
+output :math:`F_{ik}`.  Backpropagating that one output (Lemma 1 of Higham & Higham notes (2024-09-10)
 with the cost replaced by :math:`F_{ik}`):
 
 .. math::

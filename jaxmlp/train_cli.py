@@ -1,6 +1,6 @@
 """``jaxmlp train``: train one network from the command line, with checkpoints and exact resume.
 
-The defaults are Higham & Higham's 10-point network (seed 002): 2-2-3-2
+The defaults are Higham & Higham's 10-point network (Higham & Higham notes (2024-09-10)): 2-2-3-2
 sigmoid, quadratic cost, SGD with replacement, eta = 0.05.
 
   jaxmlp train --steps 1000000 --checkpoint-dir ckpt --checkpoint-every 100000

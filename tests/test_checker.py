@@ -78,7 +78,7 @@ def test_every_erratum_fails_as_printed_and_passes_corrected():
         assert e.check_corrected()[0], e.where
 
 
-def test_seed000_l1_erratum_is_diagnosed():
+def test_dnn_maths_l1_erratum_is_diagnosed():
     from verification.errata import l1_printed
 
     passed, why = l1_printed()

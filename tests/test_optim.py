@@ -1,4 +1,4 @@
-"""Hand-written optimizers: pure jitted updates, seed forms, clear hyperparameter errors, the same loop as Optax.
+"""Hand-written optimizers: pure jitted updates, the source documents' forms, clear hyperparameter errors, the same loop as Optax.
 
 The 1000-step trajectories against Optax are the verification rows optim/* (tests/test_verification.py).
 """
@@ -31,12 +31,12 @@ def test_adamw_mask_leaves_biases_undecayed():
     assert jnp.allclose(u[0].W, -0.05) and jnp.all(u[0].b == 0)
 
 
-def test_seed000_adam_differs_from_kingma_ba_at_first_step():
+def test_dnn_maths_adam_differs_from_kingma_ba_at_first_step():
     params = {"w": jnp.array([1.0])}
     g = {"w": jnp.array([0.1])}
     u_bc, _ = optim.adam(0.1).update(g, optim.adam(0.1).init(params))
     u_seed, _ = optim.adam(0.1, bias_correction=False).update(g, optim.adam(0.1).init(params))
-    # Kingma & Ba's first step is ~lr; seed 000's is lr (1-b1)/sqrt(1-b2) ~ 3.16 lr
+    # Kingma & Ba's first step is ~lr; DNN Maths (2020-01-12)'s is lr (1-b1)/sqrt(1-b2) ~ 3.16 lr
     assert abs(float(u_bc["w"][0]) + 0.1) < 1e-6
     assert abs(float(u_seed["w"][0]) + 0.1 * 0.1 / np.sqrt(0.001)) < 1e-5
 

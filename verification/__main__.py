@@ -15,7 +15,7 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="*", metavar="PREFIX", help="run only rows whose name starts with PREFIX")
     ap.add_argument("--failures", action="store_true", help="print only failing rows (and the summary)")
     ap.add_argument("--bugs", action="store_true", help="run the planted-bug catalogue and print the checker's accuracy")
-    ap.add_argument("--errata", action="store_true", help="check the seeds' printed formulas against their corrections")
+    ap.add_argument("--errata", action="store_true", help="check the source documents' printed formulas against their corrections")
     args = ap.parse_args(argv)
 
     import verification

@@ -81,7 +81,7 @@ BUGS = [
     Bug("stray L1 term", "extra L1", lambda M, p, x, y, l1, l2: _vg(M, p, x, y, l1 + PLANTED_LAMBDA, l2)),
     Bug("layers 1 and 2 W swapped", "wrong layer", lambda M, p, x, y, l1, l2: _swap_first_two_W(_vg(M, p, x, y)),
         applies=lambda M: M.depth >= 3 and M.sizes[0] == M.sizes[1] == M.sizes[2]),
-    Bug("relu'(0) = 1 (seed 001's 1(z >= 0))", "relu subgradient at 0",
+    Bug("relu'(0) = 1 (Batch Backprop (2019-05-06)'s 1(z >= 0))", "relu subgradient at 0",
         lambda M, p, x, y, l1, l2: manual_with(M, p, x, y, l1, l2,
                                                               derivative=lambda z, a: (z >= 0).astype(z.dtype)),
         applies=lambda M: M.activation == "relu", zero_rows=True),

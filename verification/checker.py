@@ -1,8 +1,17 @@
 """``check_gradients``: compare anyone's hand-derived gradient with ``jax.grad``, and say where and why it differs.
 
->>> report = check_gradients(my_grad, my_loss, params, x, y, l2=0.1)
->>> print(report)            # a table: leaf, shape, errors, cs231n band, verdict; then the diagnosis
->>> report.raise_if_failed() # for tests
+>>> import jax, jax.numpy as jnp
+>>> def loss(w, x):
+...     return jnp.mean(jnp.tanh(x @ w) ** 2)
+>>> def my_grad(w, x):  # d/dw mean(tanh(xw)^2) = x^T (2 tanh(xw) (1 - tanh^2(xw))) / m
+...     t = jnp.tanh(x @ w)
+...     return x.T @ (2 * t * (1 - t ** 2)) / x.shape[0]
+>>> w, x = jnp.ones(3), jnp.arange(6.0).reshape(2, 3) / 6
+>>> report = check_gradients(my_grad, loss, w, x)
+>>> report.passed
+True
+>>> report.raise_if_failed() is report  # for tests
+True
 """
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ scale                       ``a = c b`` for another constant c
 missing/extra L2            ``d = ∓λ p``
 missing/extra L1            ``d = ∓λ sign(p)``
 constant offset             ``d = const``
-L1 without sign             ``d = λ(1 - sign(p))``: seed 000's printed L1 gradient ``+λ``
+L1 without sign             ``d = λ(1 - sign(p))``: DNN Maths (2020-01-12)'s printed L1 gradient ``+λ``
 wrong layer                 ``a`` equals the reference of another leaf of the same shape
 relu subgradient at 0       the mismatch vanishes when the parameters move by 1e-6 (a kink)
 ==========================  ==============================================================

@@ -1,4 +1,4 @@
-"""The seeds' printed formulas beside their corrections: each printed one must FAIL, each correction PASS.
+"""The source documents' printed formulas beside their corrections: each printed one must FAIL, each correction PASS.
 
 ``python -m verification --errata`` prints, per erratum: where it is, the
 printed and corrected formulas, and both verdicts with the checker's
@@ -79,7 +79,7 @@ def _grads_seq(params, n=20, zero_first=False):
     return gs
 
 
-# --- seed 000 --------------------------------------------------------------
+# --- DNN Maths (2020-01-12) --------------------------------------------------------------
 def l1_printed():
     model, params, x, y = _net()
     manual = lambda p, x, y, l1=0.0: tuple(g._replace(W=g.W + l1) for g in jaxmlp.value_and_grad(model, p, x, y)[1])  # noqa: E731
@@ -139,7 +139,7 @@ def _batchnorm(eps):
     return ok, "finite on a constant feature" if ok else "0/0 = NaN on a feature with zero batch variance"
 
 
-# --- seed 001 --------------------------------------------------------------
+# --- Batch Backprop (2019-05-06) --------------------------------------------------------------
 def _sum_vs_mean(loss_is_sum):
     model, params, x, y = _net((3, 4, 2), "relu")
     m = x.shape[0]
@@ -156,7 +156,7 @@ def _relu_at_zero(printed):
     return _grad_verdict(manual, lambda p, x, y: jaxmlp.loss(model, p, x, y), params, x, y)
 
 
-# --- seed 002 --------------------------------------------------------------
+# --- Higham & Higham notes (2024-09-10) --------------------------------------------------------------
 def _gd_step(printed):
     model, params, x, y = _net((2, 2, 3, 2), "sigmoid", "sigmoid_quadratic")
     y = jax.nn.one_hot(y, 2, dtype=F64)
@@ -177,7 +177,7 @@ def _woodbury(which, printed):
     return cmp.ok, f"max rel {cmp.max_rel:.2e} vs the exact inverse"
 
 
-# --- seed 003 --------------------------------------------------------------
+# --- Backprop Derivation (2019-05-01) --------------------------------------------------------------
 def _testnet_003():
     model, params, x, y = _net((2, 3, 2), "sigmoid", m=1, seed=4)
     return model, params, x, y
@@ -216,7 +216,7 @@ def _hadamard(printed):
     return _grad_verdict(manual, lambda p, x, y: jaxmlp.loss(model, p, x, y), params, x, y)
 
 
-# --- seed 004 --------------------------------------------------------------
+# --- Matrix Backprop (2019-05-15) --------------------------------------------------------------
 def _frobenius(printed):
     model = jaxmlp.MLP((5, 4, 3), "relu", "sum_squares", use_bias=False)
     params = jaxmlp.init(model, jax.random.key(0), "normal", dtype=F64)
@@ -231,41 +231,41 @@ def _frobenius(printed):
 
 
 ERRATA = [
-    Erratum("seed 000, L1 regularisation", "dW = dW_orig + lambda", "dW = dW_orig + lambda sign(W)", l1_printed, l1_corrected),
-    Erratum("seed 000, momentum", "b -= alpha v^{dW}", "b -= alpha v^{db}", lambda: _momentum(True), lambda: _momentum(False)),
-    Erratum("seed 000, RMSprop", "W -= alpha dW / sqrt(S)", "W -= alpha dW / (sqrt(S) + eps)",
+    Erratum("DNN Maths (2020-01-12), L1 regularisation", "dW = dW_orig + lambda", "dW = dW_orig + lambda sign(W)", l1_printed, l1_corrected),
+    Erratum("DNN Maths (2020-01-12), momentum", "b -= alpha v^{dW}", "b -= alpha v^{db}", lambda: _momentum(True), lambda: _momentum(False)),
+    Erratum("DNN Maths (2020-01-12), RMSprop", "W -= alpha dW / sqrt(S)", "W -= alpha dW / (sqrt(S) + eps)",
             lambda: _rmsprop(0.0), lambda: _rmsprop(1e-8)),
-    Erratum("seed 000, Adam", "W -= alpha v / (sqrt(S) + eps)  (no bias correction)",
+    Erratum("DNN Maths (2020-01-12), Adam", "W -= alpha v / (sqrt(S) + eps)  (no bias correction)",
             "W -= alpha v_hat / (sqrt(S_hat) + eps), v_hat = v/(1-b1^t), S_hat = S/(1-b2^t)",
             lambda: _adam(False), lambda: _adam(True)),
-    Erratum("seed 000, batch normalisation", "z_norm = (z - mu) / sqrt(sigma^2)", "z_norm = (z - mu) / sqrt(sigma^2 + eps)",
+    Erratum("DNN Maths (2020-01-12), batch normalisation", "z_norm = (z - mu) / sqrt(sigma^2)", "z_norm = (z - mu) / sqrt(sigma^2 + eps)",
             lambda: _batchnorm(0.0), lambda: _batchnorm(1e-5)),
-    Erratum("seed 001, batch loss", "J = -sum_i sum_j 1(y_ij) ln p_ij with gradients (1/m) a^T dz",
+    Erratum("Batch Backprop (2019-05-06), batch loss", "J = -sum_i sum_j 1(y_ij) ln p_ij with gradients (1/m) a^T dz",
             "J = -(1/m) sum_i sum_j 1(y_ij) ln p_ij", lambda: _sum_vs_mean(True), lambda: _sum_vs_mean(False)),
-    Erratum("seed 001, relu derivative (convention)", "relu'(z) = 1(z >= 0)", "relu'(z) = 1(z > 0), as jax.nn.relu",
+    Erratum("Batch Backprop (2019-05-06), relu derivative (convention)", "relu'(z) = 1(z >= 0)", "relu'(z) = 1(z > 0), as jax.nn.relu",
             lambda: _relu_at_zero(True), lambda: _relu_at_zero(False)),
-    Erratum("seed 002, gradient descent / SGD", "p -> t grad Cost(p)", "p -> p - t grad Cost(p)",
+    Erratum("Higham & Higham notes (2024-09-10), gradient descent / SGD", "p -> t grad Cost(p)", "p -> p - t grad Cost(p)",
             lambda: _gd_step(True), lambda: _gd_step(False)),
-    Erratum("seed 002, Woodbury identity", "(A+UCV)^-1 = A^-1 U (C^-1 + V A^-1 U)^-1 V A^-1",
+    Erratum("Higham & Higham notes (2024-09-10), Woodbury identity", "(A+UCV)^-1 = A^-1 U (C^-1 + V A^-1 U)^-1 V A^-1",
             "(A+UCV)^-1 = A^-1 - A^-1 U (C^-1 + V A^-1 U)^-1 V A^-1",
             lambda: _woodbury("woodbury_general", True), lambda: _woodbury("woodbury_general", False)),
-    Erratum("seed 002, Woodbury for LM", "(lam I + J^T J)^-1 = lam^-1 I - lam^-1 J^T (lam I + J J^T)^-1 J lam^-1",
+    Erratum("Higham & Higham notes (2024-09-10), Woodbury for LM", "(lam I + J^T J)^-1 = lam^-1 I - lam^-1 J^T (lam I + J J^T)^-1 J lam^-1",
             "(lam I + J^T J)^-1 = lam^-1 (I - J^T (lam I + J J^T)^-1 J)",
             lambda: _woodbury("woodbury_lm", True), lambda: _woodbury("woodbury_lm", False)),
-    Erratum("seed 003, dz^(1)/da^(0)", "dz^(1)/da^(0) = W^(0)", "dz^(1)/da^(0) = W^(1)",
+    Erratum("Backprop Derivation (2019-05-01), dz^(1)/da^(0)", "dz^(1)/da^(0) = W^(0)", "dz^(1)/da^(0) = W^(1)",
             lambda: _input_grad(True), lambda: _input_grad(False)),
-    Erratum("seed 003, matrix form of dJ/dW^(1)", "W2^T (p - y) . g(z1)^T . (1 - g(z1)) . a0^T  (matrix products)",
+    Erratum("Backprop Derivation (2019-05-01), matrix form of dJ/dW^(1)", "W2^T (p - y) . g(z1)^T . (1 - g(z1)) . a0^T  (matrix products)",
             "((W2^T (p - y)) * g(z1) * (1 - g(z1))) a0^T  (Hadamard, then outer product)",
             lambda: _hadamard(True), lambda: _hadamard(False)),
-    Erratum("seed 004, the loss's name", "loss = ||y_pred - y||_1^2 ('square of the L1 norm')",
+    Erratum("Matrix Backprop (2019-05-15), the loss's name", "loss = ||y_pred - y||_1^2 ('square of the L1 norm')",
             "loss = ||y_pred - y||_F^2 (squared Frobenius norm), gradient 2(y_pred - y)",
             lambda: _frobenius(True), lambda: _frobenius(False)),
 ]
 
 NOT_EXECUTABLE = [
-    ("seed 000, forward pass", "a^[2] = g^[1](z^[1])", "a^[1] = g^[1](z^[1])  (an index typo; nothing to run)"),
-    ("seed 000, backprop's last line", "uses z^[0]", "there is no z^[0]: the input is a^[0] = x (an index typo)"),
-    ("seed 000, batch normalisation", "no learned scale and shift",
+    ("DNN Maths (2020-01-12), forward pass", "a^[2] = g^[1](z^[1])", "a^[1] = g^[1](z^[1])  (an index typo; nothing to run)"),
+    ("DNN Maths (2020-01-12), backprop's last line", "uses z^[0]", "there is no z^[0]: the input is a^[0] = x (an index typo)"),
+    ("DNN Maths (2020-01-12), batch normalisation", "no learned scale and shift",
      "y = gamma z_norm + beta (jaxmlp.batchnorm; a missing scale is no formula to run)"),
 ]
 

@@ -27,7 +27,7 @@ def dense_layer():
         ref = vjp(ct)
         got = dense_backward(p, a, ct)
         yield Row.from_comparison(
-            f"layer/dense{'' if use_bias else '_nobias'}", "dW=A^T d, db=sum d, dA=d W^T (seed 001 小结; seed 004 trace)",
+            f"layer/dense{'' if use_bias else '_nobias'}", "dW=A^T d, db=sum d, dA=d W^T (Batch Backprop (2019-05-06), summary; Matrix Backprop (2019-05-15) trace)",
             compare_trees(got, ref, F64_RTOL), F64_RTOL)
 
 
@@ -40,7 +40,7 @@ def activations():
         a, vjp = jax.vjp(act.forward, z)
         (ref,) = vjp(ct)
         got = ct * act.derivative(z, a)
-        yield Row.from_comparison(f"layer/activation/{name}", f"{name}' closed form (seed 002 sigma'=sigma(1-sigma); relu'(0)=0)",
+        yield Row.from_comparison(f"layer/activation/{name}", f"{name}' closed form (Higham & Higham notes (2024-09-10) sigma'=sigma(1-sigma); relu'(0)=0)",
                                   compare_trees(got, ref, F64_RTOL), F64_RTOL)
 
 
@@ -51,9 +51,9 @@ def _targets(head, key, shape, dtype):
 
 
 HEAD_SOURCES = {
-    "softmax_cross_entropy": "dZ=(P-Y)/m (seed 000 trace trick, seed 001)",
-    "sigmoid_quadratic": "delta^L=sigma'(z)(a-y)/N (seed 002 Lemma 1 (1.1), cost eq. (6))",
-    "sum_squares": "grad_y_pred=2(Y^-Y) (seed 004-a)",
+    "softmax_cross_entropy": "dZ=(P-Y)/m (DNN Maths (2020-01-12) trace trick, Batch Backprop (2019-05-06))",
+    "sigmoid_quadratic": "delta^L=sigma'(z)(a-y)/N (Higham & Higham notes (2024-09-10) Lemma 1 (1.1), cost eq. (6))",
+    "sum_squares": "grad_y_pred=2(Y^-Y) (the PyTorch tutorial program in Matrix Backprop (2019-05-15))",
     "mse": "2(Y^-Y)/(m n_L)",
     "sigmoid_bce": "(sigma(Z)-Y)/m",
 }
@@ -78,5 +78,5 @@ def regularizers():
     for l1, l2, tag in ((0.0, 0.3, "l2"), (0.2, 0.0, "l1"), (0.2, 0.3, "l1+l2")):
         ref = jax.grad(lambda q: jaxmlp.penalty((q,), l1, l2))(p)
         got = Dense(jaxmlp.penalty_grad(p, l1, l2), jnp.zeros_like(p.b))
-        yield Row.from_comparison(f"layer/penalty/{tag}", "L2: lambda W; L1: lambda sign(W) (seed 000, corrected)",
+        yield Row.from_comparison(f"layer/penalty/{tag}", "L2: lambda W; L1: lambda sign(W) (DNN Maths (2020-01-12), corrected)",
                                   compare_trees(got, ref, F64_RTOL), F64_RTOL)

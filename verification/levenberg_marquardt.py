@@ -1,4 +1,4 @@
-"""Levenberg-Marquardt checks: the hand-derived Jacobian, the two step forms, and seed 002's Woodbury errata."""
+"""Levenberg-Marquardt checks: the hand-derived Jacobian, the two step forms, and Higham & Higham notes (2024-09-10)'s Woodbury errata."""
 from __future__ import annotations
 
 import itertools
@@ -44,7 +44,7 @@ def step_forms():
             cmp = compare_trees(normal, dense, LM_STEP_RTOL).merge(compare_trees(wood, dense, LM_STEP_RTOL)).merge(
                 compare_trees(wood, normal, LM_STEP_RTOL))
             yield Row.from_comparison(f"lm/step/rows{rows}_n{n}_mu{mu:g}",
-                                      "(J^TJ+mu I)^-1 J^T r = J^T(JJ^T+mu I)^-1 r = dense solve (seed 002, corrected)",
+                                      "(J^TJ+mu I)^-1 J^T r = J^T(JJ^T+mu I)^-1 r = dense solve (Higham & Higham notes (2024-09-10), corrected)",
                                       cmp, LM_STEP_RTOL)
 
 
@@ -64,17 +64,17 @@ def woodbury_cases():
     lm_truth = inv(lam * I_n + J.T @ J)
     small = inv(lam * I_r + J @ J.T)
     return [
-        ("woodbury_general", "seed 002 Woodbury identity", truth,
+        ("woodbury_general", "Higham & Higham notes (2024-09-10) Woodbury identity", truth,
          inv(A) @ U @ inner @ V @ inv(A),  # printed: the leading "A^{-1} -" is missing
          inv(A) - inv(A) @ U @ inner @ V @ inv(A)),
-        ("woodbury_lm", "seed 002 (lambda I + J^T J)^{-1}", lm_truth,
+        ("woodbury_lm", "Higham & Higham notes (2024-09-10) (lambda I + J^T J)^{-1}", lm_truth,
          I_n / lam - (J.T @ small @ J) / lam / lam,  # printed: one lambda^{-1} too many
          (I_n - J.T @ small @ J) / lam),
     ]
 
 
 def woodbury_errata():
-    """Seed 002's printed identities must differ from the truth; the corrected ones must equal it."""
+    """Higham & Higham notes (2024-09-10)'s printed identities must differ from the truth; the corrected ones must equal it."""
     for name, where, truth, printed, corrected in woodbury_cases():
         bad = compare_trees(printed, truth, F64_RTOL)
         yield Row(f"lm/erratum/{name}_printed_fails", f"{where}, as printed: must differ by >= tol",

@@ -20,8 +20,8 @@ REGS = {"none": (0.0, 0.0), "l1": (0.01, 0.0), "l2": (0.0, 0.1), "l1+l2": (0.01,
 DEPTHS = (1, 2, 3, 4)
 WIDTHS = (1, 3, 8)
 BATCHES = (1, 2, 7)
-MATRIX = "delta^l=(delta^{l+1} W^T)*g'(Z^l), dW=A^T delta (seed 001 小结, seed 000)"
-LEMMA1 = "Higham & Higham Lemma 1 (1.1)-(1.4), per example, vmapped (seed 002)"
+MATRIX = "delta^l=(delta^{l+1} W^T)*g'(Z^l), dW=A^T delta (Batch Backprop (2019-05-06), summary, DNN Maths (2020-01-12))"
+LEMMA1 = "Higham & Higham Lemma 1 (1.1)-(1.4), per example, vmapped (Higham & Higham notes (2024-09-10))"
 
 
 def _autodiff(model, params, x, y, l1, l2):
@@ -57,7 +57,7 @@ def grid_rows(act):
 
 
 def network_float32():
-    """float32 default dtype, and logits of magnitude 1e4 (the seeds' naive exp overflows there)."""
+    """float32 default dtype, and logits of magnitude 1e4 (the sources' naive exp overflows there)."""
     for head in jaxmlp.HEADS:
         for act in ("sigmoid", "relu"):
             model, params, x, y = grid_problem(act, head, 3, 8, 16, dtype=jnp.float32, seed=5)

@@ -21,7 +21,7 @@ STEPS = 1000
 
 
 def adam_without_bias_correction_baseline(lr, b1, b2, eps):
-    r"""Seed 000's Adam as ``inject_hyperparams(optax.adam)`` with step-dependent lr and eps.
+    r"""DNN Maths (2020-01-12)'s Adam as ``inject_hyperparams(optax.adam)`` with step-dependent lr and eps.
 
     :math:`\hat v/(\sqrt{\hat S}+\epsilon_t) = \frac{\sqrt{c_2}}{c_1}\, v/(\sqrt S + \epsilon_t\sqrt{c_2})`
     with :math:`c_i = 1-\beta_i^t`, so :math:`\alpha_t = \alpha c_1/\sqrt{c_2}` and

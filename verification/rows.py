@@ -11,7 +11,7 @@ class Row:
     """One check: what it verifies, how far off it was, and PASS/FAIL."""
 
     name: str
-    derivation: str  # seed and equation the check verifies
+    derivation: str  # source document and equation the check verifies
     max_abs: float
     max_rel: float
     tol: float

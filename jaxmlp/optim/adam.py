@@ -1,4 +1,4 @@
-r"""Adam (Kingma & Ba 2015; seed 000) and AdamW (Loshchilov & Hutter 2019)."""
+r"""Adam (Kingma & Ba 2015; DNN Maths (2020-01-12)) and AdamW (Loshchilov & Hutter 2019)."""
 from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple, Optional, Union
@@ -66,7 +66,7 @@ def adam(lr: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
        \hat v &= v/(1-\beta_1^t),\qquad \hat S = S/(1-\beta_2^t)\\
        \theta &\leftarrow \theta - \alpha\,\hat v/(\sqrt{\hat S} + \epsilon)
 
-    ``bias_correction=False`` drops the hats: seed 000's printed form, which
+    ``bias_correction=False`` drops the hats: DNN Maths (2020-01-12)'s printed form, which
     differs from Kingma & Ba (and Optax) in the first steps.  Optax baseline:
     ``optax.adam``; without bias correction the verification proves the
     mapping to ``optax.inject_hyperparams(optax.adam)`` with

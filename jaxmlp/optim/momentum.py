@@ -1,8 +1,8 @@
-r"""Momentum in its three common forms: seed 000's moving average, heavy ball, Nesterov.
+r"""Momentum in its three common forms: DNN Maths (2020-01-12)'s moving average, heavy ball, Nesterov.
 
 Known differences from other libraries:
 
-* seed 000 / Andrew Ng: :math:`v \leftarrow \beta v + (1-\beta)g` (a moving
+* DNN Maths (2020-01-12) / Andrew Ng: :math:`v \leftarrow \beta v + (1-\beta)g` (a moving
   average, "dampening" :math:`1-\beta`), :math:`\theta \leftarrow \theta - \alpha v`.
 * heavy ball = Optax's ``sgd(momentum=)`` = PyTorch's ``SGD(momentum, dampening=0)``:
   :math:`v \leftarrow \beta v + g`.  So EMA momentum :math:`(\alpha,\beta)` equals
@@ -59,11 +59,11 @@ def _nesterov(g, v, beta):
 
 
 def momentum(lr: float, beta: float = 0.9) -> optax.GradientTransformation:
-    r"""Seed 000's momentum, an exponential moving average of the gradients.
+    r"""DNN Maths (2020-01-12)'s momentum, an exponential moving average of the gradients.
 
     .. math::  v \leftarrow \beta v + (1-\beta) g,\qquad \theta \leftarrow \theta - \alpha v
 
-    for weights *and* biases, each with its own velocity (seed 000 prints the
+    for weights *and* biases, each with its own velocity (DNN Maths (2020-01-12) prints the
     bias update with :math:`v^{dW}`; the correct one is :math:`v^{db}`).
     Optax equivalent, proved in the verification:
     ``optax.sgd(lr * (1 - beta), momentum=beta)``.

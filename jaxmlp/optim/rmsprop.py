@@ -1,4 +1,4 @@
-r"""RMSprop (seed 000, with the missing epsilon added)."""
+r"""RMSprop (DNN Maths (2020-01-12), with the missing epsilon added)."""
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -23,7 +23,7 @@ def rmsprop(lr: float, beta: float = 0.9, eps: float = 1e-8, eps_in_sqrt: bool =
        S \leftarrow \beta S + (1-\beta) g^2,\qquad
        \theta \leftarrow \theta - \alpha\,\frac{g}{\sqrt S + \epsilon}
 
-    Seed 000 prints :math:`g/\sqrt S` with no :math:`\epsilon`, which divides
+    DNN Maths (2020-01-12) prints :math:`g/\sqrt S` with no :math:`\epsilon`, which divides
     by zero wherever :math:`S = 0` (e.g. at the first step for a zero
     gradient).  With ``eps_in_sqrt=True`` the denominator is
     :math:`\sqrt{S+\epsilon}`, Optax's default; PyTorch and Keras put

@@ -1,4 +1,4 @@
-r"""Plain gradient descent, optionally with seed 000's L2 weight decay."""
+r"""Plain gradient descent, optionally with DNN Maths (2020-01-12)'s L2 weight decay."""
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -15,12 +15,12 @@ class SgdState(NamedTuple):
 
 
 def sgd(lr: float, weight_decay: float = 0.0) -> optax.GradientTransformation:
-    r"""Gradient descent (seed 000 "batch gradient descent"; seed 002 with the sign corrected).
+    r"""Gradient descent (DNN Maths (2020-01-12) "batch gradient descent"; Higham & Higham notes (2024-09-10) with the sign corrected).
 
     .. math::  \theta \leftarrow \theta - \alpha\,(g + \lambda\theta) = (1-\alpha\lambda)\theta - \alpha g
 
-    With ``weight_decay`` :math:`\lambda > 0` this is seed 000's L2 regularisation
-    written as weight decay.  Seed 002 prints :math:`p \to t\nabla C(p)` (the
+    With ``weight_decay`` :math:`\lambda > 0` this is DNN Maths (2020-01-12)'s L2 regularisation
+    written as weight decay.  Higham & Higham notes (2024-09-10) prints :math:`p \to t\nabla C(p)` (the
     ``p -`` is missing); the update here is the corrected one.
 
     Optax baseline: ``optax.sgd(lr)``, and
