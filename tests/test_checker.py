@@ -41,7 +41,9 @@ def test_failure_names_leaf_index_band_and_serialises():
     assert [l.path for l in leaf] == ["layer 2, W"] and leaf[0].worst_index == (2, 1)
     assert leaf[0].band.startswith("wrong")
     d = json.loads(r.to_json())
-    assert d["passed"] is False and d["leaves"][2]["path"] == "layer 2, W"
+    assert d["schema"] == "verification.check_gradients/2" and d["passed"] is False
+    assert d["leaves"][2]["leaf"] == "layer 2, W" and d["leaves"][2]["cause"]
+    assert {"leaf", "cause", "where", "evidence"} <= set(d["leaves"][2])
     with pytest.raises(AssertionError, match="layer 2, W"):
         r.raise_if_failed()
 
@@ -66,6 +68,9 @@ CATALOGUE = list(run_catalogue())
 
 @pytest.mark.parametrize("arch, bug, report, causes", CATALOGUE, ids=[f"{c[0]}: {c[1].name}" for c in CATALOGUE])
 def test_planted_bug_is_diagnosed(arch, bug, report, causes):
+    if bug.cause == "kink":  # a valid subgradient at a kink: passes, with a note
+        assert report.passed and any("kink" in n for n in report.notes), str(report)
+        return
     assert not report.passed
     assert causes == {bug.cause}, str(report)
 

@@ -46,3 +46,19 @@ ERRATUM_MIN_REL = 1e-3
 # a few such roundings deep: ~10 eps relative, against float32 or autodiff.
 F16_RTOL = 5e-3
 BF16_RTOL = 4e-2
+
+# The gradient checker's fit of a hypothesis (verification/hypotheses.py): a hypothesis reproduces the
+# mistake when ||manual - H|| <= FIT * ||manual - autodiff||.  In float64 both sides agree to ~1e-15 of
+# the gradient, and a real mistake moves it by O(1e-3) or more of its size: 1e-6 leaves a wide margin
+# and still separates "explains the bug" from "is merely close".  In lower precisions the manual side
+# carries its own rounding (~10 eps of the gradient), so the fit is judged at 1e-2 (float32) and 1e-1
+# (half precisions) of the mismatch.
+FIT_RTOL = {"float64": 1e-6, "float32": 1e-2, "bfloat16": 1e-1, "float16": 1e-1}
+
+# At a kink (relu or abs at 0, a tie in max) the manual value must lie between the one-sided
+# differences (f(p + h e) - f(p)) / h and (f(p) - f(p - h e)) / h, computed in float64 with h = FD_STEP;
+# their truncation error is O(h |f''|) ~ 1e-6 of the leaf's scale, so 1e-4 relative is the slack.
+KINK_RTOL = 1e-4
+
+# Default checker tolerance per dtype of the params (a leaf fails above it).
+RTOL_BY_DTYPE = {"float64": F64_RTOL, "float32": F32_RTOL, "bfloat16": BF16_RTOL, "float16": F16_RTOL}

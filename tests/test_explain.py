@@ -1,0 +1,67 @@
+"""The checker locates and explains bugs outside its pattern list: the issue's three examples, and tapped deltas."""
+import jax
+import jax.numpy as jnp
+import pytest
+
+from verification import check_gradients
+from verification.localize import tap
+
+
+def loss(p, x, y):
+    h = jnp.tanh(x @ p["W1"] + p["b1"][None, :])
+    z = tap("z2", h @ p["W2"] + p["b2"][None, :])
+    return jnp.mean(jax.nn.logsumexp(z, axis=1) - jnp.sum(y * z, axis=1))
+
+
+def manual(p, x, y, bug=None, with_deltas=False):
+    m = x.shape[0]
+    z1 = x @ p["W1"] + p["b1"][None, :]
+    h = jnp.tanh(z1)
+    d2 = jax.nn.softmax(h @ p["W2"] + p["b2"][None, :], axis=1)
+    d2 = d2 / m if bug == "label_term_dropped" else (d2 - y) / m
+    dh = d2 @ p["W2"].T
+    d1 = {"tanh_prime_at_z": dh * (1 - z1 ** 2), "derivative_left_out": dh}.get(bug, dh * (1 - h ** 2))
+    g = {"W1": x.T @ d1, "b1": d1.sum(0), "W2": h.T @ d2, "b2": d2.sum(0)}
+    return (g, {"z2": d2}) if with_deltas else g
+
+
+def _problem():
+    k = jax.random.split(jax.random.key(0), 5)
+    f = jnp.float64
+    p = {"W1": jax.random.normal(k[0], (3, 4), f), "b1": jax.random.normal(k[1], (4,), f),
+         "W2": jax.random.normal(k[2], (4, 2), f), "b2": jnp.zeros(2, f)}
+    x = jax.random.normal(k[3], (5, 3), f)
+    y = jax.nn.one_hot(jax.random.randint(k[4], (5,), 0, 2), 2, dtype=f)
+    return p, x, y
+
+
+@pytest.mark.parametrize("bug, cause, op", [("label_term_dropped", "path_dropped", "sub"),
+                                            ("tanh_prime_at_z", "derivative_at_input", "tanh"),
+                                            ("derivative_left_out", "derivative_dropped", "tanh")])
+def test_issue_examples_are_located_and_explained(bug, cause, op):
+    p, x, y = _problem()
+    r = check_gradients(lambda p, x, y: manual(p, x, y, bug), loss, p, x, y)
+    assert not r.passed
+    assert r.hypotheses and r.hypotheses[0].cause == cause, str(r)
+    assert r.hypotheses[0].where.startswith(op) and "test_explain.py:" in r.hypotheses[0].where
+    assert {d.cause for d in r.diagnoses} == {cause}
+    assert r.localization.order == ["['b2']", "['W2']", "['b1']", "['W1']"]
+    assert "manual equals autodiff if" in str(r)
+
+
+def test_correct_gradient_passes_without_diagnosis():
+    p, x, y = _problem()
+    r = check_gradients(manual, loss, p, x, y)
+    assert r.passed and not r.hypotheses and r.localization is None
+
+
+def test_tapped_deltas_name_the_first_wrong_step():
+    p, x, y = _problem()
+    g, deltas = manual(p, x, y, "label_term_dropped", with_deltas=True)
+    r = check_gradients(lambda p, x, y: g, loss, p, x, y, deltas=deltas)
+    assert r.localization.first_wrong_delta == "z2"
+    _, good = manual(p, x, y, "tanh_prime_at_z", with_deltas=True)
+    r = check_gradients(lambda p, x, y: manual(p, x, y, "tanh_prime_at_z"), loss, p, x, y, deltas=good)
+    assert r.localization.deltas[0]["passed"] and r.localization.first_wrong_delta is None
+    with pytest.raises(ValueError, match="deltas: no tap named"):
+        check_gradients(lambda p, x, y: g, loss, p, x, y, deltas={"nope": g["b2"]})

@@ -1,0 +1,189 @@
+"""A loss function as a list of equations: where each parameter leaf enters, with the user's source lines,
+and an interpreter that re-runs the equations with one derivative rule edited.
+
+The equations come from ``jax.make_jaxpr`` (which inlines ``jit``); higher-order equations
+(``custom_jvp_call``, ``custom_vjp_call``, control flow) stay whole units.  Edits never change the
+forward values, only the derivatives, by the stop-gradient identity
+
+.. math::  y' = \\mathrm{sg}(y) + L\\big(x - \\mathrm{sg}(x)\\big),
+
+whose value is :math:`y` and whose derivative with respect to :math:`x` is the linear map :math:`L` of our
+choice: autodiff of the edited program is autodiff with exactly one rule changed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import jax
+import jax.extend.core as jcore
+import jax.numpy as jnp
+import numpy as np
+
+_SKIP_DIRS = tuple(os.path.dirname(m.__file__) + os.sep for m in (jax, np))
+_OWN_FILES = ("jaxpr_graph.py", "hypotheses.py", "checker.py", "localize.py", "diagnose.py")
+
+# Shape and bookkeeping primitives: never worth naming as "where the error enters".
+PLUMBING = {"broadcast_in_dim", "reshape", "convert_element_type", "squeeze", "expand_dims", "transpose", "copy",
+            "stop_gradient", "is_finite", "sign", "select_n_pred", "iota", "eq", "ne", "lt", "le", "gt", "ge",
+            "pjit", "jit", "copy_p", "slice", "concatenate", "reduce_max", "argmax"}
+
+
+def user_line(eqn) -> Optional[str]:
+    """``file:line`` of the innermost frame outside JAX, NumPy and the checker, or ``None``."""
+    tb = getattr(eqn.source_info, "traceback", None)
+    for f in (tb.frames if tb is not None else ()):
+        name = f.file_name
+        if name.startswith(_SKIP_DIRS) or os.path.basename(name) in _OWN_FILES or name.startswith("<"):
+            continue
+        return f"{os.path.relpath(name) if not os.path.relpath(name).startswith('..') else name}:{f.line_num}"
+    return None
+
+
+def op_name(eqn) -> str:
+    """The primitive's name; a custom rule is named by its function (``custom_jvp_call[relu]``)."""
+    name = eqn.primitive.name
+    inner = eqn.params.get("call_jaxpr") or eqn.params.get("fun_jaxpr")
+    info = getattr(getattr(inner, "jaxpr", inner), "debug_info", None)
+    fname = getattr(info, "func_name", None)
+    return f"{name}[{fname}]" if fname and name.startswith("custom") else name
+
+
+@dataclasses.dataclass
+class Graph:
+    """The traced loss ``f(params) -> scalar``: its equations, and where each parameter leaf enters."""
+
+    closed: Any  # jax.core.ClosedJaxpr
+    leaf_names: List[str]
+    treedef: Any
+    uses: Dict[int, List[int]]  # leaf index -> indices of the equations that read it directly
+    edges: List[tuple]  # (equation, input position) of every floating input that depends on the params
+    producer: Dict[Any, int]  # var -> index of the equation that computes it
+
+    @property
+    def eqns(self):
+        return self.closed.jaxpr.eqns
+
+    def describe(self, i: int) -> str:
+        where = user_line(self.eqns[i])
+        return f"{op_name(self.eqns[i])} at {where}" if where else op_name(self.eqns[i])
+
+    def backward_order(self) -> List[int]:
+        """Leaf indices in the order the backward pass reaches them: latest use first."""
+        return sorted(self.uses, key=lambda k: -max(self.uses[k], default=-1))
+
+
+def trace(loss: Callable, params, leaf_names: Sequence[str]) -> Graph:
+    """Trace ``loss(params)``; ``leaf_names`` name the flattened leaves of ``params``."""
+    leaves, treedef = jax.tree.flatten(params)
+    closed = jax.make_jaxpr(lambda *ls: loss(jax.tree.unflatten(treedef, ls)))(*leaves)
+    invars = closed.jaxpr.invars
+    index = {v: k for k, v in enumerate(invars)}
+    uses: Dict[int, List[int]] = {k: [] for k in range(len(invars))}
+    live, edges, producer = set(invars), [], {}
+    for i, eqn in enumerate(closed.jaxpr.eqns):
+        carries = False
+        for j, v in enumerate(eqn.invars):
+            if isinstance(v, jcore.Var) and v in live and is_float(v):
+                edges.append((i, j))
+                carries = True
+                if v in index and i not in uses[index[v]]:
+                    uses[index[v]].append(i)
+        if carries:
+            live.update(eqn.outvars)
+        for v in eqn.outvars:
+            producer[v] = i
+    return Graph(closed, list(leaf_names), treedef, uses, edges, producer)
+
+
+def _sg_dev(x):
+    """``x - sg(x)``: value 0, derivative identity."""
+    return x - jax.lax.stop_gradient(x)
+
+
+def is_float(v) -> bool:
+    return isinstance(v, jcore.Var) and jnp.issubdtype(v.aval.dtype, jnp.inexact)
+
+
+Edit = Callable[[Any, List[Any], List[Any], Callable], List[Any]]  # (eqn, invals, outvals, read) -> new outvals
+
+
+def evaluate(graph: Graph, leaves: Sequence[Any], *, edits: Optional[Dict[int, Edit]] = None,
+             scales: Optional[Dict[tuple, Any]] = None):
+    """Run the equations on ``leaves``.
+
+    ``edits[i]`` replaces equation ``i``'s outputs by an edited version (same values, other derivatives);
+    ``scales[(i, j)]`` multiplies the cotangent that equation ``i`` sends to its input ``j`` by a scalar
+    (``a x + (1 - a) sg(x)``: value ``x``, derivative ``a``).
+    """
+    env = {}
+    jaxpr = graph.closed.jaxpr
+
+    def read(v):
+        return v.val if isinstance(v, jcore.Literal) else env[v]
+
+    for v, c in zip(jaxpr.constvars, graph.closed.consts):
+        env[v] = c
+    for v, x in zip(jaxpr.invars, leaves):
+        env[v] = x
+    for i, eqn in enumerate(jaxpr.eqns):
+        invals = [read(v) for v in eqn.invars]
+        if scales:
+            for j, v in enumerate(eqn.invars):
+                a = scales.get((i, j))
+                if a is not None:
+                    x = invals[j]
+                    invals[j] = a.astype(x.dtype) * x + (1 - a).astype(x.dtype) * jax.lax.stop_gradient(x)
+        out = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(eqn.params))
+        outs = list(out) if eqn.primitive.multiple_results else [out]
+        if edits and i in edits:
+            outs = edits[i](eqn, invals, outs, read)
+        for v, o in zip(eqn.outvars, outs):
+            env[v] = o
+    out = [read(v) for v in jaxpr.outvars]
+    return out[0]
+
+
+def unary_edit(derivative: Callable, position: int = 0) -> Edit:
+    """An edit of an elementwise equation of one variable input (at ``position``; the others are literals):
+    its derivative becomes ``derivative(x, y)``."""
+
+    def edit(eqn, invals, outs, read):
+        x, y = invals[position], outs[0]
+        d = jax.lax.stop_gradient(derivative(jax.lax.stop_gradient(x), jax.lax.stop_gradient(y)))
+        return [jax.lax.stop_gradient(y) + d * _sg_dev(x)]
+
+    return edit
+
+
+def local_derivative(eqn, x):
+    """The elementwise derivative at ``x`` of an equation with one variable input (the rest literals)."""
+    bind_params = eqn.primitive.get_bind_params(eqn.params)
+
+    def f(u):
+        args = [u if isinstance(v, jcore.Var) else v.val for v in eqn.invars]
+        out = eqn.primitive.bind(*args, **bind_params)
+        return out[0] if eqn.primitive.multiple_results else out
+
+    return jax.jvp(f, (x,), (jnp.ones_like(x),))[1]
+
+
+def matmul_edit(operand: int, backward: Callable) -> Edit:
+    """An edit of ``A @ B`` (2-D, contracting A's axis 1 with B's axis 0): operand ``operand``'s cotangent
+    becomes ``backward(A, B, g)``; the other operand keeps its rule."""
+
+    def edit(eqn, invals, outs, read):
+        A, B = invals
+        sA, sB = jax.lax.stop_gradient(A), jax.lax.stop_gradient(B)
+        keep = _sg_dev(A) @ sB if operand == 1 else sA @ _sg_dev(B)
+        changed = _linear_with_transpose(lambda g: backward(sA, sB, g), outs[0], invals[operand])
+        return [jax.lax.stop_gradient(outs[0]) + keep + changed]
+
+    return edit
+
+
+def _linear_with_transpose(backward: Callable, y, x):
+    """A term with value 0 whose reverse-mode rule sends the cotangent ``g`` of ``y`` to ``backward(g)`` at ``x``."""
+    forward = jax.linear_transpose(backward, jnp.zeros_like(y))  # dx -> L(dx), the map whose transpose is backward
+    return forward(_sg_dev(x))[0]
