@@ -148,7 +148,7 @@ def _rule_edits(graph):
         one = len(float_vars) == 1 and len([v for v in eqn.invars if isinstance(v, jcore.Var)]) == 1
         pos = float_vars[0]
         if one and eqn.invars[pos].aval.shape == out_shape and name not in jg.PLUMBING | {
-                "neg", "mul", "div", "add", "sub", "reduce_sum", "dot_general", "integer_pow_1"}:
+                "neg", "mul", "div", "add", "sub", "reduce_sum", "dot_general"}:
             yield ("derivative_dropped", i, jg.unary_edit(lambda x, y: jnp.ones_like(x), pos),
                    f"the derivative of {where} is left out (treated as 1)")
             yield ("derivative_at_output", i,

@@ -26,8 +26,8 @@ _OWN_FILES = ("jaxpr_graph.py", "hypotheses.py", "checker.py", "localize.py", "d
 
 # Shape and bookkeeping primitives: never worth naming as "where the error enters".
 PLUMBING = {"broadcast_in_dim", "reshape", "convert_element_type", "squeeze", "expand_dims", "transpose", "copy",
-            "stop_gradient", "is_finite", "sign", "select_n_pred", "iota", "eq", "ne", "lt", "le", "gt", "ge",
-            "pjit", "jit", "copy_p", "slice", "concatenate", "reduce_max", "argmax"}
+            "stop_gradient", "is_finite", "sign", "iota", "eq", "ne", "lt", "le", "gt", "ge",
+            "pjit", "jit", "slice", "concatenate", "reduce_max", "argmax"}
 
 
 def user_line(eqn) -> Optional[str]:

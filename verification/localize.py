@@ -28,17 +28,15 @@ from verification import jaxpr_graph as jg
 
 _PROBES: Dict[str, object] = {}  # name -> additive probe while true_cotangents runs
 _SEEN: List[tuple] = []  # (name, shape, dtype) in call order while recording
+_RECORDING = [False]
 
 
 def tap(name: str, x):
     """Mark ``x`` as the intermediate ``name`` (identity outside the checker)."""
-    if _SEEN is not None and _RECORDING[0]:
+    if _RECORDING[0]:
         _SEEN.append((name, jnp.shape(x), jnp.result_type(x)))
     probe = _PROBES.get(name)
     return x if probe is None else x + probe
-
-
-_RECORDING = [False]
 
 
 def tapped(loss, params, *args, **kwargs) -> List[tuple]:
