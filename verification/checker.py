@@ -25,6 +25,7 @@ import numpy as np
 
 from verification import hypotheses as hy
 from verification import jaxpr_graph as jg
+from verification import rule_edits
 from verification.compare import LeafResult, compare_leaf, compare_leaves
 from verification.diagnose import Diagnosis, diagnose
 from verification.hypotheses import Hypothesis
@@ -150,8 +151,7 @@ def precision_of(params) -> str:
 
 def _kinks(graph, leaves) -> List[str]:
     """The non-differentiable points the loss sits on: relu/abs at exactly 0, exact ties in max/min/compare."""
-    hy.saved_values(graph, leaves)
-    values = hy.recorded_values()
+    values = rule_edits.saved_values(graph, leaves)
     found = []
 
     def val(v):

@@ -29,12 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from verification import jaxpr_graph as jg
+from verification import rule_edits
 
-# Elementwise derivatives written in terms of the op's output y, as people derive them by hand.
-OUTPUT_FORM = {"tanh": lambda u: 1 - u * u, "logistic": lambda u: u * (1 - u), "exp": lambda u: u,
-               "sqrt": lambda u: 0.5 / u}
-PIECEWISE = ("max", "min", "custom_jvp_call[relu]", "abs", "custom_jvp_call[leaky_relu]")
-MAX_SAVED_CANDIDATES = 4
 
 
 @dataclasses.dataclass
@@ -46,6 +42,7 @@ class Hypothesis:
     residual: float  # ||M - H|| / ||M - G||
     scale: Optional[float] = None  # for scalings: the fitted a
     equivalent: List[str] = dataclasses.field(default_factory=list)  # other sites with the same effect
+    also_at: List[str] = dataclasses.field(default_factory=list)  # the same change made at these sites too
 
     def as_dict(self):
         return dataclasses.asdict(self)
@@ -63,11 +60,21 @@ def _near(a, b, tol=1e-3):
     return abs(a - b) <= tol * max(abs(b), 1.0)
 
 
-def _reduced_size(eqn):
-    if eqn.primitive.name != "reduce_sum":
-        return None
-    shape = eqn.invars[0].aval.shape
-    return int(np.prod([shape[a] for a in eqn.params["axes"]]))
+def _reduced_size(eqn, j):
+    """How many terms the op's forward (reduce_sum) or its backward to input ``j`` (a broadcast input: a
+    sum over the broadcast axes) adds up."""
+    if eqn.primitive.name == "reduce_sum":
+        shape = eqn.invars[0].aval.shape
+        return int(np.prod([shape[a] for a in eqn.params["axes"]]))
+    size = int(np.prod(eqn.invars[j].aval.shape))
+    out = int(np.prod(eqn.outvars[0].aval.shape))
+    return out // size if 0 < size < out else None
+
+
+def _divides_a_sum_by_its_count(graph, eqn, const):
+    """Is ``eqn`` (x / const) the second half of a mean: x from a reduce_sum over ``const`` terms?"""
+    p = graph.producer.get(eqn.invars[0])
+    return p is not None and _reduced_size(graph.eqns[p], 0) == int(const) == const
 
 
 def _classify_scale(graph, i, j, a):
@@ -77,24 +84,38 @@ def _classify_scale(graph, i, j, a):
     const = None
     if name in ("mul", "div") and len(eqn.invars) == 2 and isinstance(eqn.invars[1 - j], jcore.Literal):
         const = float(np.asarray(eqn.invars[1 - j].val))
-    n = _reduced_size(eqn)
+    n = _reduced_size(eqn, j)
+    broadcast = eqn.primitive.name != "reduce_sum"
     if _near(a, 0.0, 1e-6):
         return "path_dropped", f"the backward of {where} drops the path to {operand} (a forgotten term)"
     if _near(a, -1.0):
         return "sign_flipped", f"the backward of {where} flips the sign of the cotangent to {operand}"
     if n and n > 1 and (_near(a, n) or _near(a, 1 / n)):
         how = "sums where the forward averages" if _near(a, n) else "averages where the forward sums"
+        if broadcast:
+            how = "sums over the broadcast axes twice" if _near(a, n) else "averages over the broadcast axes where it sums"
         return "mean_sum_confused", f"the backward of {where} {how} (factor {a:.6g}, the reduction has {n} terms)"
-    if const is not None and name == "div" and j == 0 and _near(a, const):
-        return "mean_sum_confused", f"the backward of {where} skips the division by {const:g} (a mean taken as a sum)"
-    if const is not None and name == "div" and j == 0 and _near(a, 1 / const):
-        return "mean_sum_confused", f"the backward of {where} divides by {const:g} twice"
+    if const is not None and name == "div" and j == 0 and _divides_a_sum_by_its_count(graph, eqn, const):
+        if _near(a, const):
+            return "mean_sum_confused", f"the backward of {where} skips the division by {const:g} (a mean taken as a sum)"
+        if _near(a, 1 / const):
+            return "mean_sum_confused", f"the backward of {where} divides by {const:g} twice"
     if _near(a, 2.0) or _near(a, 0.5):
         return "factor_2", f"the backward of {where} is {a:.6g} x the true one (a factor 2: a 1/2 dropped or doubled)"
     if const is not None:
-        return "wrong_constant", (f"the backward of {where} uses the constant {const * a:.6g} where the forward "
+        used = const * a if name == "mul" else const / a  # the backward of x / c is g / c
+        return "wrong_constant", (f"the backward of {where} uses the constant {used:.6g} where the forward "
                                   f"uses {const:g}")
     return "wrong_constant", f"the backward of {where} is scaled by {a:.6g} (a wrong constant)"
+
+
+# Among edges with the same effect, the one whose scale means the most names the group: a reduction's
+# size beats a factor 2, which beats a literal constant, which beats a bare scale.
+_SPECIFICITY = {"path_dropped": 0, "sign_flipped": 0, "mean_sum_confused": 0, "factor_2": 1}
+
+
+def _specificity(cause, text):
+    return _SPECIFICITY.get(cause, 2 if "uses the constant" in text else 3)
 
 
 def scalings(graph, leaves, D, fit_rtol) -> List[Hypothesis]:
@@ -107,12 +128,11 @@ def scalings(graph, leaves, D, fit_rtol) -> List[Hypothesis]:
     def grad_in_scales(a):
         return _grad(graph, leaves, scales={e: a[k] for k, e in enumerate(edges)})
 
-    C = jax.jacfwd(grad_in_scales)(jnp.ones(len(edges), dtype))
+    C = jax.jit(jax.jacfwd(grad_in_scales))(jnp.ones(len(edges), dtype))
     C = np.concatenate([np.asarray(c, np.float64).reshape(-1, len(edges)) for c in C], axis=0)  # (n_params, n_edges)
     norms = np.linalg.norm(C, axis=0)
     nD = np.linalg.norm(D)
-    out: List[Hypothesis] = []
-    seen = []
+    groups = []  # [(effect, [(specificity, Hypothesis)])], latest equation first within a group
     for k in np.argsort(-np.arange(len(edges))):  # latest equation first: the order backward visits them
         if norms[k] == 0:
             continue
@@ -121,125 +141,58 @@ def scalings(graph, leaves, D, fit_rtol) -> List[Hypothesis]:
         if res > fit_rtol:
             continue
         i, j = edges[k]
-        a = am1 + 1
-        cause, text = _classify_scale(graph, i, j, a)
+        cause, text = _classify_scale(graph, i, j, am1 + 1)
+        h = Hypothesis(cause, i, graph.describe(i), f"manual equals autodiff if {text}", res, am1 + 1)
         effect = am1 * C[:, k]
-        for h, e in seen:
+        for e, members in groups:
             if np.linalg.norm(e - effect) <= fit_rtol * nD:
-                h.equivalent.append(graph.describe(i))
+                members.append((_specificity(cause, text), h))
                 break
         else:
-            h = Hypothesis(cause, i, graph.describe(i), f"manual equals autodiff if {text}", res, a)
-            seen.append((h, effect))
+            groups.append((effect, [(_specificity(cause, text), h)]))
+    out: List[Hypothesis] = []
+    for _, members in groups:  # one effect: one hypothesis per meaningful cause, each with all its sites
+        best = min(spec for spec, _ in members)
+        causes = []
+        for spec, h in members:
+            if (spec <= 1 or spec == best) and h.cause not in causes:
+                causes.append(h.cause)
+        for cause in causes:
+            same = sorted((m for m in members if m[1].cause == cause), key=lambda m: m[0])
+            h = same[0][1]  # the most specific site, latest equation first among equals
+            h.equivalent = [m.where for _, m in same[1:] if m.where != h.where]
             out.append(h)
     return out
 
 
-def _rule_edits(graph):
-    """``(cause, equation, edit, text)`` for every rule edit that applies to the traced loss."""
-    eqns = graph.eqns
-    live = {graph.eqns[i].invars[j] for i, j in graph.edges}
-    for i, eqn in enumerate(eqns):
-        name, where = jg.op_name(eqn), graph.describe(i)
-        float_vars = [j for j, v in enumerate(eqn.invars) if jg.is_float(v) and v in live]
-        if not float_vars:
-            continue
-        out_shape = eqn.outvars[0].aval.shape
-        one = len(float_vars) == 1 and len([v for v in eqn.invars if isinstance(v, jcore.Var)]) == 1
-        pos = float_vars[0]
-        if one and eqn.invars[pos].aval.shape == out_shape and name not in jg.PLUMBING | {
-                "neg", "mul", "div", "add", "sub", "reduce_sum", "dot_general"}:
-            yield ("derivative_dropped", i, jg.unary_edit(lambda x, y: jnp.ones_like(x), pos),
-                   f"the derivative of {where} is left out (treated as 1)")
-            yield ("derivative_at_output", i,
-                   jg.unary_edit(lambda x, y, e=eqn: jg.local_derivative(e, y), pos),
-                   f"the derivative of {where} is evaluated at its output instead of its input")
-            if name in OUTPUT_FORM:
-                yield ("derivative_at_input", i, jg.unary_edit(lambda x, y, f=OUTPUT_FORM[name]: f(x), pos),
-                       f"the derivative of {where}, written in terms of its output, is evaluated at its input")
-            if name in PIECEWISE:
-                yield ("wrong_branch", i, jg.unary_edit(lambda x, y, e=eqn: 1 - jg.local_derivative(e, x), pos),
-                       f"the backward of {where} takes the other branch (the mask is inverted)")
-        if name == "select_n" and len(eqn.invars) == 3:
-            def flip(eqn, invals, outs, read):
-                p, a, b = invals
-                dev = lambda t: t - jax.lax.stop_gradient(t)  # noqa: E731
-                return [jax.lax.stop_gradient(outs[0]) + jax.lax.select_n(p, dev(b), dev(a))]
+def edited_gradients(graph, leaves, D, G, fit_rtol) -> List[Hypothesis]:
+    """Every single-rule edit whose gradient reproduces the manual one.
 
-            yield "wrong_branch", i, flip, f"the backward of {where} sends the cotangent to the branch not taken"
-        if name == "dot_general" and eqn.params["dimension_numbers"] == (((1,), (0,)), ((), ())) and \
-                len(out_shape) == 2:
-            A, B = eqn.invars
-            for j in float_vars:
-                other = eqn.invars[1 - j]
-                square = eqn.invars[j].aval.shape[0] == eqn.invars[j].aval.shape[1]
-                if j == 1 and square:
-                    yield ("transposed_operand", i, jg.matmul_edit(1, lambda a, b, g: (a.T @ g).T),
-                           f"the backward of {where} returns the transpose of the gradient of its 2nd operand")
-                if j == 0 and B.aval.shape[0] == B.aval.shape[1]:
-                    yield ("transposed_operand", i, jg.matmul_edit(0, lambda a, b, g: g @ b),
-                           f"the backward of {where} multiplies by the 2nd operand where its transpose belongs")
-                for u, what in _saved_candidates(graph, other, i):
-                    if j == 1:
-                        edit = jg.matmul_edit(1, lambda a, b, g, u=u: _value(graph, u).T @ g)
-                    else:
-                        edit = jg.matmul_edit(0, lambda a, b, g, u=u: g @ _value(graph, u).T)
-                    yield ("wrong_saved_operand", i, edit,
-                           f"the backward of {where} uses {what} in place of its operand {2 - j}")
+    All edits run in one compiled program: each is switched on by its own entry of a one-hot vector
+    (:func:`verification.jaxpr_graph.evaluate`'s ``switched``), and the gradient is vmapped over the rows
+    of the identity.
+    """
+    cands = rule_edits.candidates(graph, leaves)
+    if not cands:
+        return []
+    switched = {}
+    for k, c in enumerate(cands):
+        for i, edit in c.edits.items():
+            switched.setdefault(i, []).append((k, edit))
+    dtype = jnp.result_type(*leaves)
 
+    def flat_grad(w):
+        g = _grad(graph, leaves, switched=switched, switch=w)
+        return jnp.concatenate([jnp.ravel(l).astype(jnp.float64) for l in g])
 
-_VALUES = {}  # var -> value of the current point: filled by saved_values() before the rule edits run
-
-
-def _value(graph, v):
-    return _VALUES[v]
-
-
-def _saved_candidates(graph, v, i):
-    """Other forward values with ``v``'s shape that a hand derivation might save instead of ``v``."""
-    out = []
-    p = graph.producer.get(v)
-    if p is not None:
-        for u in graph.eqns[p].invars:
-            if jg.is_float(u) and u.aval.shape == v.aval.shape and u is not v:
-                out.append((u, f"the input of {graph.describe(p)} (e.g. a pre-activation instead of the activation)"))
-    for k, e in enumerate(graph.eqns[:i]):
-        for u in e.outvars:
-            if len(out) >= MAX_SAVED_CANDIDATES:
-                return out
-            if u is not v and u.aval.shape == v.aval.shape and jg.is_float(u) and all(u is not c for c, _ in out):
-                out.append((u, f"the output of {graph.describe(k)}"))
-    return out
-
-
-def saved_values(graph, leaves):
-    """Record every intermediate value at this point (for the wrong-saved-operand edits)."""
-    _VALUES.clear()
-    edits = {i: (lambda eqn, invals, outs, read: [_record(eqn, outs)][0]) for i in range(len(graph.eqns))}
-    jg.evaluate(graph, leaves, edits=edits)
-
-
-def recorded_values():
-    """The values :func:`saved_values` recorded, by variable."""
-    return dict(_VALUES)
-
-
-def _record(eqn, outs):
-    for v, o in zip(eqn.outvars, outs):
-        _VALUES[v] = jax.lax.stop_gradient(o)
-    return outs
-
-
-def rule_edits(graph, leaves, D, G, fit_rtol) -> List[Hypothesis]:
-    """Every single-rule edit whose gradient reproduces the manual one."""
-    saved_values(graph, leaves)
+    H = np.asarray(jax.jit(jax.vmap(flat_grad))(jnp.eye(len(cands), dtype=dtype)), np.float64)  # (n_edits, n)
     nD = np.linalg.norm(D)
     out = []
-    for cause, i, edit, text in _rule_edits(graph):
-        H = _flat(_grad(graph, leaves, edits={i: edit}))
-        res = float(np.linalg.norm(D - (H - G)) / nD)
-        if res <= fit_rtol and np.linalg.norm(H - G) > 0:
-            out.append(Hypothesis(cause, i, graph.describe(i), f"manual equals autodiff if {text}", res))
+    for c, h in zip(cands, H):
+        res = float(np.linalg.norm(D - (h - G)) / nD)
+        if res <= fit_rtol and np.linalg.norm(h - G) > 0:
+            out.append(Hypothesis(c.cause, c.eqn, graph.describe(c.eqn), f"manual equals autodiff if {c.text}", res,
+                                  also_at=[graph.describe(i) for i in c.edits if i != c.eqn]))
     return out
 
 
@@ -249,6 +202,6 @@ def explain(graph, leaves, manual, reference, fit_rtol) -> List[Hypothesis]:
     D = M - G
     if not np.all(np.isfinite(D)) or np.linalg.norm(D) == 0:
         return []
-    found = rule_edits(graph, leaves, D, G, fit_rtol)
+    found = edited_gradients(graph, leaves, D, G, fit_rtol)
     found += scalings(graph, leaves, D, fit_rtol)
     return found

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 _SKIP_DIRS = tuple(os.path.dirname(m.__file__) + os.sep for m in (jax, np))
-_OWN_FILES = ("jaxpr_graph.py", "hypotheses.py", "checker.py", "localize.py", "diagnose.py")
+_OWN_FILES = ("jaxpr_graph.py", "hypotheses.py", "rule_edits.py", "checker.py", "localize.py", "diagnose.py")
 
 # Shape and bookkeeping primitives: never worth naming as "where the error enters".
 PLUMBING = {"broadcast_in_dim", "reshape", "convert_element_type", "squeeze", "expand_dims", "transpose", "copy",
@@ -77,7 +77,8 @@ class Graph:
 def trace(loss: Callable, params, leaf_names: Sequence[str]) -> Graph:
     """Trace ``loss(params)``; ``leaf_names`` name the flattened leaves of ``params``."""
     leaves, treedef = jax.tree.flatten(params)
-    closed = jax.make_jaxpr(lambda *ls: loss(jax.tree.unflatten(treedef, ls)))(*leaves)
+    with jax.disable_jit():  # inline the loss's jitted functions (jnp.where's among them): their ops are visible
+        closed = jax.make_jaxpr(lambda *ls: loss(jax.tree.unflatten(treedef, ls)))(*leaves)
     invars = closed.jaxpr.invars
     index = {v: k for k, v in enumerate(invars)}
     uses: Dict[int, List[int]] = {k: [] for k in range(len(invars))}
@@ -90,6 +91,8 @@ def trace(loss: Callable, params, leaf_names: Sequence[str]) -> Graph:
                 carries = True
                 if v in index and i not in uses[index[v]]:
                     uses[index[v]].append(i)
+                    if eqn.primitive.name in PLUMBING and len(eqn.outvars) == 1:
+                        index[eqn.outvars[0]] = index[v]  # a reshaped or broadcast leaf is the leaf
         if carries:
             live.update(eqn.outvars)
         for v in eqn.outvars:
@@ -110,12 +113,15 @@ Edit = Callable[[Any, List[Any], List[Any], Callable], List[Any]]  # (eqn, inval
 
 
 def evaluate(graph: Graph, leaves: Sequence[Any], *, edits: Optional[Dict[int, Edit]] = None,
-             scales: Optional[Dict[tuple, Any]] = None):
+             scales: Optional[Dict[tuple, Any]] = None, switched: Optional[Dict[int, List[tuple]]] = None,
+             switch=None):
     """Run the equations on ``leaves``.
 
     ``edits[i]`` replaces equation ``i``'s outputs by an edited version (same values, other derivatives);
     ``scales[(i, j)]`` multiplies the cotangent that equation ``i`` sends to its input ``j`` by a scalar
-    (``a x + (1 - a) sg(x)``: value ``x``, derivative ``a``).
+    (``a x + (1 - a) sg(x)``: value ``x``, derivative ``a``).  ``switched[i]`` lists ``(k, edit)`` pairs
+    whose edit is weighted by ``switch[k]``: with a one-hot ``switch``, exactly edit ``k`` is on, so one
+    program, vmapped over the rows of the identity, gives every edit's gradient.
     """
     env = {}
     jaxpr = graph.closed.jaxpr
@@ -139,6 +145,11 @@ def evaluate(graph: Graph, leaves: Sequence[Any], *, edits: Optional[Dict[int, E
         outs = list(out) if eqn.primitive.multiple_results else [out]
         if edits and i in edits:
             outs = edits[i](eqn, invals, outs, read)
+        if switched and i in switched:
+            base = outs
+            for k, edit in switched[i]:
+                w = switch[k]
+                outs = [o + w.astype(o.dtype) * (e - b) for o, e, b in zip(outs, edit(eqn, invals, base, read), base)]
         for v, o in zip(eqn.outvars, outs):
             env[v] = o
     out = [read(v) for v in jaxpr.outvars]
@@ -178,6 +189,19 @@ def matmul_edit(operand: int, backward: Callable) -> Edit:
         sA, sB = jax.lax.stop_gradient(A), jax.lax.stop_gradient(B)
         keep = _sg_dev(A) @ sB if operand == 1 else sA @ _sg_dev(B)
         changed = _linear_with_transpose(lambda g: backward(sA, sB, g), outs[0], invals[operand])
+        return [jax.lax.stop_gradient(outs[0]) + keep + changed]
+
+    return edit
+
+
+def product_edit(operand: int, factor: Callable) -> Edit:
+    """An edit of ``a * b``: the cotangent to operand ``operand`` is multiplied by ``factor(a, b)`` (from the
+    saved values) instead of by the other operand; the other operand keeps its rule."""
+
+    def edit(eqn, invals, outs, read):
+        saved = [jax.lax.stop_gradient(v) for v in invals]
+        keep = saved[operand] * _sg_dev(invals[1 - operand])
+        changed = factor(*saved) * _sg_dev(invals[operand])
         return [jax.lax.stop_gradient(outs[0]) + keep + changed]
 
     return edit

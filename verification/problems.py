@@ -44,6 +44,16 @@ def mlp_problem(sizes, activation, head, *, m, dtype=F64, seed=0, init="higham",
     return Problem(model, params, x, y)
 
 
+def random_tree(shapes, *, seed=0, dtype=F64, scale=1.0):
+    """A dict of standard-normal arrays (times ``scale``), one per ``name: shape``, from ``key(seed)``.
+
+    >>> {k: v.shape for k, v in random_tree({"W": (2, 3), "b": (3,)}).items()}
+    {'W': (2, 3), 'b': (3,)}
+    """
+    keys = jax.random.split(jax.random.key(seed), len(shapes))
+    return {name: scale * jax.random.normal(k, shape, dtype) for k, (name, shape) in zip(keys, shapes.items())}
+
+
 def grid_problem(activation, head, depth, width, batch, dtype=F64, seed=0, n_in=3, n_out=4, x_scale=1.0) -> Problem:
     """:func:`mlp_problem` with ``depth`` layers: ``n_in``, ``depth - 1`` hidden layers of ``width``, ``n_out``."""
     sizes = (n_in,) + (width,) * (depth - 1) + (n_out,)

@@ -1,0 +1,49 @@
+"""A catalogue of realistic hand-derivation bugs over seven model families, and its runner.
+
+Each family module holds a loss written as people write it (one operation per line, each line that a
+bug affects marked ``# site: NAME``), its hand-derived gradient ``grad(p, x, y, bug=None)``, a
+``problem(seed)``, and ``BUGS``: the mistakes, each with the cause and the site the checker should name.
+``python -m verification --bugs`` runs it and prints, per family, how often the site is located and the
+cause explained (:func:`verification.catalogue.planted.judge` says what counts).
+"""
+from __future__ import annotations
+
+import time
+from typing import Iterator, NamedTuple
+
+from verification.catalogue import (dict_mlp, huber_regression, layer_norm_net, log_cosh_regression, residual_mlp,
+                                    softmax_regression, tied_autoencoder)
+from verification.catalogue.planted import Planted, judge, site_lines
+from verification.checker import Report, check_gradients
+
+FAMILIES = (dict_mlp, residual_mlp, tied_autoencoder, softmax_regression, layer_norm_net, huber_regression,
+            log_cosh_regression)
+
+
+class Outcome(NamedTuple):
+    family: str
+    planted: Planted
+    report: Report
+    located: bool
+    explained: bool
+    seconds: float
+
+
+def run(seed: int = 0) -> Iterator[Outcome]:
+    """Check every planted bug of every family at ``problem(seed)``; the ``bug=None`` row is the correct
+    gradient, which must pass."""
+    for family in FAMILIES:
+        lines = site_lines(family)
+        p, x, y = family.problem(seed)
+        for planted in (None, *family.BUGS):
+            t0 = time.perf_counter()
+            bug = None if planted is None else planted.bug
+            report = check_gradients(lambda p, x, y, bug=bug: family.grad(p, x, y, bug=bug), family.loss, p, x, y)
+            seconds = time.perf_counter() - t0
+            if planted is None:
+                yield Outcome(family.NAME, None, report, report.passed, report.passed, seconds)
+            else:
+                yield Outcome(family.NAME, planted, report, *judge(report, planted, lines[planted.site]), seconds)
+
+
+__all__ = ["FAMILIES", "Outcome", "Planted", "judge", "run", "site_lines"]
