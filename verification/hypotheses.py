@@ -165,16 +165,8 @@ def scalings(graph, leaves, D, fit_rtol) -> List[Hypothesis]:
     return out
 
 
-def edited_gradients(graph, leaves, D, G, fit_rtol) -> List[Hypothesis]:
-    """Every single-rule edit whose gradient reproduces the manual one.
-
-    All edits run in one compiled program: each is switched on by its own entry of a one-hot vector
-    (:func:`verification.jaxpr_graph.evaluate`'s ``switched``), and the gradient is vmapped over the rows
-    of the identity.
-    """
-    cands = rule_edits.candidates(graph, leaves)
-    if not cands:
-        return []
+def candidate_gradients(graph, leaves, cands) -> np.ndarray:
+    """``(len(cands), n_params)``: the flattened gradient of each candidate (all in one vmapped program)."""
     switched = {}
     for k, c in enumerate(cands):
         for i, edit in c.edits.items():
@@ -185,7 +177,20 @@ def edited_gradients(graph, leaves, D, G, fit_rtol) -> List[Hypothesis]:
         g = _grad(graph, leaves, switched=switched, switch=w)
         return jnp.concatenate([jnp.ravel(l).astype(jnp.float64) for l in g])
 
-    H = np.asarray(jax.jit(jax.vmap(flat_grad))(jnp.eye(len(cands), dtype=dtype)), np.float64)  # (n_edits, n)
+    return np.asarray(jax.jit(jax.vmap(flat_grad))(jnp.eye(len(cands), dtype=dtype)), np.float64)
+
+
+def edited_gradients(graph, leaves, D, G, fit_rtol) -> List[Hypothesis]:
+    """Every single-rule edit whose gradient reproduces the manual one.
+
+    All edits run in one compiled program: each is switched on by its own entry of a one-hot vector
+    (:func:`verification.jaxpr_graph.evaluate`'s ``switched``), and the gradient is vmapped over the rows
+    of the identity.
+    """
+    cands = rule_edits.candidates(graph, leaves)
+    if not cands:
+        return []
+    H = candidate_gradients(graph, leaves, cands)
     nD = np.linalg.norm(D)
     out = []
     for c, h in zip(cands, H):

@@ -60,5 +60,9 @@ FIT_RTOL = {"float64": 1e-6, "float32": 1e-2, "bfloat16": 1e-1, "float16": 1e-1}
 # their truncation error is O(h |f''|) ~ 1e-6 of the leaf's scale, so 1e-4 relative is the slack.
 KINK_RTOL = 1e-4
 
-# Default checker tolerance per dtype of the params (a leaf fails above it).
+# Default checker tolerance per dtype of the params (a leaf fails above it).  The checker's default atol
+# is rtol times the largest entry of the whole gradient: a leaf whose entries cancel (a bias gradient, a
+# sum over the batch of deltas that nearly sum to 0) is small, but its rounding error is that of its
+# terms.  Seen in float32: a softmax net's output bias off by 1.8e-5 of its own size, 1e-7 of the
+# gradient's (tests/test_no_false_alarms.py).
 RTOL_BY_DTYPE = {"float64": F64_RTOL, "float32": F32_RTOL, "bfloat16": BF16_RTOL, "float16": F16_RTOL}
