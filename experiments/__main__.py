@@ -20,7 +20,8 @@ EXPERIMENTS = {"higham": "higham", "spiral": "spiral", "regression": "regression
                "optimizers": "optimizers", "digits": "digits", "lm-higham": "lm_higham", "batchnorm": "batchnorm",
                "higham-population": "higham_population"}
 # Measurements, run one at a time.
-BENCHMARKS = {"bench": "benchmark", "lm-scale": "lm_scale", "progress-overhead": "progress_overhead"}
+BENCHMARKS = {"bench": "benchmark", "lm-scale": "lm_scale", "progress-overhead": "progress_overhead",
+              "explain-cost": "explain_cost"}
 SCRIPTS = {**EXPERIMENTS, **BENCHMARKS}
 
 

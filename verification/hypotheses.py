@@ -43,6 +43,7 @@ class Hypothesis:
     scale: Optional[float] = None  # for scalings: the fitted a
     equivalent: List[str] = dataclasses.field(default_factory=list)  # other sites with the same effect
     also_at: List[str] = dataclasses.field(default_factory=list)  # the same change made at these sites too
+    sites: List[int] = dataclasses.field(default_factory=list)  # every equation index named above
 
     def as_dict(self):
         return dataclasses.asdict(self)
@@ -161,6 +162,7 @@ def scalings(graph, leaves, D, fit_rtol) -> List[Hypothesis]:
             same = sorted((m for m in members if m[1].cause == cause), key=lambda m: m[0])
             h = same[0][1]  # the most specific site, latest equation first among equals
             h.equivalent = [m.where for _, m in same[1:] if m.where != h.where]
+            h.sites = [m.eqn for _, m in same]
             out.append(h)
     return out
 
@@ -197,7 +199,7 @@ def edited_gradients(graph, leaves, D, G, fit_rtol) -> List[Hypothesis]:
         res = float(np.linalg.norm(D - (h - G)) / nD)
         if res <= fit_rtol and np.linalg.norm(h - G) > 0:
             out.append(Hypothesis(c.cause, c.eqn, graph.describe(c.eqn), f"manual equals autodiff if {c.text}", res,
-                                  also_at=[graph.describe(i) for i in c.edits if i != c.eqn]))
+                                  also_at=[graph.describe(i) for i in c.edits if i != c.eqn], sites=sorted(c.edits)))
     return out
 
 
