@@ -51,6 +51,7 @@ CAUSES = {
     "transposed_operand": "a transposed operand in a matrix product's backward",
     "wrong_saved_operand": "a matrix product's backward uses the wrong saved forward value",
     "wrong_branch": "the wrong branch of a select / where / max / relu taken in the backward",
+    "kink_convention": "differs only by a consistent one-sided derivative at exact kinks (passes, with a note)",
     # found by a whole-leaf pattern (verification/diagnose.py)
     "missing 1/m": "the whole gradient m times too large", "extra 1/m": "the whole gradient m times too small",
     "sign flipped": "the whole gradient negated", "factor 1/2": "the whole gradient 2x or 1/2x",
