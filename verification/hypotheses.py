@@ -13,10 +13,10 @@ Two families:
   of ``a`` names the mistake: 0 a dropped path (a forgotten skip connection, tied weight, regulariser
   or label term), -1 a flipped sign, the size ``N`` of a reduction (or its inverse) mean and sum
   confused, 2 or 1/2 a factor of 2, anything else a wrong constant.
-* **Rule edits**, one gradient each: an elementwise derivative dropped (treated as 1), evaluated at
-  the op's output instead of its input (or the output-form formula at the input, ``1 - z**2`` for
-  tanh), the wrong branch of a ``select``/``max``/relu, a transposed operand or a wrong saved operand
-  in a matrix product's backward.
+* **Rule edits** (:mod:`verification.rule_edits`): a derivative dropped, evaluated at the wrong point,
+  the wrong branch, a transposed or wrong saved operand, each at one equation or at every equation of
+  one op (a shared helper).  :func:`candidate_gradients` runs them all in one compiled program, each
+  switched on by one entry of a one-hot vector, vmapped over the rows of the identity.
 """
 from __future__ import annotations
 
