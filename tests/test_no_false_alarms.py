@@ -3,9 +3,7 @@ random correct cases: architectures, activations, heads, dtypes, batch sizes, ex
 catalogue's seven model families)."""
 import itertools
 
-import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
 import jaxmlp
@@ -81,4 +79,3 @@ def test_case_count_meets_the_bar():
     jaxmlp_cases = 2 * len(HEADS) * len(ARCHS) * len(ACTIVATIONS) * len(BATCHES) * SEEDS_PER_CASE
     kink_cases = len(CONVENTIONS) * len(ARCHS) * 2 * 4
     assert jaxmlp_cases + kink_cases + len(FAMILIES) * FAMILY_SEEDS >= 1000
-    assert np.isfinite(jaxmlp_cases)

@@ -54,6 +54,21 @@ def random_tree(shapes, *, seed=0, dtype=F64, scale=1.0):
     return {name: scale * jax.random.normal(k, shape, dtype) for k, (name, shape) in zip(keys, shapes.items())}
 
 
+def random_data(seed, m, n_in, n_out, *, classes=False, x_scale=1.0, dtype=F64):
+    """``x`` (m, n_in) standard normal times ``x_scale``, and ``y``: one-hot rows over ``n_out`` classes, or
+    (m, n_out) standard normal targets; from ``key(seed + 100)`` (apart from :func:`random_tree`'s keys).
+
+    >>> x, y = random_data(0, 4, 3, 2, classes=True)
+    >>> x.shape, y.shape, [float(v) for v in y.sum(1)]
+    ((4, 3), (4, 2), [1.0, 1.0, 1.0, 1.0])
+    """
+    k1, k2 = jax.random.split(jax.random.key(seed + 100))
+    x = x_scale * jax.random.normal(k1, (m, n_in), dtype)
+    if classes:
+        return x, jax.nn.one_hot(jax.random.randint(k2, (m,), 0, n_out), n_out, dtype=dtype)
+    return x, jax.random.normal(k2, (m, n_out), dtype)
+
+
 def grid_problem(activation, head, depth, width, batch, dtype=F64, seed=0, n_in=3, n_out=4, x_scale=1.0) -> Problem:
     """:func:`mlp_problem` with ``depth`` layers: ``n_in``, ``depth - 1`` hidden layers of ``width``, ``n_out``."""
     sizes = (n_in,) + (width,) * (depth - 1) + (n_out,)

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from verification.catalogue.planted import Planted
-from verification.problems import random_tree
+from verification.problems import random_data, random_tree
 
 NAME = "dict-params 2-layer net"
 LAM = 0.01  # L2 strength
@@ -42,10 +42,7 @@ def grad(p, x, y, bug=None):
 
 def problem(seed=0):
     p = random_tree({"W1": (3, 5), "b1": (5,), "W2": (5, 4), "b2": (4,)}, seed=seed)
-    k1, k2 = jax.random.split(jax.random.key(seed + 100))
-    x = jax.random.normal(k1, (6, 3), jnp.float64)
-    y = jax.nn.one_hot(jax.random.randint(k2, (6,), 0, 4), 4, dtype=jnp.float64)
-    return p, x, y
+    return (p, *random_data(seed, 6, 3, 4, classes=True))
 
 
 BUGS = [

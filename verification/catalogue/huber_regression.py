@@ -3,11 +3,10 @@
 .. math:: \\ell(r) = \\begin{cases} r^2/2 & |r| \\le \\delta \\\\ \\delta(|r| - \\delta/2) & \\text{else}\\end{cases},
           \\quad \\ell'(r) = \\begin{cases} r & |r| \\le \\delta \\\\ \\delta\\,\\mathrm{sign}(r) & \\text{else}\\end{cases}
 """
-import jax
 import jax.numpy as jnp
 
 from verification.catalogue.planted import Planted
-from verification.problems import random_tree
+from verification.problems import random_data, random_tree
 
 NAME = "Huber-loss regression"
 DELTA = 0.3
@@ -42,8 +41,7 @@ def grad(p, x, y, bug=None):
 
 def problem(seed=0):
     p = random_tree({"W1": (3, 4), "b1": (4,), "W2": (4, 2), "b2": (2,)}, seed=seed, scale=0.5)
-    k1, k2 = jax.random.split(jax.random.key(seed + 100))
-    return p, jax.random.normal(k1, (8, 3), jnp.float64), jax.random.normal(k2, (8, 2), jnp.float64)
+    return (p, *random_data(seed, 8, 3, 2))
 
 
 BUGS = [

@@ -6,11 +6,10 @@ Its hand-derived backward is the usual compact form
 :math:`\\partial h = \\frac{1}{s}\\big(\\partial\\hat h - \\overline{\\partial\\hat h} - \\hat h\\,
 \\overline{\\partial\\hat h \\odot \\hat h}\\big)`, bars being means over the features.
 """
-import jax
 import jax.numpy as jnp
 
 from verification.catalogue.planted import Planted
-from verification.problems import random_tree
+from verification.problems import random_data, random_tree
 
 NAME = "layer-norm net"
 EPS = 1e-5
@@ -51,8 +50,7 @@ def grad(p, x, y, bug=None):
 
 def problem(seed=0):
     p = random_tree({"W1": (3, 5), "b1": (5,), "gamma": (5,), "beta": (5,), "W2": (5, 2), "b2": (2,)}, seed=seed)
-    k1, k2 = jax.random.split(jax.random.key(seed + 100))
-    return p, jax.random.normal(k1, (6, 3), jnp.float64), jax.random.normal(k2, (6, 2), jnp.float64)
+    return (p, *random_data(seed, 6, 3, 2))
 
 
 BUGS = [

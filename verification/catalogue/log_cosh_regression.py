@@ -3,7 +3,7 @@ import jax
 import jax.numpy as jnp
 
 from verification.catalogue.planted import Planted
-from verification.problems import random_tree
+from verification.problems import random_data, random_tree
 
 NAME = "log-cosh regression"
 
@@ -34,8 +34,7 @@ def grad(p, x, y, bug=None):
 
 def problem(seed=0):
     p = random_tree({"W1": (3, 5), "b1": (5,), "W2": (5, 2), "b2": (2,)}, seed=seed)
-    k1, k2 = jax.random.split(jax.random.key(seed + 100))
-    return p, jax.random.normal(k1, (6, 3), jnp.float64), jax.random.normal(k2, (6, 2), jnp.float64)
+    return (p, *random_data(seed, 6, 3, 2))
 
 
 BUGS = [

@@ -3,11 +3,10 @@
 .. math:: h = \\tanh(xW_1 + b_1),\\quad r = h + \\tanh(hW_2 + b_2),\\quad
           J = \\frac{1}{m}\\sum_i \\lVert r_i W_3 + b_3 - y_i\\rVert^2
 """
-import jax
 import jax.numpy as jnp
 
 from verification.catalogue.planted import Planted
-from verification.problems import random_tree
+from verification.problems import random_data, random_tree
 
 NAME = "residual MLP with a skip connection"
 
@@ -43,8 +42,7 @@ def grad(p, x, y, bug=None):
 def problem(seed=0):
     p = random_tree({"W1": (3, 4), "b1": (4,), "W2": (4, 4), "b2": (4,), "W3": (4, 2), "b3": (2,)},
                     seed=seed, scale=0.7)
-    k1, k2 = jax.random.split(jax.random.key(seed + 100))
-    return p, jax.random.normal(k1, (6, 3), jnp.float64), jax.random.normal(k2, (6, 2), jnp.float64)
+    return (p, *random_data(seed, 6, 3, 2))
 
 
 BUGS = [

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from verification.catalogue.planted import Planted
-from verification.problems import random_tree
+from verification.problems import random_data, random_tree
 
 NAME = "softmax regression"
 T = 3.0  # temperature
@@ -38,10 +38,7 @@ def grad(p, x, y, bug=None):
 
 def problem(seed=0):
     p = random_tree({"W": (4, 3), "b": (3,)}, seed=seed)
-    k1, k2 = jax.random.split(jax.random.key(seed + 100))
-    x = 2.0 * jax.random.normal(k1, (6, 4), jnp.float64)
-    y = jax.nn.one_hot(jax.random.randint(k2, (6,), 0, 3), 3, dtype=jnp.float64)
-    return p, x, y
+    return (p, *random_data(seed, 6, 4, 3, classes=True, x_scale=2.0))
 
 
 BUGS = [

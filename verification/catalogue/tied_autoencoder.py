@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from verification.catalogue.planted import Planted
-from verification.problems import random_tree
+from verification.problems import random_data, random_tree
 
 NAME = "weight-tied autoencoder (W and W^T)"
 
@@ -38,7 +38,7 @@ def grad(p, x, y, bug=None):
 
 def problem(seed=0):
     p = random_tree({"W": (4, 4), "b": (4,), "c": (4,)}, seed=seed, scale=0.8)
-    x = jax.random.normal(jax.random.key(seed + 100), (6, 4), jnp.float64)
+    x, _ = random_data(seed, 6, 4, 4)
     return p, x, x
 
 
