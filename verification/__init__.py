@@ -10,6 +10,7 @@ from verification.checker import Report, assert_gradients_match, check_gradients
 from verification.compare import Comparison, LeafResult, compare_leaves, compare_trees
 from verification.registry import CHECKS, run_checks
 from verification.rows import Row
+from verification.taylor import TaylorResult, taylor_test
 from verification.tolerances import F32_RTOL, F64_RTOL, FD_RTOL
 
 
@@ -29,10 +30,12 @@ __all__ = [
     "LeafResult",
     "Report",
     "Row",
+    "TaylorResult",
     "assert_gradients_match",
     "check_gradients",
     "compare_leaves",
     "compare_trees",
     "configure",
     "run_checks",
+    "taylor_test",
 ]
