@@ -8,6 +8,8 @@ from jaxmlp.heads import HEADS, Head, get_head
 from jaxmlp.residual_jacobian import jacobian as residual_jacobian
 from jaxmlp.residual_jacobian import residuals
 from jaxmlp.lemma1 import lemma1_grad
+from jaxmlp.manual_vjp import loss_with_manual_vjp
+from jaxmlp.gauss_newton import gauss_newton_product
 from jaxmlp.levenberg_marquardt import LMResult, StopReason, levenberg_marquardt, lm_step
 from jaxmlp.model import INIT_SCHEMES, MLP, init, init_state
 from jaxmlp.regularizers import penalty, penalty_grad
@@ -35,6 +37,7 @@ __all__ = [
     "dense_backward",
     "dense_forward",
     "forward",
+    "gauss_newton_product",
     "get_activation",
     "get_head",
     "init",
@@ -44,6 +47,7 @@ __all__ = [
     "lm_step",
     "loop",
     "loss",
+    "loss_with_manual_vjp",
     "optim",
     "penalty",
     "penalty_grad",

@@ -37,6 +37,7 @@ class Head(NamedTuple):
     output_derivative: Callable[[jax.Array, jax.Array], jax.Array]  # (Z^L, F) -> dF/dZ^L elementwise
     loss: Callable[[jax.Array, jax.Array], jax.Array]  # (Z^L, Y) -> scalar J
     delta: Callable[[jax.Array, jax.Array], jax.Array]  # (Z^L, Y) -> dJ/dZ^L
+    target_delta: Callable[[jax.Array, jax.Array], jax.Array]  # (Z^L, Y) -> dJ/dY (for custom_vjp rules)
     reduction: str  # "mean" or "sum" over the m examples
     classes: bool  # accepts integer class labels (one-hot encoded)
     least_squares: bool  # J is a sum or mean of squared residuals Y - output(Z)
@@ -117,6 +118,27 @@ def sigmoid_bce_delta(z, y):
     return (jax.nn.sigmoid(z) - y) / _rows(z)
 
 
+# --- dJ/dY: the targets' cotangent, for jaxmlp.loss_with_manual_vjp ------------------------
+def linear_target_delta(z, y):
+    r""":math:`\partial J/\partial Y = -Z/m`: softmax cross-entropy and sigmoid BCE are linear in Y."""
+    return -z / _rows(z)
+
+
+def sigmoid_quadratic_target_delta(z, y):
+    r""":math:`\partial J/\partial Y = (Y - \sigma(Z))/m`."""
+    return (y - jax.nn.sigmoid(z)) / _rows(z)
+
+
+def sum_squares_target_delta(z, y):
+    r""":math:`\partial J/\partial Y = -2(\hat Y - Y)`."""
+    return -2 * (z - y)
+
+
+def mse_target_delta(z, y):
+    r""":math:`\partial J/\partial Y = -2(\hat Y - Y)/(m n_L)`."""
+    return -2 * (z - y) / z.size
+
+
 def _identity(z):
     return z
 
@@ -142,17 +164,19 @@ HEADS: dict[str, Head] = {
     h.name: h
     for h in (
         Head(name="softmax_cross_entropy", output=_softmax, output_derivative=_no_elementwise_derivative,
-             loss=softmax_cross_entropy_loss, delta=softmax_cross_entropy_delta, reduction="mean", classes=True,
+             loss=softmax_cross_entropy_loss, delta=softmax_cross_entropy_delta,
+             target_delta=linear_target_delta, reduction="mean", classes=True,
              least_squares=False),
         Head(name="sigmoid_quadratic", output=jax.nn.sigmoid, output_derivative=_sigmoid_derivative,
-             loss=sigmoid_quadratic_loss, delta=sigmoid_quadratic_delta, reduction="mean", classes=False,
+             loss=sigmoid_quadratic_loss, delta=sigmoid_quadratic_delta,
+             target_delta=sigmoid_quadratic_target_delta, reduction="mean", classes=False,
              least_squares=True),
         Head(name="sum_squares", output=_identity, output_derivative=_identity_derivative, loss=sum_squares_loss,
-             delta=sum_squares_delta, reduction="sum", classes=False, least_squares=True),
-        Head(name="mse", output=_identity, output_derivative=_identity_derivative, loss=mse_loss, delta=mse_delta,
+             delta=sum_squares_delta, target_delta=sum_squares_target_delta, reduction="sum", classes=False, least_squares=True),
+        Head(name="mse", output=_identity, output_derivative=_identity_derivative, loss=mse_loss, delta=mse_delta, target_delta=mse_target_delta,
              reduction="mean", classes=False, least_squares=True),
         Head(name="sigmoid_bce", output=jax.nn.sigmoid, output_derivative=_sigmoid_derivative, loss=sigmoid_bce_loss,
-             delta=sigmoid_bce_delta, reduction="mean", classes=False, least_squares=False),
+             delta=sigmoid_bce_delta, target_delta=linear_target_delta, reduction="mean", classes=False, least_squares=False),
     )
 }
 

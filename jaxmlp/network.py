@@ -78,7 +78,7 @@ def loss(model: MLP, params, x, y, *, l1=0.0, l2=0.0, check=True, state=None, tr
 
 
 def backward(model: MLP, params, zs, as_, delta_L, *, l1=0.0, l2=0.0, bn_caches=(), derivative=None,
-             layer_backward=dense_backward):
+             layer_backward=dense_backward, input_grad=False):
     r"""The batched delta recursion from a given :math:`\delta^L` (m, n_L); returns grads.
 
     For a batch-norm layer the delta at the activation input goes through
@@ -94,6 +94,9 @@ def backward(model: MLP, params, zs, as_, delta_L, *, l1=0.0, l2=0.0, bn_caches=
       affine layer's backward (default :func:`jaxmlp.dense.dense_backward`,
       which sums over the batch).  The residual Jacobian passes a per-example
       one, which keeps a row per example.
+
+    ``input_grad=True`` returns ``(grads, dJ/dX)``: the last layer backward's
+    :math:`\delta^1 (W^1)^\top`, which the recursion otherwise drops.
     """
     act = get_activation(model.activation)
     derivative = act.derivative if derivative is None else derivative
@@ -109,7 +112,7 @@ def backward(model: MLP, params, zs, as_, delta_L, *, l1=0.0, l2=0.0, bn_caches=
         grads[l - 1] = g if dbn is None else g._replace(gamma=dbn.gamma, beta=dbn.beta)
         if l > 1:
             delta = d_a_prev * derivative(zs[l - 2], as_[l - 1])  # (m, n_{l-1})
-    return tuple(grads)
+    return (tuple(grads), d_a_prev) if input_grad else tuple(grads)
 
 
 def _new_state(model, state, stats, m):
@@ -118,18 +121,25 @@ def _new_state(model, state, stats, m):
                  for l, s in enumerate(state, start=1))
 
 
-def value_and_grad(model: MLP, params, x, y, *, l1=0.0, l2=0.0, check=True, state=None):
+def value_and_grad(model: MLP, params, x, y, *, l1=0.0, l2=0.0, check=True, state=None, input_grad=False):
     """``(J, grads)`` by the hand-derived backward pass; grads mirror ``params``.
 
     Batch-norm models train on batch statistics; pass their running ``state``
     to get ``(J, grads, new_state)`` with the statistics updated.
+    ``input_grad=True`` (without ``state``) gives ``(J, grads, dJ/dX, dJ/dY)``;
+    ``dJ/dY`` is the head's target derivative at the one-hot (or given) targets.
     """
     x, y = checks.check_all(model, params, x, y, l1, l2, check, state=state, train=True)
+    if input_grad and state is not None:
+        raise ValueError("input_grad: expected False when state is given (the running statistics are not "
+                         "differentiated), got True")
     head = get_head(model.head)
     zs, as_, caches, stats = _forward(model, params, x)
     value = head.loss(zs[-1], y) + penalty(params, l1, l2)
     grads = backward(model, params, zs, as_, head.delta(zs[-1], y), l1=l1, l2=l2,
-                     bn_caches=_per_layer(model, caches))
+                     bn_caches=_per_layer(model, caches), input_grad=input_grad)
+    if input_grad:
+        return value, grads[0], grads[1], head.target_delta(zs[-1], y)
     if state is None:
         return value, grads
     return value, grads, _new_state(model, state, stats, x.shape[0])

@@ -83,9 +83,32 @@ def _bugs() -> int:
         n, ok = n + 1, ok + good
         print(f"{arch:<28} {bug.name:<42} {bug.cause:<24} {', '.join(sorted(causes)) or '(passed!)':<24} {'yes' if good else 'NO'}")
     print(f"\npattern accuracy: {ok}/{n} = {ok / n:.0%}")
-    targets = (tot["located"] >= 0.95 * tot["bugs"] and tot["explained"] >= 0.85 * tot["bugs"]
+    rules_ok = _rule_bugs()
+    targets = rules_ok and (tot["located"] >= 0.95 * tot["bugs"] and tot["explained"] >= 0.85 * tot["bugs"]
                and tot["false_fail"] == 0)
     return 0 if ok == n and targets else 1
+
+
+def _rule_bugs() -> bool:
+    """The rule-bug catalogue: each twin passes in float64 and float32, each bug fails with its cause."""
+    import jax.numpy as jnp
+
+    from verification.catalogue.rule_bugs import CASES
+
+    print(f"\nrule bugs (custom_vjp / custom_jvp / hand VJP, JVP / curvature products)\n"
+          f"{'case':<40} {'twin f64':<9} {'twin f32':<9} {'bug fails':<10} {'expected':<26} {'diagnosed':<26} ok")
+    good = 0
+    for case in CASES:
+        twins = [case.check(False, dt).passed for dt in (jnp.float64, jnp.float32)]
+        report = case.check(True, jnp.float64)
+        causes = [f.cause for f in report.findings]
+        ok = all(twins) and not report.passed and causes[:1] == [case.cause]
+        good += ok
+        print(f"{case.name:<40} {'PASS' if twins[0] else 'FAIL':<9} {'PASS' if twins[1] else 'FAIL':<9} "
+              f"{'yes' if not report.passed else 'NO':<10} {case.cause:<26} {(causes or ['(none)'])[0]:<26} "
+              f"{'yes' if ok else 'NO'}", flush=True)
+    print(f"\nrule bugs explained: {good}/{len(CASES)}")
+    return good == len(CASES)
 
 
 if __name__ == "__main__":

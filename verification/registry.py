@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterator, NamedTuple, Optional, Sequence, Tuple
 
-from verification import batchnorm, layers, levenberg_marquardt, network, optimizers
+from verification import batchnorm, layers, levenberg_marquardt, network, optimizers, rule_rows
 from verification.rows import Row
 
 
@@ -39,6 +39,9 @@ CHECKS = (
     Check(("lm/jacobian",), levenberg_marquardt.jacobians),
     Check(("lm/step",), levenberg_marquardt.step_forms),
     Check(("lm/erratum", "lm/woodbury"), levenberg_marquardt.woodbury_errata),
+    Check(("rules/loss_with_manual_vjp",), rule_rows.manual_vjp_rows),
+    Check(("rules/layer", "rules/head"), rule_rows.layer_rows),
+    Check(("rules/gauss_newton",), rule_rows.gauss_newton_rows),
 )
 
 

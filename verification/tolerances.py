@@ -66,3 +66,10 @@ KINK_RTOL = 1e-4
 # terms.  Seen in float32: a softmax net's output bias off by 1.8e-5 of its own size, 1e-7 of the
 # gradient's (tests/test_no_false_alarms.py).
 RTOL_BY_DTYPE = {"float64": F64_RTOL, "float32": F32_RTOL, "bfloat16": BF16_RTOL, "float16": F16_RTOL}
+
+# Finite differences as the reference of a rule check (verification/rules.py), by the reference's dtype.
+# Central differences err by O(h^2 f''') truncation plus O(eps/h) cancellation; the step that balances
+# them is ~eps^(1/3) of the scale: 1e-6 in float64 (eps 2.2e-16, error ~1e-10), 5e-3 in float32 when x64
+# is off (eps 1.2e-7, error ~2e-5).  The tolerances leave a factor of ~10-100 over that error.
+FD_STEP_BY_DTYPE = {"float64": FD_STEP, "float32": 5e-3}
+FD_RTOL_BY_DTYPE = {"float64": FD_RTOL, "float32": 2e-3}

@@ -1,0 +1,166 @@
+r"""Check forward-mode rules: ``jax.custom_jvp`` functions and hand-written JVPs.
+
+As for VJPs (:mod:`verification.vjp_checks`), ``jax.jvp`` of a ``custom_jvp`` function runs the rule
+itself, so the reference is forward-mode autodiff of the undecorated primal ``f.fun`` (or directional
+central differences when it cannot be differentiated).  A block is (output leaf, input leaf): random
+tangents on the input leaf, and every unit tangent when it is small (a column block of the Jacobian,
+:math:`\dot y = J\dot x`).
+
+>>> import jax, jax.numpy as jnp
+>>> @jax.custom_jvp
+... def softplus(x):
+...     return jnp.logaddexp(x, 0.0)
+>>> @softplus.defjvp
+... def softplus_jvp(primals, tangents):
+...     (x,), (t,) = primals, tangents
+...     return softplus(x), -jax.nn.sigmoid(x) * t  # sign error
+>>> report = check_custom_jvp(softplus, jnp.linspace(-2.0, 2.0, 4))
+>>> report.passed, report.findings[0].cause
+(False, 'sign_flipped')
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from verification.compare import compare_leaf
+from verification.linear_check import Leaf, compare_maps, probe_set
+from verification.rule_args import (Args, check_callables, out_space, precision_line, reference_dtype, tolerance,
+                                    unwrap)
+from verification.rule_diagnosis import explain, primal_finding, where_of
+from verification.rule_report import RuleReport
+from verification.tolerances import FD_STEP_BY_DTYPE, FIT_RTOL
+
+
+def jvp_report(kind, rule_jvp, ref_fn, args: Args, *, rtol=None, where="", force_fd=False) -> RuleReport:
+    """The JVP check shared by :func:`check_custom_jvp` and :func:`check_jvp`.
+
+    ``rule_jvp(leaves, tangent_leaves) -> (out, tangent_out)``; ``ref_fn(*leaves)`` is what forward-mode
+    autodiff (or directional finite differences) differentiates for the reference.
+    """
+    ref_leaves = args.upcast()
+    reference = "finite differences" if force_fd else "autodiff of the primal"
+    ref_out = ref_fn(*ref_leaves)
+    if not force_fd:
+        try:
+            jax.jvp(ref_fn, ref_leaves, [jnp.zeros_like(l) for l in ref_leaves])
+        except Exception as e:  # noqa: BLE001 -- any failure to forward-differentiate the primal
+            reference, force_fd = f"finite differences (the primal cannot be differentiated: {type(e).__name__})", True
+    h = FD_STEP_BY_DTYPE[jnp.dtype(reference_dtype()).name]
+
+    def reference_t(t):
+        if force_fd:
+            up = ref_fn(*[l + h * d for l, d in zip(ref_leaves, t)])
+            down = ref_fn(*[l - h * d for l, d in zip(ref_leaves, t)])
+            return [(u - d) / (2 * h) for u, d in zip(jax.tree.leaves(up), jax.tree.leaves(down))]
+        return jax.tree.leaves(jax.jvp(ref_fn, ref_leaves, list(t))[1])
+
+    space, treedef = out_space(ref_out)
+    got_out, _ = rule_jvp(args.leaves, [jnp.zeros_like(l) for l in args.leaves])
+    report_err = ""
+    if jax.tree.structure(got_out) != treedef:
+        report_err = f"the rule's output {jax.tree.structure(got_out)} vs the primal's {treedef}"
+
+    def rule(t):
+        _, tout = rule_jvp(args.leaves, t)
+        leaves = jax.tree.leaves(tout)
+        return leaves if len(leaves) == len(space) else [None] * len(space)
+
+    tol = tolerance(args.precision, rtol, force_fd)
+    blocks = compare_maps(rule, reference_t, args.space(), space, tol, probe_is_input=True,
+                          ref_dtype=reference_dtype())
+    report = RuleReport(kind, reference, blocks, tol, precision_line(args.precision, reference),
+                        structure_error=report_err)
+    if not report_err:
+        flat_ref = np.asarray(ravel_pytree(ref_out)[0], np.float64)
+        report.primal = compare_leaf("primal", ravel_pytree(got_out)[0], flat_ref, tol,
+                                     tol * float(np.max(np.abs(flat_ref), initial=0.0)))
+    if not report.passed:
+        primals = {n: np.asarray(l, np.float64) for n, l in zip(args.names, args.leaves)}
+        primals.update({s.name: np.asarray(o, np.float64) for s, o in zip(space, jax.tree.leaves(ref_out))})
+        report.findings = explain(blocks, rule, reference_t, args.space(), [s.name for s in space], mode="jvp",
+                                  fit=FIT_RTOL[args.precision], primals=primals, where=where)
+        if report.primal is not None and not report.primal.passed:
+            report.findings.insert(0, primal_finding(where))
+    return report
+
+
+def batched_rows(rule_jvp, args: Args, tol):
+    """The rule vmapped over the leading axis against one call per example, on random tangents."""
+    ts = [jnp.asarray(probe_set(s, 7 + j)[0], s.dtype) for j, s in enumerate(args.space())]
+    vm = jax.tree.leaves(jax.vmap(lambda ls, t: rule_jvp(ls, t)[1])(args.leaves, ts))
+    n = args.leaves[0].shape[0]
+    per = [jax.tree.leaves(rule_jvp([l[b] for l in args.leaves], [t[b] for t in ts])[1]) for b in range(n)]
+    return [compare_leaf(f"out[{i}]", v, np.stack([np.asarray(p[i]) for p in per]), tol,
+                         tol * float(np.max(np.abs(np.asarray(v, np.float64)), initial=0.0))) for i, v in enumerate(vm)]
+
+
+def check_custom_jvp(f: Callable, *args, rtol=None, finite_differences=False, batched=False) -> RuleReport:
+    r"""Check the forward rule of ``f``, a ``jax.custom_jvp`` function (or a jitted one), at ``args``.
+
+    The rule (``jax.jvp`` of ``f``) against forward-mode autodiff of the undecorated ``f.fun`` (or
+    directional central differences), with random tangents and, on small inputs, every unit tangent.
+    ``nondiff_argnums`` are held fixed.  ``batched=True``: the arguments carry a leading batch axis; the
+    rule is checked under ``jax.vmap`` and against per-example calls.
+
+    >>> import jax, jax.numpy as jnp
+    >>> @jax.custom_jvp
+    ... def f(x):
+    ...     return jnp.sin(x)
+    >>> _ = f.defjvp(lambda p, t: (jnp.sin(p[0]), jnp.cos(p[0]) * t[0]))
+    >>> check_custom_jvp(f, jnp.arange(3.0)).passed
+    True
+    """
+    cj = unwrap(f)
+    if not (hasattr(cj, "fun") and hasattr(cj, "jvp")):
+        raise TypeError(f"f: expected a jax.custom_jvp function (or a jitted one), got {type(f).__name__}")
+    a = Args(cj.fun, args, cj.nondiff_argnums)
+    one_rule = lambda *ls: f(*a.rebuild(ls))  # noqa: E731
+    one_ref = lambda *ls: cj.fun(*a.rebuild(ls))  # noqa: E731
+    rule_f, ref_f = (jax.vmap(one_rule), jax.vmap(one_ref)) if batched else (one_rule, one_ref)
+    report = jvp_report("custom_jvp", lambda ls, t: jax.jvp(rule_f, list(ls), list(t)), ref_f, a, rtol=rtol,
+                        where=where_of(cj.jvp), force_fd=finite_differences)
+    if batched:
+        report.batched = batched_rows(lambda ls, t: jax.jvp(one_rule, list(ls), list(t)), a, report.rtol)
+    return report
+
+
+def check_jvp(f: Callable, f_jvp: Callable, *args, rtol=None, finite_differences=False, batched=False) -> RuleReport:
+    r"""Check a hand-written JVP: ``f_jvp(primals, tangents) -> (out, tangent_out)``.
+
+    The calling convention of ``jax.test_util.check_jvp``: ``primals`` and ``tangents`` are tuples shaped
+    like ``args`` (integer leaves get float0 tangents).  The reference is ``jax.jvp(f, ...)``;
+    ``finite_differences=True`` uses directional central differences instead.
+
+    >>> import jax.numpy as jnp
+    >>> f = lambda x: x / jnp.linalg.norm(x)
+    >>> def f_jvp(primals, tangents):
+    ...     (x,), (t,) = primals, tangents
+    ...     n = jnp.linalg.norm(x)
+    ...     return x / n, (t - x * (x @ t) / n ** 2) / n
+    >>> check_jvp(f, f_jvp, jnp.array([1.0, 2.0, 2.0])).passed
+    True
+    """
+    check_callables(f=f, f_jvp=f_jvp)
+    a = Args(f, args)
+    one = lambda ls, t: f_jvp(a.rebuild(ls), a.tangents(t))  # noqa: E731
+    ref = lambda *ls: f(*a.rebuild(ls))  # noqa: E731
+    report = jvp_report("jvp", jax.vmap(one) if batched else one, jax.vmap(ref) if batched else ref, a, rtol=rtol,
+                        where=where_of(f_jvp), force_fd=finite_differences)
+    if batched:
+        report.batched = batched_rows(one, a, report.rtol)
+    return report
+
+
+def assert_custom_jvp_correct(f, *args, **kw) -> RuleReport:
+    """pytest helper: :func:`check_custom_jvp` then :meth:`RuleReport.raise_if_failed`."""
+    return check_custom_jvp(f, *args, **kw).raise_if_failed()
+
+
+def assert_jvp_correct(f, f_jvp, *args, **kw) -> RuleReport:
+    """pytest helper: :func:`check_jvp` then :meth:`RuleReport.raise_if_failed`."""
+    return check_jvp(f, f_jvp, *args, **kw).raise_if_failed()

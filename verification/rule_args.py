@@ -1,0 +1,151 @@
+"""What every rule check shares: the differentiable leaves of the arguments, the reference dtype, the
+finite-difference Jacobian, the tolerance and the precision line of the report.
+
+>>> import jax.numpy as jnp
+>>> a = Args(lambda params, n: None, ({"W": jnp.ones((2, 2)), "k": jnp.arange(2)}, 3), nondiff=(1,))
+>>> a.names
+["params['W']"]
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any, List, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from verification.compare import leaf_name
+from verification.linear_check import Leaf, reference_dtype
+from verification.tolerances import FD_RTOL_BY_DTYPE, FD_STEP_BY_DTYPE, RTOL_BY_DTYPE
+
+PRECISIONS = ("float16", "bfloat16", "float32", "float64")  # lowest first
+
+
+def _inexact(x) -> bool:
+    return isinstance(x, float) or (hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.inexact))
+
+
+def unwrap(f):
+    """A jitted rule is checked as it is; its ``custom_vjp``/``custom_jvp`` object is found underneath."""
+    g = f
+    while not hasattr(g, "fun") and hasattr(g, "__wrapped__"):
+        g = g.__wrapped__
+    return g
+
+
+def _join(base: str, sub: str) -> str:
+    """'params' + "['W']" -> "params['W']"; 'params' + 'layer 1, W' -> 'params: layer 1, W'."""
+    return base + sub if not sub or sub[0] in "[." else f"{base}: {sub}"
+
+
+class Args:
+    """The differentiable leaves of ``args`` (inexact leaves outside ``nondiff``), named by the primal's
+    parameter names, and the way back to the full argument tuple."""
+
+    def __init__(self, fn, args, nondiff=()):
+        self.args, self.nondiff = tuple(args), tuple(nondiff)
+        try:
+            names = list(inspect.signature(fn).parameters)
+        except (TypeError, ValueError):
+            names = []
+        self.slots, self.leaves, self.names = [], [], []
+        for pos, a in enumerate(self.args):
+            if pos in self.nondiff:
+                continue
+            base = names[pos] if pos < len(names) else f"arg{pos}"
+            for k, (path, leaf) in enumerate(jax.tree_util.tree_flatten_with_path(a)[0]):
+                if _inexact(leaf):
+                    self.slots.append((pos, k))
+                    self.leaves.append(jnp.asarray(leaf))
+                    self.names.append(_join(base, leaf_name(path) if path else ""))
+        if not self.leaves:
+            raise ValueError("args: expected at least one floating-point argument to differentiate, got none "
+                             f"(dtypes {[getattr(a, 'dtype', type(a).__name__) for a in self.args]})")
+
+    def rebuild(self, leaves) -> tuple:
+        """The full argument tuple with the differentiable leaves replaced by ``leaves``."""
+        args = list(self.args)
+        for pos in sorted({p for p, _ in self.slots}):
+            flat, treedef = jax.tree.flatten(args[pos])
+            for (p, k), leaf in zip(self.slots, leaves):
+                if p == pos:
+                    flat[k] = leaf
+            args[pos] = jax.tree.unflatten(treedef, flat)
+        return tuple(args)
+
+    def select(self, per_arg) -> List[Any]:
+        """The differentiable leaves of a tuple shaped like ``args`` (a pullback's cotangents), or None."""
+        if not isinstance(per_arg, (tuple, list)) or len(per_arg) != len(self.args):
+            return None
+        out = []
+        for pos, k in self.slots:
+            leaves = jax.tree.leaves(per_arg[pos])
+            if len(leaves) != len(jax.tree.leaves(self.args[pos])):
+                return None
+            out.append(leaves[k])
+        return out
+
+    def tangents(self, leaves) -> tuple:
+        """A tangent tuple shaped like ``args``: ``leaves`` at the differentiable leaves, float0 zeros at
+        integer leaves, zeros at held floats (the convention of ``jax.jvp``)."""
+        out = []
+        for pos, a in enumerate(self.args):
+            flat, treedef = jax.tree.flatten(a)
+            flat = [np.zeros(np.shape(x), jax.dtypes.float0) if not _inexact(x) else jnp.zeros_like(x) for x in flat]
+            for (p, k), leaf in zip(self.slots, leaves):
+                if p == pos:
+                    flat[k] = leaf
+            out.append(jax.tree.unflatten(treedef, flat))
+        return tuple(out)
+
+    def space(self) -> List[Leaf]:
+        return [Leaf(n, l.shape, l.dtype) for n, l in zip(self.names, self.leaves)]
+
+    def upcast(self, leaves=None) -> list:
+        return [l.astype(reference_dtype()) for l in (self.leaves if leaves is None else leaves)]
+
+    @property
+    def precision(self) -> str:
+        names = {jnp.dtype(l.dtype).name for l in self.leaves}
+        return next((n for n in PRECISIONS if n in names), "float64")
+
+
+def out_space(out) -> Tuple[List[Leaf], Any]:
+    """The leaves of a function's output (``out``, ``out[0]``, ``out['a']``) and its treedef."""
+    flat, treedef = jax.tree_util.tree_flatten_with_path(out)
+    return [Leaf(_join("out", leaf_name(p) if p else ""), tuple(jnp.shape(l)), jnp.result_type(l)) for p, l in flat], treedef
+
+
+def fd_jacobian(fn, leaves) -> Tuple[np.ndarray, Any]:
+    """Central differences of ``fn(*leaves)`` (flattened) in the leaves' dtype: ``(J (n_out, n_in), out)``.
+
+    The step comes from the dtype (``tolerances.FD_STEP_BY_DTYPE``)."""
+    flat, unravel = ravel_pytree(list(leaves))
+    h = FD_STEP_BY_DTYPE[jnp.dtype(flat.dtype).name]
+    g = lambda v: ravel_pytree(fn(*unravel(v)))[0]  # noqa: E731
+    eye = jnp.eye(flat.size, dtype=flat.dtype)
+    jac = jax.vmap(lambda e: (g(flat + h * e) - g(flat - h * e)) / (2 * h))(eye)  # (n_in, n_out)
+    return np.asarray(jac, np.float64).T, fn(*leaves)
+
+
+def tolerance(precision: str, rtol, fd: bool) -> float:
+    """``rtol`` if given, else the rule's dtype's (``RTOL_BY_DTYPE``), loosened to the finite-difference
+    tolerance of the reference dtype when the reference is finite differences."""
+    if rtol is not None:
+        if not (isinstance(rtol, (int, float)) and rtol >= 0):
+            raise ValueError(f"rtol: expected a tolerance >= 0, got {rtol!r}")
+        return float(rtol)
+    tol = RTOL_BY_DTYPE[precision]
+    return max(tol, FD_RTOL_BY_DTYPE[jnp.dtype(reference_dtype()).name]) if fd else tol
+
+
+def precision_line(precision: str, reference: str) -> str:
+    return f"{precision} rule vs {jnp.dtype(reference_dtype()).name} reference ({reference})"
+
+
+def check_callables(**fns):
+    for name, fn in fns.items():
+        if not callable(fn):
+            raise TypeError(f"{name}: expected a callable, got {type(fn).__name__}")
