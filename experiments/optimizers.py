@@ -20,7 +20,7 @@ STEPS = 2000
 OPTIMIZERS = {  # name: (hand-written, optax baseline) factories of the learning rate
     "sgd": (lambda lr: optim.sgd(lr), lambda lr: optax.sgd(lr)),
     "momentum": (lambda lr: optim.momentum(lr, 0.9), lambda lr: optax.sgd(lr * 0.1, momentum=0.9)),
-    "rmsprop": (lambda lr: optim.rmsprop(lr, 0.9, 1e-8), lambda lr: optax.rmsprop(lr, 0.9, 1e-8, eps_in_sqrt=False)),
+    "rmsprop": (lambda lr: optim.rmsprop(lr, 0.9, 1e-8, eps_in_sqrt=False), lambda lr: optax.rmsprop(lr, 0.9, 1e-8, eps_in_sqrt=False)),
     "adam": (lambda lr: optim.adam(lr), lambda lr: optax.adam(lr)),
 }
 LR = {"spiral": {"sgd": 1.0, "momentum": 1.0, "rmsprop": 0.01, "adam": 0.01},

@@ -86,9 +86,9 @@ def train_population(grad_fn: Callable, optimizer: optax.GradientTransformation,
       grad_fn, optimizer, x, y, scheme, batch_size, log_every, chunk_steps, check_finite, progress:
         as for :func:`jaxmlp.train.train` (the data are shared by all members).
       keys: (P,) PRNG keys of the members' sampling schemes.
-      hyperparams: per-member hyperparameters, e.g. ``{"lr": lrs}`` with ``lrs`` of shape (P,);
+      hyperparams: per-member hyperparameters, e.g. ``{"learning_rate": lrs}`` with ``lrs`` of shape (P,);
         the optimizer must then come from ``optax.inject_hyperparams`` (e.g.
-        ``optax.inject_hyperparams(jaxmlp.optim.sgd)(lr=0.1)``).
+        ``optax.inject_hyperparams(jaxmlp.optim.sgd)(learning_rate=0.1)``).
 
     Every member follows the trajectory :func:`jaxmlp.train.train` gives it alone:
 

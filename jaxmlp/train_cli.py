@@ -23,7 +23,8 @@ import jax
 
 from jaxmlp.atomic import write_atomic
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam")
+OPTIMIZERS = ("sgd", "momentum", "heavy_ball", "nesterov", "rmsprop", "adam", "adamw")
+SCHEDULES = ("constant", "exponential", "cosine", "warmup-cosine")
 DATASETS = ("higham", "higham11", "spiral", "digits")
 
 
@@ -36,7 +37,21 @@ def _parser():
     ap.add_argument("--head", default="sigmoid_quadratic", help="output head (default sigmoid_quadratic)")
     ap.add_argument("--init", default="higham", help="initialisation scheme (default higham)")
     ap.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="hand-written optimizer (default sgd)")
-    ap.add_argument("--lr", type=float, default=0.05, help="learning rate (default 0.05)")
+    ap.add_argument("--learning-rate", "--lr", dest="learning_rate", type=float, default=0.05,
+                    help="learning rate, the schedule's peak (default 0.05)")
+    ap.add_argument("--schedule", choices=SCHEDULES, default="constant",
+                    help="learning-rate schedule: constant; exponential (optax.exponential_decay with "
+                         "--transition-steps, --decay-rate); cosine (optax.cosine_decay_schedule over --decay-steps "
+                         "to --end-value); warmup-cosine (optax.warmup_cosine_decay_schedule from 0 over "
+                         "--warmup-steps, then to --end-value at --decay-steps)")
+    ap.add_argument("--transition-steps", type=int, default=1000, help="exponential: steps per decay (default 1000)")
+    ap.add_argument("--decay-rate", type=float, default=0.5, help="exponential: factor per transition (default 0.5)")
+    ap.add_argument("--warmup-steps", type=int, default=100, help="warmup-cosine: warm-up steps (default 100)")
+    ap.add_argument("--decay-steps", type=int, default=None,
+                    help="cosine, warmup-cosine: steps to the end value (default --steps)")
+    ap.add_argument("--end-value", type=float, default=0.0, help="cosine, warmup-cosine: final rate (default 0)")
+    ap.add_argument("--l1", type=float, default=0.0, help="L1 penalty strength (default 0)")
+    ap.add_argument("--l2", type=float, default=0.0, help="L2 penalty strength (default 0)")
     ap.add_argument("--scheme", default="sgd_replacement", help="sampling scheme (default sgd_replacement)")
     ap.add_argument("--batch-size", type=int, default=None, help="examples per step (default: the scheme's)")
     ap.add_argument("--steps", type=int, default=10**6, help="total steps of the run (default 1000000)")
@@ -50,6 +65,33 @@ def _parser():
     ap.add_argument("--progress", action="store_true", help="show a tqdm progress bar")
     ap.add_argument("--out", default=os.path.join("results", "train"), help="output folder (default results/train)")
     return ap
+
+
+def schedule(args):
+    """The learning rate (a float or an Optax schedule) from the command line; bad values raise ValueError."""
+    import optax
+
+    lr = args.learning_rate
+    if not (lr > 0 and lr < float("inf")):
+        raise ValueError(f"--learning-rate: expected a finite number > 0, got {lr}")
+    if args.schedule == "constant":
+        return lr
+    if args.schedule == "exponential":
+        if args.transition_steps <= 0:
+            raise ValueError(f"--transition-steps: expected an int > 0, got {args.transition_steps}")
+        if not 0 < args.decay_rate <= 1:
+            raise ValueError(f"--decay-rate: expected a number in (0, 1], got {args.decay_rate}")
+        return optax.exponential_decay(lr, args.transition_steps, args.decay_rate)
+    decay_steps = args.steps if args.decay_steps is None else args.decay_steps
+    if decay_steps <= 0:
+        raise ValueError(f"--decay-steps: expected an int > 0, got {decay_steps}")
+    if not 0 <= args.end_value <= lr:
+        raise ValueError(f"--end-value: expected a number in [0, --learning-rate = {lr}], got {args.end_value}")
+    if args.schedule == "cosine":
+        return optax.cosine_decay_schedule(lr, decay_steps, alpha=args.end_value / lr)
+    if not 0 <= args.warmup_steps < decay_steps:
+        raise ValueError(f"--warmup-steps: expected an int in [0, --decay-steps = {decay_steps}), got {args.warmup_steps}")
+    return optax.warmup_cosine_decay_schedule(0.0, lr, args.warmup_steps, decay_steps, args.end_value)
 
 
 def _data(name):
@@ -81,11 +123,15 @@ def main(argv=None) -> int:
     if x.shape[1] != sizes[0]:
         raise ValueError(f"--sizes: {args.data} has {x.shape[1]} input features, got sizes[0] = {sizes[0]}")
     params = jaxmlp.init(model, jax.random.key(args.seed), args.init)
-    opt = getattr(optim, args.optimizer)(args.lr)
+    for name in ("l1", "l2"):
+        v = getattr(args, name)
+        if not (0 <= v < float("inf")):
+            raise ValueError(f"--{name}: expected a finite number >= 0, got {v}")
+    opt = getattr(optim, args.optimizer)(schedule(args))
     ck = None
     if args.checkpoint_dir:
         ck = train.Checkpointer(args.checkpoint_dir, model, args.checkpoint_every, args.keep, args.resume)
-    r = train.train(train.manual_grad(model), opt, params, x, y, key=jax.random.key(args.seed + 1), steps=args.steps,
+    r = train.train(train.manual_grad(model, l1=args.l1, l2=args.l2), opt, params, x, y, key=jax.random.key(args.seed + 1), steps=args.steps,
                     scheme=args.scheme, batch_size=args.batch_size, log_every=args.log_every, checkpoint=ck,
                     check_finite=not args.no_check_finite, progress=args.progress)
     out = pathlib.Path(args.out)

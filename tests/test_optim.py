@@ -49,12 +49,12 @@ def test_rmsprop_eps_keeps_zero_gradient_finite():
 
 
 @pytest.mark.parametrize("make, kwargs, msg", [
-    (optim.sgd, {"lr": 0.0}, "lr: expected a finite number > 0, got 0.0"),
-    (optim.sgd, {"lr": -1}, "lr: expected a finite number > 0, got -1"),
-    (optim.momentum, {"lr": 0.1, "beta": 1.0}, r"beta: expected a number in \[0, 1\), got 1.0"),
-    (optim.rmsprop, {"lr": 0.1, "eps": -1e-8}, "eps: expected a finite number >= 0, got -1e-08"),
-    (optim.adam, {"lr": 0.1, "b2": -0.1}, r"b2: expected a number in \[0, 1\)"),
-    (optim.adamw, {"lr": 0.1, "weight_decay": -1.0}, "weight_decay: expected a finite number >= 0"),
+    (optim.sgd, {"learning_rate": 0.0}, "learning_rate: expected a finite number > 0, got 0.0"),
+    (optim.sgd, {"learning_rate": -1}, "learning_rate: expected a finite number > 0, got -1"),
+    (optim.momentum, {"learning_rate": 0.1, "momentum": 1.0}, r"momentum: expected a number in \[0, 1\), got 1.0"),
+    (optim.rmsprop, {"learning_rate": 0.1, "eps": -1e-8}, "eps: expected a finite number >= 0, got -1e-08"),
+    (optim.adam, {"learning_rate": 0.1, "b2": -0.1}, r"b2: expected a number in \[0, 1\)"),
+    (optim.adamw, {"learning_rate": 0.1, "weight_decay": -1.0}, "weight_decay: expected a finite number >= 0"),
 ])
 def test_bad_hyperparameters(make, kwargs, msg):
     with pytest.raises(ValueError, match=msg):

@@ -34,9 +34,9 @@ def test_each_member_is_its_own_train_run():
 
 def test_per_member_learning_rates_and_a_diverging_member_is_isolated():
     lrs = jnp.array([0.01, 0.05, 0.5, jnp.inf])  # the last member's first update makes its params infinite
-    opt = optax.inject_hyperparams(optim.sgd)(lr=0.1)
+    opt = optax.inject_hyperparams(optim.sgd)(learning_rate=0.1)
     with jax.numpy_dtype_promotion("standard"):
-        r = train_population(GRAD, opt, PARAMS, X * 1e3, Y, keys=KEYS, hyperparams={"lr": lrs}, **KW)
+        r = train_population(GRAD, opt, PARAMS, X * 1e3, Y, keys=KEYS, hyperparams={"learning_rate": lrs}, **KW)
         for i in range(3):
             one = train.train(GRAD, optim.sgd(float(lrs[i])), _member(PARAMS, i), X * 1e3, Y, key=KEYS[i],
                           progress=False, **KW)

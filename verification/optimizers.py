@@ -15,9 +15,33 @@ import jaxmlp
 from jaxmlp import optim
 from verification.compare import compare_trees
 from verification.rows import Row
-from verification.tolerances import OPT_F32_RTOL, OPT_F64_RTOL
+from verification.tolerances import OPT_F32_MAPPING_RTOL, OPT_F32_RTOL, OPT_F64_RTOL
 
 STEPS = 1000
+
+
+SCHEDULES = ("constant", "exponential", "warmup_cosine")
+
+
+def schedule(kind, lr):
+    """The problem's rate ``lr`` as a constant, ``optax.exponential_decay`` (halved every 200 steps) or
+    ``optax.warmup_cosine_decay_schedule`` (from 0 over 100 steps, to lr/10 at step 1000)."""
+    if kind == "constant":
+        return lr
+    if kind == "exponential":
+        return optax.exponential_decay(lr, 200, 0.5)
+    return optax.warmup_cosine_decay_schedule(0.0, lr, 100, STEPS, lr / 10)
+
+
+def wide(lr):
+    """A schedule's value in the default float dtype (float64 under x64): Optax's schedules return float32
+    from an int32 count, and a mapping that rescales it must not round there (a 1e-8 error otherwise)."""
+    return lambda n: jnp.asarray(lr(n), jax.dtypes.canonicalize_dtype(jnp.float64))
+
+
+def times(lr, c):
+    """``lr * c`` for a float or a schedule (a mapping's rescaled rate)."""
+    return (lambda n: wide(lr)(n) * c) if callable(lr) else lr * c
 
 
 def adam_without_bias_correction_baseline(lr, b1, b2, eps):
@@ -28,23 +52,26 @@ def adam_without_bias_correction_baseline(lr, b1, b2, eps):
     :math:`\epsilon_t = \epsilon/\sqrt{c_2}` give :math:`\alpha\, v/(\sqrt S + \epsilon)`.
     """
     c = lambda b, n: 1 - b ** (n + 1)  # inject_hyperparams passes the 0-based count  # noqa: E731
+    rate = wide(lr) if callable(lr) else (lambda n: lr)
     return optax.inject_hyperparams(optax.adam)(
-        learning_rate=lambda n: lr * c(b1, n) / jnp.sqrt(c(b2, n)),
+        learning_rate=lambda n: rate(n) * c(b1, n) / jnp.sqrt(c(b2, n)),
         b1=b1, b2=b2, eps=lambda n: eps / jnp.sqrt(c(b2, n)))
 
 
-def pairs(lr, mask):
-    """(name, hand-written, Optax baseline, how the baseline relates) for every optimizer."""
+def pairs(lr, mask, kind="constant"):
+    """(name, hand-written, Optax baseline, how the baseline relates) for every optimizer, at the problem's
+    rate ``lr`` under the schedule ``kind``."""
     b, wd = 0.9, 0.05
-    a_lr = lr / 5  # Adam's steps are ~lr per coordinate: keep them small on every problem
+    a_lr = schedule(kind, lr / 5)  # Adam's steps are ~lr per coordinate: keep them small on every problem
+    lr = schedule(kind, lr)
     return [
         ("sgd", optim.sgd(lr), optax.sgd(lr), "alias"),
         ("sgd_weight_decay", optim.sgd(lr, weight_decay=wd),
          optax.chain(optax.add_decayed_weights(wd), optax.sgd(lr)), "composition"),
-        ("momentum_ema", optim.momentum(lr, b), optax.sgd(lr * (1 - b), momentum=b), "mapping a(1-b), b"),
+        ("momentum_ema", optim.momentum(lr, b), optax.sgd(times(lr, 1 - b), momentum=b), "mapping a(1-b), b"),
         ("heavy_ball", optim.heavy_ball(lr, b), optax.sgd(lr, momentum=b), "alias"),
         ("nesterov", optim.nesterov(lr, b), optax.sgd(lr, momentum=b, nesterov=True), "alias"),
-        ("rmsprop", optim.rmsprop(lr, 0.9, 1e-8), optax.rmsprop(lr, 0.9, 1e-8, eps_in_sqrt=False), "alias"),
+        ("rmsprop", optim.rmsprop(lr, 0.9, 1e-8, eps_in_sqrt=False), optax.rmsprop(lr, 0.9, 1e-8, eps_in_sqrt=False), "alias"),
         ("rmsprop_eps_in_sqrt", optim.rmsprop(lr, 0.9, 1e-8, eps_in_sqrt=True), optax.rmsprop(lr, 0.9, 1e-8), "alias"),
         ("adam", optim.adam(a_lr), optax.adam(a_lr), "alias"),
         ("adam_no_bias_correction", optim.adam(a_lr, bias_correction=False),
@@ -106,12 +133,17 @@ def trajectory_rows(dtype):
     tol = OPT_F64_RTOL if dtype == jnp.float64 else OPT_F32_RTOL
     tag = jnp.dtype(dtype).name
     for prob, params, grad_fn, lr, mask in problems(dtype):
-        for name, mine, base, how in pairs(lr, mask):
-            if mask is None and name == "adamw_masked":
-                mine, base = optim.adamw(lr, weight_decay=0.05), optax.adamw(lr, weight_decay=0.05)
-            a = trajectory(mine, grad_fn, params)
-            b = trajectory(base, grad_fn, params)
-            exact = all(np.array_equal(u, v) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
-            cmp = compare_trees(a, b, tol)
-            cmp.where = f"exact ({how})" if exact else f"{how}; worst at {cmp.where}"
-            yield Row.from_comparison(f"optim/{name}/{prob}/{tag}", f"{STEPS} steps vs optax ({how})", cmp, tol)
+        for kind in SCHEDULES:
+            for name, mine, base, how in pairs(lr, mask, kind):
+                if mask is None and name == "adamw_masked":
+                    a_lr = schedule(kind, lr / 5)
+                    mine, base = optim.adamw(a_lr, weight_decay=0.05), optax.adamw(a_lr, weight_decay=0.05)
+                row_tol = OPT_F32_MAPPING_RTOL if dtype == jnp.float32 and how.startswith("mapping") else tol
+                a = trajectory(mine, grad_fn, params)
+                b = trajectory(base, grad_fn, params)
+                exact = all(np.array_equal(u, v) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+                cmp = compare_trees(a, b, row_tol)
+                cmp.where = f"exact ({how})" if exact else f"{how}; worst at {cmp.where}"
+                sched = "" if kind == "constant" else f"/{kind}"
+                yield Row.from_comparison(f"optim/{name}{sched}/{prob}/{tag}", f"{STEPS} steps vs optax ({how})",
+                                          cmp, row_tol)

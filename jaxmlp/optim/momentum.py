@@ -11,6 +11,9 @@ Known differences from other libraries:
 * Keras's SGD puts the learning rate *inside* the buffer,
   :math:`v \leftarrow \beta v - \alpha g,\ \theta \leftarrow \theta + v`;
   with a constant :math:`\alpha` that is the heavy ball again.
+
+Names: the seeds' :math:`\alpha` is ``learning_rate`` and :math:`\beta` is ``momentum`` (Optax's names).
+Heavy ball and Nesterov are :func:`jaxmlp.optim.sgd` with ``momentum`` (and ``nesterov=True``).
 """
 from __future__ import annotations
 
@@ -20,70 +23,68 @@ import jax
 import optax
 
 from jaxmlp.optim import validation
+from jaxmlp.optim.sgd import sgd
 
 
 class MomentumState(NamedTuple):
-    """The velocity :math:`v`, one leaf per parameter leaf."""
+    """The step count and the velocity :math:`v`, one leaf per parameter leaf."""
 
+    count: jax.Array  # int32 scalar
     velocity: optax.Params
 
 
-def _momentum(lr, beta, direction):
-    lr = validation.positive("lr", lr)
-    beta = validation.decay("beta", beta)
+def momentum(learning_rate: optax.ScalarOrSchedule, momentum: float = 0.9) -> optax.GradientTransformation:
+    r"""DNN Maths (2020-01-12)'s momentum, an exponential moving average of the gradients.
+
+    .. math::  v \leftarrow \beta v + (1-\beta) g,\qquad \theta \leftarrow \theta - \alpha_t v
+
+    for weights *and* biases, each with its own velocity (DNN Maths (2020-01-12) prints the
+    bias update with :math:`v^{dW}`; the correct one is :math:`v^{db}`).  :math:`\beta` is
+    ``momentum``.  Optax equivalent, proved in the verification:
+    ``optax.sgd(learning_rate * (1 - momentum), momentum=momentum)``.
+
+    >>> import jax.numpy as jnp
+    >>> opt = momentum(0.1, 0.5)
+    >>> u, s = opt.update(jnp.ones(1), opt.init(jnp.zeros(1)))
+    >>> u.tolist()
+    [-0.05]
+    """
+    lr = validation.learning_rate(learning_rate)
+    beta = validation.decay("momentum", momentum)
 
     def init(params):
-        return MomentumState(validation.zeros_like(params))
+        return MomentumState(validation.new_count(), validation.zeros_like(params))
 
     def update(grads, state, params=None):
         del params
-        v, step = direction(grads, state.velocity, beta)
-        return jax.tree.map(lambda s: -lr * s, step), MomentumState(v)
+        v = jax.tree.map(lambda g, v: (1 - beta) * g + beta * v, grads, state.velocity)
+        return validation.descend(lr, state.count, v), MomentumState(state.count + 1, v)
 
     return optax.GradientTransformation(init, update)
 
 
-def _ema(g, v, beta):
-    v = jax.tree.map(lambda g, v: (1 - beta) * g + beta * v, g, v)
-    return v, v
+def heavy_ball(learning_rate: optax.ScalarOrSchedule, momentum: float = 0.9) -> optax.GradientTransformation:
+    r"""Polyak's heavy ball: :math:`v \leftarrow \beta v + g,\ \theta \leftarrow \theta - \alpha_t v`.
 
+    ``sgd(learning_rate, momentum)``.  Optax baseline: ``optax.sgd(learning_rate, momentum=momentum)``.
 
-def _heavy_ball(g, v, beta):
-    v = jax.tree.map(lambda g, v: g + beta * v, g, v)
-    return v, v
-
-
-def _nesterov(g, v, beta):
-    v = jax.tree.map(lambda g, v: g + beta * v, g, v)
-    return v, jax.tree.map(lambda g, v: g + beta * v, g, v)
-
-
-def momentum(lr: float, beta: float = 0.9) -> optax.GradientTransformation:
-    r"""DNN Maths (2020-01-12)'s momentum, an exponential moving average of the gradients.
-
-    .. math::  v \leftarrow \beta v + (1-\beta) g,\qquad \theta \leftarrow \theta - \alpha v
-
-    for weights *and* biases, each with its own velocity (DNN Maths (2020-01-12) prints the
-    bias update with :math:`v^{dW}`; the correct one is :math:`v^{db}`).
-    Optax equivalent, proved in the verification:
-    ``optax.sgd(lr * (1 - beta), momentum=beta)``.
+    >>> import jax.numpy as jnp
+    >>> heavy_ball(0.1).update(jnp.ones(1), heavy_ball(0.1).init(jnp.zeros(1)))[0].tolist()
+    [-0.1]
     """
-    return _momentum(lr, beta, _ema)
+    return sgd(learning_rate, momentum=momentum)
 
 
-def heavy_ball(lr: float, beta: float = 0.9) -> optax.GradientTransformation:
-    r"""Polyak's heavy ball: :math:`v \leftarrow \beta v + g,\ \theta \leftarrow \theta - \alpha v`.
-
-    Optax baseline: ``optax.sgd(lr, momentum=beta)``.
-    """
-    return _momentum(lr, beta, _heavy_ball)
-
-
-def nesterov(lr: float, beta: float = 0.9) -> optax.GradientTransformation:
+def nesterov(learning_rate: optax.ScalarOrSchedule, momentum: float = 0.9) -> optax.GradientTransformation:
     r"""Nesterov momentum in the Sutskever et al. form used by Optax and PyTorch.
 
-    .. math::  v \leftarrow \beta v + g,\qquad \theta \leftarrow \theta - \alpha\,(g + \beta v)
+    .. math::  v \leftarrow \beta v + g,\qquad \theta \leftarrow \theta - \alpha_t\,(g + \beta v)
 
-    Optax baseline: ``optax.sgd(lr, momentum=beta, nesterov=True)``.
+    ``sgd(learning_rate, momentum, nesterov=True)``.  Optax baseline:
+    ``optax.sgd(learning_rate, momentum=momentum, nesterov=True)``.
+
+    >>> import jax.numpy as jnp
+    >>> nesterov(0.1, 0.5).update(jnp.ones(1), nesterov(0.1, 0.5).init(jnp.zeros(1)))[0].tolist()
+    [-0.15000000000000002]
     """
-    return _momentum(lr, beta, _nesterov)
+    return sgd(learning_rate, momentum=momentum, nesterov=True)

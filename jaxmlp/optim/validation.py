@@ -1,14 +1,18 @@
-"""Hyperparameter checks shared by the optimizers.
+"""Hyperparameter checks shared by the optimizers, and the learning rate at a step.
 
 A hyperparameter may be a Python number or a JAX/numpy scalar (as
 ``optax.inject_hyperparams`` passes them, so that a population can vmap over
 learning rates).  Concrete values are checked; traced ones cannot be and pass.
+A learning rate may also be an Optax schedule (``optax.ScalarOrSchedule``): it is
+checked by calling it at step 0, and evaluated at the state's ``count``, which
+starts at 0 (Optax's convention).
 """
 from __future__ import annotations
 
 import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -36,7 +40,34 @@ def decay(name, v):
     return _check(name, v, lambda u: 0 <= u < 1, "a number in [0, 1)")
 
 
-def zeros_like(params):
-    import jax.numpy as jnp
+def learning_rate(v):
+    """A float or scalar array > 0, or a schedule ``count -> rate`` whose value at step 0 is finite and >= 0
+    (a warm-up may start at 0)."""
+    if callable(v):
+        try:
+            with jax.numpy_dtype_promotion("standard"):  # Optax's schedules mix int32 counts with floats
+                first = v(jnp.zeros([], jnp.int32))
+        except Exception as e:  # noqa: BLE001 -- report any failure of the user's schedule
+            raise ValueError(f"learning_rate: a schedule must accept the step count (an int32 scalar); calling it "
+                             f"at step 0 raised {type(e).__name__}: {e}") from None
+        if np.ndim(first) != 0:
+            raise ValueError(f"learning_rate: a schedule must return a scalar, got shape {np.shape(first)} at step 0")
+        if not isinstance(first, jax.core.Tracer):
+            non_negative("learning_rate (the schedule at step 0)", np.asarray(first).astype(np.float64)[()])
+        return v
+    return positive("learning_rate", v)
 
+
+def descend(lr, count, step):
+    """``-lr_t * step`` leaf by leaf, with ``lr_t = lr(count)`` for a schedule (``count`` 0-based) and the rate
+    cast to each leaf's dtype, as Optax's ``scale_by_learning_rate`` does."""
+    rate = lr(count) if callable(lr) else lr
+    return jax.tree.map(lambda s: -jnp.asarray(rate, s.dtype) * s, step)
+
+
+def zeros_like(params):
     return jax.tree.map(jnp.zeros_like, params)
+
+
+def new_count():
+    return jnp.zeros([], jnp.int32)
