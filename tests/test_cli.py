@@ -15,7 +15,15 @@ def test_help_works_on_every_command(words, capsys):
 
 
 @pytest.mark.parametrize("argv, fragment", [
-    (["train", "--lr", "-1"], "lr: expected a finite number > 0, got -1.0"),
+    (["train", "--lr", "-1"], "--learning-rate: expected a finite number > 0, got -1.0"),
+    (["train", "--learning-rate", "nan"], "--learning-rate: expected a finite number > 0, got nan"),
+    (["train", "--schedule", "exponential", "--decay-rate", "0"], "--decay-rate: expected a number in (0, 1], got 0.0"),
+    (["train", "--schedule", "exponential", "--transition-steps", "0"], "--transition-steps: expected an int > 0, got 0"),
+    (["train", "--schedule", "cosine", "--end-value", "1"], "--end-value: expected a number in [0, --learning-rate"),
+    (["train", "--schedule", "warmup-cosine", "--steps", "10", "--warmup-steps", "10"],
+     "--warmup-steps: expected an int in [0, --decay-steps = 10), got 10"),
+    (["train", "--l1", "-0.1"], "--l1: expected a finite number >= 0, got -0.1"),
+    (["train", "--l2", "inf"], "--l2: expected a finite number >= 0, got inf"),
     (["train", "--sizes", "2,x,2"], "--sizes: expected comma-separated ints"),
     (["train", "--sizes", "3,2"], "--sizes: higham has 2 input features, got sizes[0] = 3"),
     (["train", "--resume"], "--resume: needs --checkpoint-dir"),
@@ -29,7 +37,7 @@ def test_user_errors_print_one_line_and_exit_2(argv, fragment, capsys):
 
 
 def test_debug_shows_the_traceback():
-    with pytest.raises(ValueError, match="lr: expected a finite number > 0"):
+    with pytest.raises(ValueError, match="--learning-rate: expected a finite number > 0"):
         main(["--debug", "train", "--lr", "-1"])
 
 
@@ -51,3 +59,18 @@ def test_non_finite_training_exits_3(tmp_path, capsys):
 def test_exit_codes_are_documented():
     for code in (cli.EXIT_OK, cli.EXIT_CHECK_FAILED, cli.EXIT_USAGE, cli.EXIT_NON_FINITE, cli.EXIT_INTERRUPTED):
         assert f"\n  {code} " in cli.__doc__
+
+
+@pytest.mark.parametrize("optimizer, schedule, lr", [("heavy_ball", "exponential", "0.5"), ("adamw", "warmup-cosine", "0.05"),
+                                                     ("rmsprop", "cosine", "0.01"), ("nesterov", "constant", "0.5")])
+def test_every_optimizer_and_schedule_trains(optimizer, schedule, lr, tmp_path, capsys):
+    argv = ["train", "--optimizer", optimizer, "--schedule", schedule, "--learning-rate", lr, "--steps", "300",
+            "--scheme", "full_batch",
+            "--warmup-steps", "20", "--transition-steps", "100", "--l2", "1e-4", "--l1", "1e-5",
+            "--log-every", "100", "--out", str(tmp_path)]
+    assert main(argv) == cli.EXIT_OK
+    import json
+
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["args"]["schedule"] == schedule and metrics["args"]["l2"] == 1e-4
+    assert metrics["losses"][-1] < metrics["losses"][0]

@@ -35,8 +35,8 @@ def rmsprop(learning_rate: optax.ScalarOrSchedule, decay: float = 0.9, eps: floa
 
     >>> import jax.numpy as jnp
     >>> opt = rmsprop(0.1, eps=0.0)
-    >>> opt.update(jnp.full(1, 2.0), opt.init(jnp.zeros(1)))[0].tolist()  # g / sqrt(0.1 g^2)
-    [-0.31622776601683794]
+    >>> round(float(opt.update(jnp.full(1, 2.0), opt.init(jnp.zeros(1)))[0][0]), 6)  # -0.1 g / sqrt(0.1 g^2)
+    -0.316228
     """
     lr = validation.learning_rate(learning_rate)
     rho = validation.decay("decay", decay)

@@ -38,7 +38,7 @@ def sgd(learning_rate: optax.ScalarOrSchedule, momentum: Optional[float] = None,
     >>> opt = sgd(optax.exponential_decay(0.1, 10, 0.5), momentum=0.9)
     >>> state = opt.init(jnp.zeros(2))
     >>> updates, state = opt.update(jnp.ones(2), state)
-    >>> updates.tolist(), int(state.count)
+    >>> [round(u, 6) for u in updates.tolist()], int(state.count)
     ([-0.1, -0.1], 1)
     """
     lr = validation.learning_rate(learning_rate)

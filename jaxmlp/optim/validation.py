@@ -61,7 +61,11 @@ def learning_rate(v):
 def descend(lr, count, step):
     """``-lr_t * step`` leaf by leaf, with ``lr_t = lr(count)`` for a schedule (``count`` 0-based) and the rate
     cast to each leaf's dtype, as Optax's ``scale_by_learning_rate`` does."""
-    rate = lr(count) if callable(lr) else lr
+    if callable(lr):
+        with jax.numpy_dtype_promotion("standard"):  # Optax's schedules mix the int32 count with floats
+            rate = lr(count)
+    else:
+        rate = lr
     return jax.tree.map(lambda s: -jnp.asarray(rate, s.dtype) * s, step)
 
 
