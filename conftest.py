@@ -5,4 +5,4 @@ import verification
 verification.configure()
 
 # A script run in a subprocess with 8 simulated devices (tests/test_sharding.py), not a test module.
-collect_ignore = ["tests/sharded_check.py"]
+collect_ignore = ["tests/sharded_check.py", "tests/multiprocess_worker.py"]

@@ -1,6 +1,6 @@
 """jaxmlp: multilayer perceptrons with hand-derived backprop, verified against autodiff."""
 from jaxmlp.activations import ACTIVATIONS, Activation, get_activation
-from jaxmlp import checkpoint, data, loop, optim, population, samplers, sharding, train
+from jaxmlp import checkpoint, data, distributed, loop, optim, population, samplers, sharding, train
 from jaxmlp.network import backward, batch_stats_update, forward, loss, predict, value_and_grad
 from jaxmlp.batchnorm import BatchNorm, BNState, bn_backward, bn_forward
 from jaxmlp.dense import Dense, dense_backward, dense_forward
@@ -34,6 +34,7 @@ __all__ = [
     "bn_forward",
     "checkpoint",
     "data",
+    "distributed",
     "dense_backward",
     "dense_forward",
     "forward",

@@ -122,5 +122,5 @@ def get_activation(name: str) -> Activation:
         return ACTIVATIONS[name]
     except (KeyError, TypeError):
         raise ValueError(
-            f"activation: unknown name {name!r}; expected one of {sorted(ACTIVATIONS)}"
+            f"activation: expected one of {sorted(ACTIVATIONS)}, got unknown name {name!r}"
         ) from None

@@ -94,15 +94,20 @@ def latest(directory) -> Optional[pathlib.Path]:
     return found[-1] if found else None
 
 
-def save(directory, ckpt: Checkpoint, *, keep: int = 3) -> pathlib.Path:
+def save(directory, ckpt: Checkpoint, *, keep: int = 3, check: bool = True) -> pathlib.Path:
     """Write ``ckpt`` atomically as ``directory/ckpt_<step>.safetensors`` and keep the newest ``keep``.
 
     Everything is checked and serialised in memory before the first byte is
-    written; on any error no file is created or removed.
+    written; on any error no file is created or removed.  In a multi-process
+    run only process 0 writes (after fetching the replicated state); the others
+    return the same path.  The params are checked
+    against the model, and (unless ``check=False``) for finiteness.
     """
     st = _safetensors()
     checks.check_model(ckpt.model)
     checks.check_params(ckpt.model, ckpt.params)
+    if check:
+        checks.check_params_finite(ckpt.params)
     if isinstance(ckpt.step, bool) or not isinstance(ckpt.step, (int, np.integer)) or ckpt.step < 0:
         raise ValueError(f"step: expected an int >= 0, got {ckpt.step!r}")
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
@@ -120,7 +125,7 @@ def save(directory, ckpt: Checkpoint, *, keep: int = 3) -> pathlib.Path:
         tensors["history.losses"] = np.asarray(ckpt.history_losses)
     arrays, dtypes = {}, {}
     for name, leaf in tensors.items():
-        a = np.asarray(leaf)
+        a = checks.host(leaf)  # a replicated global array of multi-process training: this host's copy
         if a.dtype == jnp.bfloat16:  # numpy has no bfloat16: store the bit pattern
             dtypes[name], a = "bfloat16", a.view(np.uint16)
         arrays[name] = np.array(a, order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
@@ -129,6 +134,8 @@ def save(directory, ckpt: Checkpoint, *, keep: int = 3) -> pathlib.Path:
             "jax": jax.__version__}
     data = st.save(arrays, metadata=meta)
     directory = pathlib.Path(directory)
+    if jax.process_index() != 0:  # multi-process: exactly one process writes; every process reads the file
+        return path_for(directory, ckpt.step)
     directory.mkdir(parents=True, exist_ok=True)
     path = path_for(directory, ckpt.step)
     write_atomic(path, data)

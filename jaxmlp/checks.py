@@ -71,6 +71,34 @@ def check_params(model: MLP, params):
     return dtype
 
 
+def host(a) -> np.ndarray:
+    """``a`` as a NumPy array on this host, also when it spans the devices of several processes (a global
+    array of multi-process training): every process then gathers the same whole array, so every process
+    reaches the same verdict (``jax.experimental.multihost_utils.process_allgather``)."""
+    if isinstance(a, jax.Array) and not a.is_fully_addressable:
+        if a.is_fully_replicated:
+            return np.asarray(a.addressable_data(0))
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+    return np.asarray(a)
+
+
+def as_array(name, a):
+    """``a`` as an array (a jax array is returned as is); anything that is not numeric data raises, naming
+    ``name``."""
+    if isinstance(a, (jax.Array, jax.core.Tracer)):
+        return a
+    try:
+        arr = np.asarray(a)
+    except Exception:  # noqa: BLE001 -- ragged lists and the like
+        arr = None
+    if arr is None or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        got = type(a).__name__ if arr is None else f"{type(a).__name__} of dtype {arr.dtype}"
+        raise TypeError(f"{name}: expected a numeric array, got {got}")
+    return arr
+
+
 def _as_float(name, a, dtype):
     a_dtype = jnp.result_type(a)
     if jnp.issubdtype(a_dtype, jnp.complexfloating) or a_dtype == jnp.bool_:
@@ -81,15 +109,17 @@ def _as_float(name, a, dtype):
 def check_finite(name, a):
     """Raise naming ``name``, the first non-finite value and its index (concrete arrays only)."""
     if is_concrete(a):
-        bad = ~np.isfinite(np.asarray(a))
+        a = host(a)
+        bad = ~np.isfinite(a)
         if bad.any():
             idx = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise ValueError(f"{name}: expected finite values, got {np.asarray(a)[idx]} at index {idx} "
+            raise ValueError(f"{name}: expected finite values, got {a[idx]} at index {idx} "
                              f"({int(bad.sum())} non-finite in all)")
 
 
 def check_x(model: MLP, x, dtype, check=True):
     """x: (m, n_0) with m >= 1, cast to the params dtype."""
+    x = as_array("x", x)
     shape = tuple(jnp.shape(x))
     if len(shape) != 2 or shape[1] != model.n_in or shape[0] < 1:
         raise ValueError(f"x: expected shape (m, {model.n_in}) with m >= 1, got {shape}")
@@ -102,6 +132,7 @@ def check_x(model: MLP, x, dtype, check=True):
 def check_y(model: MLP, y, m, dtype, check=True):
     """Targets as an (m, n_L) array of ``dtype``; integer class labels are one-hot encoded."""
     head = get_head(model.head)
+    y = as_array("y", y)
     shape = tuple(jnp.shape(y))
     y_dtype = jnp.result_type(y)
     k = model.n_out
@@ -109,11 +140,11 @@ def check_y(model: MLP, y, m, dtype, check=True):
         if shape != (m,):
             raise ValueError(f"y: expected class labels of shape ({m},) to match x, got {shape}")
         if check and is_concrete(y):
-            yn = np.asarray(y)
+            yn = host(y)
             bad = (yn < 0) | (yn >= k)
             if bad.any():
                 i = int(np.argmax(bad))
-                raise ValueError(f"y: class labels must lie in [0, {k}), got {int(yn[i])} at index {i}")
+                raise ValueError(f"y: expected class labels in [0, {k}), got {int(yn[i])} at index {i}")
         return jax.nn.one_hot(y, k, dtype=dtype)
     if shape != (m, k):
         hint = f" or integer labels of shape ({m},)" if head.classes else ""
@@ -122,11 +153,11 @@ def check_y(model: MLP, y, m, dtype, check=True):
     if check:
         check_finite("y", y)
         if head.classes and is_concrete(y):
-            sums = np.asarray(y).sum(axis=1)
+            sums = host(y).sum(axis=1)
             bad = np.abs(sums - 1) > ONE_HOT_ATOL
             if bad.any():
                 i = int(np.argmax(bad))
-                raise ValueError(f"y: one-hot / probability rows must sum to 1, got row {i} summing to {sums[i]}")
+                raise ValueError(f"y: expected one-hot / probability rows summing to 1, got row {i} summing to {sums[i]}")
     return y
 
 
@@ -146,10 +177,34 @@ def check_state(model, state):
             raise ValueError(f"state[{l - 1}] (layer {l}): expected BNState(mean, var) of shape ({n},), got {s!r:.80}")
 
 
+def check_params_finite(params):
+    """Every params leaf finite (concrete leaves only), naming the leaf."""
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        check_finite(f"params{jax.tree_util.keystr(path)}", leaf)
+
+
+def check_labels(y, n_out):
+    """Integer labels in ``[0, n_out)`` (``n_out=None``: only >= 0), for a gradient function whose model is
+    not known; concrete arrays only."""
+    if jnp.ndim(y) == 1 and jnp.issubdtype(jnp.result_type(y), jnp.integer) and is_concrete(y):
+        yn = host(y)
+        bad = (yn < 0) | ((yn >= n_out) if n_out is not None else False)
+        if bad.any():
+            i = int(np.argmax(bad))
+            span = f"[0, {n_out})" if n_out is not None else ">= 0"
+            raise ValueError(f"y: expected class labels in {span}, got {int(yn[i])} at index {i}")
+
+
 def check_all(model, params, x, y=None, l1=0.0, l2=0.0, check=True, state=None, train=True):
-    """Run every check of a public entry point; returns ``(x, y)`` cast to the params dtype."""
+    """Run every check of a public entry point; returns ``(x, y)`` cast to the params dtype.
+
+    Static checks (types, shapes, dtypes) always run; the value checks (finite params, x and y, label
+    range, one-hot rows, regularisation strengths) run on concrete arrays unless ``check=False``.
+    """
     check_model(model)
     dtype = check_params(model, params)
+    if check:
+        check_params_finite(params)
     x = check_x(model, x, dtype, check)
     if model.batchnorm:
         if train and x.shape[0] < 2:

@@ -186,4 +186,4 @@ def get_head(name: str) -> Head:
     try:
         return HEADS[name]
     except (KeyError, TypeError):
-        raise ValueError(f"head: unknown name {name!r}; expected one of {sorted(HEADS)}") from None
+        raise ValueError(f"head: expected one of {sorted(HEADS)}, got unknown name {name!r}") from None

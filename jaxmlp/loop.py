@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxmlp import samplers
+from jaxmlp import checks, samplers
 
 
 class Carry(NamedTuple):
@@ -130,7 +130,7 @@ class History(NamedTuple):
     losses: List[Any]  # chunks of shape (..., n_blocks); concatenated by :meth:`arrays`
 
     def arrays(self):
-        return np.asarray(self.steps), np.concatenate([np.asarray(l) for l in self.losses], axis=-1)
+        return np.asarray(self.steps), np.concatenate([checks.host(l) for l in self.losses], axis=-1)
 
 
 class Chunk(NamedTuple):

@@ -120,7 +120,7 @@ def init(model: MLP, key: jax.Array, scheme: str = "xavier", dtype=jnp.float32):
     if not isinstance(model, MLP):
         raise TypeError(f"model: expected a jaxmlp.MLP, got {type(model).__name__}")
     if scheme not in INIT_SCHEMES:
-        raise ValueError(f"scheme: unknown init scheme {scheme!r}; expected one of {list(INIT_SCHEMES)}")
+        raise ValueError(f"scheme: expected an init scheme in {list(INIT_SCHEMES)}, got unknown {scheme!r}")
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"dtype: expected a floating dtype, got {jnp.dtype(dtype)}")
     params = []

@@ -27,8 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxmlp import loop, samplers
-from jaxmlp.train import check_loop_args
+from jaxmlp import checks, loop, samplers
+from jaxmlp.train import check_data, check_loop_args
 
 
 class PopulationResult(NamedTuple):
@@ -79,11 +79,11 @@ def _losses(grad_fn):
 def train_population(grad_fn: Callable, optimizer: optax.GradientTransformation, params, x, y, *, keys: jax.Array,
                      steps: int, scheme: str = "full_batch", batch_size: Optional[int] = None, log_every: int = 100,
                      chunk_steps: int = 100_000, hyperparams: Optional[Mapping[str, Any]] = None,
-                     check_finite: bool = True, progress: Optional[bool] = None) -> PopulationResult:
+                     check_finite: bool = True, progress: Optional[bool] = None, check: bool = True) -> PopulationResult:
     r"""Train P networks at once: ``params`` leaves carry a leading axis of size P, ``keys`` has shape (P,).
 
     Args:
-      grad_fn, optimizer, x, y, scheme, batch_size, log_every, chunk_steps, check_finite, progress:
+      grad_fn, optimizer, x, y, scheme, batch_size, log_every, chunk_steps, check_finite, progress, check:
         as for :func:`jaxmlp.train.train` (the data are shared by all members).
       keys: (P,) PRNG keys of the members' sampling schemes.
       hyperparams: per-member hyperparameters, e.g. ``{"learning_rate": lrs}`` with ``lrs`` of shape (P,);
@@ -102,6 +102,7 @@ def train_population(grad_fn: Callable, optimizer: optax.GradientTransformation,
         raise ValueError(f"keys: expected ({P},) typed PRNG keys (jax.random.split(key, {P})), got "
                          f"{getattr(keys, 'dtype', type(keys).__name__)} of shape {jnp.shape(keys)}")
     b = check_loop_args(x, y, steps, scheme, batch_size, log_every, 0, optimizer, None, check_finite)
+    check_data(grad_fn, jax.tree.map(lambda a: a[0], params), x, y, check=check)
     x, y = jnp.asarray(x), jnp.asarray(y)
     opt_state = jax.vmap(optimizer.init)(params)
     if hyperparams:
@@ -109,7 +110,7 @@ def train_population(grad_fn: Callable, optimizer: optax.GradientTransformation,
             raise TypeError("hyperparams: the optimizer must come from optax.inject_hyperparams to vary them per member")
         for name, v in hyperparams.items():
             if name not in opt_state.hyperparams:
-                raise ValueError(f"hyperparams: unknown name {name!r}; the optimizer has {sorted(opt_state.hyperparams)}")
+                raise ValueError(f"hyperparams: expected names of the optimizer's hyperparameters {sorted(opt_state.hyperparams)}, got unknown {name!r}")
             v = jnp.asarray(v, opt_state.hyperparams[name].dtype)
             if v.shape != (P,):
                 raise ValueError(f"hyperparams[{name!r}]: expected shape ({P},), got {v.shape}")
@@ -128,4 +129,4 @@ def train_population(grad_fn: Callable, optimizer: optax.GradientTransformation,
     carry = loop.drive(run, carry, history, start=0, end=steps, log_every=log_every, chunk_steps=chunk_steps,
                        check_finite=check_finite, progress=progress)
     return PopulationResult(_major(carry.params), _major(carry.opt_state), *history.arrays(),
-                            np.asarray(carry.bad[:, 0]))
+                            checks.host(carry.bad[:, 0]))

@@ -18,7 +18,9 @@ import numpy as np
 import optax
 
 import jaxmlp.checkpoint
+import jaxmlp.distributed
 from jaxmlp import checks, loop, samplers
+from jaxmlp.dense import Dense
 from jaxmlp.network import batch_stats_update, loss, value_and_grad
 
 SCHEMES = samplers.SCHEMES
@@ -56,6 +58,35 @@ def _autodiff(model, l1, l2, params, x, y, state=None):
     return (value, grads) if state is None else (value, grads, batch_stats_update(model, params, x, state))
 
 
+def model_of(grad_fn):
+    """The model of a :func:`manual_grad` / :func:`autodiff_grad` function, else ``None``."""
+    if isinstance(grad_fn, functools.partial) and grad_fn.func in (_manual, _autodiff):
+        return grad_fn.args[0]
+    return None
+
+
+def check_data(grad_fn, params, x, y, *, check=True, state=None):
+    """The entry checks of :func:`train` and :func:`jaxmlp.population.train_population` (``params`` of one
+    member): the model's own (:func:`jaxmlp.checks.check_all`) when ``grad_fn`` comes from
+    :func:`manual_grad` / :func:`autodiff_grad`; for any other gradient function, integer labels must lie
+    in ``[0, n_out)`` with ``n_out`` the last layer's width when the params are jaxmlp layers (else >= 0)."""
+    model = model_of(grad_fn)
+    if model is not None:
+        checks.check_all(model, params, x, y, model_l1(grad_fn), model_l2(grad_fn), check, state=state)
+    elif check:
+        last = params[-1] if isinstance(params, (tuple, list)) and params else None
+        n_out = int(jnp.shape(last.W)[-1]) if isinstance(last, Dense) else None
+        checks.check_labels(y, n_out)
+
+
+def model_l1(grad_fn):
+    return grad_fn.args[1]
+
+
+def model_l2(grad_fn):
+    return grad_fn.args[2]
+
+
 def _is_int(v, lo):
     return not isinstance(v, bool) and isinstance(v, (int, np.integer)) and v >= lo
 
@@ -67,6 +98,7 @@ def check_loop_args(x, y, steps, scheme, batch_size, log_every, start_step, opti
     for name, v, lo in (("steps", steps, 1), ("log_every", log_every, 1), ("start_step", start_step, 0)):
         if not _is_int(v, lo):
             raise ValueError(f"{name}: expected an int >= {lo}, got {v!r}")
+    x, y = checks.as_array("x", x), checks.as_array("y", y)
     n = jnp.shape(x)[0] if jnp.ndim(x) else 0
     if n < 1:
         raise ValueError(f"x: expected at least one example (shape (N, n_0) with N >= 1), got shape {jnp.shape(x)}")
@@ -125,6 +157,7 @@ def resume_point(ck: Checkpointer, optimizer, key, start_step, end, log_every) -
         raise ValueError(f"key: '{found}' was written by a run with another key; resume with the same key")
     if not start_step <= c.step <= end:
         raise ValueError(f"steps: '{found}' is at step {c.step}, outside this run's [{start_step}, {end}]")
+    jaxmlp.distributed.agree(c.step, f"checkpoint.directory: the step to resume from ('{found.name}')")
     return c
 
 
@@ -140,7 +173,7 @@ def train(grad_fn: Callable, optimizer: optax.GradientTransformation, params, x,
           scheme: str = "full_batch", batch_size: Optional[int] = None, log_every: int = 100,
           chunk_steps: int = 100_000, opt_state=None, start_step: int = 0,
           progress: Optional[bool] = None, state=None, checkpoint: Optional[Checkpointer] = None,
-          check_finite: bool = True) -> TrainResult:
+          check_finite: bool = True, check: bool = True) -> TrainResult:
     r"""Run optimizer steps ``start_step, ..., start_step + steps - 1`` and log the full-data objective every ``log_every``.
 
     Args:
@@ -162,6 +195,9 @@ def train(grad_fn: Callable, optimizer: optax.GradientTransformation, params, x,
         Inf gradient propagates into them); only when it fails is the chunk replayed with a per-step
         guard inside the jitted scan, which finds the exact step and leaf and keeps the params from
         before it.  ``False`` removes the check.
+      check: the entry checks of the data and params (:func:`check_data`: finiteness, label range and
+        dtype, one-hot rows, shapes and params against the model), once, before anything runs.
+        ``False`` skips the value checks (shapes are always checked).
 
     Returns:
       :class:`TrainResult` with the losses at steps ``start_step, start_step + log_every, ...``.
@@ -177,6 +213,7 @@ def train(grad_fn: Callable, optimizer: optax.GradientTransformation, params, x,
     ([0, 500, 1000], True)
     """
     b = check_loop_args(x, y, steps, scheme, batch_size, log_every, start_step, optimizer, state, check_finite)
+    check_data(grad_fn, params, x, y, check=check, state=state)
     x, y = jnp.asarray(x), jnp.asarray(y)
     end = start_step + steps
     every, resumed = None, None
@@ -201,13 +238,13 @@ def train(grad_fn: Callable, optimizer: optax.GradientTransformation, params, x,
         return TrainResult(carry.params, carry.opt_state, *history.arrays(), carry.bn_state)
 
     def on_non_finite(carry, chunk, losses):
-        bad = np.asarray(carry.bad)
+        bad = checks.host(carry.bad)
         if bad[0] >= 0:
             bad_step, leaf = int(bad[0]), loop.guard_names(carry.params)[int(bad[1])]
         else:  # only a logged full-data loss is non-finite
             bad_step, leaf = chunk.start + chunk.block * int(np.argmin(np.isfinite(losses))), "loss"
         kept = [i for i, s in enumerate(chunk.logged_steps()) if s <= bad_step]
-        history.losses.append(np.asarray(losses)[kept])
+        history.losses.append(checks.host(losses)[kept])
         history.steps.extend(chunk.logged_steps()[i] for i in kept)
         raise _non_finite(bad_step, leaf, result(carry), checkpoint)
 

@@ -64,6 +64,14 @@ def _parser():
     ap.add_argument("--no-check-finite", action="store_true", help="do not stop at a NaN or Inf")
     ap.add_argument("--progress", action="store_true", help="show a tqdm progress bar")
     ap.add_argument("--out", default=os.path.join("results", "train"), help="output folder (default results/train)")
+    ap.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                    help="multi-process run: the coordinator's address (process 0's host and a free port)")
+    ap.add_argument("--num-processes", type=int, default=None, help="multi-process run: the number of processes")
+    ap.add_argument("--process-id", type=int, default=None, help="multi-process run: this process's id, 0..N-1")
+    ap.add_argument("--cluster", action="store_true",
+                    help="multi-process run: take the coordinator, count and id from SLURM / Open MPI / Kubernetes")
+    ap.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                    help="params and data dtype (float64 needs JAX_ENABLE_X64=1; default float32)")
     return ap
 
 
@@ -112,6 +120,14 @@ def main(argv=None) -> int:
     from jaxmlp import train
 
     args = _parser().parse_args(argv)
+    multi = args.cluster or any(v is not None for v in (args.coordinator, args.num_processes, args.process_id))
+    if multi:
+        from jaxmlp import distributed
+
+        if args.cluster:
+            distributed.initialize()
+        else:
+            distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     try:
         sizes = tuple(int(s) for s in args.sizes.split(","))
     except ValueError:
@@ -122,7 +138,16 @@ def main(argv=None) -> int:
     x, y = _data(args.data)
     if x.shape[1] != sizes[0]:
         raise ValueError(f"--sizes: {args.data} has {x.shape[1]} input features, got sizes[0] = {sizes[0]}")
-    params = jaxmlp.init(model, jax.random.key(args.seed), args.init)
+    if args.dtype == "float64" and not jax.config.jax_enable_x64:
+        raise ValueError("--dtype: float64 needs x64 on; got JAX_ENABLE_X64 unset (set JAX_ENABLE_X64=1)")
+    params = jaxmlp.init(model, jax.random.key(args.seed), args.init, dtype=args.dtype)
+    x = x.astype(args.dtype)
+    if multi:  # every process keeps only its own rows; the params are replicated over all devices
+        from jaxmlp import distributed, sharding
+
+        mesh = sharding.data_mesh()
+        x, y = distributed.shard_dataset(x, y, mesh)
+        params = sharding.replicate(params, mesh)
     for name in ("l1", "l2"):
         v = getattr(args, name)
         if not (0 <= v < float("inf")):
@@ -139,6 +164,7 @@ def main(argv=None) -> int:
                                                                  jax.random.key(args.seed + 1), model, r.state,
                                                                  r.steps, r.losses, {"args": vars(args)}), keep=1)
     metrics = {"args": vars(args), "steps": r.steps.tolist(), "losses": r.losses.tolist(), "final": str(final)}
-    write_atomic(out / "metrics.json", json.dumps(metrics))
+    if jax.process_index() == 0:  # one writer in a multi-process run
+        write_atomic(out / "metrics.json", json.dumps(metrics))
     print(f"jaxmlp train: step {int(r.steps[-1])}, loss {float(r.losses[-1]):.6g}; params in {final}")
     return 0

@@ -47,7 +47,7 @@ CASES = [
     ("y_shape", PARAMS, X, jnp.ones((5, 3)), ValueError, ["y:", "(5, 2)", "(5, 3)"], True),
     ("y_label_range", PARAMS, X, Y.at[3].set(2), ValueError, ["y:", "[0, 2)", "2", "index 3"], True),
     ("y_label_negative", PARAMS, X, Y.at[1].set(-1), ValueError, ["y:", "-1", "index 1"], True),
-    ("y_onehot_sum", PARAMS, X, jnp.full((5, 2), 0.7), ValueError, ["y:", "sum to 1", "1.4"], True),
+    ("y_onehot_sum", PARAMS, X, jnp.full((5, 2), 0.7), ValueError, ["y:", "summing to 1", "1.4"], True),
     ("y_nan", PARAMS, X, jax.nn.one_hot(Y, 2).at[0, 0].set(jnp.nan), ValueError, ["y:", "finite"], True),
     ("params_len", PARAMS[:1], X, Y, ValueError, ["params:", "2 Dense", "length 1"], False),
     ("params_W_shape", _swap(1, W=jnp.ones((2, 4))), X, Y, ValueError, ["params[1].W", "layer 2", "(4, 2)", "(2, 4)"], False),
@@ -191,11 +191,11 @@ def test_catalogue_size():
 
 
 def test_unknown_names_list_valid_ones():
-    with pytest.raises(ValueError, match="activation: unknown name 'gelu'.*'relu'"):
+    with pytest.raises(ValueError, match="activation: expected one of .*'relu'.*, got unknown name 'gelu'"):
         jaxmlp.MLP((2, 2), "gelu")
-    with pytest.raises(ValueError, match="head: unknown name 'hinge'.*'mse'"):
+    with pytest.raises(ValueError, match="head: expected one of .*'mse'.*, got unknown name 'hinge'"):
         jaxmlp.MLP((2, 2), "relu", "hinge")
-    with pytest.raises(ValueError, match="scheme: unknown init scheme 'lecun'"):
+    with pytest.raises(ValueError, match="scheme: expected an init scheme in .*, got unknown 'lecun'"):
         jaxmlp.init(MODEL, jax.random.key(0), "lecun")
     with pytest.raises(ValueError, match=r"sizes\[1\]: expected a positive int, got 0"):
         jaxmlp.MLP((2, 0, 1))

@@ -1,0 +1,72 @@
+"""One process of a multi-process run (tests/test_multiprocess.py starts N of them over localhost).
+
+    python tests/multiprocess_worker.py MODE PROCESS_ID NUM_PROCESSES PORT OUT.json [DTYPE]
+
+Modes: ``digits-full_batch`` / ``digits-minibatch`` (200 steps of scikit-learn's digits, data parallel),
+``grad`` (the manual gradient against jax.grad on the global batch), ``population`` (a population split
+over the processes).  Process 0 writes the result as JSON to OUT.json (params as lists).
+"""
+import json
+import sys
+
+
+def main():
+    mode, pid, n, port, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+    dtype = sys.argv[6] if len(sys.argv) > 6 else "float64"
+    import jax
+
+    jax.config.update("jax_enable_x64", dtype == "float64")
+    from jaxmlp import distributed
+
+    distributed.initialize(f"127.0.0.1:{port}", n, pid)
+    import jax.numpy as jnp
+    import numpy as np
+
+    import jaxmlp
+    from jaxmlp import optim, population, sharding, train
+
+    mesh = sharding.data_mesh()
+    x, y, _, _ = jaxmlp.data.digits()  # the training split: 1347 rows
+    keep = len(x) // 2 * 2  # the same 1346 rows in the 1- and the 2-process run (2 divides them)
+    x, y = np.asarray(x, dtype)[:keep], np.asarray(y)[:keep]
+    model = jaxmlp.MLP((64, 32, 10), "tanh", "softmax_cross_entropy")
+    params = jaxmlp.init(model, jax.random.key(0), "xavier", dtype=dtype)
+    result = {"processes": jax.process_count(), "devices": len(jax.devices())}
+    if mode.startswith("digits"):
+        scheme = mode.split("-", 1)[1]
+        xg, yg = distributed.shard_dataset(x, y, mesh)
+        result["rows"] = int(xg.shape[0])
+        r = train.train(train.manual_grad(model, l2=1e-4), optim.sgd(0.1, momentum=0.9), sharding.replicate(params, mesh),
+                        xg, yg, key=jax.random.key(1), steps=200, scheme=scheme,
+                        batch_size=64 if scheme == "minibatch" else None, log_every=50, progress=False)
+        result["params"] = [np.asarray(jaxmlp.checks.host(l)).tolist() for l in jax.tree.leaves(r.params)]
+        result["losses"] = r.losses.tolist()
+    elif mode == "grad":
+        xg, yg = distributed.shard_dataset(x, y, mesh)
+        p = sharding.replicate(params, mesh)
+        _, g = jax.jit(lambda p, x, y: jaxmlp.value_and_grad(model, p, x, y, check=False))(p, xg, yg)
+        ref = jax.jit(jax.grad(lambda p, x, y: jaxmlp.loss(model, p, x, y, check=False)))(p, xg, yg)
+        rel = max(float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
+                  for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(ref)))
+        result["manual_vs_autodiff"] = rel
+        result["grad_replicated"] = all(l.sharding.is_fully_replicated for l in jax.tree.leaves(g))
+    elif mode == "population":
+        P = 4
+        members = jax.vmap(lambda k: jaxmlp.init(model, k, "xavier", dtype=dtype))(jax.random.split(jax.random.key(5), P))
+        keys = jax.random.split(jax.random.key(6), P)
+        local = jax.tree.map(lambda a: distributed.local_rows(np.asarray(a)), members)
+        pg = jax.tree.map(lambda a: distributed.global_array(a, P, mesh), local)
+        xs, ys = x[:256], np.asarray(y)[:256]
+        r = population.train_population(train.manual_grad(model), optim.sgd(0.1), pg, xs, ys, keys=keys, steps=100,
+                                        scheme="minibatch", batch_size=32, log_every=50, progress=False)
+        result["params"] = [np.asarray(jaxmlp.checks.host(l)).tolist() for l in jax.tree.leaves(r.params)]
+        result["params_sharded_over"] = len(jax.tree.leaves(r.params)[0].sharding.device_set)
+    else:
+        raise ValueError(f"mode: expected digits-full_batch, digits-minibatch, grad or population, got {mode!r}")
+    if pid == 0:
+        with open(out, "w") as f:
+            json.dump(result, f)
+
+
+if __name__ == "__main__":
+    main()

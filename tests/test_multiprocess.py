@@ -1,0 +1,153 @@
+"""Multi-process data-parallel training with real processes over localhost (issue 17).
+
+Every test starts its processes on a free port of 127.0.0.1, bounds their time and reaps every child.
+JAX's CPU collectives (gloo) make two processes on one machine a real cluster: each holds its own rows,
+the params are replicated, and XLA inserts the all-reduce between the processes.
+"""
+import json
+import os
+import pathlib
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+WORKER = ROOT / "tests" / "multiprocess_worker.py"
+TIMEOUT_S = 240
+# 2 processes against 1, float64, 200 steps: the all-reduce sums the two halves of each batch sum in another
+# order, a few ulps per step; the issue's bound is 1e-12 relative.
+F64_RTOL = 1e-12
+# float32: the same reordering at eps32 ~ 1.2e-7 per step, grown over 200 momentum steps: 1e-4 relative.
+F32_RTOL = 1e-4
+GRAD_RTOL = 1e-12  # manual gradient vs jax.grad in float64 (verification.tolerances.F64_RTOL)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def env():
+    return {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT), "XLA_FLAGS": ""}
+
+
+def start(argvs, log_dir):
+    """Start one process per argv; stdout and stderr go to log files (no pipe can fill up and block)."""
+    procs = []
+    for i, argv in enumerate(argvs):
+        log = open(log_dir / f"proc{i}.log", "w")
+        procs.append((subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env(), cwd=ROOT,
+                                       start_new_session=True), log))
+    return procs
+
+
+def reap(procs, timeout=TIMEOUT_S):
+    """Wait for every process (at most ``timeout`` s in all), kill what is left, close the logs; the exit codes."""
+    deadline = time.monotonic() + timeout
+    codes = []
+    for p, log in procs:
+        try:
+            codes.append(p.wait(timeout=max(0.1, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            codes.append(p.wait())
+        log.close()
+    return codes
+
+
+def run_worker(mode, n, tmp_path, dtype="float64"):
+    port, out = free_port(), tmp_path / f"{mode}-{n}.json"
+    procs = start([[sys.executable, str(WORKER), mode, str(i), str(n), str(port), str(out), dtype] for i in range(n)],
+                  tmp_path)
+    codes = reap(procs)
+    logs = "\n".join((tmp_path / f"proc{i}.log").read_text()[-2000:] for i in range(n))
+    assert codes == [0] * n, f"exit codes {codes}\n{logs}"
+    return json.loads(out.read_text())
+
+
+def max_rel(a, b):
+    return max(float(np.max(np.abs(np.asarray(u) - np.asarray(v))) / np.max(np.abs(np.asarray(v))))
+               for u, v in zip(a, b))
+
+
+@pytest.mark.parametrize("scheme", ["full_batch", "minibatch"])
+def test_two_processes_equal_one(scheme, tmp_path):
+    two = run_worker(f"digits-{scheme}", 2, tmp_path)
+    one = run_worker(f"digits-{scheme}", 1, tmp_path)
+    assert two["processes"] == 2 and two["devices"] == 2 and one["processes"] == 1
+    assert two["rows"] == one["rows"] == 1346
+    rel = max_rel(two["params"], one["params"])
+    assert rel <= F64_RTOL, rel
+    assert max_rel([two["losses"]], [one["losses"]]) <= F64_RTOL
+
+
+def test_two_processes_float32_bound(tmp_path):
+    two = run_worker("digits-minibatch", 2, tmp_path, "float32")
+    one = run_worker("digits-minibatch", 1, tmp_path, "float32")
+    assert max_rel(two["params"], one["params"]) <= F32_RTOL
+
+
+def test_manual_gradient_under_two_processes(tmp_path):
+    r = run_worker("grad", 2, tmp_path)
+    assert r["devices"] == 2 and r["grad_replicated"]
+    assert r["manual_vs_autodiff"] <= GRAD_RTOL, r
+
+
+def test_population_split_over_two_processes(tmp_path):
+    two = run_worker("population", 2, tmp_path)
+    one = run_worker("population", 1, tmp_path)
+    assert two["params_sharded_over"] == 2
+    assert max_rel(two["params"], one["params"]) <= F64_RTOL
+
+
+def _cli(port, pid, n, ck, out, *extra):
+    return [sys.executable, "-m", "jaxmlp", "train", "--coordinator", f"127.0.0.1:{port}", "--num-processes", str(n),
+            "--process-id", str(pid), "--steps", "16000", "--log-every", "2000", "--checkpoint-dir", str(ck),
+            "--checkpoint-every", "4000", "--out", str(out), *extra]
+
+
+def test_kill_one_process_then_resume_is_bitwise(tmp_path):
+    """SIGKILL one of two processes mid-run: the survivor stops with an error within the heartbeat
+    timeout; both restarted with --resume end bitwise equal to an uninterrupted 2-process run."""
+    from jaxmlp import checkpoint
+
+    port, ref = free_port(), tmp_path / "ref"
+    ref.mkdir()
+    codes = reap(start([_cli(port, i, 2, ref / "ck", ref / "out") for i in range(2)], ref))
+    assert codes == [0, 0], (ref / "proc0.log").read_text()[-2000:]
+
+    run = tmp_path / "run"
+    run.mkdir()
+    port = free_port()
+    procs = start([_cli(port, i, 2, run / "ck", run / "out") for i in range(2)], run)
+    deadline = time.monotonic() + TIMEOUT_S
+    while not list((run / "ck").glob("ckpt_*.safetensors")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert list((run / "ck").glob("ckpt_*.safetensors")), "no checkpoint written before the kill"
+    os.killpg(procs[1][0].pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    codes = reap(procs)
+    survivor_s = time.monotonic() - killed_at
+    assert codes[1] == -signal.SIGKILL and codes[0] != 0, codes
+    assert survivor_s < 60, f"the survivor took {survivor_s:.0f} s to stop"
+    log0 = (run / "proc0.log").read_text()
+    assert "another task died" in log0 or "heartbeat" in log0 or "Connection" in log0, log0[-2000:]
+    stray = [f.name for f in (run / "ck").iterdir() if not re.fullmatch(r"ckpt_\d+\.safetensors", f.name)]
+    assert not stray, f"files other than complete checkpoints were left: {stray}"
+
+    port = free_port()
+    codes = reap(start([_cli(port, i, 2, run / "ck", run / "out", "--resume") for i in range(2)], run))
+    assert codes == [0, 0], (run / "proc0.log").read_text()[-2000:]
+    a = checkpoint.load(checkpoint.latest(ref / "out" / "final"))
+    b = checkpoint.load(checkpoint.latest(run / "out" / "final"))
+    assert a.step == b.step == 16000
+    for u, v in zip(a.params, b.params):
+        assert np.array_equal(np.asarray(u.W), np.asarray(v.W)) and np.array_equal(np.asarray(u.b), np.asarray(v.b))
+    assert np.array_equal(a.history_losses, b.history_losses)
