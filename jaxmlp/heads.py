@@ -11,15 +11,15 @@ Every head is either a *mean* head, :math:`J = \frac1m\sum_i C_i`, or a *sum*
 head, :math:`J = \sum_i C_i`; :func:`jaxmlp.lemma1` uses that to rebuild the
 batch gradient from per-example deltas.
 
-======================  =========================================  ================================
-head                    :math:`J`                                  :math:`\delta^L`
-======================  =========================================  ================================
-softmax_cross_entropy   :math:`\frac1m\sum_i(\mathrm{lse}(z_i)-y_i\cdot z_i)`   :math:`(P-Y)/m`
-sigmoid_quadratic       :math:`\frac1m\sum_i\frac12\|y_i-\sigma(z_i)\|^2`      :math:`\sigma'(Z)\odot(A-Y)/m`
-sum_squares             :math:`\|Z-Y\|_F^2`                        :math:`2(Z-Y)`
-mse                     :math:`\frac1{m n_L}\|Z-Y\|_F^2`           :math:`2(Z-Y)/(m n_L)`
-sigmoid_bce             :math:`\frac1m\sum(\mathrm{softplus}(Z)-Y\odot Z)`     :math:`(\sigma(Z)-Y)/m`
-======================  =========================================  ================================
+=====================  =====================================================  ==============================
+head                   :math:`J`                                              :math:`\delta^L`
+=====================  =====================================================  ==============================
+softmax_cross_entropy  :math:`\frac1m\sum_i(\mathrm{lse}(z_i)-y_i\cdot z_i)`  :math:`(P-Y)/m`
+sigmoid_quadratic      :math:`\frac1m\sum_i\frac12\|y_i-\sigma(z_i)\|^2`      :math:`\sigma'(Z)\odot(A-Y)/m`
+sum_squares            :math:`\|Z-Y\|_F^2`                                    :math:`2(Z-Y)`
+mse                    :math:`\frac1{m n_L}\|Z-Y\|_F^2`                       :math:`2(Z-Y)/(m n_L)`
+sigmoid_bce            :math:`\frac1m\sum(\mathrm{softplus}(Z)-Y\odot Z)`     :math:`(\sigma(Z)-Y)/m`
+=====================  =====================================================  ==============================
 """
 from __future__ import annotations
 

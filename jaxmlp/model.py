@@ -6,13 +6,13 @@ argument or be closed over.  Parameters are a tuple with one
 
 Notation (this project is batch-first, rows are examples):
 
-==================  ==========================  ==========================  ============================
-quantity            jaxmlp (Batch Backprop and Matrix Backprop)     DNN Maths (2020-01-12)                    Higham & Higham notes and Backprop Derivation (columns)
-==================  ==========================  ==========================  ============================
-pre-activation      :math:`Z^l = A^{l-1}W^l+b^l`  :math:`z = W^\top a + b`  :math:`z = W_{col} a + b`
-weight shape        :math:`(n_{l-1}, n_l)`      :math:`(n_{l-1}, n_l)`      :math:`(n_l, n_{l-1})`
-relation            :math:`W`                   :math:`W`                   :math:`W_{col} = W^\top`
-==================  ==========================  ==========================  ============================
+==============  ========================================  ========================  ====================================================
+quantity        jaxmlp (Batch Backprop, Matrix Backprop)  DNN Maths (2020-01-12)    Higham & Higham notes, Backprop Derivation (columns)
+==============  ========================================  ========================  ====================================================
+pre-activation  :math:`Z^l = A^{l-1}W^l+b^l`              :math:`z = W^\top a + b`  :math:`z = W_{col} a + b`
+weight shape    :math:`(n_{l-1}, n_l)`                    :math:`(n_{l-1}, n_l)`    :math:`(n_l, n_{l-1})`
+relation        :math:`W`                                 :math:`W`                 :math:`W_{col} = W^\top`
+==============  ========================================  ========================  ====================================================
 
 Higham & Higham notes (2024-09-10) numbers the input as layer 1; here the input is layer 0 and layer
 ``l`` (1-based) is ``params[l-1]``.

@@ -3,7 +3,7 @@
 Two tables.  ``CASES`` is crossed with the four model entry points (loss,
 value_and_grad, lemma1_grad, predict).  ``CALLS`` covers the rest of the public
 API: training, optimizers, Levenberg-Marquardt, checkpoints, the gradient
-checker and the model constructors.  The README lists every case id
+checker and the model constructors.  docs/reliability.md lists every case id
 (``tests/test_docs.py`` checks that).
 """
 import jax

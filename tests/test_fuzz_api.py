@@ -3,7 +3,7 @@
 Each generated case must end in one of two outcomes:
 * a ``ValueError`` / ``TypeError`` (``CheckpointError`` is a ``ValueError``) whose message names the
   argument and says what was expected and what it got;
-* an acceptance listed in ``ACCEPTED`` (documented in the README: integer and half-precision features
+* an acceptance listed in ``ACCEPTED`` (documented in docs/reliability.md: integer and half-precision features
   are cast to the params' dtype; one row is a valid batch).
 
 Never a silent acceptance of invalid data, never a raw JAX/XLA error, never a file left half-written.
@@ -153,7 +153,7 @@ ENTRIES = {
     "optim.sgd": ((CLS,), ["learning_rate_zero", "learning_rate_negative"],
                   lambda a: optim.sgd(a["learning_rate"], momentum=0.9)),
 }
-# Documented acceptances (README, "Reliability"): features of another numeric dtype are cast to the params'
+# Documented acceptances (docs/reliability.md): features of another numeric dtype are cast to the params'
 # dtype, and one row is a batch.  The label checks apply only where labels exist: a regression model's targets
 # are floats, so the classifier's label values do not apply to it (they are not generated for REG).
 ACCEPTED = {"x_int", "x_half", "one_row"}

@@ -32,7 +32,7 @@ def leaf_name(path) -> str:
 
 
 def cs231n_band(rel: float) -> str:
-    """cs231n's reading of an elementwise relative error max|a-b|/max(|a|,|b|)."""
+    """cs231n's reading of an elementwise relative error ``max|a-b| / max(|a|, |b|)``."""
     if not np.isfinite(rel) or rel > 1e-2:
         return "wrong (>1e-2)"
     if rel > 1e-4:
