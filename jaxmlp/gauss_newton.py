@@ -25,8 +25,6 @@ True
 """
 from __future__ import annotations
 
-import jax
-
 from jaxmlp import checks
 from jaxmlp.activations import get_activation
 from jaxmlp.heads import get_head

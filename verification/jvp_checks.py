@@ -28,9 +28,9 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from verification.compare import compare_leaf
-from verification.linear_check import Leaf, compare_maps, probe_set
-from verification.rule_args import (Args, check_callables, out_space, precision_line, reference_dtype, tolerance,
-                                    unwrap)
+from verification.linear_check import compare_maps, probe_set
+from verification.rule_args import (Args, check_callables, decorated, out_space, precision_line, reference_dtype,
+                                    tolerance)
 from verification.rule_diagnosis import explain, primal_finding, where_of
 from verification.rule_report import RuleReport
 from verification.tolerances import FD_STEP_BY_DTYPE, FIT_RTOL
@@ -115,13 +115,7 @@ def check_custom_jvp(f: Callable, *args, rtol=None, finite_differences=False, ba
     >>> check_custom_jvp(f, jnp.arange(3.0)).passed
     True
     """
-    cj = unwrap(f)
-    if not (hasattr(cj, "fun") and hasattr(cj, "jvp")):
-        raise TypeError(f"f: expected a jax.custom_jvp function (or a jitted one), got {type(f).__name__}")
-    a = Args(cj.fun, args, cj.nondiff_argnums)
-    one_rule = lambda *ls: f(*a.rebuild(ls))  # noqa: E731
-    one_ref = lambda *ls: cj.fun(*a.rebuild(ls))  # noqa: E731
-    rule_f, ref_f = (jax.vmap(one_rule), jax.vmap(one_ref)) if batched else (one_rule, one_ref)
+    cj, a, one_rule, rule_f, ref_f = decorated(f, "custom_jvp", "jvp", args, batched)
     report = jvp_report("custom_jvp", lambda ls, t: jax.jvp(rule_f, list(ls), list(t)), ref_f, a, rtol=rtol,
                         where=where_of(cj.jvp), force_fd=finite_differences)
     if batched:

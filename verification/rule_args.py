@@ -40,6 +40,20 @@ def _join(base: str, sub: str) -> str:
     return base + sub if not sub or sub[0] in "[." else f"{base}: {sub}"
 
 
+def decorated(f, kind: str, rule_attr: str, args, batched: bool):
+    """For a ``jax.custom_vjp`` / ``custom_jvp`` function ``f`` (or a jitted one): ``(obj, Args, one_rule,
+    rule_f, ref_f)``, where ``one_rule`` calls ``f`` (the rule applies) and ``ref_f`` the undecorated
+    ``obj.fun``, both over the differentiable leaves, vmapped when ``batched``."""
+    obj = unwrap(f)
+    if not (hasattr(obj, "fun") and hasattr(obj, rule_attr)):
+        raise TypeError(f"f: expected a jax.{kind} function (or a jitted one), got {type(f).__name__}")
+    a = Args(obj.fun, args, obj.nondiff_argnums)
+    one_rule = lambda *ls: f(*a.rebuild(ls))  # noqa: E731
+    one_ref = lambda *ls: obj.fun(*a.rebuild(ls))  # noqa: E731
+    rule_f, ref_f = (jax.vmap(one_rule), jax.vmap(one_ref)) if batched else (one_rule, one_ref)
+    return obj, a, one_rule, rule_f, ref_f
+
+
 class Args:
     """The differentiable leaves of ``args`` (inexact leaves outside ``nondiff``), named by the primal's
     parameter names, and the way back to the full argument tuple."""

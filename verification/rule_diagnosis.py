@@ -97,7 +97,7 @@ def explain_block(b: Block, *, mode: str, fit: float, dims: Sequence[int], other
     if not np.all(np.isfinite(R)):
         return finding("overflow", "the rule returns non-finite values where the reference is finite")
     if R.ndim == 3 and R.shape[1] == R.shape[2] and R.shape[1] > 1 and _fits(R.transpose(0, 2, 1), F, fit):
-        return finding("transposed", f"the rule's block equals the reference transposed, probe by probe")
+        return finding("transposed", "the rule's block equals the reference transposed, probe by probe")
     if np.max(np.abs(R)) == 0:
         return finding("path_dropped", f"the rule returns zero for this block: the term of {inp} in {out} is missing")
     k = min(len(R), 3)  # the random probes

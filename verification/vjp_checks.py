@@ -37,8 +37,8 @@ from jax.flatten_util import ravel_pytree
 
 from verification.compare import compare_leaf
 from verification.linear_check import Leaf, compare_maps, probe_set
-from verification.rule_args import (Args, check_callables, fd_jacobian, out_space, precision_line, reference_dtype,
-                                    tolerance, unwrap)
+from verification.rule_args import (Args, check_callables, decorated, fd_jacobian, out_space, precision_line,
+                                    reference_dtype, tolerance)
 from verification.rule_diagnosis import explain, primal_finding, where_of
 from verification.rule_report import RuleReport
 from verification.tolerances import FIT_RTOL
@@ -142,13 +142,7 @@ def check_custom_vjp(f: Callable, *args, rtol=None, finite_differences=False, ba
     >>> check_custom_vjp(softplus, jnp.linspace(-3.0, 3.0, 5)).passed
     True
     """
-    cv = unwrap(f)
-    if not (hasattr(cv, "fun") and hasattr(cv, "bwd")):
-        raise TypeError(f"f: expected a jax.custom_vjp function (or a jitted one), got {type(f).__name__}")
-    a = Args(cv.fun, args, cv.nondiff_argnums)
-    one_rule = lambda *ls: f(*a.rebuild(ls))  # noqa: E731
-    one_ref = lambda *ls: cv.fun(*a.rebuild(ls))  # noqa: E731
-    rule_f, ref_f = (jax.vmap(one_rule), jax.vmap(one_ref)) if batched else (one_rule, one_ref)
+    cv, a, one_rule, rule_f, ref_f = decorated(f, "custom_vjp", "bwd", args, batched)
     report = vjp_report("custom_vjp", pullback_of(rule_f, a.leaves), lambda ls: jax.vjp(rule_f, *ls)[0], ref_f, a, rtol=rtol,
                         where=where_of(cv.bwd), force_fd=finite_differences)
     if batched:
