@@ -4,7 +4,9 @@
 
 Modes: ``digits-full_batch`` / ``digits-minibatch`` (200 steps of scikit-learn's digits, data parallel),
 ``grad`` (the manual gradient against jax.grad on the global batch), ``population`` (a population split
-over the processes).  Process 0 writes the result as JSON to OUT.json (params as lists).
+over the processes), ``guard`` (a learning rate that overflows: the non-finite guard's report).
+Process 0 writes the result as JSON to OUT.json (params as lists); ``guard`` writes OUT.json.PID from
+every process.
 """
 import json
 import sys
@@ -61,8 +63,19 @@ def main():
                                         scheme="minibatch", batch_size=32, log_every=50, progress=False)
         result["params"] = [np.asarray(jaxmlp.checks.host(l)).tolist() for l in jax.tree.leaves(r.params)]
         result["params_sharded_over"] = len(jax.tree.leaves(r.params)[0].sharding.device_set)
+    elif mode == "guard":
+        xg, yg = distributed.shard_dataset(x, y, mesh)
+        try:
+            train.train(train.manual_grad(model, l2=1.0), optim.sgd(1e300), sharding.replicate(params, mesh), xg, yg,
+                        key=jax.random.key(1), steps=50, log_every=10, progress=False)
+            result["guard"] = None
+        except train.NonFiniteError as e:
+            result["guard"] = {"step": int(e.step), "leaf": str(e.leaf), "message": str(e).splitlines()[0]}
+        with open(f"{out}.{pid}", "w") as f:
+            json.dump(result, f)
+        return
     else:
-        raise ValueError(f"mode: expected digits-full_batch, digits-minibatch, grad or population, got {mode!r}")
+        raise ValueError(f"mode: expected digits-full_batch, digits-minibatch, grad, population or guard, got {mode!r}")
     if pid == 0:
         with open(out, "w") as f:
             json.dump(result, f)

@@ -107,6 +107,15 @@ def test_population_split_over_two_processes(tmp_path):
     assert max_rel(two["params"], one["params"]) <= F64_RTOL
 
 
+def test_non_finite_guard_reports_the_same_on_every_process(tmp_path):
+    port, out = free_port(), tmp_path / "guard.json"
+    procs = start([[sys.executable, str(WORKER), "guard", str(i), "2", str(port), str(out)] for i in range(2)],
+                  tmp_path)
+    assert reap(procs) == [0, 0], (tmp_path / "proc0.log").read_text()[-2000:]
+    reports = [json.loads(pathlib.Path(f"{out}.{i}").read_text())["guard"] for i in range(2)]
+    assert reports[0] is not None and reports[0] == reports[1], reports
+
+
 def _cli(port, pid, n, ck, out, *extra):
     return [sys.executable, "-m", "jaxmlp", "train", "--coordinator", f"127.0.0.1:{port}", "--num-processes", str(n),
             "--process-id", str(pid), "--steps", "16000", "--log-every", "2000", "--checkpoint-dir", str(ck),

@@ -141,3 +141,26 @@ def test_gauss_newton_refuses_non_least_squares():
 def test_rule_rows_pass():
     rows = list(verification.run_checks(["rules/layer", "rules/head", "rules/gauss_newton/tanh"]))
     assert len(rows) >= 13 and all(r.passed for r in rows), [r.name for r in rows if not r.passed]
+
+
+def test_x64_off_uses_a_float32_reference():
+    """With x64 off the reference is float32 (and finite differences use the float32 step)."""
+    import subprocess
+    import sys
+
+    code = ("import jax, jax.numpy as jnp\n"
+            "from verification.catalogue.rule_bugs import CASES\n"
+            "by = {c.name: c for c in CASES}\n"
+            "for name in ('softplus_jvp_sign', 'newton_while_loop_implicit_sign', 'layer_norm_vjp_missing_mean'):\n"
+            "    twin, bug = by[name].check(False, jnp.float32), by[name].check(True, jnp.float32)\n"
+            "    assert twin.passed, str(twin)\n"
+            "    assert not bug.passed and bug.findings[0].cause == by[name].cause, str(bug)\n"
+            "    assert 'float32 rule vs float32 reference' in twin.precision, twin.precision\n"
+            "print('ok')\n")
+    import os
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    env = {**os.environ, "JAX_ENABLE_X64": "0", "PYTHONPATH": str(root), "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]

@@ -113,12 +113,13 @@ def explain_block(b: Block, *, mode: str, fit: float, dims: Sequence[int], other
         return finding("not_linear", f"the rule is not linear in the {probe}: rule(2.5 p) != 2.5 rule(p)")
     c = _scale(R, F)
     if np.isfinite(c) and _fits(R, c * F, fit):
-        if abs(c + 1) < 1e-6:
+        near = max(1e-6, fit)  # how close the fitted constant must be to a named one (the dtype's fit)
+        if abs(c + 1) < near:
             return finding("sign_flipped", "the rule has the opposite sign")
-        if abs(c - 2) < 1e-6 or abs(c - 0.5) < 1e-6:
+        if abs(c - 2) < 2 * near or abs(c - 0.5) < near:
             return finding("factor_2", f"the rule is {c:g} times the reference: a factor 2 dropped or doubled")
         for n in sorted(set(dims) - {1}):
-            if abs(c - n) < 1e-6 * n or abs(c * n - 1) < 1e-6:
+            if abs(c - n) < near * n or abs(c * n - 1) < near:
                 return finding("mean_sum_confused", f"the rule is {c:g} times the reference: a sum and a mean over "
                                                     f"{n} entries confused")
         return finding("wrong_constant", f"the rule is {c:.6g} times the reference: a wrong constant")
