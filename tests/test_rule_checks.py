@@ -141,6 +141,7 @@ def test_gauss_newton_refuses_non_least_squares():
 def test_rule_rows_pass():
     rows = list(verification.run_checks(["rules/layer", "rules/head", "rules/gauss_newton/tanh"]))
     assert len(rows) >= 13 and all(r.passed for r in rows), [r.name for r in rows if not r.passed]
+    json.dumps([r.as_dict() for r in rows])  # python -m verification --json
 
 
 def test_x64_off_uses_a_float32_reference():

@@ -24,6 +24,7 @@ class Row:
 
     def as_dict(self):
         d = dataclasses.asdict(self)
+        d.update(max_abs=float(self.max_abs), max_rel=float(self.max_rel), tol=float(self.tol), passed=bool(self.passed))
         for k in ("max_abs", "max_rel"):
             if not math.isfinite(d[k]):
                 d[k] = str(d[k])
