@@ -72,19 +72,12 @@ def check_data(grad_fn, params, x, y, *, check=True, state=None):
     in ``[0, n_out)`` with ``n_out`` the last layer's width when the params are jaxmlp layers (else >= 0)."""
     model = model_of(grad_fn)
     if model is not None:
-        checks.check_all(model, params, x, y, model_l1(grad_fn), model_l2(grad_fn), check, state=state)
+        _, l1, l2 = grad_fn.args
+        checks.check_all(model, params, x, y, l1, l2, check, state=state)
     elif check:
         last = params[-1] if isinstance(params, (tuple, list)) and params else None
         n_out = int(jnp.shape(last.W)[-1]) if isinstance(last, Dense) else None
         checks.check_labels(y, n_out)
-
-
-def model_l1(grad_fn):
-    return grad_fn.args[1]
-
-
-def model_l2(grad_fn):
-    return grad_fn.args[2]
 
 
 def _is_int(v, lo):
