@@ -91,9 +91,11 @@ def check_hvp(loss_fn, hvp_fn: Callable, params, *args, kind: str = "hessian", r
     ref_args = tuple(jax.tree.map(lambda x: x.astype(reference_dtype()) if jnp.issubdtype(jnp.result_type(x), jnp.inexact)
                                   else x, args))
 
+    p_ref = a.rebuild(a.upcast())[0]
+
     def product(which):
         def apply(v_leaves):
-            p, v = a.rebuild(a.upcast())[0], a.rebuild(v_leaves)[0]
+            p, v = p_ref, a.rebuild(v_leaves)[0]
             out = (hessian_product(loss, p, v, *ref_args) if which == "hessian"
                    else gauss_newton_product(model_fn, outer, p, v, *ref_args))
             return jax.tree.leaves(out)

@@ -24,13 +24,10 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-from jax.flatten_util import ravel_pytree
 
-from verification.compare import compare_leaf
 from verification.linear_check import compare_maps, probe_set
-from verification.rule_args import (Args, check_callables, decorated, out_space, precision_line, reference_dtype,
-                                    tolerance)
+from verification.rule_args import (Args, check_callables, decorated, out_space, precision_line, primal_row,
+                                    primal_values, reference_dtype, tolerance, vmap_rows)
 from verification.rule_diagnosis import explain, primal_finding, where_of
 from verification.rule_report import RuleReport
 from verification.tolerances import FD_STEP_BY_DTYPE, FIT_RTOL
@@ -76,14 +73,11 @@ def jvp_report(kind, rule_jvp, ref_fn, args: Args, *, rtol=None, where="", force
     report = RuleReport(kind, reference, blocks, tol, precision_line(args.precision, reference),
                         structure_error=report_err)
     if not report_err:
-        flat_ref = np.asarray(ravel_pytree(ref_out)[0], np.float64)
-        report.primal = compare_leaf("primal", ravel_pytree(got_out)[0], flat_ref, tol,
-                                     tol * float(np.max(np.abs(flat_ref), initial=0.0)))
+        report.primal = primal_row(got_out, ref_out, tol)
     if not report.passed:
-        primals = {n: np.asarray(l, np.float64) for n, l in zip(args.names, args.leaves)}
-        primals.update({s.name: np.asarray(o, np.float64) for s, o in zip(space, jax.tree.leaves(ref_out))})
         report.findings = explain(blocks, rule, reference_t, args.space(), [s.name for s in space], mode="jvp",
-                                  fit=FIT_RTOL[args.precision], primals=primals, where=where)
+                                  fit=FIT_RTOL[args.precision], primals=primal_values(args, space, ref_out),
+                                  where=where)
         if report.primal is not None and not report.primal.passed:
             report.findings.insert(0, primal_finding(where))
     return report
@@ -92,11 +86,7 @@ def jvp_report(kind, rule_jvp, ref_fn, args: Args, *, rtol=None, where="", force
 def batched_rows(rule_jvp, args: Args, tol):
     """The rule vmapped over the leading axis against one call per example, on random tangents."""
     ts = [jnp.asarray(probe_set(s, 7 + j)[0], s.dtype) for j, s in enumerate(args.space())]
-    vm = jax.tree.leaves(jax.vmap(lambda ls, t: rule_jvp(ls, t)[1])(args.leaves, ts))
-    n = args.leaves[0].shape[0]
-    per = [jax.tree.leaves(rule_jvp([l[b] for l in args.leaves], [t[b] for t in ts])[1]) for b in range(n)]
-    return [compare_leaf(f"out[{i}]", v, np.stack([np.asarray(p[i]) for p in per]), tol,
-                         tol * float(np.max(np.abs(np.asarray(v, np.float64)), initial=0.0))) for i, v in enumerate(vm)]
+    return vmap_rows(lambda ls, t: jax.tree.leaves(rule_jvp(ls, t)[1]), args, ts, None, tol)
 
 
 def check_custom_jvp(f: Callable, *args, rtol=None, finite_differences=False, batched=False) -> RuleReport:

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from verification.compare import leaf_name
+from verification.compare import compare_leaf, leaf_name
 from verification.linear_check import Leaf, reference_dtype
 from verification.tolerances import FD_RTOL_BY_DTYPE, FD_STEP_BY_DTYPE, RTOL_BY_DTYPE
 
@@ -117,8 +117,8 @@ class Args:
     def space(self) -> List[Leaf]:
         return [Leaf(n, l.shape, l.dtype) for n, l in zip(self.names, self.leaves)]
 
-    def upcast(self, leaves=None) -> list:
-        return [l.astype(reference_dtype()) for l in (self.leaves if leaves is None else leaves)]
+    def upcast(self) -> list:
+        return [l.astype(reference_dtype()) for l in self.leaves]
 
     @property
     def precision(self) -> str:
@@ -130,6 +130,32 @@ def out_space(out) -> Tuple[List[Leaf], Any]:
     """The leaves of a function's output (``out``, ``out[0]``, ``out['a']``) and its treedef."""
     flat, treedef = jax.tree_util.tree_flatten_with_path(out)
     return [Leaf(_join("out", leaf_name(p) if p else ""), tuple(jnp.shape(l)), jnp.result_type(l)) for p, l in flat], treedef
+
+
+def primal_row(got_out, ref_out, tol: float):
+    """The rule's primal output against the reference's, flattened (atol = tol x the largest entry)."""
+    flat_ref = np.asarray(ravel_pytree(ref_out)[0], np.float64)
+    return compare_leaf("primal", ravel_pytree(got_out)[0], flat_ref, tol,
+                        tol * float(np.max(np.abs(flat_ref), initial=0.0)))
+
+
+def primal_values(args: Args, space, ref_out) -> dict:
+    """Every primal input and output leaf by name, float64: what a missing term may be proportional to."""
+    values = {n: np.asarray(l, np.float64) for n, l in zip(args.names, args.leaves)}
+    values.update({s.name: np.asarray(o, np.float64) for s, o in zip(space, jax.tree.leaves(ref_out))})
+    return values
+
+
+def vmap_rows(fn, args: Args, probes, names, tol):
+    """``fn(leaves, probe)`` (a list of result leaves) vmapped over the leading axis, against one call per
+    example: the rows of ``batched=True``, named ``names`` (``None``: ``out[i]``)."""
+    vm = jax.vmap(fn)(args.leaves, probes)
+    names = [f"out[{i}]" for i in range(len(vm))] if names is None else names
+    n = args.leaves[0].shape[0]
+    per = [fn([l[b] for l in args.leaves], [p[b] for p in probes]) for b in range(n)]
+    return [compare_leaf(name, vm[i], np.stack([np.asarray(p[i]) for p in per]), tol,
+                         tol * float(np.max(np.abs(np.asarray(vm[i], np.float64)), initial=0.0)))
+            for i, name in enumerate(names)]
 
 
 def fd_jacobian(fn, leaves) -> Tuple[np.ndarray, Any]:

@@ -35,10 +35,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from verification.compare import compare_leaf
 from verification.linear_check import Leaf, compare_maps, probe_set
 from verification.rule_args import (Args, check_callables, decorated, fd_jacobian, out_space, precision_line,
-                                    reference_dtype, tolerance)
+                                    primal_row, primal_values, reference_dtype, tolerance, vmap_rows)
 from verification.rule_diagnosis import explain, primal_finding, where_of
 from verification.rule_report import RuleReport
 from verification.tolerances import FIT_RTOL
@@ -50,11 +49,19 @@ def pullback_of(fn, example_leaves):
     return lambda ls, ct: list(jax.vjp(fn, *ls)[1](jax.tree.unflatten(treedef, ct)))
 
 
-def vjp_report(kind, rule_ct, rule_out, ref_fn, args: Args, *, rtol=None, where="", force_fd=False) -> RuleReport:
+def linearized(fn, leaves):
+    """``(out, ct_leaves -> input cotangent leaves)``: one ``jax.vjp`` of ``fn`` at ``leaves``, reused for
+    every probe."""
+    out, pb = jax.vjp(fn, *leaves)
+    treedef = jax.tree.structure(out)
+    return out, lambda ct: list(pb(jax.tree.unflatten(treedef, ct)))
+
+
+def vjp_report(kind, rule_pb, got_out, ref_fn, args: Args, *, rtol=None, where="", force_fd=False) -> RuleReport:
     """The VJP check shared by :func:`check_custom_vjp` and :func:`check_vjp`.
 
-    ``rule_ct(leaves, ct_leaves)`` returns the input cotangent leaves (None if malformed) and
-    ``rule_out(leaves)`` the primal output; ``ref_fn(*leaves)`` is what autodiff (or finite
+    ``rule_pb(ct_leaves)`` returns the input cotangent leaves at ``args`` (None if malformed) and
+    ``got_out`` is the rule's primal output there; ``ref_fn(*leaves)`` is what autodiff (or finite
     differences) differentiates for the reference.
     """
     ref_leaves = args.upcast()
@@ -71,7 +78,6 @@ def vjp_report(kind, rule_ct, rule_out, ref_fn, args: Args, *, rtol=None, where=
     if pb is None:
         jac, ref_out = fd_jacobian(ref_fn, ref_leaves)
     space, treedef = out_space(ref_out)
-    got_out = rule_out(args.leaves)
     same = jax.tree.structure(got_out) == treedef
     if same:
         space = [Leaf(s.name, s.shape, jnp.result_type(l)) for s, l in zip(space, jax.tree.leaves(got_out))]
@@ -84,7 +90,7 @@ def vjp_report(kind, rule_ct, rule_out, ref_fn, args: Args, *, rtol=None, where=
         return unravel_in(jnp.asarray(jac.T @ np.asarray(ravel_pytree(ct)[0], np.float64), reference_dtype()))
 
     def rule(ct):
-        res = rule_ct(args.leaves, ct)
+        res = rule_pb(ct)
         if res is None:
             malformed.append(True)
         return res if res is not None else [None] * len(args.leaves)
@@ -93,20 +99,17 @@ def vjp_report(kind, rule_ct, rule_out, ref_fn, args: Args, *, rtol=None, where=
     blocks = compare_maps(rule, reference_ct, space, args.space(), tol, probe_is_input=False,
                           ref_dtype=reference_dtype())
     report = RuleReport(kind, reference, blocks, tol, precision_line(args.precision, reference))
-    flat_ref = np.asarray(ravel_pytree(ref_out)[0], np.float64)
     if same:
-        report.primal = compare_leaf("primal", ravel_pytree(got_out)[0], flat_ref, tol,
-                                     tol * float(np.max(np.abs(flat_ref), initial=0.0)))
+        report.primal = primal_row(got_out, ref_out, tol)
     else:
         report.structure_error = f"the rule's output {jax.tree.structure(got_out)} vs the primal's {treedef}"
     if malformed:
         report.structure_error = (f"the pullback must return a tuple with one cotangent per argument "
                                   f"({len(args.args)}), shaped like the arguments")
     if not report.passed:
-        primals = {n: np.asarray(l, np.float64) for n, l in zip(args.names, args.leaves)}
-        primals.update({s.name: np.asarray(o, np.float64) for s, o in zip(space, jax.tree.leaves(ref_out))})
         report.findings = explain(blocks, rule, reference_ct, space, args.names, mode="vjp",
-                                  fit=FIT_RTOL[args.precision], primals=primals, where=where)
+                                  fit=FIT_RTOL[args.precision], primals=primal_values(args, space, ref_out),
+                                  where=where)
         if report.primal is not None and not report.primal.passed:
             report.findings.insert(0, primal_finding(where))
     return report
@@ -116,11 +119,7 @@ def batched_rows(rule_ct, args: Args, space, tol):
     """The rule vmapped over the leading axis against one call per example, on random cotangents."""
     n = args.leaves[0].shape[0]
     cts = [jnp.asarray(probe_set(Leaf(s.name, (n, *s.shape), s.dtype), 7 + j)[0], s.dtype) for j, s in enumerate(space)]
-    vm = jax.vmap(rule_ct)(args.leaves, cts)
-    per = [rule_ct([l[b] for l in args.leaves], [c[b] for c in cts]) for b in range(n)]
-    return [compare_leaf(name, vm[i], np.stack([np.asarray(p[i]) for p in per]), tol,
-                         tol * float(np.max(np.abs(np.asarray(vm[i], np.float64)), initial=0.0)))
-            for i, name in enumerate(args.names)]
+    return vmap_rows(rule_ct, args, cts, args.names, tol)
 
 
 def check_custom_vjp(f: Callable, *args, rtol=None, finite_differences=False, batched=False) -> RuleReport:
@@ -143,7 +142,7 @@ def check_custom_vjp(f: Callable, *args, rtol=None, finite_differences=False, ba
     True
     """
     cv, a, one_rule, rule_f, ref_f = decorated(f, "custom_vjp", "bwd", args, batched)
-    report = vjp_report("custom_vjp", pullback_of(rule_f, a.leaves), lambda ls: jax.vjp(rule_f, *ls)[0], ref_f, a, rtol=rtol,
+    report = vjp_report("custom_vjp", *linearized(rule_f, a.leaves)[::-1], ref_f, a, rtol=rtol,
                         where=where_of(cv.bwd), force_fd=finite_differences)
     if batched:
         one = [l[0] for l in a.leaves]
@@ -174,10 +173,15 @@ def check_vjp(f: Callable, f_vjp: Callable, *args, rtol=None, finite_differences
         _, td = out_space(jax.eval_shape(lambda *q: f(*a.rebuild(q)), *ls))
         return a.select(f_vjp(*a.rebuild(ls))[1](jax.tree.unflatten(td, ct)))
 
-    one_out = lambda ls: f_vjp(*a.rebuild(ls))[0]  # noqa: E731
-    rule_ct, rule_out = (jax.vmap(one_ct), jax.vmap(one_out)) if batched else (one_ct, one_out)
     ref = lambda *ls: f(*a.rebuild(ls))  # noqa: E731
-    report = vjp_report("vjp", rule_ct, rule_out, jax.vmap(ref) if batched else ref, a, rtol=rtol,
+    if batched:
+        rule_pb = lambda ct: jax.vmap(one_ct)(a.leaves, ct)  # noqa: E731
+        got_out = jax.vmap(lambda ls: f_vjp(*a.rebuild(ls))[0])(a.leaves)
+    else:
+        got_out, pb = f_vjp(*a.args)  # one call: its pullback serves every probe
+        td = jax.tree.structure(got_out)
+        rule_pb = lambda ct: a.select(pb(jax.tree.unflatten(td, ct)))  # noqa: E731
+    report = vjp_report("vjp", rule_pb, got_out, jax.vmap(ref) if batched else ref, a, rtol=rtol,
                         where=where_of(f_vjp), force_fd=finite_differences)
     if batched:
         report.batched = batched_rows(one_ct, a, out_space(jax.eval_shape(ref, *one))[0], report.rtol)
