@@ -32,10 +32,14 @@ def check(site: pathlib.Path, out: pathlib.Path) -> dict:
     page = (site / "derivations.html").resolve()
     if not page.exists():
         raise FileNotFoundError(f"site: expected a built site with derivations.html, got {site}")
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", f"--virtual-time-budget={BUDGET_MS}"]
+    out.mkdir(parents=True, exist_ok=True)
+    # No network at all: without the background-networking flags Chromium keeps trying to reach its update
+    # and sync hosts; a fresh profile folder keeps runs independent.
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={out / 'chromium-profile'}", f"--virtual-time-budget={BUDGET_MS}"]
     dom = subprocess.run([exe, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
                          timeout=120).stdout
-    out.mkdir(parents=True, exist_ok=True)
     shot = out / "derivations.png"
     subprocess.run([exe, *flags, "--window-size=1200,1600", f"--screenshot={shot}", page.as_uri()],
                    capture_output=True, timeout=120)

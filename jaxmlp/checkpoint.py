@@ -149,16 +149,17 @@ def _read(path):
 
     path = pathlib.Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"path: no checkpoint file at '{path}'")
+        raise FileNotFoundError(f"path: expected a checkpoint file, got no file at '{path}'")
     st = _safetensors()
     try:
         with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
         arrays = st.load_file(str(path))
     except Exception as e:  # safetensors raises its own error types for every malformed header or body
-        raise CheckpointError(f"path: cannot read '{path}': corrupt or truncated safetensors file ({e})") from None
+        raise CheckpointError(f"path: expected a safetensors checkpoint, got a corrupt or truncated file '{path}' "
+                              f"({e})") from None
     if meta.get("format") != FORMAT:
-        raise CheckpointError(f"path: '{path}' is not a {FORMAT} file (format {meta.get('format')!r})")
+        raise CheckpointError(f"path: expected a {FORMAT} file, got format {meta.get('format')!r} in '{path}'")
     for name, dt in json.loads(meta["dtypes"]).items():
         arrays[name] = arrays[name].view(jnp.dtype(dt))
     return meta, arrays
@@ -177,8 +178,8 @@ def _unflatten(prefix, template, arrays, path):
     for p, leaf in leaves:
         name = prefix + jax.tree_util.keystr(p)
         if name not in arrays:
-            raise CheckpointError(f"path: '{path}' has no tensor {name!r} (expected shape {tuple(leaf.shape)}); "
-                                  "was it written for another optimizer or model?")
+            raise CheckpointError(f"path: expected a tensor {name!r} of shape {tuple(leaf.shape)}, got none in "
+                                  f"'{path}' (was it written for another optimizer or model?)")
         a = arrays[name]
         if tuple(a.shape) != tuple(leaf.shape):
             raise CheckpointError(f"{name}: expected shape {tuple(leaf.shape)}, got {tuple(a.shape)} in '{path}'")
@@ -186,11 +187,12 @@ def _unflatten(prefix, template, arrays, path):
     extra = sorted(n for n in arrays if n.startswith(prefix + "[") or n.startswith(prefix + "."))
     if len(extra) != len(out):
         known = {prefix + jax.tree_util.keystr(p) for p, _ in leaves}
-        raise CheckpointError(f"{prefix}: '{path}' has tensors the template lacks: {[n for n in extra if n not in known]}")
+        raise CheckpointError(f"{prefix}: expected only the template's tensors, got also "
+                              f"{[n for n in extra if n not in known]} in '{path}'")
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
-def load(path, model: Optional[MLP] = None, optimizer=None) -> Checkpoint:
+def load(path, model: Optional[MLP] = None, optimizer=None, *, check: bool = True) -> Checkpoint:
     """Read a checkpoint written by :func:`save`.
 
     Args:
@@ -198,11 +200,12 @@ def load(path, model: Optional[MLP] = None, optimizer=None) -> Checkpoint:
       model: if given, the checkpoint must have been written for an equal model.
       optimizer: the run's optax optimizer; its ``init`` gives the template of
         ``opt_state``.  Without it ``opt_state`` is ``None``.
+      check: the loaded params must be finite (the entry check of :func:`save`); ``False`` skips it.
     """
     if pathlib.Path(path).is_dir():
         found = latest(path)
         if found is None:
-            raise FileNotFoundError(f"path: no checkpoint in folder '{path}'")
+            raise FileNotFoundError(f"path: expected a checkpoint in folder '{path}', got none")
         path = found
     meta, arrays = _read(path)
     saved = _model_from(meta, path)
@@ -211,11 +214,14 @@ def load(path, model: Optional[MLP] = None, optimizer=None) -> Checkpoint:
         for field in dataclasses.fields(MLP):
             a, b = getattr(model, field.name), getattr(saved, field.name)
             if a != b:
-                raise CheckpointError(f"model: '{path}' was written for {field.name}={b!r}, got {field.name}={a!r}")
+                raise CheckpointError(f"model: expected {field.name}={b!r} (the model '{path}' was written for), "
+                                      f"got {field.name}={a!r}")
     dtypes = {name: a.dtype for name, a in arrays.items()}
     p_dtype = dtypes.get("params[0].W", np.dtype(np.float32))
     shapes = jax.eval_shape(lambda: init(saved, jax.random.key(0), "normal", p_dtype))
     params = _unflatten("params", shapes, arrays, path)
+    if check:
+        checks.check_params_finite(params)
     opt_state = None
     if optimizer is not None:
         opt_state = _unflatten("opt_state", jax.eval_shape(optimizer.init, params), arrays, path)

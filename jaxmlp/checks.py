@@ -162,9 +162,31 @@ def check_y(model: MLP, y, m, dtype, check=True):
 
 
 def check_reg(l1, l2):
+    """Regularisation strengths: real numbers (or arrays of them), finite and >= 0 where concrete."""
     for name, v in (("l1", l1), ("l2", l2)):
-        if is_concrete(v) and not np.all(np.asarray(v) >= 0):
+        if not is_concrete(v):
+            continue
+        a = np.asarray(v) if isinstance(v, (int, float, np.ndarray, np.generic, jax.Array)) else None
+        if a is None or a.dtype == np.bool_ or not np.issubdtype(a.dtype, np.number) \
+                or np.issubdtype(a.dtype, np.complexfloating):
+            raise TypeError(f"{name}: expected a real regularisation strength >= 0, got {v!r:.80}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{name}: expected a finite regularisation strength, got {v!r}")
+        if not np.all(a >= 0):
             raise ValueError(f"{name}: expected a regularisation strength >= 0, got {v!r}")
+
+
+def as_key(name, key):
+    """``key`` as a typed PRNG key: a typed key of shape () (``jax.random.key``) as it is, a raw uint32 key
+    of shape (2,) (``jax.random.PRNGKey``) wrapped with the default implementation (the same random bits)."""
+    dtype = getattr(key, "dtype", None)
+    shape = tuple(jnp.shape(key)) if dtype is not None else None
+    if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key) and shape == ():
+        return key
+    if dtype == jnp.uint32 and shape == (2,):
+        return jax.random.wrap_key_data(key)
+    got = f"{dtype} of shape {shape}" if dtype is not None else f"{type(key).__name__} {key!r:.40}"
+    raise TypeError(f"{name}: expected a PRNG key (jax.random.key(seed)), got {got}")
 
 
 def check_state(model, state):

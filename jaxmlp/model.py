@@ -123,6 +123,9 @@ def init(model: MLP, key: jax.Array, scheme: str = "xavier", dtype=jnp.float32):
         raise ValueError(f"scheme: expected an init scheme in {list(INIT_SCHEMES)}, got unknown {scheme!r}")
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"dtype: expected a floating dtype, got {jnp.dtype(dtype)}")
+    from jaxmlp.checks import as_key  # checks imports this module
+
+    key = as_key("key", key)
     params = []
     for k, ((n_in, n_out), b_shape) in zip(jax.random.split(key, model.depth), model.param_shapes()):
         kw, kb = jax.random.split(k)

@@ -206,6 +206,7 @@ def train(grad_fn: Callable, optimizer: optax.GradientTransformation, params, x,
     ([0, 500, 1000], True)
     """
     b = check_loop_args(x, y, steps, scheme, batch_size, log_every, start_step, optimizer, state, check_finite)
+    key = checks.as_key("key", key)
     check_data(grad_fn, params, x, y, check=check, state=state)
     x, y = jnp.asarray(x), jnp.asarray(y)
     end = start_step + steps

@@ -2,7 +2,7 @@
 
     python tests/multiprocess_worker.py MODE PROCESS_ID NUM_PROCESSES PORT OUT.json [DTYPE]
 
-Modes: ``digits-full_batch`` / ``digits-minibatch`` (200 steps of scikit-learn's digits, data parallel),
+Modes: ``digits-full_batch`` / ``digits-minibatch`` / ``digits-sgd_replacement`` (200 steps of scikit-learn's digits, data parallel),
 ``grad`` (the manual gradient against jax.grad on the global batch), ``population`` (a population split
 over the processes), ``guard`` (a learning rate that overflows: the non-finite guard's report).
 Process 0 writes the result as JSON to OUT.json (params as lists); ``guard`` writes OUT.json.PID from
@@ -40,7 +40,7 @@ def main():
         result["rows"] = int(xg.shape[0])
         r = train.train(train.manual_grad(model, l2=1e-4), optim.sgd(0.1, momentum=0.9), sharding.replicate(params, mesh),
                         xg, yg, key=jax.random.key(1), steps=200, scheme=scheme,
-                        batch_size=64 if scheme == "minibatch" else None, log_every=50, progress=False)
+                        batch_size=None if scheme == "full_batch" else 64, log_every=50, progress=False)
         result["params"] = [np.asarray(jaxmlp.checks.host(l)).tolist() for l in jax.tree.leaves(r.params)]
         result["losses"] = r.losses.tolist()
     elif mode == "grad":
@@ -75,7 +75,7 @@ def main():
             json.dump(result, f)
         return
     else:
-        raise ValueError(f"mode: expected digits-full_batch, digits-minibatch, grad, population or guard, got {mode!r}")
+        raise ValueError(f"mode: expected digits-SCHEME, grad, population or guard, got {mode!r}")
     if pid == 0:
         with open(out, "w") as f:
             json.dump(result, f)

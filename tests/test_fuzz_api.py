@@ -37,7 +37,8 @@ def base(model):
     y = jnp.array([0, 1, 1, 0, 1]) if model is CLS else jax.random.uniform(jax.random.key(2), (5, 2), jnp.float64)
     return {"model": model, "params": params, "x": x, "y": y, "l1": 0.0, "l2": 0.0, "steps": 2,
             "learning_rate": 0.1, "activation": "tanh", "head": model.head, "scheme": "full_batch",
-            "init": "xavier"}
+            "init": "xavier", "key": jax.random.key(0), "batch_size": None, "log_every": 1, "optimizer": optim.sgd(0.1),
+            "opt_kw": {}, "ckpt": None}
 
 
 
@@ -95,8 +96,54 @@ BAD = {
     "unknown_head": ("head", lambda a, r: {**a, "head": "hinge"}),
     "unknown_scheme": ("scheme", lambda a, r: {**a, "scheme": "adagrad"}),
     "unknown_init": ("init", lambda a, r: {**a, "init": "orthogonal"}),
+    # more of the same kinds: wrong type and rank, Inf, params of the wrong dtype or structure, bad strengths
+    "x_none": ("x", lambda a, r: {**a, "x": None}),
+    "x_scalar": ("x", lambda a, r: {**a, "x": float(r.normal())}),
+    "y_inf": ("y", lambda a, r: _nan({**a, "y": jnp.asarray(a["y"], jnp.float64).reshape(5, -1)
+                                      if a["y"].ndim == 2 else jax.nn.one_hot(a["y"], 2, dtype=jnp.float64)}, r, "y",
+                                     -np.inf if r.integers(0, 2) else np.inf)),
+    "y_float_vector": ("y", lambda a, r: {**a, "y": jnp.asarray(r.integers(0, 2, 5), jnp.float64)}),
+    "params_inf": ("params", lambda a, r: _params_leaf(a, r, lambda w: w.at[-1, -1].set(jnp.inf))),
+    "params_complex": ("params", lambda a, r: _params_leaf(a, r, lambda w: w.astype(jnp.complex128))),
+    "params_mixed_dtypes": ("params", lambda a, r: _params_leaf(a, r, lambda w: w.astype(jnp.float32))),
+    "params_too_many_layers": ("params", lambda a, r: {**a, "params": a["params"] + a["params"][-1:]}),
+    "params_bias_wrong_shape": ("params", lambda a, r: {**a, "params": tuple(
+        l._replace(b=jnp.ones(int(r.integers(4, 9)))) for l in a["params"])}),
+    "params_none": ("params", lambda a, r: {**a, "params": None}),
+    "l2_str": ("l2", lambda a, r: {**a, "l2": "strong"}),
+    "l1_inf": ("l1", lambda a, r: {**a, "l1": float("inf")}),
+    "l2_negative": ("l2", lambda a, r: {**a, "l2": -float(r.uniform(1e-3, 1.0))}),
+    "key_int": ("key", lambda a, r: {**a, "key": int(r.integers(0, 100))}),
+    "key_wrong_shape": ("key", lambda a, r: {**a, "key": jax.random.split(jax.random.key(0), int(r.integers(2, 5)))}),
+    "batch_size_zero": ("batch_size", lambda a, r: {**a, "scheme": "minibatch", "batch_size": 0}),
+    "batch_size_too_large": ("batch_size", lambda a, r: {**a, "scheme": "minibatch",
+                                                         "batch_size": int(r.integers(6, 100))}),
+    "log_every_zero": ("log_every", lambda a, r: {**a, "log_every": 0}),
+    "optimizer_not_optax": ("optimizer", lambda a, r: {**a, "optimizer": "adam"}),
+    # optimizer hyperparameters
+    "learning_rate_nan": ("learning_rate", lambda a, r: {**a, "learning_rate": float("nan")}),
+    "learning_rate_str": ("learning_rate", lambda a, r: {**a, "learning_rate": "fast"}),
+    "learning_rate_schedule_negative": ("learning_rate", lambda a, r: {**a, "learning_rate": lambda c: -0.1}),
+    "b1_out_of_range": ("b1", lambda a, r: {**a, "opt_kw": {"b1": 1.0 + float(r.uniform(0, 1))}}),
+    "b2_negative": ("b2", lambda a, r: {**a, "opt_kw": {"b2": -float(r.uniform(1e-3, 1))}}),
+    "eps_negative": ("eps", lambda a, r: {**a, "opt_kw": {"eps": -float(r.uniform(1e-9, 1))}}),
+    "weight_decay_negative": ("weight_decay", lambda a, r: {**a, "opt_kw": {"weight_decay": -float(r.uniform(1e-3, 1))}}),
+    "decay_out_of_range": ("decay", lambda a, r: {**a, "opt_kw": {"decay": 1.0 + float(r.uniform(0, 1))}}),
+    "momentum_out_of_range": ("momentum", lambda a, r: {**a, "opt_kw": {"momentum": 1.0 + float(r.uniform(0, 1))}}),
+    # checkpoint files and what they are read against
+    "ckpt_missing": ("path", lambda a, r: {**a, "ckpt": "missing"}),
+    "ckpt_garbage": ("path", lambda a, r: {**a, "ckpt": "garbage"}),
+    "ckpt_truncated": ("path", lambda a, r: {**a, "ckpt": "truncated"}),
+    "ckpt_params_nan": ("params", lambda a, r: {**a, "ckpt": "params_nan"}),
+    "ckpt_other_model": ("model", lambda a, r: {**a, "ckpt": "other_model"}),
+    "ckpt_other_optimizer": ("path", lambda a, r: {**a, "ckpt": "other_optimizer"}),
 }
-DATA = [k for k, (arg, _) in BAD.items() if arg in ("x", "y", "params")]
+DATA = [k for k, (arg, _) in BAD.items() if arg in ("x", "y", "params") and not k.startswith("ckpt_")]
+LR = ["learning_rate_zero", "learning_rate_negative", "learning_rate_nan", "learning_rate_str",
+      "learning_rate_schedule_negative"]
+REGS = ["l1_negative", "l1_inf", "l2_negative", "l2_nan", "l2_str"]
+LOOP = ["steps_zero", "steps_negative", "unknown_scheme", "key_int", "key_wrong_shape", "batch_size_zero",
+        "batch_size_too_large", "log_every_zero", "optimizer_not_optax"]
 LABELS_ONLY = ("y_label_too_large", "y_label_negative", "y_onehot_not_normalised")
 
 
@@ -109,34 +156,54 @@ def _ckpt_save(a):
         assert not [n for n in left if n.endswith(".tmp")], f"half-written files left: {left}"
 
 
+def _ckpt_load(a):
+    """Write a valid checkpoint, spoil it as ``a["ckpt"]`` says, read it back."""
+    with tempfile.TemporaryDirectory() as d:
+        params = a["params"]
+        if a["ckpt"] == "params_nan":
+            params = _params_leaf(a, np.random.default_rng(0), lambda w: w.at[0, 0].set(jnp.nan))["params"]
+        path = checkpoint.save(d, checkpoint.Checkpoint(0, params, (), jax.random.key(0), a["model"]), check=False)
+        if a["ckpt"] == "missing":
+            path = pathlib.Path(d) / "nope.safetensors"
+        elif a["ckpt"] in ("garbage", "truncated"):
+            data = path.read_bytes()
+            path.write_bytes(data[: len(data) // 2] if a["ckpt"] == "truncated" else b"\x00not a checkpoint" * 9)
+        model = jaxmlp.MLP((2, 4, 2), "tanh", a["model"].head) if a["ckpt"] == "other_model" else a["model"]
+        optimizer = optim.adam(1e-3) if a["ckpt"] == "other_optimizer" else None
+        return checkpoint.load(path, model, optimizer)
+
+
 def _population(a):
     p = jax.tree.map(lambda l: jnp.stack([l, l]), a["params"])
     return population.train_population(train.manual_grad(a["model"], l1=a["l1"], l2=a["l2"]),
                                        optim.sgd(a["learning_rate"]), p, a["x"], a["y"],
                                        keys=jax.random.split(jax.random.key(0), 2), steps=a["steps"],
-                                       scheme=a["scheme"], progress=False)
+                                       scheme=a["scheme"], batch_size=a["batch_size"], log_every=a["log_every"],
+                                       progress=False)
 
 
 # --- entry points: name -> (models, the bad values that apply, call(args)) ------------------------------------------
 ENTRIES = {
-    "loss": ((CLS, REG), DATA + ["l1_negative", "l2_nan"],
+    "loss": ((CLS, REG), DATA + REGS,
              lambda a: jaxmlp.loss(a["model"], a["params"], a["x"], a["y"], l1=a["l1"], l2=a["l2"])),
-    "value_and_grad": ((CLS, REG), DATA + ["l1_negative", "l2_nan"],
+    "value_and_grad": ((CLS, REG), DATA + REGS,
                        lambda a: jaxmlp.value_and_grad(a["model"], a["params"], a["x"], a["y"], l1=a["l1"], l2=a["l2"])),
-    "lemma1_grad": ((CLS, REG), DATA + ["l1_negative"],
+    "lemma1_grad": ((CLS, REG), DATA + REGS,
                     lambda a: jaxmlp.lemma1_grad(a["model"], a["params"], a["x"], a["y"], l1=a["l1"], l2=a["l2"])),
     "predict": ((CLS,), [k for k in DATA if BAD[k][0] != "y"], lambda a: jaxmlp.predict(a["model"], a["params"], a["x"])),
-    "loss_with_manual_vjp": ((CLS, REG), DATA + ["l1_negative"],
+    "loss_with_manual_vjp": ((CLS, REG), DATA + REGS,
                              lambda a: jaxmlp.loss_with_manual_vjp(a["model"], a["params"], a["x"], a["y"], a["l1"], a["l2"])),
-    "train.train/manual_grad": ((CLS, REG), DATA + ["l1_negative", "steps_zero", "steps_negative", "unknown_scheme"],
+    "train.train/manual_grad": ((CLS, REG), DATA + REGS + LOOP,
                                 lambda a: train.train(train.manual_grad(a["model"], l1=a["l1"], l2=a["l2"]),
-                                                      optim.sgd(0.1), a["params"], a["x"], a["y"], key=jax.random.key(0),
-                                                      steps=a["steps"], scheme=a["scheme"], progress=False)),
+                                                      a["optimizer"], a["params"], a["x"], a["y"], key=a["key"],
+                                                      steps=a["steps"], scheme=a["scheme"], batch_size=a["batch_size"],
+                                                      log_every=a["log_every"], progress=False)),
     "train.train/own_grad_fn": ((CLS,), ["y_label_too_large", "y_label_negative", "x_nan", "y_wrong_rows", "steps_zero"],
                                 lambda a: train.train(lambda p, x, y: jaxmlp.value_and_grad(a["model"], p, x, y, check=False),
                                                       optim.sgd(0.1), a["params"], a["x"], a["y"], key=jax.random.key(0),
                                                       steps=a["steps"], progress=False)),
-    "train_population": ((CLS, REG), DATA + ["steps_zero", "unknown_scheme", "learning_rate_negative"], _population),
+    "train_population": ((CLS, REG), DATA + ["steps_zero", "unknown_scheme", "learning_rate_negative", "batch_size_zero",
+                                             "batch_size_too_large", "log_every_zero"], _population),
     "levenberg_marquardt": ((REG,), DATA, lambda a: jaxmlp.levenberg_marquardt(a["model"], a["params"], a["x"], a["y"],
                                                                                max_iters=2)),
     "residuals": ((REG,), DATA, lambda a: jaxmlp.residuals(a["model"], a["params"], a["x"], a["y"])),
@@ -145,13 +212,19 @@ ENTRIES = {
     "gauss_newton_product": ((REG,), DATA, lambda a: jaxmlp.gauss_newton_product(a["model"], a["params"], a["params"],
                                                                                  a["x"], a["y"])),
     "checkpoint.save": ((CLS,), ["params_wrong_shape", "params_nan", "params_int", "params_too_few_layers",
-                                 "params_dict"], _ckpt_save),
+                                 "params_dict", "params_inf", "params_complex", "params_mixed_dtypes",
+                                 "params_too_many_layers", "params_bias_wrong_shape", "params_none"], _ckpt_save),
+    "checkpoint.load": ((CLS, REG), [k for k in BAD if k.startswith("ckpt_")], _ckpt_load),
     "MLP": ((CLS,), ["unknown_activation", "unknown_head"],
             lambda a: jaxmlp.MLP((2, 3, 2), a["activation"], a["head"])),
-    "init": ((CLS,), ["unknown_init"], lambda a: jaxmlp.init(a["model"], jax.random.key(0), a["init"])),
-    "optim.adam": ((CLS,), ["learning_rate_zero", "learning_rate_negative"], lambda a: optim.adam(a["learning_rate"])),
-    "optim.sgd": ((CLS,), ["learning_rate_zero", "learning_rate_negative"],
-                  lambda a: optim.sgd(a["learning_rate"], momentum=0.9)),
+    "init": ((CLS,), ["unknown_init", "key_int", "key_wrong_shape"],
+             lambda a: jaxmlp.init(a["model"], a["key"], a["init"])),
+    **{f"optim.{name}": ((CLS,), LR + bad, lambda a, f=getattr(optim, name): f(a["learning_rate"], **a["opt_kw"]))
+       for name, bad in [("sgd", ["momentum_out_of_range", "weight_decay_negative"]),
+                         ("momentum", ["momentum_out_of_range"]), ("heavy_ball", ["momentum_out_of_range"]),
+                         ("nesterov", ["momentum_out_of_range"]), ("rmsprop", ["decay_out_of_range", "eps_negative"]),
+                         ("adam", ["b1_out_of_range", "b2_negative", "eps_negative"]),
+                         ("adamw", ["b1_out_of_range", "b2_negative", "eps_negative", "weight_decay_negative"])]},
 }
 # Documented acceptances (docs/reliability.md): features of another numeric dtype are cast to the params'
 # dtype, and one row is a batch.  The label checks apply only where labels exist: a regression model's targets
@@ -170,20 +243,22 @@ COMBOS += [("jaxmlp train (CLI)", "sigmoid_quadratic", b) for b in CLI_BAD]
 
 
 def test_fuzz_covers_enough():
+    """Issue 19's target: >= 500 (entry point x bad value) pairs over >= 15 entry points, every bad value used."""
     entries = {e for e, _, _ in COMBOS}
-    assert len(entries) >= 15 and len(COMBOS) >= 300, (len(entries), len(COMBOS))
+    assert len(entries) >= 15 and len(COMBOS) >= 500, (len(entries), len(COMBOS))
+    assert set(BAD) == {b for _, _, b in COMBOS}, set(BAD) - {b for _, _, b in COMBOS}
 
 
 def _judge(entry, bad, run):
     try:
         run()
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, FileNotFoundError) as e:  # FileNotFoundError: checkpoint.load of no file
         msg = str(e)
         arg = BAD[bad][0]
         assert "expected" in msg and "got" in msg, f"{entry} x {bad}: message lacks expected/got: {msg}"
         names = {"x": ("x",), "y": ("y",), "params": ("params",), "l1": ("l1",), "l2": ("l2",), "steps": ("steps",),
                  "learning_rate": ("learning_rate",), "activation": ("activation",), "head": ("head",),
-                 "scheme": ("scheme",), "init": ("scheme", "init")}[arg]
+                 "scheme": ("scheme",), "init": ("scheme", "init")}.get(arg, (arg,))
         if bad.startswith("x_") and "empty" in bad:
             names = names + ("example",)
         assert any(n in msg for n in names), f"{entry} x {bad}: message does not name {names}: {msg}"

@@ -77,7 +77,7 @@ def max_rel(a, b):
                for u, v in zip(a, b))
 
 
-@pytest.mark.parametrize("scheme", ["full_batch", "minibatch"])
+@pytest.mark.parametrize("scheme", ["full_batch", "minibatch", "sgd_replacement"])
 def test_two_processes_equal_one(scheme, tmp_path):
     two = run_worker(f"digits-{scheme}", 2, tmp_path)
     one = run_worker(f"digits-{scheme}", 1, tmp_path)

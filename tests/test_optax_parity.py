@@ -150,11 +150,11 @@ def test_vmap_over_learning_rates():
 
 
 def test_bad_schedules():
-    with pytest.raises(ValueError, match="learning_rate: a schedule must accept the step count"):
+    with pytest.raises(ValueError, match="learning_rate: expected a schedule that accepts the step count"):
         optim.adam(lambda: 0.1)
     with pytest.raises(ValueError, match=r"learning_rate \(the schedule at step 0\): expected a finite number >= 0"):
         optim.sgd(lambda n: -1.0)
-    with pytest.raises(ValueError, match="learning_rate: a schedule must return a scalar"):
+    with pytest.raises(ValueError, match="learning_rate: expected a schedule that returns a scalar"):
         optim.sgd(lambda n: jnp.ones(2))
     with pytest.raises(ValueError, match="nesterov: expected momentum to be set"):
         optim.sgd(0.1, nesterov=True)

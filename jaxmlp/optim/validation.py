@@ -48,10 +48,11 @@ def learning_rate(v):
             with jax.numpy_dtype_promotion("standard"):  # Optax's schedules mix int32 counts with floats
                 first = v(jnp.zeros([], jnp.int32))
         except Exception as e:  # noqa: BLE001 -- report any failure of the user's schedule
-            raise ValueError(f"learning_rate: a schedule must accept the step count (an int32 scalar); calling it "
-                             f"at step 0 raised {type(e).__name__}: {e}") from None
+            raise ValueError(f"learning_rate: expected a schedule that accepts the step count (an int32 scalar), "
+                             f"got one that raised {type(e).__name__} at step 0: {e}") from None
         if np.ndim(first) != 0:
-            raise ValueError(f"learning_rate: a schedule must return a scalar, got shape {np.shape(first)} at step 0")
+            raise ValueError(f"learning_rate: expected a schedule that returns a scalar, got shape {np.shape(first)} "
+                             "at step 0")
         if not isinstance(first, jax.core.Tracer):
             non_negative("learning_rate (the schedule at step 0)", np.asarray(first).astype(np.float64)[()])
         return v
