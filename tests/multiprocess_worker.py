@@ -2,7 +2,7 @@
 
     python tests/multiprocess_worker.py MODE PROCESS_ID NUM_PROCESSES PORT OUT.json [DTYPE]
 
-Modes: ``digits-full_batch`` / ``digits-minibatch`` / ``digits-sgd_replacement`` (200 steps of scikit-learn's digits, data parallel),
+Modes: ``digits-SCHEME`` or ``digits-all`` (full batch, mini-batch and with replacement; 200 steps of scikit-learn's digits, data parallel),
 ``grad`` (the manual gradient against jax.grad on the global batch), ``population`` (a population split
 over the processes), ``guard`` (a learning rate that overflows: the non-finite guard's report).
 Process 0 writes the result as JSON to OUT.json (params as lists); ``guard`` writes OUT.json.PID from
@@ -35,14 +35,17 @@ def main():
     params = jaxmlp.init(model, jax.random.key(0), "xavier", dtype=dtype)
     result = {"processes": jax.process_count(), "devices": len(jax.devices())}
     if mode.startswith("digits"):
-        scheme = mode.split("-", 1)[1]
+        schemes = train.SCHEMES if mode == "digits-all" else [mode.split("-", 1)[1]]
         xg, yg = distributed.shard_dataset(x, y, mesh)
         result["rows"] = int(xg.shape[0])
-        r = train.train(train.manual_grad(model, l2=1e-4), optim.sgd(0.1, momentum=0.9), sharding.replicate(params, mesh),
-                        xg, yg, key=jax.random.key(1), steps=200, scheme=scheme,
-                        batch_size=None if scheme == "full_batch" else 64, log_every=50, progress=False)
-        result["params"] = [np.asarray(jaxmlp.checks.host(l)).tolist() for l in jax.tree.leaves(r.params)]
-        result["losses"] = r.losses.tolist()
+        for scheme in schemes:  # one cluster start-up for every scheme
+            if scheme == "sgd_shuffle":
+                continue  # one example per step: nothing to split over the processes
+            r = train.train(train.manual_grad(model, l2=1e-4), optim.sgd(0.1, momentum=0.9),
+                            sharding.replicate(params, mesh), xg, yg, key=jax.random.key(1), steps=200, scheme=scheme,
+                            batch_size=None if scheme == "full_batch" else 64, log_every=50, progress=False)
+            result[scheme] = {"params": [np.asarray(jaxmlp.checks.host(l)).tolist() for l in jax.tree.leaves(r.params)],
+                              "losses": r.losses.tolist()}
     elif mode == "grad":
         xg, yg = distributed.shard_dataset(x, y, mesh)
         p = sharding.replicate(params, mesh)

@@ -77,21 +77,27 @@ def max_rel(a, b):
                for u, v in zip(a, b))
 
 
+@pytest.fixture(scope="module")
+def digits_runs(tmp_path_factory):
+    """200 steps of each data-parallel scheme, float64: one 2-process and one 1-process launch."""
+    d = tmp_path_factory.mktemp("digits")
+    return run_worker("digits-all", 2, d), run_worker("digits-all", 1, d)
+
+
 @pytest.mark.parametrize("scheme", ["full_batch", "minibatch", "sgd_replacement"])
-def test_two_processes_equal_one(scheme, tmp_path):
-    two = run_worker(f"digits-{scheme}", 2, tmp_path)
-    one = run_worker(f"digits-{scheme}", 1, tmp_path)
+def test_two_processes_equal_one(scheme, digits_runs):
+    two, one = digits_runs
     assert two["processes"] == 2 and two["devices"] == 2 and one["processes"] == 1
     assert two["rows"] == one["rows"] == 1346
-    rel = max_rel(two["params"], one["params"])
+    rel = max_rel(two[scheme]["params"], one[scheme]["params"])
     assert rel <= F64_RTOL, rel
-    assert max_rel([two["losses"]], [one["losses"]]) <= F64_RTOL
+    assert max_rel([two[scheme]["losses"]], [one[scheme]["losses"]]) <= F64_RTOL
 
 
 def test_two_processes_float32_bound(tmp_path):
     two = run_worker("digits-minibatch", 2, tmp_path, "float32")
     one = run_worker("digits-minibatch", 1, tmp_path, "float32")
-    assert max_rel(two["params"], one["params"]) <= F32_RTOL
+    assert max_rel(two["minibatch"]["params"], one["minibatch"]["params"]) <= F32_RTOL
 
 
 def test_manual_gradient_under_two_processes(tmp_path):

@@ -110,7 +110,7 @@ def test_bad_arguments():
         verification.check_custom_jvp(jnp.sin, jnp.ones(2))
     with pytest.raises(ValueError, match="kind: expected one of"):
         verification.check_hvp(lambda p: jnp.sum(p ** 2), lambda p, v: 2 * v, jnp.ones(2), kind="newton")
-    with pytest.raises(ValueError, match="needs the pair"):
+    with pytest.raises(ValueError, match="expected the pair"):
         verification.check_hvp(lambda p: jnp.sum(p ** 2), lambda p, v: 2 * v, jnp.ones(2), kind="gauss_newton")
     with pytest.raises(ValueError, match="args: expected at least one floating-point"):
         verification.check_vjp(lambda n: n, lambda n: (n, lambda g: (g,)), jnp.arange(3))

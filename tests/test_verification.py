@@ -25,7 +25,10 @@ def test_check_passes(check):
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_optimizer_rows_pass(dtype):
-    _assert_rows_pass(list(optimizers.trajectory_rows(jnp.dtype(dtype))))
+    """The constant rate on every problem, the schedules on the MLP (all of them: ``python -m verification``)."""
+    rows = list(optimizers.trajectory_rows(jnp.dtype(dtype), scheduled_on="mlp"))
+    assert len(rows) >= 50 and any("/warmup_cosine/" in r.name for r in rows), len(rows)
+    _assert_rows_pass(rows)
 
 
 @pytest.mark.parametrize("act", sorted(jaxmlp.ACTIVATIONS))

@@ -85,7 +85,8 @@ def check_hvp(loss_fn, hvp_fn: Callable, params, *args, kind: str = "hessian", r
     else:
         check_callables(loss_fn=loss_fn, hvp_fn=hvp_fn)
         if kind == "gauss_newton":
-            raise ValueError("loss_fn: kind='gauss_newton' needs the pair (model_fn, outer_loss), got one callable")
+            raise ValueError("loss_fn: kind='gauss_newton' expected the pair (model_fn, outer_loss) whose "
+                             "linearisation defines the product, got one callable")
         loss = loss_fn
     a = Args(lambda params: None, (params,))
     ref_args = tuple(jax.tree.map(lambda x: x.astype(reference_dtype()) if jnp.issubdtype(jnp.result_type(x), jnp.inexact)
@@ -127,6 +128,9 @@ def check_hvp(loss_fn, hvp_fn: Callable, params, *args, kind: str = "hessian", r
     primals = {n: np.asarray(l, np.float64) for n, l in zip(a.names, a.leaves)}
     report.findings = explain(blocks, rule, product(kind), a.space(), [l.name for l in results], mode="hvp",
                               fit=FIT_RTOL[a.precision], primals=primals, where=where_of(hvp_fn))
+    if not pair:
+        report.notes.append("if hvp_fn is meant as a Gauss–Newton product, pass loss_fn as the pair "
+                            "(model_fn, outer_loss): the report then says whether it is that product instead")
     return report
 
 
