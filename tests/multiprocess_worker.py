@@ -35,12 +35,11 @@ def main():
     params = jaxmlp.init(model, jax.random.key(0), "xavier", dtype=dtype)
     result = {"processes": jax.process_count(), "devices": len(jax.devices())}
     if mode.startswith("digits"):
-        schemes = train.SCHEMES if mode == "digits-all" else [mode.split("-", 1)[1]]
+        # every scheme with batches to split over the processes (sgd_shuffle uses one example a step)
+        schemes = ["full_batch", "minibatch", "sgd_replacement"] if mode == "digits-all" else [mode.split("-", 1)[1]]
         xg, yg = distributed.shard_dataset(x, y, mesh)
         result["rows"] = int(xg.shape[0])
         for scheme in schemes:  # one cluster start-up for every scheme
-            if scheme == "sgd_shuffle":
-                continue  # one example per step: nothing to split over the processes
             r = train.train(train.manual_grad(model, l2=1e-4), optim.sgd(0.1, momentum=0.9),
                             sharding.replicate(params, mesh), xg, yg, key=jax.random.key(1), steps=200, scheme=scheme,
                             batch_size=None if scheme == "full_batch" else 64, log_every=50, progress=False)
