@@ -25,9 +25,9 @@ import jaxmlp
 import verification
 from experiments import common
 from verification import check_gradients
-from verification import jaxpr_graph as jg
-from verification import rule_edits
-from verification.problems import mlp_problem
+from verification.checker import jaxpr_graph as jg
+from verification.checker import rule_edits
+from verification.suite.problems import mlp_problem
 
 SIZES = (8, 32, 32, 32, 32, 4)  # 5 layers
 ACTIVATION, HEAD, BATCH = "tanh", "softmax_cross_entropy", 64
@@ -70,7 +70,7 @@ def main(argv=None):
     for text, eqn, grad in mutations(graph, leaves, np.random.default_rng(args.seed)):
         buggy = jax.tree.unflatten(treedef, grad)
         t0 = time.perf_counter()
-        r = check_gradients(lambda p, x, y: buggy, loss, params, x, y)
+        r = check_gradients(loss, lambda p, x, y: buggy, params, x, y)
         seconds = time.perf_counter() - t0
         if r.passed:  # the mutation changed nothing (an edge whose cotangent is zero here)
             continue

@@ -8,11 +8,11 @@ import pytest
 
 import jaxmlp
 from verification import check_gradients
-from verification.bugs import manual_with
+from verification.suite.bugs import manual_with
 from verification.catalogue import FAMILIES, judge, site_lines
 from verification.catalogue.planted import Planted
-from verification.problems import mlp_problem
-from verification.taylor import taylor_test
+from verification.suite.problems import mlp_problem
+from verification.checker.taylor import taylor_test
 
 ALL = [(f, b) for f in FAMILIES for b in f.BUGS]
 FIRST_OF_EACH_CAUSE = {}
@@ -22,7 +22,7 @@ for _f, _b in ALL:
 
 def _run(family, planted):
     p, x, y = family.problem(0)
-    return check_gradients(lambda p, x, y: family.grad(p, x, y, bug=planted.bug), family.loss, p, x, y)
+    return check_gradients(family.loss, lambda p, x, y: family.grad(p, x, y, bug=planted.bug), p, x, y)
 
 
 def test_catalogue_size_and_spread():
@@ -56,14 +56,14 @@ def test_derivative_at_output_is_explained():
         return x.T @ (jnp.exp(jnp.exp(u)) * jnp.cos(x @ w))
 
     w, x = jnp.array([0.3, -0.2]), jnp.array([[1.0, 2.0], [0.5, -1.0]])
-    r = check_gradients(manual, loss, w, x)
+    r = check_gradients(loss, manual, w, x)
     assert r.hypotheses[0].cause == "derivative_at_output" and r.hypotheses[0].where.startswith("exp")
 
 
 def test_a_shared_helper_mistake_is_named_at_every_use():
     model, p, x, y = mlp_problem((4, 6, 6, 6, 3), "tanh", "softmax_cross_entropy", m=8, init="xavier")
     manual = lambda p, x, y: manual_with(model, p, x, y, 0.0, 0.0, derivative=lambda z, a: 1 - z ** 2)  # noqa: E731
-    r = check_gradients(manual, lambda p, x, y: jaxmlp.loss(model, p, x, y, check=False), p, x, y)
+    r = check_gradients(lambda p, x, y: jaxmlp.loss(model, p, x, y, check=False), manual, p, x, y)
     h = r.hypotheses[0]
     assert h.cause == "derivative_at_input" and "every one of its 3 uses" in h.explanation and len(h.also_at) == 2
 
@@ -77,7 +77,7 @@ def test_a_wrong_leaky_relu_slope_is_a_wrong_constant():
         return x.T @ (2 * jax.nn.leaky_relu(z, 0.01) * jnp.where(z >= 0, 1.0, 0.1))  # slope 0.1 for 0.01
 
     w, x = jnp.array([0.3, -0.7]), jnp.array([[1.0, 2.0], [0.5, -1.0], [-1.0, 0.2]])
-    r = check_gradients(manual, loss, w, x)
+    r = check_gradients(loss, manual, w, x)
     assert any(h.cause == "wrong_constant" and "0.1 where the forward uses 0.01" in h.explanation
                for h in r.hypotheses), str(r)
 
@@ -86,7 +86,7 @@ def test_correct_gradients_at_chained_kinks_pass_with_a_note():
     model, p, x, y = mlp_problem((3, 4, 4, 2), "relu", "mse", m=5, init="xavier", zero_rows=2)
     manual = lambda p, x, y: manual_with(model, p, x, y, 0.0, 0.0,  # noqa: E731
                                          derivative=lambda z, a: (z >= 0).astype(z.dtype))
-    r = check_gradients(manual, lambda p, x, y: jaxmlp.loss(model, p, x, y, check=False), p, x, y)
+    r = check_gradients(lambda p, x, y: jaxmlp.loss(model, p, x, y, check=False), manual, p, x, y)
     assert r.passed and any("kink" in n for n in r.notes), str(r)
 
 
@@ -94,7 +94,7 @@ def test_a_real_bug_at_a_kink_still_fails():
     model, p, x, y = mlp_problem((3, 4, 4, 2), "relu", "mse", m=5, init="xavier", zero_rows=2)
     manual = lambda p, x, y: manual_with(model, p, x, y, 0.0, 0.0,  # noqa: E731
                                          derivative=lambda z, a: jnp.ones_like(z))  # relu' left out
-    r = check_gradients(manual, lambda p, x, y: jaxmlp.loss(model, p, x, y, check=False), p, x, y)
+    r = check_gradients(lambda p, x, y: jaxmlp.loss(model, p, x, y, check=False), manual, p, x, y)
     assert not r.passed
 
 
@@ -111,7 +111,7 @@ def test_taylor_slope_is_two_when_right_and_one_when_wrong(family):
 def test_taylor_in_the_report_and_its_json():
     family = FAMILIES[0]
     p, x, y = family.problem(0)
-    r = check_gradients(family.grad, family.loss, p, x, y, taylor=True)
+    r = check_gradients(family.loss, family.grad, p, x, y, taylor=True)
     assert r.passed and r.taylor.passed and "Taylor remainder slope" in str(r)
     assert json.loads(r.to_json())["taylor"]["passed"] is True
 

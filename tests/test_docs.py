@@ -1,7 +1,7 @@
 """docs/derivations.md names every family of verification rows."""
 import pathlib
 
-from verification.registry import CHECKS
+from verification.suite.registry import CHECKS
 
 DOC = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "derivations.md").read_text()
 

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import pytest
 
 from verification import check_gradients
-from verification.localize import tap
+from verification.checker.localize import tap
 
 
 def loss(p, x, y):
@@ -40,7 +40,7 @@ def _problem():
                                             ("derivative_left_out", "derivative_dropped", "tanh")])
 def test_issue_examples_are_located_and_explained(bug, cause, op):
     p, x, y = _problem()
-    r = check_gradients(lambda p, x, y: manual(p, x, y, bug), loss, p, x, y)
+    r = check_gradients(loss, lambda p, x, y: manual(p, x, y, bug), p, x, y)
     assert not r.passed
     assert r.hypotheses and r.hypotheses[0].cause == cause, str(r)
     assert r.hypotheses[0].where.startswith(op) and "test_explain.py:" in r.hypotheses[0].where
@@ -51,17 +51,17 @@ def test_issue_examples_are_located_and_explained(bug, cause, op):
 
 def test_correct_gradient_passes_without_diagnosis():
     p, x, y = _problem()
-    r = check_gradients(manual, loss, p, x, y)
+    r = check_gradients(loss, manual, p, x, y)
     assert r.passed and not r.hypotheses and r.localization is None
 
 
 def test_tapped_deltas_name_the_first_wrong_step():
     p, x, y = _problem()
     g, deltas = manual(p, x, y, "label_term_dropped", with_deltas=True)
-    r = check_gradients(lambda p, x, y: g, loss, p, x, y, deltas=deltas)
+    r = check_gradients(loss, lambda p, x, y: g, p, x, y, deltas=deltas)
     assert r.localization.first_wrong_delta == "z2"
     _, good = manual(p, x, y, "tanh_prime_at_z", with_deltas=True)
-    r = check_gradients(lambda p, x, y: manual(p, x, y, "tanh_prime_at_z"), loss, p, x, y, deltas=good)
+    r = check_gradients(loss, lambda p, x, y: manual(p, x, y, "tanh_prime_at_z"), p, x, y, deltas=good)
     assert r.localization.deltas[0]["passed"] and r.localization.first_wrong_delta is None
     with pytest.raises(ValueError, match="deltas: no tap named"):
-        check_gradients(lambda p, x, y: g, loss, p, x, y, deltas={"nope": g["b2"]})
+        check_gradients(loss, lambda p, x, y: g, p, x, y, deltas={"nope": g["b2"]})

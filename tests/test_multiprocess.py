@@ -25,7 +25,7 @@ TIMEOUT_S = 240
 F64_RTOL = 1e-12
 # float32: the same reordering at eps32 ~ 1.2e-7 per step, grown over 200 momentum steps: 1e-4 relative.
 F32_RTOL = 1e-4
-GRAD_RTOL = 1e-12  # manual gradient vs jax.grad in float64 (verification.tolerances.F64_RTOL)
+GRAD_RTOL = 1e-12  # manual gradient vs jax.grad in float64 (verification.checker.tolerances.F64_RTOL)
 
 
 def free_port() -> int:

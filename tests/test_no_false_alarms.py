@@ -8,9 +8,9 @@ import pytest
 
 import jaxmlp
 from verification import check_gradients
-from verification.bugs import manual_with
+from verification.suite.bugs import manual_with
 from verification.catalogue import FAMILIES
-from verification.problems import mlp_problem
+from verification.suite.problems import mlp_problem
 
 ARCHS = [(3, 4, 2), (2, 5, 5, 3), (1, 3, 3, 3, 1)]
 ACTIVATIONS = ["relu", "tanh", "sigmoid", "leaky_relu", "softplus"]
@@ -30,7 +30,7 @@ FAMILY_SEEDS = 20
 
 
 def _check(model, p, x, y, manual):
-    return check_gradients(manual, lambda p, x, y: jaxmlp.loss(model, p, x, y, check=False), p, x, y)
+    return check_gradients(lambda p, x, y: jaxmlp.loss(model, p, x, y, check=False), manual, p, x, y)
 
 
 @pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
@@ -69,7 +69,7 @@ def test_catalogue_families_correct_gradients_never_fail(family):
     false = []
     for seed in range(FAMILY_SEEDS):
         p, x, y = family.problem(seed)
-        r = check_gradients(family.grad, family.loss, p, x, y)
+        r = check_gradients(family.loss, family.grad, p, x, y)
         if not r.passed:
             false.append(f"seed={seed}:\n{r}")
     assert not false, "\n".join(false[:3])

@@ -9,9 +9,10 @@ import pytest
 
 import jaxmlp
 import verification
+import verification.suite
 from verification.catalogue.rule_bugs import CASES
-from verification.problems import grid_problem
-from verification.rule_diagnosis import RULE_CAUSES
+from verification.suite.problems import grid_problem
+from verification import CAUSES
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
@@ -22,7 +23,7 @@ def test_rule_catalogue(case):
     bug = case.check(True, jnp.float64)
     assert not bug.passed
     assert [f.cause for f in bug.findings][:1] == [case.cause], str(bug)
-    assert all(f.cause in RULE_CAUSES for f in bug.findings)
+    assert all(f.cause in CAUSES for f in bug.findings)
 
 
 def test_catalogue_size():
@@ -62,7 +63,7 @@ def test_nondiff_argnums_and_pytrees():
     assert r.passed, str(r)
     assert {b.input for b in r.blocks} == {"p['W']", "p['b']", "x"}
     js = json.loads(r.to_json())
-    assert js["schema"] == "verification.check_rule/1" and js["passed"] and len(js["blocks"]) == 3
+    assert js["schema"] == "verification.check_rule/2" and js["passed"] and len(js["blocks"]) == 3
 
 
 def test_jitted_and_vmapped_rule():
@@ -139,7 +140,7 @@ def test_gauss_newton_refuses_non_least_squares():
 
 
 def test_rule_rows_pass():
-    rows = list(verification.run_checks(["rules/layer", "rules/head", "rules/gauss_newton/tanh"]))
+    rows = list(verification.suite.run_checks(["rules/layer", "rules/head", "rules/gauss_newton/tanh"]))
     assert len(rows) >= 13 and all(r.passed for r in rows), [r.name for r in rows if not r.passed]
     json.dumps([r.as_dict() for r in rows])  # python -m verification --json
 

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 import jaxmlp
-from verification import network, optimizers
-from verification.compare import compare_trees
-from verification.registry import CHECKS
+from verification.suite import network
+from verification.suite import optimizers
+from verification.checker.compare import compare_trees
+from verification.suite.registry import CHECKS
 
 
 def _assert_rows_pass(rows):

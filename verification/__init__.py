@@ -1,23 +1,37 @@
-"""verification: proofs that jaxmlp's hand-derived formulas equal autodiff and finite differences.
+"""verification: a checker for anyone's hand-derived gradients and custom rules, and jaxmlp's proofs.
 
-Run ``python -m verification`` for the report.  :func:`configure` switches on
-float64 and the strict numerics this package is checked under.  The checker
-(:func:`check_gradients`) is for anyone's hand-derived gradient, not only jaxmlp's; the rule checks
-(:func:`check_custom_vjp`, :func:`check_custom_jvp`, :func:`check_vjp`, :func:`check_jvp`,
-:func:`check_hvp`) are for anyone's ``custom_vjp`` / ``custom_jvp`` rules and curvature products.
+Three parts, imported in one direction (docs/layout.md):
+
+* ``verification`` (this namespace, from :mod:`verification.checker`): the general checker.  It imports
+  jax and numpy only, never jaxmlp or optax.  :func:`check_gradients` compares a hand-derived gradient
+  with ``jax.grad`` and says where and why it differs; :func:`check_custom_vjp`,
+  :func:`check_custom_jvp`, :func:`check_vjp`, :func:`check_jvp` and :func:`check_hvp` check
+  ``custom_vjp`` / ``custom_jvp`` rules, hand-written VJPs and JVPs and curvature products.  Every check
+  takes the function first, the hand-derived rule second, then the point.
+* :mod:`verification.catalogue`: planted bugs in model families written as people write them, and
+  wrong rules; ``python -m verification --bugs`` scores the checker on them.
+* :mod:`verification.suite`: the rows that prove jaxmlp's formulas (``python -m verification``).
+
+:func:`configure` switches on float64 and the strict numerics the checks are judged under.
 """
 import jax
 
-from verification.checker import Report, assert_gradients_match, check_gradients
-from verification.compare import Comparison, LeafResult, compare_leaves, compare_trees
-from verification.curvature import assert_hvp_correct, check_hvp
-from verification.jvp_checks import assert_custom_jvp_correct, assert_jvp_correct, check_custom_jvp, check_jvp
-from verification.registry import CHECKS, run_checks
-from verification.rule_report import RuleReport
-from verification.vjp_checks import assert_custom_vjp_correct, assert_vjp_correct, check_custom_vjp, check_vjp
-from verification.rows import Row
-from verification.taylor import TaylorResult, taylor_test
-from verification.tolerances import F32_RTOL, F64_RTOL, FD_RTOL
+from verification.checker.causes import CAUSES
+from verification.checker.compare import LeafResult
+from verification.checker.curvature import assert_hvp_correct, check_hvp
+from verification.checker.gradients import GradientReport, assert_gradients_match, check_gradients
+from verification.checker.hypotheses import Hypothesis
+from verification.checker.jvp_checks import assert_custom_jvp_correct, assert_jvp_correct, check_custom_jvp, check_jvp
+from verification.checker.localize import Localization, tap
+from verification.checker.patterns import Diagnosis
+from verification.checker.report import CheckReport
+from verification.checker.rule_diagnosis import RuleFinding
+from verification.checker.rule_report import RuleReport
+from verification.checker.taylor import TaylorResult, taylor_test
+from verification.checker.tolerances import BF16_RTOL, F16_RTOL, F32_RTOL, F64_RTOL, FD_RTOL, RTOL_BY_DTYPE
+from verification.checker.vjp_checks import assert_custom_vjp_correct, assert_vjp_correct, check_custom_vjp, check_vjp
+
+__version__ = "0.2.0"
 
 
 def configure():
@@ -28,14 +42,20 @@ def configure():
 
 
 __all__ = [
-    "CHECKS",
-    "Comparison",
+    "BF16_RTOL",
+    "CAUSES",
+    "CheckReport",
+    "Diagnosis",
+    "F16_RTOL",
     "F32_RTOL",
     "F64_RTOL",
     "FD_RTOL",
+    "GradientReport",
+    "Hypothesis",
     "LeafResult",
-    "Report",
-    "Row",
+    "Localization",
+    "RTOL_BY_DTYPE",
+    "RuleFinding",
     "RuleReport",
     "TaylorResult",
     "assert_custom_jvp_correct",
@@ -50,9 +70,7 @@ __all__ = [
     "check_hvp",
     "check_jvp",
     "check_vjp",
-    "compare_leaves",
-    "compare_trees",
     "configure",
-    "run_checks",
+    "tap",
     "taylor_test",
 ]

@@ -6,8 +6,6 @@ import json
 import sys
 import time
 
-from jaxmlp.atomic import write_atomic
-
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m verification", description=__doc__)
@@ -21,16 +19,17 @@ def main(argv=None) -> int:
     import verification
 
     verification.configure()
+    from verification.suite import run_checks
     if args.bugs:
         return _bugs()
     if args.errata:
-        from verification.errata import main as errata_main
+        from verification.suite.errata import main as errata_main
 
         return errata_main()
     t0 = time.perf_counter()
     rows = []
     print(f"{'check':<46} {'max abs':>10} {'max rel':>10} {'tol':>8}  status  derivation / worst element")
-    for row in verification.run_checks(args.only):
+    for row in run_checks(args.only):
         rows.append(row)
         if row.passed and args.failures:
             continue
@@ -40,6 +39,8 @@ def main(argv=None) -> int:
     n_fail = sum(not r.passed for r in rows)
     print(f"\n{len(rows) - n_fail} passed, {n_fail} failed ({time.perf_counter() - t0:.1f} s)")
     if args.json:
+        from jaxmlp.atomic import write_atomic
+
         write_atomic(args.json, json.dumps([r.as_dict() for r in rows], indent=1))
     return 1 if n_fail or not rows else 0
 
@@ -47,7 +48,7 @@ def main(argv=None) -> int:
 def _bugs() -> int:
     """The realistic-bug catalogue (per family: located, explained, false alarms), then the whole-leaf patterns."""
     from verification.catalogue import run
-    from verification.bugs import run_catalogue
+    from verification.suite.bugs import run_catalogue
 
     fams = {}
     print(f"{'family':<38} {'planted bug':<26} {'expected cause':<22} {'first hypothesis':<22} loc  expl  s")

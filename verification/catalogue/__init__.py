@@ -14,7 +14,7 @@ from typing import Iterator, NamedTuple
 from verification.catalogue import (dict_mlp, huber_regression, layer_norm_net, log_cosh_regression, residual_mlp,
                                     softmax_regression, tied_autoencoder)
 from verification.catalogue.planted import Planted, judge, site_lines
-from verification.checker import Report, check_gradients
+from verification.checker.gradients import GradientReport, check_gradients
 
 FAMILIES = (dict_mlp, residual_mlp, tied_autoencoder, softmax_regression, layer_norm_net, huber_regression,
             log_cosh_regression)
@@ -23,7 +23,7 @@ FAMILIES = (dict_mlp, residual_mlp, tied_autoencoder, softmax_regression, layer_
 class Outcome(NamedTuple):
     family: str
     planted: Planted
-    report: Report
+    report: GradientReport
     located: bool
     explained: bool
     seconds: float
@@ -38,7 +38,7 @@ def run(seed: int = 0) -> Iterator[Outcome]:
         for planted in (None, *family.BUGS):
             t0 = time.perf_counter()
             bug = None if planted is None else planted.bug
-            report = check_gradients(lambda p, x, y, bug=bug: family.grad(p, x, y, bug=bug), family.loss, p, x, y)
+            report = check_gradients(family.loss, lambda p, x, y, bug=bug: family.grad(p, x, y, bug=bug), p, x, y)
             seconds = time.perf_counter() - t0
             if planted is None:
                 yield Outcome(family.NAME, None, report, report.passed, report.passed, seconds)

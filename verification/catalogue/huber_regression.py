@@ -6,7 +6,7 @@
 import jax.numpy as jnp
 
 from verification.catalogue.planted import Planted
-from verification.problems import random_data, random_tree
+from verification.catalogue.data import random_data, random_tree
 
 NAME = "Huber-loss regression"
 DELTA = 0.3

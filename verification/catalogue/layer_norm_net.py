@@ -9,7 +9,7 @@ Its hand-derived backward is the usual compact form
 import jax.numpy as jnp
 
 from verification.catalogue.planted import Planted
-from verification.problems import random_data, random_tree
+from verification.catalogue.data import random_data, random_tree
 
 NAME = "layer-norm net"
 EPS = 1e-5

@@ -3,7 +3,7 @@ import jax
 import jax.numpy as jnp
 
 from verification.catalogue.planted import Planted
-from verification.problems import random_data, random_tree
+from verification.catalogue.data import random_data, random_tree
 
 NAME = "log-cosh regression"
 

@@ -17,9 +17,9 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from verification.curvature import check_hvp
-from verification.jvp_checks import check_custom_jvp, check_jvp
-from verification.vjp_checks import check_custom_vjp, check_vjp
+from verification.checker.curvature import check_hvp
+from verification.checker.jvp_checks import check_custom_jvp, check_jvp
+from verification.checker.vjp_checks import check_custom_vjp, check_vjp
 
 
 class RuleCase(NamedTuple):
@@ -269,7 +269,7 @@ CASES = tuple(RuleCase(*c) for c in (
     ("layer_norm_vjp_missing_mean", "missing_term", layer_norm_vjp),
     ("softmax_jvp_missing_subtraction", "missing_term", softmax_jvp),
     ("square_vjp_missing_2", "factor_2", square_vjp),
-    ("product_vjp_swapped", "swapped_inputs", product_vjp),
+    ("product_vjp_swapped", "wrong_leaf", product_vjp),
     ("affine_vjp_bias_dropped", "path_dropped", affine_vjp),
     ("tanh_jvp_ignores_tangent", "ignores_probe", tanh_jvp),
     ("mean_vjp_missing_1_over_n", "mean_sum_confused", mean_vjp),

@@ -31,11 +31,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from verification.linear_check import compare_maps
-from verification.rule_args import Args, check_callables, precision_line, reference_dtype, tolerance
-from verification.rule_diagnosis import RuleFinding, explain, where_of
-from verification.rule_report import RuleReport
-from verification.tolerances import FIT_RTOL
+from verification.checker.linear_check import compare_maps
+from verification.checker.rule_args import Args, check_callables, precision_line, reference_dtype, tolerance
+from verification.checker.rule_diagnosis import RuleFinding, explain, where_of
+from verification.checker.rule_report import RuleReport
+from verification.checker.tolerances import FIT_RTOL
 
 KINDS = ("hessian", "gauss_newton")
 

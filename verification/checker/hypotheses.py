@@ -1,7 +1,7 @@
 """Explanation by hypothesis: alternative references, each autodiff with exactly one derivative rule changed.
 
 For a failing gradient ``M`` (manual) against ``G`` (``jax.grad``), every hypothesis ``H`` is the gradient
-of the same loss with one rule edited at one equation (:mod:`verification.jaxpr_graph`).  A hypothesis
+of the same loss with one rule edited at one equation (:mod:`verification.checker.jaxpr_graph`).  A hypothesis
 *fits* when ``||M - H|| <= fit_rtol * ||M - G||``: it reproduces the mistake, not just the right answer.
 
 Two families:
@@ -13,7 +13,7 @@ Two families:
   of ``a`` names the mistake: 0 a dropped path (a forgotten skip connection, tied weight, regulariser
   or label term), -1 a flipped sign, the size ``N`` of a reduction (or its inverse) mean and sum
   confused, 2 or 1/2 a factor of 2, anything else a wrong constant.
-* **Rule edits** (:mod:`verification.rule_edits`): a derivative dropped, evaluated at the wrong point,
+* **Rule edits** (:mod:`verification.checker.rule_edits`): a derivative dropped, evaluated at the wrong point,
   the wrong branch, a transposed or wrong saved operand, each at one equation or at every equation of
   one op (a shared helper).  :func:`candidate_gradients` runs them all in one compiled program, each
   switched on by one entry of a one-hot vector, vmapped over the rows of the identity.
@@ -28,14 +28,15 @@ import jax.extend.core as jcore
 import jax.numpy as jnp
 import numpy as np
 
-from verification import jaxpr_graph as jg
-from verification import rule_edits
+from verification.checker import causes
+from verification.checker import jaxpr_graph as jg
+from verification.checker import rule_edits
 
 
 
 @dataclasses.dataclass
 class Hypothesis:
-    cause: str  # a code of the documented vocabulary (verification.checker.CAUSES)
+    cause: str  # a code of the documented vocabulary (verification.checker.causes.CAUSES)
     eqn: int  # equation index in the traced loss
     where: str  # "tanh at model.py:12"
     explanation: str  # "manual equals autodiff if ..."
@@ -57,10 +58,6 @@ def _grad(graph, leaves, **kw):
     return jax.grad(lambda ls: jg.evaluate(graph, ls, **kw))(list(leaves))
 
 
-def _near(a, b, tol=1e-3):
-    return abs(a - b) <= tol * max(abs(b), 1.0)
-
-
 def _reduced_size(eqn, j):
     """How many terms the op's forward (reduce_sum) or its backward to input ``j`` (a broadcast input: a
     sum over the broadcast axes) adds up."""
@@ -78,36 +75,53 @@ def _divides_a_sum_by_its_count(graph, eqn, const):
     return p is not None and _reduced_size(graph.eqns[p], 0) == int(const) == const
 
 
+def _literal_operand(eqn, j):
+    """The literal constant of a two-input ``mul``/``div`` whose other operand is input ``j``, or None."""
+    if jg.op_name(eqn) in ("mul", "div") and len(eqn.invars) == 2 and isinstance(eqn.invars[1 - j], jcore.Literal):
+        return float(np.asarray(eqn.invars[1 - j].val))
+    return None
+
+
+def _mean_sum_text(graph, eqn, j, a, where):
+    """What a ``mean_sum_confused`` scale at this edge means: a reduction's size, a broadcast, or the
+    division that completes a mean."""
+    n = _reduced_size(eqn, j)
+    if n and n > 1 and causes.reduction_match(a, [n]):
+        times = causes.near(a, n)
+        if eqn.primitive.name != "reduce_sum":
+            how = "sums over the broadcast axes twice" if times else "averages over the broadcast axes where it sums"
+        else:
+            how = "sums where the forward averages" if times else "averages where the forward sums"
+        return f"the backward of {where} {how} (factor {a:.6g}, the reduction has {n} terms)"
+    const = _literal_operand(eqn, j)
+    if causes.near(a, const):
+        return f"the backward of {where} skips the division by {const:g} (a mean taken as a sum)"
+    return f"the backward of {where} divides by {const:g} twice"
+
+
 def _classify_scale(graph, i, j, a):
+    """The cause code (:func:`verification.checker.causes.name_scale`) and the sentence of a fitted scale
+    ``a`` of the cotangent that equation ``i`` sends to input ``j``."""
     eqn = graph.eqns[i]
     name, where = jg.op_name(eqn), graph.describe(i)
     operand = f"input {j + 1}" if len(eqn.invars) > 1 else "its input"
-    const = None
-    if name in ("mul", "div") and len(eqn.invars) == 2 and isinstance(eqn.invars[1 - j], jcore.Literal):
-        const = float(np.asarray(eqn.invars[1 - j].val))
-    n = _reduced_size(eqn, j)
-    broadcast = eqn.primitive.name != "reduce_sum"
-    if _near(a, 0.0, 1e-6):
-        return "path_dropped", f"the backward of {where} drops the path to {operand} (a forgotten term)"
-    if _near(a, -1.0):
-        return "sign_flipped", f"the backward of {where} flips the sign of the cotangent to {operand}"
-    if n and n > 1 and (_near(a, n) or _near(a, 1 / n)):
-        how = "sums where the forward averages" if _near(a, n) else "averages where the forward sums"
-        if broadcast:
-            how = "sums over the broadcast axes twice" if _near(a, n) else "averages over the broadcast axes where it sums"
-        return "mean_sum_confused", f"the backward of {where} {how} (factor {a:.6g}, the reduction has {n} terms)"
+    const = _literal_operand(eqn, j)
+    sizes = [n for n in (_reduced_size(eqn, j),) if n]
     if const is not None and name == "div" and j == 0 and _divides_a_sum_by_its_count(graph, eqn, const):
-        if _near(a, const):
-            return "mean_sum_confused", f"the backward of {where} skips the division by {const:g} (a mean taken as a sum)"
-        if _near(a, 1 / const):
-            return "mean_sum_confused", f"the backward of {where} divides by {const:g} twice"
-    if _near(a, 2.0) or _near(a, 0.5):
-        return "factor_2", f"the backward of {where} is {a:.6g} x the true one (a factor 2: a 1/2 dropped or doubled)"
+        sizes.append(int(const))
+    cause = causes.name_scale(a, sizes)
+    if cause == "path_dropped":
+        return cause, f"the backward of {where} drops the path to {operand} (a forgotten term)"
+    if cause == "sign_flipped":
+        return cause, f"the backward of {where} flips the sign of the cotangent to {operand}"
+    if cause == "mean_sum_confused":
+        return cause, _mean_sum_text(graph, eqn, j, a, where)
+    if cause == "factor_2":
+        return cause, f"the backward of {where} is {a:.6g} x the true one (a factor 2: a 1/2 dropped or doubled)"
     if const is not None:
         used = const * a if name == "mul" else const / a  # the backward of x / c is g / c
-        return "wrong_constant", (f"the backward of {where} uses the constant {used:.6g} where the forward "
-                                  f"uses {const:g}")
-    return "wrong_constant", f"the backward of {where} is scaled by {a:.6g} (a wrong constant)"
+        return cause, f"the backward of {where} uses the constant {used:.6g} where the forward uses {const:g}"
+    return cause, f"the backward of {where} is scaled by {a:.6g} (a wrong constant)"
 
 
 # Among edges with the same effect, the one whose scale means the most names the group: a reduction's
@@ -186,7 +200,7 @@ def edited_gradients(graph, leaves, D, G, fit_rtol) -> List[Hypothesis]:
     """Every single-rule edit whose gradient reproduces the manual one.
 
     All edits run in one compiled program: each is switched on by its own entry of a one-hot vector
-    (:func:`verification.jaxpr_graph.evaluate`'s ``switched``), and the gradient is vmapped over the rows
+    (:func:`verification.checker.jaxpr_graph.evaluate`'s ``switched``), and the gradient is vmapped over the rows
     of the identity.
     """
     cands = rule_edits.candidates(graph, leaves)

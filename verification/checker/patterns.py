@@ -1,23 +1,30 @@
-"""Name the likely cause of a gradient mismatch, with the evidence.
+"""Whole-leaf patterns: a documented layer on top of the hypotheses, for mistakes no single rule edit makes.
 
-Each test fits one pattern of the usual hand-derivation bugs to the failing
-leaf ``a`` (manual) against ``b`` (``jax.grad``), with ``p`` the parameter
-leaf and ``d = a - b``:
+A hypothesis (:mod:`verification.checker.hypotheses`) changes one rule inside the traced loss.  Some
+hand-derivation mistakes live outside it: a leaf returned transposed, gradients assigned to the wrong
+leaf, a regulariser term forgotten in the *gradient* code only, a naive exp that overflows.  Each test
+below fits one such pattern to the failing leaf ``a`` (manual) against ``b`` (``jax.grad``), with ``p``
+the parameter leaf and ``d = a - b``; the causes are codes of the one vocabulary
+(:data:`verification.checker.causes.CAUSES`), and a whole-leaf scale is named by the one classifier
+(:func:`verification.checker.causes.name_scale`) with the inputs' batch sizes as the sizes it may confuse.
+The gradient report gives each failing leaf one :class:`Diagnosis`: the pattern if one fits (with the
+best hypothesis's site), else the best hypothesis.
 
 ==========================  ==============================================================
 cause                       evidence
 ==========================  ==============================================================
 overflow                    ``a`` non-finite where ``b`` is finite (naive exp at large logits)
 transposed                  ``a.T == b``
-missing 1/m / extra 1/m     ``a = c b`` with ``c = m`` (or ``1/m``), m a batch size of the inputs
-sign flipped                ``a = -b``
-factor 1/2                  ``a = 2 b`` or ``a = b / 2`` (a ½ in the loss, e.g. ½‖·‖²)
-scale                       ``a = c b`` for another constant c
-missing/extra L2            ``d = ∓λ p``
-missing/extra L1            ``d = ∓λ sign(p)``
-constant offset             ``d = const``
-L1 without sign             ``d = λ(1 - sign(p))``: DNN Maths (2020-01-12)'s printed L1 gradient ``+λ``
-wrong layer                 ``a`` equals the reference of another leaf of the same shape
+mean_sum_confused           ``a = c b`` with ``c = m`` (or ``1/m``), m a batch size of the inputs
+sign_flipped                ``a = -b``
+factor_2                    ``a = 2 b`` or ``a = b / 2`` (a ½ in the loss, e.g. ½‖·‖²)
+wrong_constant              ``a = c b`` for another constant c
+l2_missing / l2_extra       ``d = ∓λ p``
+l1_missing / l1_extra       ``d = ∓λ sign(p)``
+constant_offset             ``d = const``
+l1_without_sign             ``d = λ(1 - sign(p))``: DNN Maths (2020-01-12)'s printed L1 gradient ``+λ``
+wrong_leaf                  ``a`` equals the reference of another leaf of the same shape
+regulariser_wrong           the check passes with the regulariser off and fails with it on
 ==========================  ==============================================================
 """
 from __future__ import annotations
@@ -28,14 +35,14 @@ from typing import Optional
 import jax
 import numpy as np
 
-
-FIT_RTOL = 1e-5  # a pattern "fits" when it explains d to this relative residual (above float32 noise)
+from verification.checker import causes
+from verification.checker.tolerances import PATTERN_FIT_RTOL as FIT_RTOL
 
 
 @dataclasses.dataclass
 class Diagnosis:
     leaf: str
-    cause: str  # a code of the vocabulary (verification.checker.CAUSES)
+    cause: str  # a code of the vocabulary (verification.checker.causes.CAUSES)
     evidence: str
     where: Optional[str] = None  # "op at file:line" where the error enters, when located
 
@@ -56,17 +63,17 @@ def _fit(d, basis):
 
 
 def _scale_cause(c, batch_sizes):
-    near = lambda u, v: abs(u - v) <= FIT_RTOL * max(abs(v), 1)  # noqa: E731
-    for m in sorted(batch_sizes):
-        if m > 1 and near(c, m):
-            return "missing 1/m", f"manual = {c:.6g} x autodiff, and m = {m} is the batch size"
-        if m > 1 and near(c * m, 1):
-            return "extra 1/m", f"manual = autodiff / {1 / c:.6g}, and m = {m}: the loss sums but the gradient averages"
-    if near(c, -1):
-        return "sign flipped", "manual = -1 x autodiff"
-    if near(c, 2) or near(c, 0.5):
-        return "factor 1/2", f"manual = {c:.6g} x autodiff: a 1/2 in the loss (e.g. 1/2 ||.||^2) is dropped or doubled"
-    return "scale", f"manual = {c:.6g} x autodiff (a constant factor)"
+    cause = causes.name_scale(c, batch_sizes)
+    if cause == "mean_sum_confused":
+        m = causes.reduction_match(c, batch_sizes)
+        if causes.near(c, m):
+            return cause, f"manual = {c:.6g} x autodiff, and m = {m} is the batch size: a 1/m missing"
+        return cause, f"manual = autodiff / {1 / c:.6g}, and m = {m}: the loss sums but the gradient averages"
+    if cause == "sign_flipped":
+        return cause, "manual = -1 x autodiff"
+    if cause == "factor_2":
+        return cause, f"manual = {c:.6g} x autodiff: a 1/2 in the loss (e.g. 1/2 ||.||^2) is dropped or doubled"
+    return cause, f"manual = {c:.6g} x autodiff (a constant factor)"
 
 
 def _leaf_cause(a, b, p, batch_sizes, strengths):
@@ -90,14 +97,14 @@ def _leaf_cause(a, b, p, batch_sizes, strengths):
         if res <= FIT_RTOL and alpha != 0:
             kind = "extra" if alpha > 0 else "missing"
             sym = "lambda W" if name == "L2" else "lambda sign(W)"
-            return f"{kind} {name}", (f"manual - autodiff = {alpha:+.6g} x {sym.split(' ', 1)[1]}, i.e. a {kind} "
+            return f"{name.lower()}_{kind}", (f"manual - autodiff = {alpha:+.6g} x {sym.split(' ', 1)[1]}, i.e. a {kind} "
                                       f"{name} term with lambda = {abs(alpha):.6g}" + (f" (given {lam})" if lam else ""))
     alpha, res = _fit(d, np.ones_like(d))
     if res <= FIT_RTOL:
-        return "constant offset", f"manual - autodiff = {alpha:+.6g} everywhere (a constant where a sign(W) or W belongs?)"
+        return "constant_offset", f"manual - autodiff = {alpha:+.6g} everywhere (a constant where a sign(W) or W belongs?)"
     alpha, res = _fit(d, 1 - np.sign(p))
     if res <= FIT_RTOL and alpha != 0:
-        return "L1 without sign", (f"manual - autodiff = {alpha:.6g} x (1 - sign(W)): the L1 gradient adds lambda = "
+        return "l1_without_sign", (f"manual - autodiff = {alpha:.6g} x (1 - sign(W)): the L1 gradient adds lambda = "
                                    f"{alpha:.6g} where lambda sign(W) belongs")
     return None
 
@@ -116,11 +123,11 @@ def diagnose(manual, ref, params, args, report, strengths, off=None):
         if found is None:
             for j, rj in enumerate(r_leaves):
                 if j != i and _close(m_leaves[i], rj):
-                    found = ("wrong layer", f"manual {name} equals autodiff's {report.leaves[j].path}: "
+                    found = ("wrong_leaf", f"manual {name} equals autodiff's {report.leaves[j].path}: "
                                             f"gradients assigned to the wrong leaf/layer")
                     break
         if found is None and report.unregularised_passed and strengths:
-            found = ("regulariser term wrong", "the check passes with the regulariser off and fails with it on")
+            found = ("regulariser_wrong", "the check passes with the regulariser off and fails with it on")
         if found is None and off is not None and not report.unregularised_passed:
             m0, r0 = jax.tree.leaves(off[0]), jax.tree.leaves(off[1])
             cause = _leaf_cause(m0[i], r0[i], p_leaves[i], batch_sizes, {})

@@ -21,8 +21,9 @@ import jax.extend.core as jcore
 import jax.numpy as jnp
 import numpy as np
 
-_SKIP_DIRS = tuple(os.path.dirname(m.__file__) + os.sep for m in (jax, np))
-_OWN_FILES = ("jaxpr_graph.py", "hypotheses.py", "rule_edits.py", "checker.py", "localize.py", "diagnose.py")
+# JAX, NumPy and this checker's own package: never "the user's line".  By directory, so that a user's
+# file that happens to share a name with one of ours (checker.py) is still named.
+_SKIP_DIRS = tuple(os.path.dirname(m.__file__) + os.sep for m in (jax, np)) + (os.path.dirname(__file__) + os.sep,)
 
 # Shape and bookkeeping primitives: never worth naming as "where the error enters".
 PLUMBING = {"broadcast_in_dim", "reshape", "convert_element_type", "squeeze", "expand_dims", "transpose", "copy",
@@ -35,7 +36,7 @@ def user_line(eqn) -> Optional[str]:
     tb = getattr(eqn.source_info, "traceback", None)
     for f in (tb.frames if tb is not None else ()):
         name = f.file_name
-        if name.startswith(_SKIP_DIRS) or os.path.basename(name) in _OWN_FILES or name.startswith("<"):
+        if name.startswith(_SKIP_DIRS) or name.startswith("<"):
             continue
         return f"{os.path.relpath(name) if not os.path.relpath(name).startswith('..') else name}:{f.line_num}"
     return None

@@ -10,7 +10,7 @@ the rule and the reference are applied to the same probes,
   block, so no direction is missed on small problems;
 
 and the stacked results, shape ``(probes, *result_shape)``, go through the checker's comparator
-(:func:`verification.compare.compare_leaf`), with ``atol`` = ``rtol`` times the largest reference
+(:func:`verification.checker.compare.compare_leaf`), with ``atol`` = ``rtol`` times the largest reference
 entry of the whole map (as :func:`verification.check_gradients` does).
 
 >>> import jax.numpy as jnp
@@ -30,7 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from verification.compare import LeafResult, compare_leaf
+from verification.checker.compare import LeafResult, compare_leaf
+from verification.checker.tolerances import default_atol
 
 PROBES = 3  # random probes per block: enough to expose a rule that ignores or mishandles the probe
 BASIS_MAX = 64  # a probe leaf with at most this many entries also gets every unit vector (the full block)
@@ -104,8 +105,7 @@ def compare_maps(rule: Callable, reference: Callable, space: Sequence[Leaf], res
         ref = [[np.asarray(r, np.float64) for r in reference(embed(space, j, p, ref_dtype))] for p in probes]
         per_probe.append((probes, got, ref))
     if atol is None:
-        scale = max([float(np.max(np.abs(r))) for _, _, ref in per_probe for rs in ref for r in rs if r.size] or [0.0])
-        atol = rtol * scale
+        atol = default_atol(rtol, [ref for _, _, ref in per_probe])
     blocks = []
     for j, (probes, got, ref) in enumerate(per_probe):
         for i, res in enumerate(results):

@@ -1,6 +1,6 @@
 """Localisation: where in the backward pass a hand-derived gradient first goes wrong.
 
-From the traced loss (:mod:`verification.jaxpr_graph`) each parameter leaf has the equations that read
+From the traced loss (:mod:`verification.checker.jaxpr_graph`) each parameter leaf has the equations that read
 it, with the user's source lines.  The backward pass reaches the leaves latest-use first; walking them in
 that order, the first leaf that disagrees with autodiff and the last one before it that agrees bracket
 the backward step where the error enters: the equations between the two leaves' entries.
@@ -24,7 +24,7 @@ from typing import Dict, List, Optional
 import jax
 import jax.numpy as jnp
 
-from verification import jaxpr_graph as jg
+from verification.checker import jaxpr_graph as jg
 
 _PROBES: Dict[str, object] = {}  # name -> additive probe while true_cotangents runs
 _SEEN: List[tuple] = []  # (name, shape, dtype) in call order while recording

@@ -1,7 +1,7 @@
 """The single-rule changes the checker tries: each is autodiff of the traced loss with one derivative rule
 edited at one equation (or, for a shared helper, at every equation of the same op).
 
-Kinds of change, each named by a cause code of :data:`verification.checker.CAUSES`:
+Kinds of change, each named by a cause code of :data:`verification.checker.gradients.CAUSES`:
 
 * an elementwise derivative dropped (treated as 1), or a product's other factor left out;
 * an elementwise derivative evaluated at the op's output instead of its input, or an output-form
@@ -10,7 +10,7 @@ Kinds of change, each named by a cause code of :data:`verification.checker.CAUSE
 * a transposed operand, or the wrong saved forward value, in a matrix product's or a product's backward.
 
 Scalings of one edge (a dropped path, a flipped sign, mean and sum confused, a factor 2, a wrong constant)
-are found all at once by :func:`verification.hypotheses.scalings`, not here.
+are found all at once by :func:`verification.checker.hypotheses.scalings`, not here.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import jax
 import jax.extend.core as jcore
 import jax.numpy as jnp
 
-from verification import jaxpr_graph as jg
+from verification.checker import jaxpr_graph as jg
 
 # Elementwise derivatives written in terms of the op's output y, as people derive them by hand.
 OUTPUT_FORM = {"tanh": lambda u: 1 - u * u, "logistic": lambda u: u * (1 - u), "exp": lambda u: u,
@@ -33,7 +33,7 @@ MAX_SAVED_CANDIDATES = 4  # forward values tried in place of a product's saved o
 
 @dataclasses.dataclass
 class Candidate:
-    cause: str  # a code of verification.checker.CAUSES
+    cause: str  # a code of verification.checker.gradients.CAUSES
     eqn: int  # the equation named as the site (the latest, for a shared change)
     edits: Dict[int, jg.Edit]  # equation -> its edited rule
     text: str  # "the derivative of tanh at model.py:12 is left out (treated as 1)"

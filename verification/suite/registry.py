@@ -1,14 +1,19 @@
 """Every check of ``python -m verification``, in one explicit list.
 
-A check is a generator of :class:`verification.rows.Row`; ``prefixes`` are the
+A check is a generator of :class:`verification.suite.rows.Row`; ``prefixes`` are the
 row-name prefixes it can yield, so ``--only`` can skip a check without running it.
 """
 from __future__ import annotations
 
 from typing import Callable, Iterator, NamedTuple, Optional, Sequence, Tuple
 
-from verification import batchnorm, layers, levenberg_marquardt, network, optimizers, rule_rows
-from verification.rows import Row
+from verification.suite import batchnorm
+from verification.suite import layers
+from verification.suite import levenberg_marquardt
+from verification.suite import network
+from verification.suite import optimizers
+from verification.suite import rule_rows
+from verification.suite.rows import Row
 
 
 class Check(NamedTuple):

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
-import math
-from verification.compare import Comparison
+from verification.checker.compare import Comparison
+from verification.checker.report import json_number
 
 
 @dataclasses.dataclass
@@ -24,9 +24,7 @@ class Row:
 
     def as_dict(self):
         d = dataclasses.asdict(self)
-        d.update(max_abs=float(self.max_abs), max_rel=float(self.max_rel), tol=float(self.tol), passed=bool(self.passed))
-        for k in ("max_abs", "max_rel"):
-            if not math.isfinite(d[k]):
-                d[k] = str(d[k])
+        d.update(max_abs=json_number(self.max_abs), max_rel=json_number(self.max_rel), tol=float(self.tol),
+                 passed=bool(self.passed))
         d["status"] = "PASS" if self.passed else "FAIL"
         return d

@@ -16,11 +16,11 @@ import numpy as np
 import optax
 
 import jaxmlp
-from verification.checker import check_gradients
-from verification.compare import compare_trees
-from verification import bugs
-from verification.problems import mlp_problem
-from verification.tolerances import F64_RTOL, LM_STEP_RTOL
+from verification.checker.gradients import check_gradients
+from verification.checker.compare import compare_trees
+from verification.suite import bugs
+from verification.suite.problems import mlp_problem
+from verification.checker.tolerances import F64_RTOL, LM_STEP_RTOL
 
 F64 = jnp.float64
 Verdict = Tuple[bool, str]  # (passed, diagnosis / evidence)
@@ -41,7 +41,7 @@ def _net(sizes=(3, 4, 2), act="sigmoid", head="softmax_cross_entropy", m=5, seed
 
 def _grad_verdict(manual, loss, params, *args, **kw) -> Verdict:
     try:
-        r = check_gradients(manual, loss, params, *args, **kw)
+        r = check_gradients(loss, manual, params, *args, **kw)
     except (ValueError, TypeError) as e:
         return False, f"cannot even be evaluated: {str(e).splitlines()[0][:120]}"
     why = "; ".join(sorted({f"{d.cause} ({d.evidence})" for d in r.diagnoses})) or "matches jax.grad"
@@ -155,7 +155,7 @@ def _relu_at_zero(printed):
     x = x.at[0].set(0.0)  # relu inputs exactly 0 in row 0
     d = (lambda z, a: (z >= 0).astype(z.dtype)) if printed else None
     manual = lambda p, x, y: bugs.manual_with(model, p, x, y, 0.0, 0.0, derivative=d)  # noqa: E731
-    r = check_gradients(manual, lambda p, x, y: jaxmlp.loss(model, p, x, y), params, x, y, diagnose_failures=False)
+    r = check_gradients(lambda p, x, y: jaxmlp.loss(model, p, x, y), manual, params, x, y, diagnose_failures=False)
     worst = max(l.max_rel for l in r.leaves)
     return r.passed, ("matches jax.nn.relu's convention" if r.passed else
                       f"differs from jax.nn.relu's relu'(0) = 0 by {worst:.2e} (another valid subgradient)")
@@ -175,7 +175,7 @@ def _gd_step(printed):
 
 
 def _woodbury(which, printed):
-    from verification.levenberg_marquardt import woodbury_cases
+    from verification.suite.levenberg_marquardt import woodbury_cases
 
     name, _, truth, p, c = [w for w in woodbury_cases() if w[0] == which][0]
     cmp = compare_trees(p if printed else c, truth, LM_STEP_RTOL)

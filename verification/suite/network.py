@@ -9,11 +9,11 @@ import numpy as np
 from jax.test_util import check_grads
 
 import jaxmlp
-from verification.checker import central_differences
-from verification.compare import Comparison, compare_trees
-from verification.problems import grid_problem
-from verification.rows import Row
-from verification.tolerances import CHECK_GRADS_TOL, F32_RTOL, F64_RTOL, FD_RTOL
+from verification.checker import finite_differences as fd
+from verification.checker.compare import Comparison, compare_trees
+from verification.suite.problems import grid_problem
+from verification.suite.rows import Row
+from verification.checker.tolerances import CHECK_GRADS_TOL, F32_RTOL, F64_RTOL, FD_RTOL
 
 F64 = jnp.float64
 REGS = {"none": (0.0, 0.0), "l1": (0.01, 0.0), "l2": (0.0, 0.1), "l1+l2": (0.01, 0.1)}
@@ -81,7 +81,7 @@ def network_finite_differences():
     for i, (act, head) in enumerate(itertools.product(jaxmlp.ACTIVATIONS, jaxmlp.HEADS)):
         model, params, x, y = grid_problem(act, head, 3, 3, 5, seed=10 + i)
         l1, l2 = REGS["l1+l2"]
-        fd = central_differences(lambda p: jaxmlp.loss(model, p, x, y, l1=l1, l2=l2, check=False), params)
+        fd = fd.gradient(lambda p: jaxmlp.loss(model, p, x, y, l1=l1, l2=l2, check=False), params)
         _, g = jaxmlp.value_and_grad(model, params, x, y, l1=l1, l2=l2)
         yield Row.from_comparison(f"net/finite_diff/{act}/{head}", "central differences, h=1e-6, float64",
                                   compare_trees(g, fd, FD_RTOL), FD_RTOL)

@@ -1,5 +1,5 @@
 """What every rule check shares: the differentiable leaves of the arguments, the reference dtype, the
-finite-difference Jacobian, the tolerance and the precision line of the report.
+tolerance and the precision line of the report.
 
 >>> import jax.numpy as jnp
 >>> a = Args(lambda params, n: None, ({"W": jnp.ones((2, 2)), "k": jnp.arange(2)}, 3), nondiff=(1,))
@@ -16,11 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from verification.compare import compare_leaf, leaf_name
-from verification.linear_check import Leaf, reference_dtype
-from verification.tolerances import FD_RTOL_BY_DTYPE, FD_STEP_BY_DTYPE, RTOL_BY_DTYPE
-
-PRECISIONS = ("float16", "bfloat16", "float32", "float64")  # lowest first
+from verification.checker.compare import compare_leaf, leaf_name
+from verification.checker.linear_check import Leaf, reference_dtype
+from verification.checker.tolerances import FD_RTOL_BY_DTYPE, RTOL_BY_DTYPE, default_atol, precision_of
 
 
 def _inexact(x) -> bool:
@@ -122,8 +120,7 @@ class Args:
 
     @property
     def precision(self) -> str:
-        names = {jnp.dtype(l.dtype).name for l in self.leaves}
-        return next((n for n in PRECISIONS if n in names), "float64")
+        return precision_of(self.leaves)
 
 
 def out_space(out) -> Tuple[List[Leaf], Any]:
@@ -135,8 +132,7 @@ def out_space(out) -> Tuple[List[Leaf], Any]:
 def primal_row(got_out, ref_out, tol: float):
     """The rule's primal output against the reference's, flattened (atol = tol x the largest entry)."""
     flat_ref = np.asarray(ravel_pytree(ref_out)[0], np.float64)
-    return compare_leaf("primal", ravel_pytree(got_out)[0], flat_ref, tol,
-                        tol * float(np.max(np.abs(flat_ref), initial=0.0)))
+    return compare_leaf("primal", ravel_pytree(got_out)[0], flat_ref, tol, default_atol(tol, flat_ref))
 
 
 def primal_values(args: Args, space, ref_out) -> dict:
@@ -153,21 +149,8 @@ def vmap_rows(fn, args: Args, probes, names, tol):
     names = [f"out[{i}]" for i in range(len(vm))] if names is None else names
     n = args.leaves[0].shape[0]
     per = [fn([l[b] for l in args.leaves], [p[b] for p in probes]) for b in range(n)]
-    return [compare_leaf(name, vm[i], np.stack([np.asarray(p[i]) for p in per]), tol,
-                         tol * float(np.max(np.abs(np.asarray(vm[i], np.float64)), initial=0.0)))
-            for i, name in enumerate(names)]
-
-
-def fd_jacobian(fn, leaves) -> Tuple[np.ndarray, Any]:
-    """Central differences of ``fn(*leaves)`` (flattened) in the leaves' dtype: ``(J (n_out, n_in), out)``.
-
-    The step comes from the dtype (``tolerances.FD_STEP_BY_DTYPE``)."""
-    flat, unravel = ravel_pytree(list(leaves))
-    h = FD_STEP_BY_DTYPE[jnp.dtype(flat.dtype).name]
-    g = lambda v: ravel_pytree(fn(*unravel(v)))[0]  # noqa: E731
-    eye = jnp.eye(flat.size, dtype=flat.dtype)
-    jac = jax.vmap(lambda e: (g(flat + h * e) - g(flat - h * e)) / (2 * h))(eye)  # (n_in, n_out)
-    return np.asarray(jac, np.float64).T, fn(*leaves)
+    refs = [np.stack([np.asarray(p[i]) for p in per]) for i in range(len(vm))]
+    return [compare_leaf(name, vm[i], refs[i], tol, default_atol(tol, refs[i])) for i, name in enumerate(names)]
 
 
 def tolerance(precision: str, rtol, fd: bool) -> float:

@@ -1,35 +1,32 @@
-"""The report of a rule check (:mod:`verification.rules`): one row per (output leaf, input leaf) block.
+"""The report of a rule check (:mod:`verification.checker.vjp_checks`, ``jvp_checks``, ``curvature``): one row
+per (output leaf, input leaf) block.
 
-It has the interface of :class:`verification.checker.Report`: ``.passed``, ``str()``, ``to_json()``
-(schema ``verification.check_rule/1``, documented in docs/checker.md) and ``raise_if_failed()``.
+A :class:`verification.checker.report.CheckReport`, like the gradient report: ``.passed``, ``str()``,
+``to_json()`` (schema ``verification.check_rule/2``, documented in docs/checker.md) and ``raise_if_failed()``.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import List, Optional
 
-import numpy as np
+from verification.checker.compare import LeafResult
+from verification.checker.linear_check import Block
+from verification.checker.report import CheckReport, json_number
+from verification.checker.rule_diagnosis import RuleFinding
 
-from verification.compare import LeafResult
-from verification.linear_check import Block
-from verification.rule_diagnosis import RuleFinding
-
-SCHEMA = "verification.check_rule/1"
-
-
-def _num(x):
-    return x if np.isfinite(x) else str(x)
+SCHEMA = "verification.check_rule/2"
 
 
 @dataclasses.dataclass
-class RuleReport:
+class RuleReport(CheckReport):
     """What a rule check found.
 
     ``kind`` is the check ("custom_vjp", "vjp", "custom_jvp", "jvp", "hvp/hessian", "hvp/gauss_newton"),
     ``reference`` what the rule was compared with ("autodiff of f.fun", "finite differences", ...), and
     ``rule_side`` / ``reference_side`` name the two columns so that no one has to guess which is which.
     """
+
+    SCHEMA = SCHEMA
 
     kind: str
     reference: str
@@ -49,7 +46,7 @@ class RuleReport:
 
     @property
     def max_rel(self) -> float:
-        """The worst judged error (:meth:`verification.linear_check.Block.judged_rel`)."""
+        """The worst judged error (:meth:`verification.checker.linear_check.Block.judged_rel`)."""
         rels = [b.judged_rel(self.rtol) for b in self.blocks] + [r.max_rel for r in self.batched]
         if self.primal is not None:
             rels.append(self.primal.max_rel)
@@ -79,21 +76,19 @@ class RuleReport:
                          + (f" [rule: {f.where}]" if f.where else ""))
         return "\n".join(lines)
 
-    def to_json(self) -> str:
+    def failure_title(self) -> str:
+        return f"{self.kind} rule does not match {self.reference}"
+
+    def json_fields(self):
+        """Schema ``verification.check_rule/2`` (docs/checker.md)."""
         def leaf(r: LeafResult):
-            return {"max_abs": _num(r.max_abs), "max_rel": _num(r.max_rel), "worst_index": list(r.worst_index),
-                    "passed": r.passed}
+            return {"max_abs": json_number(r.max_abs), "max_rel": json_number(r.max_rel),
+                    "worst_index": list(r.worst_index), "passed": r.passed}
 
-        return json.dumps({
-            "schema": SCHEMA, "kind": self.kind, "reference": self.reference, "precision": self.precision,
-            "rtol": self.rtol, "passed": self.passed, "structure_error": self.structure_error or None,
-            "blocks": [{"output": b.output, "input": b.input, "probes": len(b.probes), **leaf(b.result)}
-                       for b in self.blocks],
-            "primal": None if self.primal is None else leaf(self.primal),
-            "batched": [{"leaf": r.path, **leaf(r)} for r in self.batched],
-            "findings": [f.as_dict() for f in self.findings], "notes": self.notes})
-
-    def raise_if_failed(self):
-        if not self.passed:
-            raise AssertionError(f"{self.kind} rule does not match {self.reference}:\n{self}")
-        return self
+        return {"kind": self.kind, "reference": self.reference, "precision": self.precision, "rtol": self.rtol,
+                "structure_error": self.structure_error or None,
+                "blocks": [{"output": b.output, "input": b.input, "probes": len(b.probes), **leaf(b.result)}
+                           for b in self.blocks],
+                "primal": None if self.primal is None else leaf(self.primal),
+                "batched": [{"leaf": r.path, **leaf(r)} for r in self.batched],
+                "findings": [f.as_dict() for f in self.findings], "notes": self.notes}

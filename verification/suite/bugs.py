@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import jaxmlp
 from jaxmlp.heads import get_head
 from jaxmlp.network import backward, forward
-from verification.checker import check_gradients
-from verification.problems import mlp_problem
+from verification.checker.gradients import check_gradients
+from verification.suite.problems import mlp_problem
 
 PLANTED_LAMBDA = 0.05  # the strength of a planted extra penalty term
 
@@ -68,18 +68,18 @@ class Bug:
 
 
 BUGS = [
-    Bug("gradient not divided by m", "missing 1/m", lambda M, p, x, y, l1, l2: _leafmap(lambda t: x.shape[0] * t)(_vg(M, p, x, y))),
-    Bug("sign flipped", "sign flipped", lambda M, p, x, y, l1, l2: _leafmap(lambda t: -t)(_vg(M, p, x, y, l1, l2)),
+    Bug("gradient not divided by m", "mean_sum_confused", lambda M, p, x, y, l1, l2: _leafmap(lambda t: x.shape[0] * t)(_vg(M, p, x, y))),
+    Bug("sign flipped", "sign_flipped", lambda M, p, x, y, l1, l2: _leafmap(lambda t: -t)(_vg(M, p, x, y, l1, l2)),
         {"l2": 0.1}),
-    Bug("1/2 of the loss dropped", "factor 1/2", lambda M, p, x, y, l1, l2: _leafmap(lambda t: 2 * t)(_vg(M, p, x, y))),
+    Bug("1/2 of the loss dropped", "factor_2", lambda M, p, x, y, l1, l2: _leafmap(lambda t: 2 * t)(_vg(M, p, x, y))),
     Bug("layer 1 W transposed", "transposed", lambda M, p, x, y, l1, l2: _transpose_W(0)(_vg(M, p, x, y))),
     Bug("layer 2 W transposed", "transposed", lambda M, p, x, y, l1, l2: _transpose_W(1)(_vg(M, p, x, y)),
         applies=lambda M: M.depth >= 3),
-    Bug("L2 term forgotten", "missing L2", lambda M, p, x, y, l1, l2: _vg(M, p, x, y, l1, 0.0), {"l2": 0.1}),
-    Bug("L2 term added twice", "extra L2", lambda M, p, x, y, l1, l2: _vg(M, p, x, y, l1, l2 + PLANTED_LAMBDA), {"l2": 0.1}),
-    Bug("L1 term forgotten", "missing L1", lambda M, p, x, y, l1, l2: _vg(M, p, x, y, 0.0, l2), {"l1": 0.03}),
-    Bug("stray L1 term", "extra L1", lambda M, p, x, y, l1, l2: _vg(M, p, x, y, l1 + PLANTED_LAMBDA, l2)),
-    Bug("layers 1 and 2 W swapped", "wrong layer", lambda M, p, x, y, l1, l2: _swap_first_two_W(_vg(M, p, x, y)),
+    Bug("L2 term forgotten", "l2_missing", lambda M, p, x, y, l1, l2: _vg(M, p, x, y, l1, 0.0), {"l2": 0.1}),
+    Bug("L2 term added twice", "l2_extra", lambda M, p, x, y, l1, l2: _vg(M, p, x, y, l1, l2 + PLANTED_LAMBDA), {"l2": 0.1}),
+    Bug("L1 term forgotten", "l1_missing", lambda M, p, x, y, l1, l2: _vg(M, p, x, y, 0.0, l2), {"l1": 0.03}),
+    Bug("stray L1 term", "l1_extra", lambda M, p, x, y, l1, l2: _vg(M, p, x, y, l1 + PLANTED_LAMBDA, l2)),
+    Bug("layers 1 and 2 W swapped", "wrong_leaf", lambda M, p, x, y, l1, l2: _swap_first_two_W(_vg(M, p, x, y)),
         applies=lambda M: M.depth >= 3 and M.sizes[0] == M.sizes[1] == M.sizes[2]),
     Bug("relu'(0) = 1 (Batch Backprop (2019-05-06)'s 1(z >= 0))", "kink",
         lambda M, p, x, y, l1, l2: manual_with(M, p, x, y, l1, l2,
@@ -114,5 +114,5 @@ def run_catalogue():
             def loss(p, x, y, l1=0.0, l2=0.0, _m=model):
                 return jaxmlp.loss(_m, p, x, y, l1=l1, l2=l2, check=False)
 
-            report = check_gradients(manual, loss, params, x, y, **bug.kwargs)
+            report = check_gradients(loss, manual, params, x, y, **bug.kwargs)
             yield arch, bug, report, {d.cause for d in report.diagnoses}

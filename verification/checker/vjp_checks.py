@@ -3,8 +3,8 @@ r"""Check reverse-mode rules: ``jax.custom_vjp`` functions and hand-written VJPs
 ``jax.grad`` of a ``custom_vjp`` function uses the custom rule itself, so comparing with autodiff of the
 decorated function proves nothing.  :func:`check_custom_vjp` compares the rule with autodiff of the
 *undecorated* primal (``f.fun``), or with finite differences when that cannot be reverse-differentiated
-(a ``while_loop``), block by block (:mod:`verification.linear_check`), and explains a failing block
-(:mod:`verification.rule_diagnosis`).  The rule runs in the arguments' own dtype; the reference in
+(a ``while_loop``), block by block (:mod:`verification.checker.linear_check`), and explains a failing block
+(:mod:`verification.checker.rule_diagnosis`).  The rule runs in the arguments' own dtype; the reference in
 float64 when x64 is on (float32 otherwise); the tolerance comes from the arguments' lowest precision.
 
 >>> import jax, jax.numpy as jnp
@@ -35,12 +35,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from verification.linear_check import Leaf, compare_maps, probe_set
-from verification.rule_args import (Args, check_callables, decorated, fd_jacobian, out_space, precision_line,
+from verification.checker.linear_check import Leaf, compare_maps, probe_set
+from verification.checker.finite_differences import jacobian as fd_jacobian
+from verification.checker.rule_args import (Args, check_callables, decorated, out_space, precision_line,
                                     primal_row, primal_values, reference_dtype, tolerance, vmap_rows)
-from verification.rule_diagnosis import explain, primal_finding, where_of
-from verification.rule_report import RuleReport
-from verification.tolerances import FIT_RTOL
+from verification.checker.rule_diagnosis import explain, primal_finding, where_of
+from verification.checker.rule_report import RuleReport
+from verification.checker.tolerances import FIT_RTOL
 
 
 def pullback_of(fn, example_leaves):

@@ -15,7 +15,6 @@ gradient checker's table); :func:`compare_trees` folds them into one worst-leaf
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Any, List, Tuple
 
 import jax
@@ -25,10 +24,9 @@ TINY = np.finfo(np.float64).tiny  # the floor of a leaf's scale: an all-zero ref
 
 
 def leaf_name(path) -> str:
-    """'[1].W' -> 'layer 2, W' for jaxmlp params; other trees keep jax's key string."""
-    s = jax.tree_util.keystr(path)
-    m = re.fullmatch(r"\[(\d+)\]\.(\w+)", s)
-    return f"layer {int(m.group(1)) + 1}, {m.group(2)}" if m else (s or "<root>")
+    """The user's own name of a leaf: ``jax.tree_util.keystr`` of its path (``"['W']"``, ``"[1].b"``), or
+    ``"<root>"`` for a bare array."""
+    return jax.tree_util.keystr(path) or "<root>"
 
 
 def cs231n_band(rel: float) -> str:
@@ -84,16 +82,23 @@ def compare_leaf(path: str, a, b, rtol: float, atol: float = 0.0) -> LeafResult:
                       bool(max_rel <= rtol or max_abs <= atol))
 
 
-def compare_leaves(checked, reference, rtol: float, atol: float = 0.0) -> Tuple[List[LeafResult], str]:
+def leaf_names(tree) -> List[str]:
+    """:func:`leaf_name` of every leaf of ``tree``, in ``jax.tree.leaves`` order."""
+    return [leaf_name(path) for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
+def compare_leaves(checked, reference, rtol: float, atol: float = 0.0, names=None) -> Tuple[List[LeafResult], str]:
     """Leaf results of ``checked`` against ``reference``; returns ``(results, structure_error)``.
 
+    Leaves are named by ``names`` (one per leaf) or by their paths in ``checked`` (:func:`leaf_name`).
     A structure mismatch returns no leaves and says how the structures differ.
     """
     s_a, s_b = jax.tree.structure(checked), jax.tree.structure(reference)
     if s_a != s_b:
         return [], f"structure differs: {s_a} vs reference {s_b}"
-    return [compare_leaf(leaf_name(path), a, b, rtol, atol)
-            for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(checked)[0], jax.tree.leaves(reference))], ""
+    names = leaf_names(checked) if names is None else list(names)
+    return [compare_leaf(name, a, b, rtol, atol)
+            for name, a, b in zip(names, jax.tree.leaves(checked), jax.tree.leaves(reference))], ""
 
 
 @dataclasses.dataclass

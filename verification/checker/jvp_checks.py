@@ -1,6 +1,6 @@
 r"""Check forward-mode rules: ``jax.custom_jvp`` functions and hand-written JVPs.
 
-As for VJPs (:mod:`verification.vjp_checks`), ``jax.jvp`` of a ``custom_jvp`` function runs the rule
+As for VJPs (:mod:`verification.checker.vjp_checks`), ``jax.jvp`` of a ``custom_jvp`` function runs the rule
 itself, so the reference is forward-mode autodiff of the undecorated primal ``f.fun`` (or directional
 central differences when it cannot be differentiated).  A block is (output leaf, input leaf): random
 tangents on the input leaf, and every unit tangent when it is small (a column block of the Jacobian,
@@ -25,12 +25,13 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from verification.linear_check import compare_maps, probe_set
-from verification.rule_args import (Args, check_callables, decorated, out_space, precision_line, primal_row,
+from verification.checker import finite_differences as fd
+from verification.checker.linear_check import compare_maps, probe_set
+from verification.checker.rule_args import (Args, check_callables, decorated, out_space, precision_line, primal_row,
                                     primal_values, reference_dtype, tolerance, vmap_rows)
-from verification.rule_diagnosis import explain, primal_finding, where_of
-from verification.rule_report import RuleReport
-from verification.tolerances import FD_STEP_BY_DTYPE, FIT_RTOL
+from verification.checker.rule_diagnosis import explain, primal_finding, where_of
+from verification.checker.rule_report import RuleReport
+from verification.checker.tolerances import FIT_RTOL
 
 
 def jvp_report(kind, rule_jvp, ref_fn, args: Args, *, rtol=None, where="", force_fd=False) -> RuleReport:
@@ -47,13 +48,9 @@ def jvp_report(kind, rule_jvp, ref_fn, args: Args, *, rtol=None, where="", force
             jax.jvp(ref_fn, ref_leaves, [jnp.zeros_like(l) for l in ref_leaves])
         except Exception as e:  # noqa: BLE001 -- any failure to forward-differentiate the primal
             reference, force_fd = f"finite differences (the primal cannot be differentiated: {type(e).__name__})", True
-    h = FD_STEP_BY_DTYPE[jnp.dtype(reference_dtype()).name]
-
     def reference_t(t):
         if force_fd:
-            up = ref_fn(*[l + h * d for l, d in zip(ref_leaves, t)])
-            down = ref_fn(*[l - h * d for l, d in zip(ref_leaves, t)])
-            return [(u - d) / (2 * h) for u, d in zip(jax.tree.leaves(up), jax.tree.leaves(down))]
+            return fd.directional(ref_fn, ref_leaves, t, fd.step_for(reference_dtype()))
         return jax.tree.leaves(jax.jvp(ref_fn, ref_leaves, list(t))[1])
 
     space, treedef = out_space(ref_out)

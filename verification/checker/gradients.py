@@ -1,0 +1,322 @@
+"""``check_gradients``: compare anyone's hand-derived gradient with ``jax.grad``, and say where and why it differs.
+
+>>> import jax, jax.numpy as jnp
+>>> def loss(w, x):
+...     return jnp.mean(jnp.tanh(x @ w) ** 2)
+>>> def my_grad(w, x):  # d/dw mean(tanh(xw)^2) = x^T (2 tanh(xw) (1 - tanh^2(xw))) / m
+...     t = jnp.tanh(x @ w)
+...     return x.T @ (2 * t * (1 - t ** 2)) / x.shape[0]
+>>> w, x = jnp.ones(3), jnp.arange(6.0).reshape(2, 3) / 6
+>>> report = check_gradients(loss, my_grad, w, x)
+>>> report.passed
+True
+>>> report.raise_if_failed() is report  # for tests
+True
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, List, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from verification.checker import finite_differences as fd
+from verification.checker import hypotheses as hy
+from verification.checker import jaxpr_graph as jg
+from verification.checker import rule_edits
+from verification.checker.compare import LeafResult, compare_leaf, compare_leaves
+from verification.checker.patterns import Diagnosis, diagnose
+from verification.checker.hypotheses import Hypothesis
+from verification.checker.localize import Localization, localize, tapped, true_cotangents
+from verification.checker.report import CheckReport, json_number
+from verification.checker.taylor import TaylorResult, taylor_test
+from verification.checker.tolerances import (FD_RTOL, FD_STEP, FIT_RTOL, KINK_RTOL, RTOL_BY_DTYPE, default_atol,
+                                             precision_of)
+
+REG_KWARGS = ("l1", "l2", "reg", "lam", "weight_decay")  # regulariser strengths switched off in the second run
+SCHEMA = "verification.check_gradients/3"
+
+
+@dataclasses.dataclass
+class GradientReport(CheckReport):
+    """What :func:`check_gradients` found.  ``to_json()`` follows the schema in docs/checker.md."""
+
+    SCHEMA = SCHEMA
+
+    leaves: List[LeafResult]
+    rtol: float
+    structure_error: str = ""
+    diagnoses: List[Diagnosis] = dataclasses.field(default_factory=list)
+    finite_differences: Optional[List[LeafResult]] = None
+    unregularised_passed: Optional[bool] = None
+    localization: Optional[Localization] = None
+    hypotheses: List[Hypothesis] = dataclasses.field(default_factory=list)
+    notes: List[str] = dataclasses.field(default_factory=list)  # e.g. leaves passed at a kink
+    precision: str = "float64"  # the dtype the check was judged in
+    taylor: Optional[TaylorResult] = None  # the Taylor-remainder test, when asked for
+
+    @property
+    def passed(self) -> bool:
+        ok = not self.structure_error and all(l.passed for l in self.leaves)
+        ok = ok and all(l.passed for l in (self.finite_differences or []))
+        return ok and (self.taylor is None or self.taylor.passed)
+
+    def __str__(self):
+        lines = [f"{'leaf':<22} {'shape':<12} {'max abs':>10} {'max rel':>10} {'worst':<10} {'cs231n band':<27} verdict"]
+        for l in self.leaves:
+            lines.append(f"{l.path:<22} {str(l.shape):<12} {l.max_abs:>10.2e} {l.max_rel:>10.2e} "
+                         f"{str(list(l.worst_index)):<10} {l.band:<27} {'PASS' if l.passed else 'FAIL'}")
+        if self.structure_error:
+            lines.append(f"structure: {self.structure_error}")
+        for l in self.finite_differences or []:
+            lines.append(f"fd {l.path:<19} {str(l.shape):<12} {l.max_abs:>10.2e} {l.max_rel:>10.2e} "
+                         f"{str(list(l.worst_index)):<10} {'(central differences)':<27} {'PASS' if l.passed else 'FAIL'}")
+        if self.taylor is not None:
+            lines.append(str(self.taylor))
+        if self.unregularised_passed is not None:
+            lines.append(f"with the regulariser off: {'PASS' if self.unregularised_passed else 'FAIL'}")
+        lines.append(f"overall: {'PASS' if self.passed else 'FAIL'} (rtol {self.rtol:g}, {self.precision})")
+        lines += [f"note: {n}" for n in self.notes]
+        if self.localization is not None and self.localization.first_wrong is not None:
+            lines += [f"where: {l}" for l in self.localization.lines()]
+        for d in self.diagnoses:
+            lines.append(f"diagnosis: {d.leaf}: {d.cause}" + (f" at {d.where}" if d.where else "") + f" -- {d.evidence}")
+        for h in self.hypotheses[1:]:
+            lines.append(f"also fits: {h.cause} at {h.where} -- {h.explanation}")
+        return "\n".join(lines)
+
+    def failure_title(self) -> str:
+        return "hand-derived gradient does not match jax.grad"
+
+    def json_fields(self):
+        """Schema ``verification.check_gradients/3`` (docs/checker.md)."""
+        by_leaf = {d.leaf: d for d in self.diagnoses}
+        num = json_number
+
+        def leaf(l):
+            d = by_leaf.get(l.path)
+            return {"leaf": l.path, "shape": list(l.shape), "max_abs": num(l.max_abs), "max_rel": num(l.max_rel),
+                    "elem_rel": num(l.elem_rel), "worst_index": list(l.worst_index), "passed": l.passed,
+                    "cause": d and d.cause, "where": d and d.where, "evidence": d and d.evidence}
+
+        t = self.taylor
+        return {"rtol": self.rtol, "precision": self.precision, "structure_error": self.structure_error or None,
+                "leaves": [leaf(l) for l in self.leaves],
+                "localization": None if self.localization is None else dataclasses.asdict(self.localization),
+                "hypotheses": [h.as_dict() for h in self.hypotheses], "notes": self.notes,
+                "unregularised_passed": self.unregularised_passed,
+                "taylor": None if t is None else {"slope": num(t.slope), "passed": t.passed, "steps": t.steps,
+                                                  "remainders": t.remainders}}
+
+
+def _kinks(graph, leaves) -> List[str]:
+    """The non-differentiable points the loss sits on: relu/abs at exactly 0, exact ties in max/min/compare."""
+    values = rule_edits.saved_values(graph, leaves)
+    found = []
+
+    def val(v):
+        return np.asarray(v.val if isinstance(v, jg.jcore.Literal) else values.get(v))
+
+    for i, eqn in enumerate(graph.eqns):
+        name = jg.op_name(eqn)
+        ins = [val(v) for v in eqn.invars]
+        if any(x.dtype == object for x in ins):
+            continue
+        if name in ("abs", "custom_jvp_call[relu]", "sign") and np.any(ins[0] == 0):
+            found.append(graph.describe(i))
+        elif name in ("max", "min", "ge", "gt", "le", "lt") and len(ins) == 2 and np.any(ins[0] == ins[1]):
+            found.append(graph.describe(i))
+    return found
+
+
+def _one_sided(loss, params, manual, leaf_results, precision):
+    """For each failing leaf: does every manual entry lie between the one-sided differences?"""
+    from jax.flatten_util import ravel_pytree
+
+    m_flat, _ = ravel_pytree(manual)
+    h = FD_STEP if precision == "float64" else float(np.sqrt(np.finfo(np.dtype(precision)).eps))
+    offsets = np.cumsum([0] + [int(np.prod(l.shape)) for l in leaf_results])
+    ok = {}
+    for k, l in enumerate(leaf_results):
+        if l.passed:
+            continue
+        up, down = fd.one_sided(loss, params, np.arange(offsets[k], offsets[k + 1]), h)
+        lo, hi = np.minimum(up, down), np.maximum(up, down)
+        m = np.asarray(m_flat[offsets[k]:offsets[k + 1]], np.float64)
+        slack = KINK_RTOL * max(float(np.max(np.abs(np.concatenate([lo, hi])))), 1e-300)
+        ok[l.path] = bool(np.all((m >= lo - slack) & (m <= hi + slack)))
+    return ok
+
+
+def check_gradients(loss_fn: Callable[..., Any], manual_fn: Callable[..., Any], params, *args, rtol=None, atol=None,
+                    finite_differences=False, taylor=False, diagnose_failures=True, deltas=None, leaf_names=None,
+                    **kwargs) -> GradientReport:
+    r"""Compare ``manual_fn(params, *args, **kwargs)`` (a grads pytree) with ``jax.grad(loss_fn)`` at the same point.
+
+    The argument order of every check: the function first, the hand-derived rule second, then the point
+    (as ``check_vjp(f, f_vjp, *args)`` and ``jax.test_util.check_vjp``).  Structure first, then leaf by
+    leaf; leaves are named by their paths in ``params`` (``jax.tree_util.keystr``), or by ``leaf_names``.
+    ``rtol`` defaults to the params' dtype (:data:`RTOL_BY_DTYPE`: float64 1e-12, float32 1e-5, bfloat16
+    4e-2, float16 5e-3), and ``atol`` to ``rtol`` times the largest entry of the whole autodiff gradient
+    (:func:`default_atol`): a leaf whose entries cancel (a bias's sum of deltas) carries the rounding of
+    its terms, not of its small value.  With ``finite_differences=True`` the manual gradient is also
+    compared with central differences.  If a regulariser strength in ``kwargs`` (named as in
+    ``REG_KWARGS``) is non-zero, the check is run again with it set to 0, as cs231n advises, and both runs
+    feed the diagnosis.  With ``taylor=True`` the Taylor-remainder test (:func:`verification.taylor_test`)
+    is a second opinion that needs no step size and no autodiff.
+
+    When leaves fail, the report says *where* and *why* (docs/checker.md):
+
+    * **At a kink** (relu or abs at exactly 0, a tie in max): a leaf whose every manual entry lies between
+      the one-sided differences is a valid subgradient and passes, with a note.
+    * **Localisation**: the leaves in the order the backward pass reaches them, the first that fails, the
+      last that agrees before it, and the operations and source lines in between.  ``deltas`` maps the
+      names of values marked with :func:`verification.tap` in ``loss_fn`` to your hand-derived
+      :math:`\partial J/\partial(\text{value})`; each is checked against autodiff's, and the first wrong
+      one in backward order is named.
+    * **Hypotheses**: autodiff with one derivative rule changed at one equation; every change that
+      reproduces the manual gradient is listed.
+    * **Patterns** of a whole leaf (a batch size, transposed, L1/L2 terms, swapped leaves, overflow), a
+      layer on top of the hypotheses.
+    """
+    rtol, atol, precision = _tolerances(loss_fn, manual_fn, params, rtol, atol)
+    loss = lambda p: loss_fn(p, *args, **kwargs)  # noqa: E731
+    manual, ref = manual_fn(params, *args, **kwargs), _autodiff(loss, params)
+    atol = default_atol(rtol, ref) if atol is None else atol
+    results, structure_error = compare_leaves(manual, ref, rtol, atol, leaf_names)
+    report = GradientReport(results, rtol, structure_error, precision=precision)
+    if finite_differences:
+        report.finite_differences = compare_leaves(manual, fd.gradient(loss, params), max(rtol, FD_RTOL), atol,
+                                                   leaf_names)[0]
+    if taylor:
+        report.taylor = taylor_test(loss, params, manual)
+    reg, off = _unregularised(report, loss_fn, manual_fn, params, args, kwargs, rtol, atol)
+    if report.passed or not diagnose_failures:
+        return report
+    if structure_error:
+        report.diagnoses = diagnose(manual, ref, params, args, report, strengths=reg, off=off)
+        return report
+    graph = jg.trace(loss, params, [l.path for l in report.leaves])
+    if _passes_at_kinks(graph, loss, params, manual, report, rtol, atol):
+        return report
+    report.localization = localize(graph, {l.path: l.passed for l in report.leaves})
+    if deltas is not None:
+        _check_deltas(report.localization, loss_fn, params, args, kwargs, deltas, rtol)
+    report.hypotheses = hy.explain(graph, jax.tree.leaves(params), manual, ref, FIT_RTOL[precision])
+    patterns = diagnose(manual, ref, params, args, report, strengths=reg, off=off)
+    report.diagnoses = [_merge(d, report) for d in patterns]
+    return report
+
+
+def _tolerances(loss_fn, manual_fn, params, rtol, atol):
+    """Checked arguments, and ``(rtol, atol, precision)`` with ``rtol`` from the params' dtype."""
+    for name, fn in (("loss_fn", loss_fn), ("manual_fn", manual_fn)):
+        if not callable(fn):
+            raise TypeError(f"{name}: expected a callable, got {type(fn).__name__}")
+    for name, tol in (("rtol", rtol), ("atol", atol)):
+        if tol is not None and not (isinstance(tol, (int, float)) and tol >= 0):
+            raise ValueError(f"{name}: expected a tolerance >= 0, got {tol!r}")
+    precision = precision_of(params)
+    return (RTOL_BY_DTYPE[precision] if rtol is None else rtol), atol, precision
+
+
+def _autodiff(loss, params):
+    """``jax.grad`` of the loss, with a clear error when ``loss_fn`` does not return a scalar (the order
+    ``check_gradients(loss_fn, manual_fn, ...)`` swapped, as it was before version 0.2)."""
+    out = jax.eval_shape(loss, params)
+    if jax.tree.structure(out).num_leaves != 1 or jax.tree.leaves(out)[0].shape != ():
+        raise TypeError("loss_fn: expected a function returning a scalar loss, got one returning "
+                        f"{jax.tree.map(lambda o: o.shape, out)}; the order is check_gradients(loss_fn, manual_fn, "
+                        "params, *args) (swapped in verification 0.2)")
+    return jax.grad(loss)(params)
+
+
+def _unregularised(report, loss_fn, manual_fn, params, args, kwargs, rtol, atol):
+    """With a non-zero regulariser strength in ``kwargs``: the check again with it off.  Returns the
+    strengths and ``(manual, autodiff)`` without them (or ``({}, None)``)."""
+    reg = {k: v for k, v in kwargs.items() if k in REG_KWARGS and np.any(np.asarray(v) != 0)}
+    if not reg:
+        return reg, None
+    off = {**kwargs, **{k: 0.0 for k in reg}}
+    m0 = manual_fn(params, *args, **off)
+    r0 = jax.grad(lambda p: loss_fn(p, *args, **off))(params)
+    res0, err0 = compare_leaves(m0, r0, rtol, atol)
+    report.unregularised_passed = not err0 and all(l.passed for l in res0)
+    return reg, (m0, r0)
+
+
+def _passes_at_kinks(graph, loss, params, manual, report, rtol, atol) -> bool:
+    """At a kink, accept valid subgradients leaf by leaf, or one consistent convention throughout."""
+    leaves = jax.tree.leaves(params)
+    kinks = _kinks(graph, leaves)
+    if not kinks:
+        return False
+    between = _one_sided(loss, params, manual, report.leaves, report.precision)
+    for l in report.leaves:
+        if between.get(l.path):
+            l.passed = True
+            report.notes.append(f"{l.path}: differs from autodiff at a kink ({'; '.join(kinks[:3])}) but every "
+                                "entry lies between the one-sided differences: a valid subgradient")
+    if not report.passed:
+        _accept_kink_convention(graph, leaves, manual, report, rtol, atol)
+    return report.passed
+
+
+def _accept_kink_convention(graph, leaves, manual, report, rtol, atol):
+    """Chained kinks: the manual gradient passes if it equals autodiff with one consistent one-sided
+    derivative at each kind of kink (``relu'(0) = 1`` throughout, say)."""
+    cands = rule_edits.kink_conventions(graph, rule_edits.saved_values(graph, leaves))
+    if not cands:
+        return
+    H = hy.candidate_gradients(graph, leaves, cands)
+    treedef = jax.tree.structure(manual)
+    shapes = [np.shape(l) for l in jax.tree.leaves(manual)]
+    for c, h in zip(cands, H):
+        parts = np.split(h, np.cumsum([int(np.prod(s)) for s in shapes])[:-1])
+        ref = jax.tree.unflatten(treedef, [p.reshape(s) for p, s in zip(parts, shapes)])
+        results, err = compare_leaves(manual, ref, rtol, atol)
+        if not err and all(r.passed for r in results):
+            for l in report.leaves:
+                l.passed = True
+            report.notes.append(f"differs from autodiff only at kinks: it equals autodiff when {c.text} "
+                                "(a consistent subgradient convention)")
+            return
+
+
+def _check_deltas(loc, loss_fn, params, args, kwargs, deltas, rtol):
+    """Each tapped delta against the true cotangent; the first wrong one in backward order."""
+    names = [t[0] for t in tapped(loss_fn, params, *args, **kwargs)]
+    unknown = sorted(set(deltas) - set(names))
+    if unknown:
+        raise ValueError(f"deltas: no tap named {unknown} in loss_fn; its taps are {names}")
+    true = true_cotangents(loss_fn, params, *args, **kwargs)
+    for name in reversed(names):  # backward order
+        if name in deltas:
+            r = compare_leaf(name, deltas[name], true[name], rtol)
+            loc.deltas.append({"name": name, "max_rel": r.max_rel, "passed": r.passed, "worst_index": r.worst_index})
+            if not r.passed and loc.first_wrong_delta is None:
+                loc.first_wrong_delta = name
+
+
+def _merge(d: Diagnosis, report: GradientReport) -> Diagnosis:
+    """A leaf's diagnosis: a whole-leaf pattern if one fits, else the best hypothesis; with a site either way."""
+    loc, hyps = report.localization, report.hypotheses
+    if d.cause == "unknown" and hyps:
+        h = hyps[0]
+        extra = f" ({len(hyps) - 1} more hypotheses fit, listed below)" if len(hyps) > 1 else ""
+        alts = f"; equivalent sites: {', '.join(h.equivalent[:3])}" if h.equivalent else ""
+        return Diagnosis(d.leaf, h.cause, h.explanation + alts + extra, h.where)
+    if hyps:
+        return dataclasses.replace(d, where=hyps[0].where, evidence=f"{d.evidence}; {hyps[0].explanation}")
+    if loc is not None and loc.between:
+        where = loc.between[0] if d.cause != "unknown" else "; ".join(loc.between[:4])
+        return dataclasses.replace(d, where=where,
+                                   evidence=d.evidence + ("; no single-rule change reproduces it" if d.cause == "unknown" else ""))
+    return d
+
+
+def assert_gradients_match(loss_fn, manual_fn, params, *args, **kwargs) -> GradientReport:
+    """pytest helper: :func:`check_gradients` then :meth:`GradientReport.raise_if_failed`."""
+    return check_gradients(loss_fn, manual_fn, params, *args, **kwargs).raise_if_failed()
