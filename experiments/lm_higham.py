@@ -21,7 +21,7 @@ import jaxmlp
 from experiments import common
 from jaxmlp import optim
 from jaxmlp import train
-from jaxmlp.residual_jacobian import jacobian, residuals
+from jaxmlp.least_squares import jacobian, residuals
 from jaxmlp.levenberg_marquardt import levenberg_marquardt
 
 SIZES = (2, 2, 3, 2)

@@ -16,7 +16,7 @@ import jax
 
 import jaxmlp
 from experiments import common
-from jaxmlp.residual_jacobian import jacobian
+from jaxmlp.least_squares import jacobian
 from jaxmlp.levenberg_marquardt import lm_step
 
 REPEATS = 5

@@ -1,12 +1,13 @@
 """jaxmlp: multilayer perceptrons with hand-derived backprop, verified against autodiff."""
 from jaxmlp.activations import ACTIVATIONS, Activation, get_activation
 from jaxmlp import checkpoint, data, distributed, loop, optim, population, samplers, sharding, train
-from jaxmlp.network import backward, batch_stats_update, forward, loss, predict, value_and_grad
+from jaxmlp.network import (Backward, ValueAndInputGrads, backward, batch_stats_update, forward, loss, predict,
+                            value_and_grad, value_and_input_grads, value_grad_and_state)
 from jaxmlp.batchnorm import BatchNorm, BNState, bn_backward, bn_forward
 from jaxmlp.dense import Dense, dense_backward, dense_forward
 from jaxmlp.heads import HEADS, Head, get_head
-from jaxmlp.residual_jacobian import jacobian as residual_jacobian
-from jaxmlp.residual_jacobian import residuals
+from jaxmlp.least_squares import jacobian as residual_jacobian
+from jaxmlp.least_squares import residuals
 from jaxmlp.lemma1 import lemma1_grad
 from jaxmlp.manual_vjp import loss_with_manual_vjp
 from jaxmlp.gauss_newton import gauss_newton_product
@@ -20,6 +21,7 @@ __all__ = [
     "ACTIVATIONS",
     "Activation",
     "BNState",
+    "Backward",
     "BatchNorm",
     "Dense",
     "HEADS",
@@ -60,4 +62,7 @@ __all__ = [
     "sharding",
     "train",
     "value_and_grad",
+    "value_and_input_grads",
+    "value_grad_and_state",
+    "ValueAndInputGrads",
 ]

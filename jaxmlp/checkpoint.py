@@ -32,8 +32,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmlp import values
 from jaxmlp import checks
 from jaxmlp.atomic import write_atomic
+from jaxmlp.distributed import is_writer
 from jaxmlp.model import MLP, init, init_state
 
 FORMAT = "jaxmlp-checkpoint/1"
@@ -108,12 +110,9 @@ def save(directory, ckpt: Checkpoint, *, keep: int = 3, check: bool = True) -> p
     checks.check_params(ckpt.model, ckpt.params)
     if check:
         checks.check_params_finite(ckpt.params)
-    if isinstance(ckpt.step, bool) or not isinstance(ckpt.step, (int, np.integer)) or ckpt.step < 0:
-        raise ValueError(f"step: expected an int >= 0, got {ckpt.step!r}")
-    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
-        raise ValueError(f"keep: expected an int >= 1, got {keep!r}")
-    if not (isinstance(ckpt.key, jax.Array) and jnp.issubdtype(ckpt.key.dtype, jax.dtypes.prng_key)):
-        raise TypeError(f"key: expected a typed PRNG key (jax.random.key), got {type(ckpt.key).__name__}")
+    values.check_int("step", ckpt.step, lo=0)
+    values.check_int("keep", keep, lo=1)
+    ckpt = ckpt._replace(key=values.as_key("key", ckpt.key))
     try:
         metrics = json.dumps(ckpt.metrics or {})
     except TypeError as e:
@@ -125,7 +124,7 @@ def save(directory, ckpt: Checkpoint, *, keep: int = 3, check: bool = True) -> p
         tensors["history.losses"] = np.asarray(ckpt.history_losses)
     arrays, dtypes = {}, {}
     for name, leaf in tensors.items():
-        a = checks.host(leaf)  # a replicated global array of multi-process training: this host's copy
+        a = values.host(leaf)  # a replicated global array of multi-process training: this host's copy
         if a.dtype == jnp.bfloat16:  # numpy has no bfloat16: store the bit pattern
             dtypes[name], a = "bfloat16", a.view(np.uint16)
         arrays[name] = np.array(a, order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
@@ -134,7 +133,7 @@ def save(directory, ckpt: Checkpoint, *, keep: int = 3, check: bool = True) -> p
             "jax": jax.__version__}
     data = st.save(arrays, metadata=meta)
     directory = pathlib.Path(directory)
-    if jax.process_index() != 0:  # multi-process: exactly one process writes; every process reads the file
+    if not is_writer():  # multi-process: exactly one process writes; every process reads the file
         return path_for(directory, ckpt.step)
     directory.mkdir(parents=True, exist_ok=True)
     path = path_for(directory, ckpt.step)

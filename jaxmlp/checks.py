@@ -14,24 +14,9 @@ import numpy as np
 from jaxmlp.dense import Dense
 from jaxmlp.heads import get_head
 from jaxmlp.model import MLP
+from jaxmlp.values import host, is_concrete
 
 ONE_HOT_ATOL = 1e-6  # one-hot / probability rows must sum to 1 within this (float32 rounding of soft labels)
-
-
-def is_concrete(x) -> bool:
-    """Whether ``x`` has a value now (is not a tracer inside ``jit``/``vmap``/``grad``)."""
-    return not isinstance(x, jax.core.Tracer)
-
-
-def is_static_zero(v) -> bool:
-    """Whether ``v`` is a Python or NumPy number equal to 0, known before tracing.
-
-    A term scaled by such a coefficient is skipped, not multiplied by 0: XLA
-    may not fold ``0 * x`` away, since ``0 * inf`` is NaN.  A JAX array (e.g.
-    a hyperparameter injected by ``optax.inject_hyperparams``) never counts,
-    because it may be traced or change between calls.
-    """
-    return isinstance(v, (int, float, np.number)) and v == 0
 
 
 def check_model(model):
@@ -69,19 +54,6 @@ def check_params(model: MLP, params):
             elif leaf_dtype != dtype:
                 raise TypeError(f"{where}: expected dtype {dtype} like the other leaves, got {leaf_dtype}")
     return dtype
-
-
-def host(a) -> np.ndarray:
-    """``a`` as a NumPy array on this host, also when it spans the devices of several processes (a global
-    array of multi-process training): every process then gathers the same whole array, so every process
-    reaches the same verdict (``jax.experimental.multihost_utils.process_allgather``)."""
-    if isinstance(a, jax.Array) and not a.is_fully_addressable:
-        if a.is_fully_replicated:
-            return np.asarray(a.addressable_data(0))
-        from jax.experimental import multihost_utils
-
-        return np.asarray(multihost_utils.process_allgather(a, tiled=True))
-    return np.asarray(a)
 
 
 def as_array(name, a):
@@ -174,19 +146,6 @@ def check_reg(l1, l2):
             raise ValueError(f"{name}: expected a finite regularisation strength, got {v!r}")
         if not np.all(a >= 0):
             raise ValueError(f"{name}: expected a regularisation strength >= 0, got {v!r}")
-
-
-def as_key(name, key):
-    """``key`` as a typed PRNG key: a typed key of shape () (``jax.random.key``) as it is, a raw uint32 key
-    of shape (2,) (``jax.random.PRNGKey``) wrapped with the default implementation (the same random bits)."""
-    dtype = getattr(key, "dtype", None)
-    shape = tuple(jnp.shape(key)) if dtype is not None else None
-    if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key) and shape == ():
-        return key
-    if dtype == jnp.uint32 and shape == (2,):
-        return jax.random.wrap_key_data(key)
-    got = f"{dtype} of shape {shape}" if dtype is not None else f"{type(key).__name__} {key!r:.40}"
-    raise TypeError(f"{name}: expected a PRNG key (jax.random.key(seed)), got {got}")
 
 
 def check_state(model, state):

@@ -22,7 +22,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxmlp import sharding
+from jaxmlp import sharding, values
 
 HEARTBEAT_TIMEOUT_S = 20  # a process that stops answering is declared dead after this long (JAX's default: 100)
 
@@ -45,10 +45,8 @@ def initialize(coordinator_address: Optional[str] = None, num_processes: Optiona
         host, _, port = str(coordinator_address).rpartition(":")
         if not host or not port.isdigit():
             raise ValueError(f"coordinator_address: expected HOST:PORT, got {coordinator_address!r}")
-        if isinstance(num_processes, bool) or not isinstance(num_processes, int) or num_processes < 1:
-            raise ValueError(f"num_processes: expected an int >= 1, got {num_processes!r}")
-        if isinstance(process_id, bool) or not isinstance(process_id, int) or not 0 <= process_id < num_processes:
-            raise ValueError(f"process_id: expected an int in [0, {num_processes}), got {process_id!r}")
+        values.check_int("num_processes", num_processes, lo=1)
+        values.check_int("process_id", process_id, lo=0, hi=num_processes)
     jax.distributed.initialize(coordinator_address, num_processes, process_id,
                                heartbeat_timeout_seconds=heartbeat_timeout_seconds,
                                initialization_timeout=initialization_timeout)

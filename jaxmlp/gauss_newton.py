@@ -29,12 +29,7 @@ from jaxmlp import checks
 from jaxmlp.activations import get_activation
 from jaxmlp.heads import get_head
 from jaxmlp.network import backward, forward
-from jaxmlp.residual_jacobian import check_least_squares
-
-
-def residual_scale(model, m: int, n_out: int) -> float:
-    """``c`` in :math:`J = \\frac c2\\|r\\|^2` for the model's least-squares head."""
-    return {"sum_squares": 2.0, "mse": 2.0 / (m * n_out), "sigmoid_quadratic": 1.0 / m}[model.head]
+from jaxmlp.least_squares import check_least_squares
 
 
 def tangent_forward(model, params, v, x, zs, as_):
@@ -62,5 +57,5 @@ def gauss_newton_product(model, params, v, x, y, *, check=True):
     head = get_head(model.head)
     h_prime = head.output_derivative(zs[-1], head.output(zs[-1]))  # (m, n_L)
     dz = tangent_forward(model, params, v, x, zs, as_)
-    c = residual_scale(model, *zs[-1].shape)
-    return backward(model, params, zs, as_, c * h_prime * h_prime * dz)
+    c = head.residual_scale(*zs[-1].shape)
+    return backward(model, params, zs, as_, c * h_prime * h_prime * dz).grads

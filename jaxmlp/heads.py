@@ -23,10 +23,12 @@ sigmoid_bce            :math:`\frac1m\sum(\mathrm{softplus}(Z)-Y\odot Z)`     :m
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+
+from jaxmlp.activations import identity, identity_derivative, sigmoid, sigmoid_derivative
 
 
 class Head(NamedTuple):
@@ -40,7 +42,14 @@ class Head(NamedTuple):
     target_delta: Callable[[jax.Array, jax.Array], jax.Array]  # (Z^L, Y) -> dJ/dY (for custom_vjp rules)
     reduction: str  # "mean" or "sum" over the m examples
     classes: bool  # accepts integer class labels (one-hot encoded)
-    least_squares: bool  # J is a sum or mean of squared residuals Y - output(Z)
+    # c(m, n_L) in J = (c/2)||r||^2 for residuals r = vec(Y - output(Z)) (the Gauss-Newton scale G = c J_r^T J_r);
+    # None for a head that is not least squares
+    residual_scale: Optional[Callable[[int, int], float]] = None
+
+    @property
+    def least_squares(self) -> bool:
+        """J is a sum or mean of squared residuals ``Y - output(Z)`` (Levenberg-Marquardt, Gauss-Newton)."""
+        return self.residual_scale is not None
 
     def __repr__(self):
         return f"Head({self.name!r})"
@@ -139,20 +148,8 @@ def mse_target_delta(z, y):
     return -2 * (z - y) / z.size
 
 
-def _identity(z):
-    return z
-
-
-def _identity_derivative(z, f):
-    return jnp.ones_like(z)
-
-
 def _softmax(z):
     return jax.nn.softmax(z, axis=1)
-
-
-def _sigmoid_derivative(z, f):
-    return f * (1 - f)
 
 
 def _no_elementwise_derivative(z, f):
@@ -165,18 +162,19 @@ HEADS: dict[str, Head] = {
     for h in (
         Head(name="softmax_cross_entropy", output=_softmax, output_derivative=_no_elementwise_derivative,
              loss=softmax_cross_entropy_loss, delta=softmax_cross_entropy_delta,
-             target_delta=linear_target_delta, reduction="mean", classes=True,
-             least_squares=False),
-        Head(name="sigmoid_quadratic", output=jax.nn.sigmoid, output_derivative=_sigmoid_derivative,
+             target_delta=linear_target_delta, reduction="mean", classes=True),
+        Head(name="sigmoid_quadratic", output=sigmoid, output_derivative=sigmoid_derivative,
              loss=sigmoid_quadratic_loss, delta=sigmoid_quadratic_delta,
              target_delta=sigmoid_quadratic_target_delta, reduction="mean", classes=False,
-             least_squares=True),
-        Head(name="sum_squares", output=_identity, output_derivative=_identity_derivative, loss=sum_squares_loss,
-             delta=sum_squares_delta, target_delta=sum_squares_target_delta, reduction="sum", classes=False, least_squares=True),
-        Head(name="mse", output=_identity, output_derivative=_identity_derivative, loss=mse_loss, delta=mse_delta, target_delta=mse_target_delta,
-             reduction="mean", classes=False, least_squares=True),
-        Head(name="sigmoid_bce", output=jax.nn.sigmoid, output_derivative=_sigmoid_derivative, loss=sigmoid_bce_loss,
-             delta=sigmoid_bce_delta, target_delta=linear_target_delta, reduction="mean", classes=False, least_squares=False),
+             residual_scale=lambda m, n: 1.0 / m),
+        Head(name="sum_squares", output=identity, output_derivative=identity_derivative, loss=sum_squares_loss,
+             delta=sum_squares_delta, target_delta=sum_squares_target_delta, reduction="sum", classes=False,
+             residual_scale=lambda m, n: 2.0),
+        Head(name="mse", output=identity, output_derivative=identity_derivative, loss=mse_loss, delta=mse_delta,
+             target_delta=mse_target_delta, reduction="mean", classes=False,
+             residual_scale=lambda m, n: 2.0 / (m * n)),
+        Head(name="sigmoid_bce", output=sigmoid, output_derivative=sigmoid_derivative, loss=sigmoid_bce_loss,
+             delta=sigmoid_bce_delta, target_delta=linear_target_delta, reduction="mean", classes=False),
     )
 }
 

@@ -42,8 +42,9 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from jax.scipy.linalg import cho_factor, cho_solve
 
+from jaxmlp import values
 from jaxmlp import checks
-from jaxmlp.residual_jacobian import check_least_squares, jacobian, residuals
+from jaxmlp.least_squares import check_least_squares, jacobian, residuals
 
 FORMS = ("auto", "normal", "woodbury")
 DAMPINGS = ("trainlm", "nielsen")
@@ -56,7 +57,7 @@ def lm_step(J, r, mu, form="auto"):
     if jnp.ndim(J) != 2 or jnp.shape(r) != jnp.shape(J)[:1]:
         raise ValueError(f"r: expected shape ({jnp.shape(J)[0] if jnp.ndim(J) else 'R'},) for J of shape (R, n) = "
                          f"{jnp.shape(J)}, got {jnp.shape(r)}")
-    if checks.is_concrete(mu) and not np.all(np.asarray(mu) > 0):
+    if values.is_concrete(mu) and not np.all(np.asarray(mu) > 0):
         raise ValueError(f"mu: expected a damping > 0, got {mu!r}")
     rows, n = J.shape
     if form == "auto":
@@ -110,9 +111,8 @@ def levenberg_marquardt(model, params, x, y, *, max_iters=100, damping="trainlm"
         raise ValueError(f"damping: expected one of {list(DAMPINGS)}, got {damping!r}")
     if form not in FORMS:
         raise ValueError(f"form: expected one of {list(FORMS)}, got {form!r}")
-    if isinstance(max_iters, bool) or not isinstance(max_iters, int) or max_iters < 1:
-        raise ValueError(f"max_iters: expected an int >= 1, got {max_iters!r}")
-    if mu0 is not None and checks.is_concrete(mu0) and not mu0 > 0:
+    values.check_int("max_iters", max_iters, lo=1)
+    if mu0 is not None and values.is_concrete(mu0) and not mu0 > 0:
         raise ValueError(f"mu0: expected a damping > 0, got {mu0!r}")
     x, y = checks.check_all(model, params, x, y, check=check)
     flat, unravel = ravel_pytree(params)

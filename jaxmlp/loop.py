@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxmlp import values
 from jaxmlp import checks, samplers
 
 
@@ -74,7 +75,7 @@ def run_steps(carry: Carry, x, y, key, start, *, grad_fn, optimizer, scheme, bat
             value, grads = grad_fn(carry.params, xb, yb)
             new_bn = None
         else:
-            value, grads, new_bn = grad_fn(carry.params, xb, yb, carry.bn_state)
+            value, grads, new_bn = grad_fn.with_state(carry.params, xb, yb, carry.bn_state)
         updates, new_opt = optimizer.update(grads, carry.opt_state, carry.params)
         new = (optax.apply_updates(carry.params, updates), new_opt, new_bn)
         bad = carry.bad
@@ -130,7 +131,7 @@ class History(NamedTuple):
     losses: List[Any]  # chunks of shape (..., n_blocks); concatenated by :meth:`arrays`
 
     def arrays(self):
-        return np.asarray(self.steps), np.concatenate([checks.host(l) for l in self.losses], axis=-1)
+        return np.asarray(self.steps), np.concatenate([values.host(l) for l in self.losses], axis=-1)
 
 
 class Chunk(NamedTuple):

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxmlp import checks
-from jaxmlp.network import loss, value_and_grad
+from jaxmlp.network import loss, value_and_input_grads
 from jaxmlp.regularizers import penalty
 
 
@@ -39,7 +39,7 @@ def manual_vjp_loss(model, params, x, y, l1=0.0, l2=0.0):
 
 
 def _fwd(model, params, x, y, l1, l2):
-    value, grads, dx, dy = value_and_grad(model, params, x, y, l1=l1, l2=l2, check=False, input_grad=True)
+    value, grads, dx, dy = value_and_input_grads(model, params, x, y, l1=l1, l2=l2, check=False)
     one = jnp.ones((), jnp.result_type(value))
     return value, (grads, dx, dy, penalty(params, one, 0.0), penalty(params, 0.0, one), l1, l2)
 

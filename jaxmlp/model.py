@@ -29,6 +29,7 @@ import jax.numpy as jnp
 from jaxmlp.activations import get_activation
 from jaxmlp.dense import Dense
 from jaxmlp.heads import get_head
+from jaxmlp.values import as_key, check_int
 
 INIT_SCHEMES = ("higham", "cs231n", "normal", "xavier", "glorot", "he")
 
@@ -62,8 +63,7 @@ class MLP:
         if not isinstance(sizes, tuple) or len(sizes) < 2:
             raise ValueError(f"sizes: expected a sequence of at least 2 layer widths, got {self.sizes!r}")
         for i, n in enumerate(sizes):
-            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-                raise ValueError(f"sizes[{i}]: expected a positive int, got {n!r}")
+            check_int(f"sizes[{i}]", n, lo=1)
         object.__setattr__(self, "sizes", sizes)
         get_activation(self.activation)
         get_head(self.head)
@@ -123,8 +123,6 @@ def init(model: MLP, key: jax.Array, scheme: str = "xavier", dtype=jnp.float32):
         raise ValueError(f"scheme: expected an init scheme in {list(INIT_SCHEMES)}, got unknown {scheme!r}")
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"dtype: expected a floating dtype, got {jnp.dtype(dtype)}")
-    from jaxmlp.checks import as_key  # checks imports this module
-
     key = as_key("key", key)
     params = []
     for k, ((n_in, n_out), b_shape) in zip(jax.random.split(key, model.depth), model.param_shapes()):

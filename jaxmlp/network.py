@@ -22,6 +22,8 @@ loss as a sum but the gradients with 1/m; here the two agree).
 """
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 from jaxmlp import checks
 from jaxmlp.activations import get_activation
 from jaxmlp.batchnorm import BatchNorm, bn_backward, bn_eval, bn_forward, update_running
@@ -77,9 +79,25 @@ def loss(model: MLP, params, x, y, *, l1=0.0, l2=0.0, check=True, state=None, tr
     return get_head(model.head).loss(zs[-1], y) + penalty(params, l1, l2)
 
 
+class Backward(NamedTuple):
+    """What :func:`backward` returns: the grads (mirroring ``params``) and :math:`\partial J/\partial X`."""
+
+    grads: Any
+    input_grad: Any  # (m, n_0): delta^1 (W^1)^T
+
+
+class ValueAndInputGrads(NamedTuple):
+    """What :func:`value_and_input_grads` returns."""
+
+    value: Any
+    grads: Any
+    input_grad: Any  # dJ/dX, (m, n_0)
+    target_grad: Any  # dJ/dY at the one-hot (or given) targets, (m, n_L)
+
+
 def backward(model: MLP, params, zs, as_, delta_L, *, l1=0.0, l2=0.0, bn_caches=(), derivative=None,
-             layer_backward=dense_backward, input_grad=False):
-    r"""The batched delta recursion from a given :math:`\delta^L` (m, n_L); returns grads.
+             layer_backward=dense_backward) -> Backward:
+    r"""The batched delta recursion from a given :math:`\delta^L` (m, n_L): ``Backward(grads, input_grad)``.
 
     For a batch-norm layer the delta at the activation input goes through
     :func:`jaxmlp.batchnorm.bn_backward` first (giving :math:`d\gamma, d\beta`
@@ -95,8 +113,8 @@ def backward(model: MLP, params, zs, as_, delta_L, *, l1=0.0, l2=0.0, bn_caches=
       which sums over the batch).  The residual Jacobian passes a per-example
       one, which keeps a row per example.
 
-    ``input_grad=True`` returns ``(grads, dJ/dX)``: the last layer backward's
-    :math:`\delta^1 (W^1)^\top`, which the recursion otherwise drops.
+    ``input_grad`` is :math:`\partial J/\partial X = \delta^1 (W^1)^\top`, the last layer backward's
+    output (free: the recursion computes it anyway).
     """
     act = get_activation(model.activation)
     derivative = act.derivative if derivative is None else derivative
@@ -112,7 +130,7 @@ def backward(model: MLP, params, zs, as_, delta_L, *, l1=0.0, l2=0.0, bn_caches=
         grads[l - 1] = g if dbn is None else g._replace(gamma=dbn.gamma, beta=dbn.beta)
         if l > 1:
             delta = d_a_prev * derivative(zs[l - 2], as_[l - 1])  # (m, n_{l-1})
-    return (tuple(grads), d_a_prev) if input_grad else tuple(grads)
+    return Backward(tuple(grads), d_a_prev)
 
 
 def _new_state(model, state, stats, m):
@@ -121,28 +139,40 @@ def _new_state(model, state, stats, m):
                  for l, s in enumerate(state, start=1))
 
 
-def value_and_grad(model: MLP, params, x, y, *, l1=0.0, l2=0.0, check=True, state=None, input_grad=False):
+def value_and_grad(model: MLP, params, x, y, *, l1=0.0, l2=0.0, check=True):
     """``(J, grads)`` by the hand-derived backward pass; grads mirror ``params``.
 
-    Batch-norm models train on batch statistics; pass their running ``state``
-    to get ``(J, grads, new_state)`` with the statistics updated.
-    ``input_grad=True`` (without ``state``) gives ``(J, grads, dJ/dX, dJ/dY)``;
-    ``dJ/dY`` is the head's target derivative at the one-hot (or given) targets.
+    A batch-norm model trains on batch statistics here; :func:`value_grad_and_state` also returns the
+    running statistics updated, and :func:`value_and_input_grads` the derivatives in ``x`` and ``y``.
     """
+    x, y = checks.check_all(model, params, x, y, l1, l2, check, train=True)
+    value, back, _, _ = _value_and_backward(model, params, x, y, l1, l2)
+    return value, back.grads
+
+
+def value_grad_and_state(model: MLP, params, x, y, state, *, l1=0.0, l2=0.0, check=True):
+    """``(J, grads, new_state)``: :func:`value_and_grad` on batch statistics, and batch norm's running
+    ``state`` updated with them."""
     x, y = checks.check_all(model, params, x, y, l1, l2, check, state=state, train=True)
-    if input_grad and state is not None:
-        raise ValueError("input_grad: expected False when state is given (the running statistics are not "
-                         "differentiated), got True")
+    value, back, stats, _ = _value_and_backward(model, params, x, y, l1, l2)
+    return value, back.grads, _new_state(model, state, stats, x.shape[0])
+
+
+def value_and_input_grads(model: MLP, params, x, y, *, l1=0.0, l2=0.0, check=True) -> ValueAndInputGrads:
+    """``ValueAndInputGrads(J, grads, dJ/dX, dJ/dY)``; ``dJ/dY`` is the head's target derivative at the
+    one-hot (or given) targets."""
+    x, y = checks.check_all(model, params, x, y, l1, l2, check, train=True)
+    value, back, _, z_L = _value_and_backward(model, params, x, y, l1, l2)
+    return ValueAndInputGrads(value, back.grads, back.input_grad, get_head(model.head).target_delta(z_L, y))
+
+
+def _value_and_backward(model, params, x, y, l1, l2):
+    """The loss, the :class:`Backward`, the batch statistics and :math:`Z^L`, on checked ``x`` and ``y``."""
     head = get_head(model.head)
     zs, as_, caches, stats = _forward(model, params, x)
     value = head.loss(zs[-1], y) + penalty(params, l1, l2)
-    grads = backward(model, params, zs, as_, head.delta(zs[-1], y), l1=l1, l2=l2,
-                     bn_caches=_per_layer(model, caches), input_grad=input_grad)
-    if input_grad:
-        return value, grads[0], grads[1], head.target_delta(zs[-1], y)
-    if state is None:
-        return value, grads
-    return value, grads, _new_state(model, state, stats, x.shape[0])
+    back = backward(model, params, zs, as_, head.delta(zs[-1], y), l1=l1, l2=l2, bn_caches=_per_layer(model, caches))
+    return value, back, stats, zs[-1]
 
 
 def _per_layer(model, caches):

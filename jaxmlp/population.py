@@ -27,8 +27,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxmlp import values
 from jaxmlp import checks, loop, samplers
-from jaxmlp.train import check_data, check_loop_args
+from jaxmlp.gradient_functions import check_data
+from jaxmlp.train import check_loop_args
 
 
 class PopulationResult(NamedTuple):
@@ -98,9 +100,7 @@ def train_population(grad_fn: Callable, optimizer: optax.GradientTransformation,
     where the sample depends only on the member's key and the step (see :mod:`jaxmlp.samplers`).
     """
     P = population_size(params)
-    if not (isinstance(keys, jax.Array) and jnp.issubdtype(keys.dtype, jax.dtypes.prng_key) and keys.shape == (P,)):
-        raise ValueError(f"keys: expected ({P},) typed PRNG keys (jax.random.split(key, {P})), got "
-                         f"{getattr(keys, 'dtype', type(keys).__name__)} of shape {jnp.shape(keys)}")
+    keys = values.as_key("keys", keys, shape=(P,))
     b = check_loop_args(x, y, steps, scheme, batch_size, log_every, 0, optimizer, None, check_finite)
     check_data(grad_fn, jax.tree.map(lambda a: a[0], params), x, y, check=check)
     x, y = jnp.asarray(x), jnp.asarray(y)
@@ -129,4 +129,4 @@ def train_population(grad_fn: Callable, optimizer: optax.GradientTransformation,
     carry = loop.drive(run, carry, history, start=0, end=steps, log_every=log_every, chunk_steps=chunk_steps,
                        check_finite=check_finite, progress=progress)
     return PopulationResult(_major(carry.params), _major(carry.opt_state), *history.arrays(),
-                            checks.host(carry.bad[:, 0]))
+                            values.host(carry.bad[:, 0]))

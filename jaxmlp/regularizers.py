@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from jaxmlp.checks import is_static_zero
+from jaxmlp import values
+from jaxmlp.values import is_static_zero
 from jaxmlp.dense import Dense
 
 
 def is_active(l1, l2) -> bool:
-    """False when both coefficients are static zeros (:func:`jaxmlp.checks.is_static_zero`): the terms are skipped."""
+    """False when both coefficients are static zeros (:func:`jaxmlp.values.is_static_zero`): the terms are skipped."""
     return not (is_static_zero(l1) and is_static_zero(l2))
 
 

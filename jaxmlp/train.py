@@ -9,7 +9,6 @@ signature, and so does any ``(params, x, y) -> (J, grads)`` of your own.
 """
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
@@ -19,9 +18,9 @@ import optax
 
 import jaxmlp.checkpoint
 import jaxmlp.distributed
+from jaxmlp import values
 from jaxmlp import checks, loop, samplers
-from jaxmlp.dense import Dense
-from jaxmlp.network import batch_stats_update, loss, value_and_grad
+from jaxmlp.gradient_functions import ModelGrad, autodiff_grad, check_data, manual_grad, model_of  # noqa: F401 -- train.manual_grad etc.
 
 SCHEMES = samplers.SCHEMES
 
@@ -36,61 +35,12 @@ class TrainResult(NamedTuple):
     state: Any = None  # batch-norm running statistics, when training a batchnorm model
 
 
-def manual_grad(model, *, l1=0.0, l2=0.0) -> Callable:
-    """``(params, x, y) -> (J, grads)`` by jaxmlp's hand-derived backward.
-
-    With a fourth argument, batch norm's running ``state``, it returns ``(J, grads, new_state)``.
-    """
-    return functools.partial(_manual, model, l1, l2)
-
-
-def autodiff_grad(model, *, l1=0.0, l2=0.0) -> Callable:
-    """``(params, x, y[, state]) -> (J, grads[, new_state])`` by ``jax.value_and_grad(jaxmlp.loss)``; same signature."""
-    return functools.partial(_autodiff, model, l1, l2)
-
-
-def _manual(model, l1, l2, params, x, y, state=None):
-    return value_and_grad(model, params, x, y, l1=l1, l2=l2, check=False, state=state)
-
-
-def _autodiff(model, l1, l2, params, x, y, state=None):
-    value, grads = jax.value_and_grad(lambda p: loss(model, p, x, y, l1=l1, l2=l2, check=False))(params)
-    return (value, grads) if state is None else (value, grads, batch_stats_update(model, params, x, state))
-
-
-def model_of(grad_fn):
-    """The model of a :func:`manual_grad` / :func:`autodiff_grad` function, else ``None``."""
-    if isinstance(grad_fn, functools.partial) and grad_fn.func in (_manual, _autodiff):
-        return grad_fn.args[0]
-    return None
-
-
-def check_data(grad_fn, params, x, y, *, check=True, state=None):
-    """The entry checks of :func:`train` and :func:`jaxmlp.population.train_population` (``params`` of one
-    member): the model's own (:func:`jaxmlp.checks.check_all`) when ``grad_fn`` comes from
-    :func:`manual_grad` / :func:`autodiff_grad`; for any other gradient function, integer labels must lie
-    in ``[0, n_out)`` with ``n_out`` the last layer's width when the params are jaxmlp layers (else >= 0)."""
-    model = model_of(grad_fn)
-    if model is not None:
-        _, l1, l2 = grad_fn.args
-        checks.check_all(model, params, x, y, l1, l2, check, state=state)
-    elif check:
-        last = params[-1] if isinstance(params, (tuple, list)) and params else None
-        n_out = int(jnp.shape(last.W)[-1]) if isinstance(last, Dense) else None
-        checks.check_labels(y, n_out)
-
-
-def _is_int(v, lo):
-    return not isinstance(v, bool) and isinstance(v, (int, np.integer)) and v >= lo
-
-
 def check_loop_args(x, y, steps, scheme, batch_size, log_every, start_step, optimizer, state, check_finite) -> int:
     """The checks :func:`train` and :func:`jaxmlp.population.train_population` share; returns the batch size."""
     if scheme not in SCHEMES:
         raise ValueError(f"scheme: expected one of {list(SCHEMES)}, got {scheme!r}")
     for name, v, lo in (("steps", steps, 1), ("log_every", log_every, 1), ("start_step", start_step, 0)):
-        if not _is_int(v, lo):
-            raise ValueError(f"{name}: expected an int >= {lo}, got {v!r}")
+        values.check_int(name, v, lo=lo)
     x, y = checks.as_array("x", x), checks.as_array("y", y)
     n = jnp.shape(x)[0] if jnp.ndim(x) else 0
     if n < 1:
@@ -99,9 +49,7 @@ def check_loop_args(x, y, steps, scheme, batch_size, log_every, start_step, opti
         raise ValueError(f"y: expected {n} rows to match x, got shape {jnp.shape(y)}")
     for name, a in (("x", x), ("y", y)):
         checks.check_finite(name, a)
-    b = 1 if batch_size is None else batch_size
-    if not _is_int(b, 1) or b > n:
-        raise ValueError(f"batch_size: expected an int in [1, {n}] (the number of examples), got {batch_size!r}")
+    b = values.check_int("batch_size", 1 if batch_size is None else batch_size, lo=1, hi=n + 1)
     if scheme == "sgd_shuffle" and b != 1:
         raise ValueError(f"batch_size: sgd_shuffle uses one example per step, got {batch_size!r}; use 'minibatch'")
     if state is not None and scheme != "full_batch" and b < 2:
@@ -135,8 +83,7 @@ class Checkpointer(NamedTuple):
 def resume_point(ck: Checkpointer, optimizer, key, start_step, end, log_every) -> Optional[jaxmlp.checkpoint.Checkpoint]:
     """The newest checkpoint of a :class:`Checkpointer` run (or ``None``), after checking the folder and the key."""
     for name, v in (("every", ck.every), ("keep", ck.keep)):
-        if not _is_int(v, 1):
-            raise ValueError(f"checkpoint.{name}: expected an int >= 1, got {v!r}")
+        values.check_int(f"checkpoint.{name}", v, lo=1)
     if ck.every % log_every:
         raise ValueError(f"checkpoint.every: expected a multiple of log_every={log_every}, got {ck.every}")
     found = jaxmlp.checkpoint.latest(ck.directory)
@@ -179,7 +126,8 @@ def train(grad_fn: Callable, optimizer: optax.GradientTransformation, params, x,
       opt_state: resume from this optimizer state (default: ``optimizer.init(params)``).
       progress: tqdm bar; ``None`` shows it only when stderr is a terminal.
       state: batch norm's running statistics (``jaxmlp.init_state(model)``): threaded through every
-        step as ``grad_fn(params, x, y, state) -> (J, grads, state)`` and returned in ``TrainResult.state``.
+        step as ``grad_fn.with_state(params, x, y, state) -> (J, grads, state)`` (``grad_fn`` from
+        :func:`manual_grad` or :func:`autodiff_grad`) and returned in ``TrainResult.state``.
       checkpoint: a :class:`Checkpointer`: save every ``checkpoint.every`` steps and, with
         ``resume=True``, continue from the newest checkpoint (bitwise the same run as without the break).
       check_finite: stop at the first step whose batch loss, gradient or updated params have a NaN or Inf and raise
@@ -206,7 +154,7 @@ def train(grad_fn: Callable, optimizer: optax.GradientTransformation, params, x,
     ([0, 500, 1000], True)
     """
     b = check_loop_args(x, y, steps, scheme, batch_size, log_every, start_step, optimizer, state, check_finite)
-    key = checks.as_key("key", key)
+    key = values.as_key("key", key)
     check_data(grad_fn, params, x, y, check=check, state=state)
     x, y = jnp.asarray(x), jnp.asarray(y)
     end = start_step + steps
@@ -232,13 +180,13 @@ def train(grad_fn: Callable, optimizer: optax.GradientTransformation, params, x,
         return TrainResult(carry.params, carry.opt_state, *history.arrays(), carry.bn_state)
 
     def on_non_finite(carry, chunk, losses):
-        bad = checks.host(carry.bad)
+        bad = values.host(carry.bad)
         if bad[0] >= 0:
             bad_step, leaf = int(bad[0]), loop.guard_names(carry.params)[int(bad[1])]
         else:  # only a logged full-data loss is non-finite
             bad_step, leaf = chunk.start + chunk.block * int(np.argmin(np.isfinite(losses))), "loss"
         kept = [i for i, s in enumerate(chunk.logged_steps()) if s <= bad_step]
-        history.losses.append(checks.host(losses)[kept])
+        history.losses.append(values.host(losses)[kept])
         history.steps.extend(chunk.logged_steps()[i] for i in kept)
         raise _non_finite(bad_step, leaf, result(carry), checkpoint)
 

@@ -115,15 +115,11 @@ def _data(name):
 
 def main(argv=None) -> int:
     import jaxmlp
-    from jaxmlp import checkpoint
-    from jaxmlp import optim
-    from jaxmlp import train
+    from jaxmlp import checkpoint, distributed, optim, train
 
     args = _parser().parse_args(argv)
     multi = args.cluster or any(v is not None for v in (args.coordinator, args.num_processes, args.process_id))
     if multi:
-        from jaxmlp import distributed
-
         if args.cluster:
             distributed.initialize()
         else:
@@ -164,7 +160,7 @@ def main(argv=None) -> int:
                                                                  jax.random.key(args.seed + 1), model, r.state,
                                                                  r.steps, r.losses, {"args": vars(args)}), keep=1)
     metrics = {"args": vars(args), "steps": r.steps.tolist(), "losses": r.losses.tolist(), "final": str(final)}
-    if jax.process_index() == 0:  # one writer in a multi-process run
+    if distributed.is_writer():  # one writer in a multi-process run
         write_atomic(out / "metrics.json", json.dumps(metrics))
     print(f"jaxmlp train: step {int(r.steps[-1])}, loss {float(r.losses[-1]):.6g}; params in {final}")
     return 0

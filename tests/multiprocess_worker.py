@@ -43,7 +43,7 @@ def main():
             r = train.train(train.manual_grad(model, l2=1e-4), optim.sgd(0.1, momentum=0.9),
                             sharding.replicate(params, mesh), xg, yg, key=jax.random.key(1), steps=200, scheme=scheme,
                             batch_size=None if scheme == "full_batch" else 64, log_every=50, progress=False)
-            result[scheme] = {"params": [np.asarray(jaxmlp.checks.host(l)).tolist() for l in jax.tree.leaves(r.params)],
+            result[scheme] = {"params": [np.asarray(jaxmlp.values.host(l)).tolist() for l in jax.tree.leaves(r.params)],
                               "losses": r.losses.tolist()}
     elif mode == "grad":
         xg, yg = distributed.shard_dataset(x, y, mesh)
@@ -63,7 +63,7 @@ def main():
         xs, ys = x[:256], np.asarray(y)[:256]
         r = population.train_population(train.manual_grad(model), optim.sgd(0.1), pg, xs, ys, keys=keys, steps=100,
                                         scheme="minibatch", batch_size=32, log_every=50, progress=False)
-        result["params"] = [np.asarray(jaxmlp.checks.host(l)).tolist() for l in jax.tree.leaves(r.params)]
+        result["params"] = [np.asarray(jaxmlp.values.host(l)).tolist() for l in jax.tree.leaves(r.params)]
         result["params_sharded_over"] = len(jax.tree.leaves(r.params)[0].sharding.device_set)
     elif mode == "guard":
         xg, yg = distributed.shard_dataset(x, y, mesh)

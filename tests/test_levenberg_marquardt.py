@@ -6,7 +6,7 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 import jaxmlp
-from jaxmlp.residual_jacobian import jacobian, residuals
+from jaxmlp.least_squares import jacobian, residuals
 from jaxmlp.levenberg_marquardt import levenberg_marquardt, lm_step
 
 X, Y = (jnp.asarray(a, jnp.float64) for a in jaxmlp.data.higham_points())

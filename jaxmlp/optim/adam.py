@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxmlp.dense import Dense
-from jaxmlp.checks import is_static_zero
+from jaxmlp.values import is_static_zero
 from jaxmlp.optim import validation
 
 

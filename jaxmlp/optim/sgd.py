@@ -6,7 +6,7 @@ from typing import NamedTuple, Optional
 import jax
 import optax
 
-from jaxmlp.checks import is_static_zero
+from jaxmlp.values import is_static_zero
 from jaxmlp.optim import validation
 
 

@@ -45,7 +45,7 @@ def manual_with(model, params, x, y, l1, l2, derivative=None, naive_softmax=Fals
         delta = (e / jnp.sum(e, axis=1, keepdims=True) - yy) / x.shape[0]
     else:
         delta = get_head(model.head).delta(zs[-1], yy)
-    return backward(model, params, zs, as_, delta, l1=l1, l2=l2, derivative=derivative)
+    return backward(model, params, zs, as_, delta, l1=l1, l2=l2, derivative=derivative).grads
 
 
 def _swap_first_two_W(g):

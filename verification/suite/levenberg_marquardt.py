@@ -8,14 +8,14 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 import jaxmlp
-from jaxmlp.residual_jacobian import jacobian, residuals
+from jaxmlp.least_squares import jacobian, residuals
 from jaxmlp.levenberg_marquardt import lm_step
 from verification.checker.compare import compare_trees
 from verification.suite.rows import Row
 from verification.checker.tolerances import ERRATUM_MIN_REL, F64_RTOL, LM_STEP_RTOL
 
 F64 = jnp.float64
-LS_HEADS = ("sigmoid_quadratic", "sum_squares", "mse")
+LS_HEADS = tuple(name for name, head in jaxmlp.HEADS.items() if head.least_squares)
 
 
 def jacobians():

@@ -20,6 +20,7 @@ from jaxmlp.dense import Dense, dense_backward, dense_forward
 from verification.checker.compare import Comparison
 from verification.checker.curvature import check_hvp
 from verification.catalogue.data import random_data
+from verification.suite.levenberg_marquardt import LS_HEADS
 from verification.suite.problems import grid_problem, mlp_problem
 from verification.suite.rows import Row
 from verification.checker.vjp_checks import check_custom_vjp, check_vjp
@@ -77,13 +78,15 @@ def layer_rows():
                    check_vjp(head.loss, head_vjp, z, y))
 
 
-# Each least-squares head's loss written in its residuals r = vec(Y - F): J = (c/2)||r||^2.
+# Each least-squares head's loss written out again in its residuals r = vec(Y - F): J = (c/2)||r||^2 (the
+# reference for the Gauss-Newton rows, independent of the heads' own residual_scale; a new least-squares
+# head without an entry here fails the rows with a KeyError).
 OUTER = {"sum_squares": lambda r, m, n: jnp.sum(r ** 2), "mse": lambda r, m, n: jnp.sum(r ** 2) / (m * n),
          "sigmoid_quadratic": lambda r, m, n: jnp.sum(r ** 2) / (2 * m)}
 
 
 def gauss_newton_rows():
-    for i, (act, head) in enumerate(itertools.product(("tanh", "relu", "sigmoid"), OUTER)):
+    for i, (act, head) in enumerate(itertools.product(("tanh", "relu", "sigmoid"), LS_HEADS)):
         model, params, x, y = grid_problem(act, head, 3, 3, 5, seed=70 + i, n_out=2)
         residuals = lambda p, x, y, model=model: jaxmlp.residuals(model, p, x, y, check=False)  # noqa: E731
         outer = lambda r, x, y, head=head: OUTER[head](r, *y.shape)  # noqa: E731

@@ -68,7 +68,7 @@ def jacobian(model, params, x, *, check=True):
 
     def one_unit(k):
         delta = -out_d * jax.nn.one_hot(k, n_out, dtype=out_d.dtype)[None, :]  # (m, n_L)
-        grads = backward(model, params, zs, as_, delta, layer_backward=per_example_dense_backward)
+        grads = backward(model, params, zs, as_, delta, layer_backward=per_example_dense_backward).grads
         return jnp.concatenate(jax.tree.leaves(grads), axis=1)  # (m, n): W^1, b^1, W^2, ... as ravel_pytree
 
     per_unit = jax.vmap(one_unit)(jnp.arange(n_out))  # (n_L, m, n)
