@@ -15,7 +15,7 @@ from jaxmlp.levenberg_marquardt import LMResult, StopReason, levenberg_marquardt
 from jaxmlp.model import INIT_SCHEMES, MLP, init, init_state
 from jaxmlp.regularizers import penalty, penalty_grad
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "ACTIVATIONS",

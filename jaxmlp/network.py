@@ -80,7 +80,7 @@ def loss(model: MLP, params, x, y, *, l1=0.0, l2=0.0, check=True, state=None, tr
 
 
 class Backward(NamedTuple):
-    """What :func:`backward` returns: the grads (mirroring ``params``) and :math:`\partial J/\partial X`."""
+    r"""What :func:`backward` returns: the grads (mirroring ``params``) and :math:`\partial J/\partial X`."""
 
     grads: Any
     input_grad: Any  # (m, n_0): delta^1 (W^1)^T

@@ -1,4 +1,5 @@
 """The non-finite guard: stops at the first NaN/Inf step, names the leaf, keeps the last good params and checkpoint."""
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -50,7 +51,7 @@ def test_guard_names_step_and_leaf_and_keeps_the_last_good_state(tmp_path):
     # the params in the error are those before the bad step: equal to a clean run of exactly `expect` steps
     clean = train.train(_manual, optim.sgd(0.05), P0, X, Y, key=KEY, steps=expect, scheme="sgd_replacement",
                     log_every=expect, progress=False)
-    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(e.result.params), jax.tree.leaves(clean.params)))
+    chex.assert_trees_all_equal(e.result.params, clean.params)
     assert np.all(np.isfinite(e.result.losses)) and e.result.steps[-1] <= expect
     last = checkpoint.load(e.checkpoint)
     assert last.step == expect // 10 * 10 and all(np.all(np.isfinite(a)) for a in jax.tree.leaves(last.params))
@@ -76,10 +77,10 @@ def test_guard_catches_a_non_finite_loss_and_does_not_change_a_healthy_run():
                 log_every=10, progress=False)
     kw = dict(key=KEY, steps=300, scheme="sgd_replacement", log_every=100, progress=False)
     on, off = (train.train(_manual, optim.sgd(0.05), P0, X, Y, check_finite=c, **kw) for c in (True, False))
-    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(on.params), jax.tree.leaves(off.params)))
+    chex.assert_trees_all_equal(on.params, off.params)
 
 
 def test_guard_catches_an_update_that_overflows_from_a_finite_gradient():
     with pytest.raises(train.NonFiniteError, match=r"step 0: first non-finite updated parameter leaf params\[0\]\.W") as info:
         train.train(_manual, optax.sgd(jnp.inf), P0, X, Y, key=KEY, steps=20, log_every=10, progress=False)
-    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(info.value.result.params), jax.tree.leaves(P0)))
+    chex.assert_trees_all_equal(info.value.result.params, P0)

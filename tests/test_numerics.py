@@ -1,6 +1,7 @@
 """Numerical robustness: half precision, extreme logits and pre-activations, relu at exactly 0, determinism."""
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -79,5 +80,5 @@ def test_relu_at_exactly_zero_follows_jax_convention():
     x, y = jnp.ones((4, 2)), jnp.ones((4, 2))
     _, grads, auto = _grads(model, params, x, y)  # every hidden pre-activation is exactly 0
     assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
-    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(auto)))
+    chex.assert_trees_all_equal(grads, auto)
     assert float(jnp.max(jnp.abs(grads[0].W))) == 0.0  # relu'(0) = 0, as jax.nn.relu

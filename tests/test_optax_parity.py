@@ -1,5 +1,6 @@
 """The hand-written optimizers drop in for Optax's (issue 16): Optax's own optimisation tests with jaxmlp's
 optimizers substituted, schedules, ``count`` in the state, and Optax's wrappers."""
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -104,8 +105,7 @@ def test_inject_hyperparams_matches(name):
     for a, b, c in zip(jax.tree.leaves(u1), jax.tree.leaves(u2), jax.tree.leaves(u3)):
         np.testing.assert_allclose(a, b, rtol=1e-6)
         np.testing.assert_allclose(a, c, rtol=1e-6)
-    for a, b in zip(jax.tree.leaves(s1), jax.tree.leaves(s2.inner_state)):
-        np.testing.assert_allclose(a, b, rtol=1e-6)
+    chex.assert_trees_all_close(jax.tree.leaves(s1), jax.tree.leaves(s2.inner_state), rtol=1e-6)
 
 
 def test_wrappers():

@@ -2,6 +2,7 @@
 
 The 1000-step trajectories against Optax are the verification rows optim/* (tests/test_verification.py).
 """
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,7 +20,7 @@ def test_state_is_a_namedtuple_and_update_is_pure():
     assert isinstance(s0, optim.AdamState) and isinstance(s0, tuple)
     u1, s1 = jax.jit(opt.update)(g, s0, params)
     u2, _ = jax.jit(opt.update)(g, s0, params)
-    assert all(jnp.array_equal(a, b) for a, b in zip(jax.tree.leaves(u1), jax.tree.leaves(u2)))
+    chex.assert_trees_all_equal(u1, u2)
     assert int(s1.count) == 1 and int(s0.count) == 0
 
 

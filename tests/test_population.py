@@ -1,4 +1,5 @@
 """Population training: each member follows its own train() trajectory; per-member learning rates; NaN isolation."""
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,7 +29,7 @@ def test_each_member_is_its_own_train_run():
     assert r.losses.shape == (P, 4) and list(r.steps) == [0, 100, 200, 300] and np.all(r.non_finite_step == -1)
     for i in range(P):
         one = train.train(GRAD, optim.sgd(0.05), _member(PARAMS, i), X, Y, key=KEYS[i], progress=False, **KW)
-        assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(_member(r.params, i)), jax.tree.leaves(one.params)))
+        chex.assert_trees_all_equal(_member(r.params, i), one.params)
         np.testing.assert_allclose(r.losses[i], one.losses, rtol=1e-13)
 
 

@@ -2,6 +2,7 @@
 import functools
 import json
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -128,8 +129,7 @@ def test_jaxmlp_manual_vjp_under_jit_grad():
     model, params, x, y = grid_problem("tanh", "softmax_cross_entropy", 3, 4, 5, seed=1)
     g_manual = jax.jit(jax.grad(lambda p: jaxmlp.loss_with_manual_vjp(model, p, x, y, 0.0, 0.1)))(params)
     g_auto = jax.grad(lambda p: jaxmlp.loss(model, p, x, y, l2=0.1))(params)
-    for a, b in zip(jax.tree.leaves(g_manual), jax.tree.leaves(g_auto)):
-        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    chex.assert_trees_all_close(g_manual, g_auto, rtol=1e-12, atol=1e-14)
     verification.assert_custom_vjp_correct(jaxmlp.loss_with_manual_vjp, model, params, x, y, 0.01, 0.1)
 
 
