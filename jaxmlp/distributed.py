@@ -46,7 +46,7 @@ def initialize(coordinator_address: Optional[str] = None, num_processes: Optiona
         if not host or not port.isdigit():
             raise ValueError(f"coordinator_address: expected HOST:PORT, got {coordinator_address!r}")
         values.check_int("num_processes", num_processes, lo=1)
-        values.check_int("process_id", process_id, lo=0, hi=num_processes)
+        values.check_int("process_id", process_id, lo=0, hi=num_processes - 1)
     jax.distributed.initialize(coordinator_address, num_processes, process_id,
                                heartbeat_timeout_seconds=heartbeat_timeout_seconds,
                                initialization_timeout=initialization_timeout)

@@ -49,7 +49,7 @@ def check_loop_args(x, y, steps, scheme, batch_size, log_every, start_step, opti
         raise ValueError(f"y: expected {n} rows to match x, got shape {jnp.shape(y)}")
     for name, a in (("x", x), ("y", y)):
         checks.check_finite(name, a)
-    b = values.check_int("batch_size", 1 if batch_size is None else batch_size, lo=1, hi=n + 1)
+    b = values.check_int("batch_size", 1 if batch_size is None else batch_size, lo=1, hi=n)
     if scheme == "sgd_shuffle" and b != 1:
         raise ValueError(f"batch_size: sgd_shuffle uses one example per step, got {batch_size!r}; use 'minibatch'")
     if state is not None and scheme != "full_batch" and b < 2:

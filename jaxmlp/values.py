@@ -52,11 +52,11 @@ def host(a) -> np.ndarray:
 
 
 def check_int(name: str, v, lo: int = 0, hi: Optional[int] = None) -> int:
-    """``v`` as an ``int`` in ``[lo, hi)`` (no upper bound when ``hi`` is None); a bool is not an int here."""
+    """``v`` as an ``int`` in ``[lo, hi]`` (no upper bound when ``hi`` is None); a bool is not an int here."""
     ok = not isinstance(v, (bool, np.bool_)) and isinstance(v, (int, np.integer)) and v >= lo
-    ok = ok and (hi is None or v < hi)
+    ok = ok and (hi is None or v <= hi)
     if not ok:
-        span = f">= {lo}" if hi is None else f"in [{lo}, {hi})"
+        span = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
         raise ValueError(f"{name}: expected an int {span}, got {v!r}")
     return int(v)
 

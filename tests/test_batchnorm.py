@@ -22,12 +22,12 @@ def test_params_and_state_layout():
 
 
 def test_running_statistics_follow_the_flax_convention():
-    _, _, new = jaxmlp.value_and_grad(MODEL, PARAMS, X, Y, state=STATE)
+    _, _, new = jaxmlp.value_grad_and_state(MODEL, PARAMS, X, Y, STATE)
     z1 = X @ PARAMS[0].W
     np.testing.assert_allclose(new[0].mean, 0.01 * z1.mean(0), rtol=1e-12)
     np.testing.assert_allclose(new[0].var, 0.99 + 0.01 * z1.var(0), rtol=1e-12)
     torch_like = jaxmlp.MLP(MODEL.sizes, "tanh", use_bias=False, batchnorm=True, bn_momentum=0.9, bn_unbiased=True)
-    _, _, new = jaxmlp.value_and_grad(torch_like, PARAMS, X, Y, state=STATE)
+    _, _, new = jaxmlp.value_grad_and_state(torch_like, PARAMS, X, Y, STATE)
     np.testing.assert_allclose(new[0].var, 0.9 + 0.1 * z1.var(0, ddof=1), rtol=1e-12)
 
 

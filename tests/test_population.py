@@ -47,7 +47,7 @@ def test_per_member_learning_rates_and_a_diverging_member_is_isolated():
 
 
 def test_bad_population_arguments():
-    with pytest.raises(ValueError, match=r"keys: expected \(4,\) typed PRNG keys"):
+    with pytest.raises(TypeError, match=r"keys: expected \(4,\) PRNG keys"):
         train_population(GRAD, optim.sgd(0.05), PARAMS, X, Y, keys=KEYS[:3], **KW)
     with pytest.raises(TypeError, match="hyperparams: the optimizer must come from optax.inject_hyperparams"):
         train_population(GRAD, optim.sgd(0.05), PARAMS, X, Y, keys=KEYS, hyperparams={"lr": jnp.ones(P)}, **KW)

@@ -41,7 +41,7 @@ def test_compare_reports_leaf_and_index():
     ref = (jaxmlp.Dense(jnp.ones((2, 3)), jnp.ones(3)), jaxmlp.Dense(jnp.ones((3, 1)), jnp.ones(1)))
     bad = (ref[0], jaxmlp.Dense(ref[1].W.at[2, 0].set(1.5), ref[1].b))
     cmp = compare_trees(bad, ref, 1e-12)
-    assert not cmp.ok and cmp.where == "layer 2, W[2, 0]" and np.isclose(cmp.max_rel, 0.5)
+    assert not cmp.ok and cmp.where == "[1].W[2, 0]" and np.isclose(cmp.max_rel, 0.5)
 
 
 def test_compare_checks_structure_first():

@@ -73,34 +73,9 @@ def check_hvp(loss_fn, hvp_fn: Callable, params, *args, kind: str = "hessian", r
     >>> r.passed, r.findings[0].cause
     (False, 'gauss_newton_not_hessian')
     """
-    if kind not in KINDS:
-        raise ValueError(f"kind: expected one of {list(KINDS)}, got {kind!r}")
-    pair = isinstance(loss_fn, tuple)
-    if pair:
-        if len(loss_fn) != 2:
-            raise ValueError(f"loss_fn: expected a callable or a pair (model_fn, outer_loss), got {len(loss_fn)} items")
-        check_callables(model_fn=loss_fn[0], outer_loss=loss_fn[1], hvp_fn=hvp_fn)
-        model_fn, outer = loss_fn
-        loss = lambda p, *a: outer(model_fn(p, *a), *a)  # noqa: E731
-    else:
-        check_callables(loss_fn=loss_fn, hvp_fn=hvp_fn)
-        if kind == "gauss_newton":
-            raise ValueError("loss_fn: kind='gauss_newton' expected the pair (model_fn, outer_loss) whose "
-                             "linearisation defines the product, got one callable")
-        loss = loss_fn
+    model_fn, outer, loss = _split_loss(loss_fn, hvp_fn, kind)
     a = Args(lambda params: None, (params,))
-    ref_args = tuple(jax.tree.map(lambda x: x.astype(reference_dtype()) if jnp.issubdtype(jnp.result_type(x), jnp.inexact)
-                                  else x, args))
-
-    p_ref = a.rebuild(a.upcast())[0]
-
-    def product(which):
-        def apply(v_leaves):
-            p, v = p_ref, a.rebuild(v_leaves)[0]
-            out = (hessian_product(loss, p, v, *ref_args) if which == "hessian"
-                   else gauss_newton_product(model_fn, outer, p, v, *ref_args))
-            return jax.tree.leaves(out)
-        return apply
+    product = _reference_products(a, args, loss, model_fn, outer)
 
     def rule(v_leaves):
         out = jax.tree.leaves(hvp_fn(params, a.rebuild(v_leaves)[0], *args))
@@ -109,29 +84,68 @@ def check_hvp(loss_fn, hvp_fn: Callable, params, *args, kind: str = "hessian", r
     tol = tolerance(a.precision, rtol, False)
     label = "Hv by jax.jvp(jax.grad)" if kind == "hessian" else "the Gauss–Newton product J^T H_l J v"
     results = [l._replace(name="hvp" + l.name[len("params"):]) for l in a.space()]  # hvp['W'] | params['W']
-    blocks = compare_maps(rule, product(kind), a.space(), results, tol, probe_is_input=True,
-                          ref_dtype=reference_dtype())
-    report = RuleReport(f"hvp/{kind}", label, blocks, tol, precision_line(a.precision, label))
+    compare = lambda which: compare_maps(rule, product(which), a.space(), results, tol,  # noqa: E731
+                                         probe_is_input=True, ref_dtype=reference_dtype())
+    report = RuleReport(f"hvp/{kind}", label, compare(kind), tol, precision_line(a.precision, label))
     if report.passed:
         return report
-    other = "gauss_newton" if kind == "hessian" else "hessian"
-    if pair:
-        alt = compare_maps(rule, product(other), a.space(), results, tol, probe_is_input=True,
-                           ref_dtype=reference_dtype())
-        if all(b.passed for b in alt):
-            cause = f"{other}_not_{kind}"
-            text = ("the product equals the Gauss–Newton product J^T H_l J v: the second-derivative term of the "
-                    "model (sum_k dl/dz_k Hess z_k) is left out" if kind == "hessian" else
-                    "the product equals the full Hessian, not the Gauss–Newton product")
-            report.findings = [RuleFinding("all", "all", cause, text, where_of(hvp_fn))]
-            return report
+    if model_fn is not None and _is_the_other_product(report, compare, kind, hvp_fn):
+        return report
     primals = {n: np.asarray(l, np.float64) for n, l in zip(a.names, a.leaves)}
-    report.findings = explain(blocks, rule, product(kind), a.space(), [l.name for l in results], mode="hvp",
+    report.findings = explain(report.blocks, rule, product(kind), a.space(), [l.name for l in results], mode="hvp",
                               fit=FIT_RTOL[a.precision], primals=primals, where=where_of(hvp_fn))
-    if not pair:
+    if model_fn is None:
         report.notes.append("if hvp_fn is meant as a Gauss–Newton product, pass loss_fn as the pair "
                             "(model_fn, outer_loss): the report then says whether it is that product instead")
     return report
+
+
+def _split_loss(loss_fn, hvp_fn, kind):
+    """``(model_fn, outer_loss, loss)`` from a loss or a ``(model_fn, outer_loss)`` pair (``None``s for a
+    plain loss), with the arguments checked."""
+    if kind not in KINDS:
+        raise ValueError(f"kind: expected one of {list(KINDS)}, got {kind!r}")
+    if not isinstance(loss_fn, tuple):
+        check_callables(loss_fn=loss_fn, hvp_fn=hvp_fn)
+        if kind == "gauss_newton":
+            raise ValueError("loss_fn: kind='gauss_newton' expected the pair (model_fn, outer_loss) whose "
+                             "linearisation defines the product, got one callable")
+        return None, None, loss_fn
+    if len(loss_fn) != 2:
+        raise ValueError(f"loss_fn: expected a callable or a pair (model_fn, outer_loss), got {len(loss_fn)} items")
+    model_fn, outer = loss_fn
+    check_callables(model_fn=model_fn, outer_loss=outer, hvp_fn=hvp_fn)
+    return model_fn, outer, lambda p, *xs: outer(model_fn(p, *xs), *xs)
+
+
+def _reference_products(a: Args, args, loss, model_fn, outer):
+    """``which -> (direction leaves -> product leaves)`` in the reference dtype, ``which`` a kind."""
+    ref_args = tuple(jax.tree.map(lambda x: x.astype(reference_dtype()) if jnp.issubdtype(jnp.result_type(x), jnp.inexact)
+                                  else x, args))
+    p_ref = a.rebuild(a.upcast())[0]
+
+    def product(which):
+        def apply(v_leaves):
+            v = a.rebuild(v_leaves)[0]
+            out = (hessian_product(loss, p_ref, v, *ref_args) if which == "hessian"
+                   else gauss_newton_product(model_fn, outer, p_ref, v, *ref_args))
+            return jax.tree.leaves(out)
+        return apply
+
+    return product
+
+
+def _is_the_other_product(report, compare, kind, hvp_fn) -> bool:
+    """A failing product that equals the other kind (a "Hessian" that is Gauss–Newton, or the reverse):
+    the one finding, named."""
+    other = "gauss_newton" if kind == "hessian" else "hessian"
+    if not all(b.passed for b in compare(other)):
+        return False
+    text = ("the product equals the Gauss–Newton product J^T H_l J v: the second-derivative term of the "
+            "model (sum_k dl/dz_k Hess z_k) is left out" if kind == "hessian" else
+            "the product equals the full Hessian, not the Gauss–Newton product")
+    report.findings = [RuleFinding("all", "all", f"{other}_not_{kind}", text, where_of(hvp_fn))]
+    return True
 
 
 def assert_hvp_correct(loss_fn, hvp_fn, params, *args, **kw) -> RuleReport:
