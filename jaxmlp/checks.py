@@ -176,7 +176,18 @@ def check_labels(y, n_out):
             raise ValueError(f"y: expected class labels in {span}, got {int(yn[i])} at index {i}")
 
 
-def check_all(model, params, x, y=None, l1=0.0, l2=0.0, check=True, state=None, train=True):
+def check_weights(weights, m, model):
+    """Row weights: shape (m,), and no batch norm (its batch statistics would count the padding rows)."""
+    if weights is None:
+        return
+    if tuple(jnp.shape(weights)) != (m,):
+        raise ValueError(f"weights: expected one weight per row, shape ({m},), got {tuple(jnp.shape(weights))}")
+    if model.batchnorm:
+        raise ValueError("weights: batch norm's batch statistics cannot leave rows out; expected weights=None "
+                         "for a batchnorm model, got row weights")
+
+
+def check_all(model, params, x, y=None, l1=0.0, l2=0.0, check=True, state=None, train=True, weights=None):
     """Run every check of a public entry point; returns ``(x, y)`` cast to the params dtype.
 
     Static checks (types, shapes, dtypes) always run; the value checks (finite params, x and y, label
@@ -197,5 +208,6 @@ def check_all(model, params, x, y=None, l1=0.0, l2=0.0, check=True, state=None, 
             check_state(model, state)
     if y is not None:
         y = check_y(model, y, x.shape[0], dtype, check)
+    check_weights(weights, x.shape[0], model)
     check_reg(l1, l2)
     return x, y

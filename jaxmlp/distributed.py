@@ -10,12 +10,12 @@ batch sums :math:`\nabla_W J = \sum_p (A_p)^\top\delta_p` (gloo on CPU, NCCL on 
 >>> import jax.numpy as jnp
 >>> local_rows(jnp.arange(10), process_id=1, num_processes=2).tolist()  # rows 5..9 of 10
 [5, 6, 7, 8, 9]
->>> usable_rows(1797, 2)  # digits: one trailing row is dropped so that every device holds 898
-1796
+>>> padded_rows(1797, 2)  # digits on 2 devices: one padding row, of weight 0 in every loss and gradient
+1798
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, NamedTuple, Optional
 
 import jax
 import numpy as np
@@ -52,11 +52,26 @@ def initialize(coordinator_address: Optional[str] = None, num_processes: Optiona
                                initialization_timeout=initialization_timeout)
 
 
-def usable_rows(n: int, n_devices: int) -> int:
-    """The rows kept so that every device holds the same number: ``n`` rounded down to a multiple."""
-    if n < n_devices:
-        raise ValueError(f"x: expected at least one row per device ({n_devices}), got {n} rows")
-    return n - n % n_devices
+class ShardedData(NamedTuple):
+    """What :func:`shard_dataset` returns: global ``x`` and ``y`` of :func:`padded_rows` rows, of which the
+    first ``rows`` are the data (pass ``rows`` to :func:`jaxmlp.train.train`)."""
+
+    x: Any
+    y: Any
+    rows: int
+
+
+def padded_rows(n: int, n_devices: int) -> int:
+    """``n`` rounded up to a multiple of ``n_devices``: every device then holds the same number of rows."""
+    values.check_int("n", n, lo=1)
+    return -(-n // n_devices) * n_devices
+
+
+def pad_rows(a, total: int):
+    """``a`` with copies of its last row appended up to ``total`` rows: valid data (finite, labels in
+    range), which the row weights of :func:`jaxmlp.train.train` then leave out."""
+    a = np.asarray(a)
+    return np.concatenate([a, np.repeat(a[-1:], total - a.shape[0], axis=0)]) if total > a.shape[0] else a
 
 
 def local_rows(a, process_id: Optional[int] = None, num_processes: Optional[int] = None):
@@ -81,12 +96,16 @@ def global_array(local, global_rows: int, mesh: Optional[Mesh] = None, axis_name
 def shard_dataset(x, y, mesh: Optional[Mesh] = None):
     """Global ``(x, y)`` over every device of every process, each process contributing only its own rows.
 
-    Trailing rows are dropped so that the device count divides the row count (:func:`usable_rows`); the
-    global arrays are the same in every process and equal to the first rows of ``x`` and ``y``.
+    No row is dropped: the arrays are padded to a multiple of the device count (:func:`padded_rows`,
+    :func:`pad_rows`), and :class:`ShardedData` says how many rows are real.  ``train(..., rows=data.rows)``
+    weighs the padding 0 in every loss and gradient and samples only the real rows, so the run is the
+    one-process run on ``x`` and ``y`` (docs/scale_out.md gives the measured bounds).
     """
     mesh = sharding.data_mesh() if mesh is None else mesh
-    n = usable_rows(np.shape(x)[0], mesh.size)
-    return tuple(global_array(local_rows(np.asarray(a)[:n]), n, mesh) for a in (x, y))
+    n = int(np.shape(x)[0])
+    total = padded_rows(n, mesh.size)
+    gx, gy = (global_array(local_rows(pad_rows(a, total)), total, mesh) for a in (x, y))
+    return ShardedData(gx, gy, n)
 
 
 def is_writer() -> bool:

@@ -44,10 +44,12 @@ class ModelGrad:
         if self.method not in METHODS:
             raise ValueError(f"method: expected one of {list(METHODS)}, got {self.method!r}")
 
-    def __call__(self, params, x, y):
+    def __call__(self, params, x, y, weights=None):
+        """``(J, grads)``; ``weights`` (m,) of 0 and 1 leaves padding rows out (:func:`jaxmlp.value_and_grad`)."""
+        kw = dict(l1=self.l1, l2=self.l2, check=False, weights=weights)
         if self.method == "manual":
-            return value_and_grad(self.model, params, x, y, l1=self.l1, l2=self.l2, check=False)
-        return jax.value_and_grad(lambda p: loss(self.model, p, x, y, l1=self.l1, l2=self.l2, check=False))(params)
+            return value_and_grad(self.model, params, x, y, **kw)
+        return jax.value_and_grad(lambda p: loss(self.model, p, x, y, **kw))(params)
 
     def with_state(self, params, x, y, state):
         """``(J, grads, new_state)``: the step of a batch-norm model, with its running statistics updated."""

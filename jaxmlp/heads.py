@@ -179,6 +179,28 @@ HEADS: dict[str, Head] = {
 }
 
 
+def weighted_loss_and_delta(head: Head, z, y, weights):
+    r"""The head's :math:`J` and :math:`\delta^L` over the rows of weight 1 only (``weights`` (m,) of 0 and 1:
+    padding rows weigh 0), exactly as if the padding were not there:
+
+    .. math::  J = \tfrac1n\textstyle\sum_i w_i C_i \ (\text{mean heads}),\qquad
+               J = \textstyle\sum_i w_i C_i \ (\text{sum heads}),\qquad
+               \delta^L_i = w_i\,\tfrac mn\,\delta^{\text{head}}_i \ (\text{mean}),\ w_i\,\delta^{\text{head}}_i \ (\text{sum}),
+
+    with :math:`n = \sum_i w_i`, :math:`C_i` the head's loss of row :math:`i` alone, and
+    :math:`\delta^{\text{head}}` the head's own fused delta of all :math:`m` rows (which carries
+    :math:`1/m` for a mean head).  ``weights=None``: every row counts (the head's own loss and delta).
+    """
+    if weights is None:
+        return head.loss(z, y), head.delta(z, y)
+    w = jnp.asarray(weights, z.dtype)
+    per_row = jax.vmap(lambda zi, yi: head.loss(zi[None], yi[None]))(z, y)  # (m,) C_i
+    if head.reduction == "mean":
+        n = jnp.sum(w)
+        return jnp.sum(w * per_row) / n, ((z.shape[0] / n) * w)[:, None] * head.delta(z, y)
+    return jnp.sum(w * per_row), w[:, None] * head.delta(z, y)
+
+
 def get_head(name: str) -> Head:
     """Look a head up by name; unknown names list the valid ones."""
     try:

@@ -51,8 +51,17 @@ def guard_names(params) -> List[str]:
     return ["loss"] + ["grads" + p for p in paths] + ["params" + p for p in paths]
 
 
+def full_data(grad_fn, params, x, y, rows=None):
+    """``grad_fn`` on the whole data set: on all of ``x`` and ``y``, or, when they carry padding rows after
+    the first ``rows`` (multi-process data, :func:`jaxmlp.distributed.shard_dataset`), on those rows only,
+    by row weights of 1 and 0 (``grad_fn(params, x, y, weights)``)."""
+    if rows is None or rows == x.shape[0]:
+        return grad_fn(params, x, y)
+    return grad_fn(params, x, y, (jnp.arange(x.shape[0]) < rows).astype(x.dtype))
+
+
 def run_steps(carry: Carry, x, y, key, start, *, grad_fn, optimizer, scheme, batch_size, block, n_blocks,
-              check_finite):
+              check_finite, rows=None):
     """``n_blocks`` logging blocks of ``block`` steps from step ``start``; returns ``(carry, losses (n_blocks,))``.
 
     ``losses[i]`` is the full-data objective after block ``i``.  With ``check_finite`` every step also
@@ -60,7 +69,7 @@ def run_steps(carry: Carry, x, y, key, start, *, grad_fn, optimizer, scheme, bat
     XLA into the step); from the first non-finite step on, updates are dropped so the carry keeps the
     last good params, and ``carry.bad`` records ``(step, index into guard_names)``.
     """
-    n = x.shape[0]
+    n = x.shape[0] if rows is None else rows  # the samplers draw from the real rows only
 
     def one_step(carry, step_and_idx):
         step, idx = step_and_idx
@@ -72,7 +81,8 @@ def run_steps(carry: Carry, x, y, key, start, *, grad_fn, optimizer, scheme, bat
                 idx, perm = samplers.epoch_indices(key, step, perm, n, batch_size)
             xb, yb = x[idx], y[idx]
         if carry.bn_state is None:
-            value, grads = grad_fn(carry.params, xb, yb)
+            value, grads = full_data(grad_fn, carry.params, xb, yb, rows) if scheme == "full_batch" \
+                else grad_fn(carry.params, xb, yb)
             new_bn = None
         else:
             value, grads, new_bn = grad_fn.with_state(carry.params, xb, yb, carry.bn_state)
@@ -94,13 +104,13 @@ def run_steps(carry: Carry, x, y, key, start, *, grad_fn, optimizer, scheme, bat
         idx = (samplers.replacement_indices(key, block_start, block, n, batch_size)
                if scheme == "sgd_replacement" else steps)
         carry, _ = jax.lax.scan(one_step, carry, (steps, idx))
-        return carry, grad_fn(carry.params, x, y)[0]
+        return carry, full_data(grad_fn, carry.params, x, y, rows)[0]
 
     starts = start + block * jnp.arange(n_blocks, dtype=jnp.int32)
     return jax.lax.scan(one_block, carry, starts)
 
 
-STATIC_ARGNAMES = ("grad_fn", "optimizer", "scheme", "batch_size", "block", "n_blocks", "check_finite")
+STATIC_ARGNAMES = ("grad_fn", "optimizer", "scheme", "batch_size", "block", "n_blocks", "check_finite", "rows")
 compiled_steps = jax.jit(run_steps, static_argnames=STATIC_ARGNAMES)
 
 

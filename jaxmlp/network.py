@@ -28,7 +28,7 @@ from jaxmlp import checks
 from jaxmlp.activations import get_activation
 from jaxmlp.batchnorm import BatchNorm, bn_backward, bn_eval, bn_forward, update_running
 from jaxmlp.dense import dense_backward, dense_forward
-from jaxmlp.heads import get_head
+from jaxmlp.heads import get_head, weighted_loss_and_delta
 from jaxmlp.model import MLP
 from jaxmlp.regularizers import add_penalty_grad, penalty
 
@@ -66,17 +66,18 @@ def forward(model: MLP, params, x, *, state=None, train=True):
     return zs, as_
 
 
-def loss(model: MLP, params, x, y, *, l1=0.0, l2=0.0, check=True, state=None, train=True):
+def loss(model: MLP, params, x, y, *, l1=0.0, l2=0.0, check=True, state=None, train=True, weights=None):
     r"""The scalar objective :math:`J` (data loss of the head + weight penalties).
 
     Plain ``jnp``; this is the function that ``jax.grad`` differentiates in the
     verification.  ``y`` may be integer class labels (m,) for classification
     heads or targets of shape (m, n_L).  Batch-norm models use the batch
-    statistics (``train=True``) or the running ``state`` (``train=False``).
+    statistics (``train=True``) or the running ``state`` (``train=False``).  ``weights`` (m,) of 0 and 1
+    leaves the rows of weight 0 out of the data loss (padding: :func:`jaxmlp.heads.weighted_loss_and_delta`).
     """
-    x, y = checks.check_all(model, params, x, y, l1, l2, check, state=state, train=train)
+    x, y = checks.check_all(model, params, x, y, l1, l2, check, state=state, train=train, weights=weights)
     zs, _ = forward(model, params, x, state=state, train=train)
-    return get_head(model.head).loss(zs[-1], y) + penalty(params, l1, l2)
+    return weighted_loss_and_delta(get_head(model.head), zs[-1], y, weights)[0] + penalty(params, l1, l2)
 
 
 class Backward(NamedTuple):
@@ -139,14 +140,17 @@ def _new_state(model, state, stats, m):
                  for l, s in enumerate(state, start=1))
 
 
-def value_and_grad(model: MLP, params, x, y, *, l1=0.0, l2=0.0, check=True):
-    """``(J, grads)`` by the hand-derived backward pass; grads mirror ``params``.
+def value_and_grad(model: MLP, params, x, y, *, l1=0.0, l2=0.0, check=True, weights=None):
+    r"""``(J, grads)`` by the hand-derived backward pass; grads mirror ``params``.
 
     A batch-norm model trains on batch statistics here; :func:`value_grad_and_state` also returns the
     running statistics updated, and :func:`value_and_input_grads` the derivatives in ``x`` and ``y``.
+    ``weights`` (m,) of 0 and 1 leaves the rows of weight 0 out (padding rows of multi-process data):
+    the loss is the mean over the rows of weight 1, and so is the gradient, by a weighted
+    :math:`\delta^L` (:func:`jaxmlp.heads.weighted_loss_and_delta`) through the same backward recursion.
     """
-    x, y = checks.check_all(model, params, x, y, l1, l2, check, train=True)
-    value, back, _, _ = _value_and_backward(model, params, x, y, l1, l2)
+    x, y = checks.check_all(model, params, x, y, l1, l2, check, train=True, weights=weights)
+    value, back, _, _ = _value_and_backward(model, params, x, y, l1, l2, weights)
     return value, back.grads
 
 
@@ -166,12 +170,12 @@ def value_and_input_grads(model: MLP, params, x, y, *, l1=0.0, l2=0.0, check=Tru
     return ValueAndInputGrads(value, back.grads, back.input_grad, get_head(model.head).target_delta(z_L, y))
 
 
-def _value_and_backward(model, params, x, y, l1, l2):
+def _value_and_backward(model, params, x, y, l1, l2, weights=None):
     """The loss, the :class:`Backward`, the batch statistics and :math:`Z^L`, on checked ``x`` and ``y``."""
-    head = get_head(model.head)
     zs, as_, caches, stats = _forward(model, params, x)
-    value = head.loss(zs[-1], y) + penalty(params, l1, l2)
-    back = backward(model, params, zs, as_, head.delta(zs[-1], y), l1=l1, l2=l2, bn_caches=_per_layer(model, caches))
+    data_loss, delta_L = weighted_loss_and_delta(get_head(model.head), zs[-1], y, weights)
+    value = data_loss + penalty(params, l1, l2)
+    back = backward(model, params, zs, as_, delta_L, l1=l1, l2=l2, bn_caches=_per_layer(model, caches))
     return value, back, stats, zs[-1]
 
 

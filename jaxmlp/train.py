@@ -20,7 +20,8 @@ import jaxmlp.checkpoint
 import jaxmlp.distributed
 from jaxmlp import values
 from jaxmlp import checks, loop, samplers
-from jaxmlp.gradient_functions import ModelGrad, autodiff_grad, check_data, manual_grad, model_of  # noqa: F401 -- train.manual_grad etc.
+from jaxmlp.gradient_functions import (ModelGrad, as_model_grad, autodiff_grad, check_data, manual_grad,  # noqa: F401
+                                       model_of)  # train.manual_grad etc.
 
 SCHEMES = samplers.SCHEMES
 
@@ -35,8 +36,10 @@ class TrainResult(NamedTuple):
     state: Any = None  # batch-norm running statistics, when training a batchnorm model
 
 
-def check_loop_args(x, y, steps, scheme, batch_size, log_every, start_step, optimizer, state, check_finite) -> int:
-    """The checks :func:`train` and :func:`jaxmlp.population.train_population` share; returns the batch size."""
+def check_loop_args(x, y, steps, scheme, batch_size, log_every, start_step, optimizer, state, check_finite,
+                    rows=None):
+    """The checks :func:`train` and :func:`jaxmlp.population.train_population` share; returns the batch size
+    (``rows``: the real rows before any padding, default all of them)."""
     if scheme not in SCHEMES:
         raise ValueError(f"scheme: expected one of {list(SCHEMES)}, got {scheme!r}")
     for name, v, lo in (("steps", steps, 1), ("log_every", log_every, 1), ("start_step", start_step, 0)):
@@ -49,6 +52,7 @@ def check_loop_args(x, y, steps, scheme, batch_size, log_every, start_step, opti
         raise ValueError(f"y: expected {n} rows to match x, got shape {jnp.shape(y)}")
     for name, a in (("x", x), ("y", y)):
         checks.check_finite(name, a)
+    n = n if rows is None else values.check_int("rows", rows, lo=1, hi=n)
     b = values.check_int("batch_size", 1 if batch_size is None else batch_size, lo=1, hi=n)
     if scheme == "sgd_shuffle" and b != 1:
         raise ValueError(f"batch_size: sgd_shuffle uses one example per step, got {batch_size!r}; use 'minibatch'")
@@ -113,7 +117,7 @@ def train(grad_fn: Callable, optimizer: optax.GradientTransformation, params, x,
           scheme: str = "full_batch", batch_size: Optional[int] = None, log_every: int = 100,
           chunk_steps: int = 100_000, opt_state=None, start_step: int = 0,
           progress: Optional[bool] = None, state=None, checkpoint: Optional[Checkpointer] = None,
-          check_finite: bool = True, check: bool = True) -> TrainResult:
+          check_finite: bool = True, check: bool = True, rows: Optional[int] = None) -> TrainResult:
     r"""Run optimizer steps ``start_step, ..., start_step + steps - 1`` and log the full-data objective every ``log_every``.
 
     Args:
@@ -139,6 +143,11 @@ def train(grad_fn: Callable, optimizer: optax.GradientTransformation, params, x,
       check: the entry checks of the data and params (:func:`check_data`: finiteness, label range and
         dtype, one-hot rows, shapes and params against the model), once, before anything runs.
         ``False`` skips the value checks (shapes are always checked).
+      rows: the real rows of ``x`` and ``y``, when padding rows follow them
+        (:func:`jaxmlp.distributed.shard_dataset` pads to a multiple of the device count).  The loss, the
+        gradient and every logged loss are then over the first ``rows`` rows only (row weights 1 and 0,
+        with ``grad_fn`` from :func:`manual_grad` / :func:`autodiff_grad`), and the samplers draw from
+        them: the run is the one-process run on the unpadded data.  Default: every row is real.
 
     Returns:
       :class:`TrainResult` with the losses at steps ``start_step, start_step + log_every, ...``.
@@ -153,10 +162,11 @@ def train(grad_fn: Callable, optimizer: optax.GradientTransformation, params, x,
     >>> r.steps.tolist(), bool(r.losses[-1] < r.losses[0])
     ([0, 500, 1000], True)
     """
-    b = check_loop_args(x, y, steps, scheme, batch_size, log_every, start_step, optimizer, state, check_finite)
+    b = check_loop_args(x, y, steps, scheme, batch_size, log_every, start_step, optimizer, state, check_finite, rows)
     key = values.as_key("key", key)
     check_data(grad_fn, params, x, y, check=check, state=state)
     x, y = jnp.asarray(x), jnp.asarray(y)
+    rows = _padded_rows(grad_fn, rows, x.shape[0], state)
     end = start_step + steps
     every, resumed = None, None
     if checkpoint is not None:
@@ -165,16 +175,16 @@ def train(grad_fn: Callable, optimizer: optax.GradientTransformation, params, x,
         if resumed is not None:
             params, opt_state, state, start_step = resumed.params, resumed.opt_state, resumed.state, resumed.step
     opt_state = optimizer.init(params) if opt_state is None else opt_state
-    carry = loop.initial_carry(params, opt_state, key, start_step, x.shape[0], b, state)
+    carry = loop.initial_carry(params, opt_state, key, start_step, x.shape[0] if rows is None else rows, b, state)
     if resumed is not None:
         history = loop.History([int(s) for s in resumed.history_steps], [resumed.history_losses])
     else:
-        history = loop.History([start_step], [jnp.atleast_1d(grad_fn(params, x, y)[0])])
+        history = loop.History([start_step], [jnp.atleast_1d(loop.full_data(grad_fn, params, x, y, rows)[0])])
 
     def run(carry, chunk, guarded):
         return loop.compiled_steps(carry, x, y, key, jnp.asarray(chunk.start, jnp.int32), grad_fn=grad_fn,
                                    optimizer=optimizer, scheme=scheme, batch_size=b, block=chunk.block,
-                                   n_blocks=chunk.n_blocks, check_finite=guarded)
+                                   n_blocks=chunk.n_blocks, check_finite=guarded, rows=rows)
 
     def result(carry):
         return TrainResult(carry.params, carry.opt_state, *history.arrays(), carry.bn_state)
@@ -200,6 +210,19 @@ def train(grad_fn: Callable, optimizer: optax.GradientTransformation, params, x,
                        check_finite=check_finite, progress=progress, every=every, on_non_finite=on_non_finite,
                        after_chunk=save)
     return result(carry)
+
+
+def _padded_rows(grad_fn, rows, n, state) -> Optional[int]:
+    """``rows`` when padding rows follow them (else ``None``), with a grad_fn that can weigh rows."""
+    if rows is None or rows == n:
+        return None
+    if as_model_grad(grad_fn) is None:
+        raise TypeError(f"grad_fn: padded data (rows={rows} of {n}) needs a grad_fn that weighs rows "
+                        f"(train.manual_grad or train.autodiff_grad), got {type(grad_fn).__name__}")
+    if state is not None:
+        raise ValueError(f"rows: batch norm cannot leave padding rows out of its batch statistics; expected "
+                         f"rows=None (a row count the devices divide), got {rows} of {n}")
+    return rows
 
 
 def _non_finite(step, leaf, result, ck):

@@ -71,7 +71,8 @@ def _parser():
     ap.add_argument("--cluster", action="store_true",
                     help="multi-process run: take the coordinator, count and id from SLURM / Open MPI / Kubernetes")
     ap.add_argument("--dtype", choices=("float32", "float64"), default="float32",
-                    help="params and data dtype (float64 needs JAX_ENABLE_X64=1; default float32)")
+                    help="params and data dtype (default float32); float64 turns JAX's x64 mode on itself, "
+                         "before anything is traced (no JAX_ENABLE_X64 needed)")
     return ap
 
 
@@ -118,6 +119,8 @@ def main(argv=None) -> int:
     from jaxmlp import checkpoint, distributed, optim, train
 
     args = _parser().parse_args(argv)
+    if args.dtype == "float64":  # before any array exists: x64 is a process-wide switch
+        jax.config.update("jax_enable_x64", True)
     multi = args.cluster or any(v is not None for v in (args.coordinator, args.num_processes, args.process_id))
     if multi:
         if args.cluster:
@@ -134,15 +137,13 @@ def main(argv=None) -> int:
     x, y = _data(args.data)
     if x.shape[1] != sizes[0]:
         raise ValueError(f"--sizes: {args.data} has {x.shape[1]} input features, got sizes[0] = {sizes[0]}")
-    if args.dtype == "float64" and not jax.config.jax_enable_x64:
-        raise ValueError("--dtype: float64 needs x64 on; got JAX_ENABLE_X64 unset (set JAX_ENABLE_X64=1)")
     params = jaxmlp.init(model, jax.random.key(args.seed), args.init, dtype=args.dtype)
-    x = x.astype(args.dtype)
+    x, rows = x.astype(args.dtype), None
     if multi:  # every process keeps only its own rows; the params are replicated over all devices
-        from jaxmlp import distributed, sharding
+        from jaxmlp import sharding
 
         mesh = sharding.data_mesh()
-        x, y = distributed.shard_dataset(x, y, mesh)
+        x, y, rows = distributed.shard_dataset(x, y, mesh)
         params = sharding.replicate(params, mesh)
     for name in ("l1", "l2"):
         v = getattr(args, name)
@@ -154,7 +155,7 @@ def main(argv=None) -> int:
         ck = train.Checkpointer(args.checkpoint_dir, model, args.checkpoint_every, args.keep, args.resume)
     r = train.train(train.manual_grad(model, l1=args.l1, l2=args.l2), opt, params, x, y, key=jax.random.key(args.seed + 1), steps=args.steps,
                     scheme=args.scheme, batch_size=args.batch_size, log_every=args.log_every, checkpoint=ck,
-                    check_finite=not args.no_check_finite, progress=args.progress)
+                    check_finite=not args.no_check_finite, progress=args.progress, rows=rows)
     out = pathlib.Path(args.out)
     final = checkpoint.save(out / "final", checkpoint.Checkpoint(int(r.steps[-1]), r.params, r.opt_state,
                                                                  jax.random.key(args.seed + 1), model, r.state,

@@ -1,6 +1,9 @@
 """One process of a multi-process run (tests/test_multiprocess.py starts N of them over localhost).
 
-    python tests/multiprocess_worker.py MODE PROCESS_ID NUM_PROCESSES PORT OUT.json [DTYPE]
+    python tests/multiprocess_worker.py MODE PROCESS_ID NUM_PROCESSES PORT OUT.json [DTYPE [DATA]]
+
+DATA: ``digits`` (the 1347-row training split, the default), ``digits1797`` (all 1797 rows) or ``higham``
+(Higham & Higham's 10 points and 2-2-3-2 network); no row count needs to divide the processes.
 
 Modes: ``digits-SCHEME`` or ``digits-all`` (full batch, mini-batch and with replacement; 200 steps of scikit-learn's digits, data parallel),
 ``grad`` (the manual gradient against jax.grad on the global batch), ``population`` (a population split
@@ -28,34 +31,42 @@ def main():
     from jaxmlp import optim, population, sharding, train
 
     mesh = sharding.data_mesh()
-    x, y, _, _ = jaxmlp.data.digits()  # the training split: 1347 rows
-    keep = len(x) // 2 * 2  # the same 1346 rows in the 1- and the 2-process run (2 divides them)
-    x, y = np.asarray(x, dtype)[:keep], np.asarray(y)[:keep]
-    model = jaxmlp.MLP((64, 32, 10), "tanh", "softmax_cross_entropy")
-    params = jaxmlp.init(model, jax.random.key(0), "xavier", dtype=dtype)
+    data = sys.argv[7] if len(sys.argv) > 7 else "digits"
+    if data == "higham":
+        x, y = jaxmlp.data.higham_points()
+        model, batch = jaxmlp.MLP((2, 2, 3, 2), "sigmoid", "sigmoid_quadratic"), 4
+        params = jaxmlp.init(model, jax.random.key(0), "higham", dtype=dtype)
+    else:
+        x, y, x_test, y_test = jaxmlp.data.digits()  # the training split: 1347 rows
+        if data == "digits1797":
+            x, y = np.concatenate([x, x_test]), np.concatenate([y, y_test])
+        model, batch = jaxmlp.MLP((64, 32, 10), "tanh", "softmax_cross_entropy"), 64
+        params = jaxmlp.init(model, jax.random.key(0), "xavier", dtype=dtype)
+    x, y = np.asarray(x, dtype), np.asarray(y)
     result = {"processes": jax.process_count(), "devices": len(jax.devices())}
     if mode.startswith("digits"):
         # every scheme with batches to split over the processes (sgd_shuffle uses one example a step)
         schemes = ["full_batch", "minibatch", "sgd_replacement"] if mode == "digits-all" else [mode.split("-", 1)[1]]
-        xg, yg = distributed.shard_dataset(x, y, mesh)
-        result["rows"] = int(xg.shape[0])
+        xg, yg, rows = distributed.shard_dataset(x, y, mesh)
+        result["rows"], result["padded_rows"] = rows, int(xg.shape[0])
         for scheme in schemes:  # one cluster start-up for every scheme
             r = train.train(train.manual_grad(model, l2=1e-4), optim.sgd(0.1, momentum=0.9),
                             sharding.replicate(params, mesh), xg, yg, key=jax.random.key(1), steps=200, scheme=scheme,
-                            batch_size=None if scheme == "full_batch" else 64, log_every=50, progress=False)
+                            batch_size=None if scheme == "full_batch" else batch, log_every=50, progress=False,
+                            rows=rows)
             result[scheme] = {"params": [np.asarray(jaxmlp.values.host(l)).tolist() for l in jax.tree.leaves(r.params)],
                               "losses": r.losses.tolist()}
     elif mode == "grad":
-        xg, yg = distributed.shard_dataset(x, y, mesh)
-        p = sharding.replicate(params, mesh)
-        _, g = jax.jit(lambda p, x, y: jaxmlp.value_and_grad(model, p, x, y, check=False))(p, xg, yg)
-        ref = jax.jit(jax.grad(lambda p, x, y: jaxmlp.loss(model, p, x, y, check=False)))(p, xg, yg)
+        xg, yg, rows = distributed.shard_dataset(x, y, mesh)
+        p, w = sharding.replicate(params, mesh), (np.arange(xg.shape[0]) < rows).astype(dtype)
+        _, g = jax.jit(lambda p, x, y: jaxmlp.value_and_grad(model, p, x, y, check=False, weights=w))(p, xg, yg)
+        ref = jax.jit(jax.grad(lambda p, x, y: jaxmlp.loss(model, p, x, y, check=False, weights=w)))(p, xg, yg)
         rel = max(float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
                   for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(ref)))
         result["manual_vs_autodiff"] = rel
         result["grad_replicated"] = all(l.sharding.is_fully_replicated for l in jax.tree.leaves(g))
     elif mode == "population":
-        P = 4
+        P = 6  # 1, 2 and 3 processes divide it
         members = jax.vmap(lambda k: jaxmlp.init(model, k, "xavier", dtype=dtype))(jax.random.split(jax.random.key(5), P))
         keys = jax.random.split(jax.random.key(6), P)
         local = jax.tree.map(lambda a: distributed.local_rows(np.asarray(a)), members)
@@ -66,10 +77,10 @@ def main():
         result["params"] = [np.asarray(jaxmlp.values.host(l)).tolist() for l in jax.tree.leaves(r.params)]
         result["params_sharded_over"] = len(jax.tree.leaves(r.params)[0].sharding.device_set)
     elif mode == "guard":
-        xg, yg = distributed.shard_dataset(x, y, mesh)
+        xg, yg, rows = distributed.shard_dataset(x, y, mesh)
         try:
             train.train(train.manual_grad(model, l2=1.0), optim.sgd(1e300), sharding.replicate(params, mesh), xg, yg,
-                        key=jax.random.key(1), steps=50, log_every=10, progress=False)
+                        key=jax.random.key(1), steps=50, log_every=10, progress=False, rows=rows)
             result["guard"] = None
         except train.NonFiniteError as e:
             result["guard"] = {"step": int(e.step), "leaf": str(e.leaf), "message": str(e).splitlines()[0]}

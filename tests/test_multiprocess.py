@@ -1,4 +1,6 @@
-"""Multi-process data-parallel training with real processes over localhost (issue 17).
+"""Multi-process data-parallel training with real processes over localhost: the one-process answer for any
+row count (1797 digits rows on 2 and 3 processes, Higham's 10 points on 3), every scheme, and resume across
+a changed process count.
 
 Every test starts its processes on a free port of 127.0.0.1, bounds their time and reaps every child.
 JAX's CPU collectives (gloo) make two processes on one machine a real cluster: each holds its own rows,
@@ -35,7 +37,8 @@ def free_port() -> int:
 
 
 def env():
-    return {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT), "XLA_FLAGS": ""}
+    base = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}  # --dtype float64 must turn x64 on itself
+    return {**base, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT), "XLA_FLAGS": ""}
 
 
 def start(argvs, log_dir):
@@ -62,10 +65,10 @@ def reap(procs, timeout=TIMEOUT_S):
     return codes
 
 
-def run_worker(mode, n, tmp_path, dtype="float64"):
-    port, out = free_port(), tmp_path / f"{mode}-{n}.json"
-    procs = start([[sys.executable, str(WORKER), mode, str(i), str(n), str(port), str(out), dtype] for i in range(n)],
-                  tmp_path)
+def run_worker(mode, n, tmp_path, dtype="float64", data="digits"):
+    port, out = free_port(), tmp_path / f"{mode}-{data}-{dtype}-{n}.json"
+    procs = start([[sys.executable, str(WORKER), mode, str(i), str(n), str(port), str(out), dtype, data]
+                   for i in range(n)], tmp_path)
     codes = reap(procs)
     logs = "\n".join((tmp_path / f"proc{i}.log").read_text()[-2000:] for i in range(n))
     assert codes == [0] * n, f"exit codes {codes}\n{logs}"
@@ -77,26 +80,36 @@ def max_rel(a, b):
                for u, v in zip(a, b))
 
 
+SCHEMES = ["full_batch", "minibatch", "sgd_replacement"]
+# (data, process counts): neither 1797 on 2 nor 10 on 3 divides, so the padding rows are in play
+CASES = {"digits1797": (1, 2, 3), "higham": (1, 3)}
+
+
 @pytest.fixture(scope="module")
-def digits_runs(tmp_path_factory):
-    """200 steps of each data-parallel scheme, float64: one 2-process and one 1-process launch."""
-    d = tmp_path_factory.mktemp("digits")
-    return run_worker("digits-all", 2, d), run_worker("digits-all", 1, d)
+def runs(tmp_path_factory):
+    """200 steps of each data-parallel scheme, float64, for every (data, process count) of CASES."""
+    d = tmp_path_factory.mktemp("rows")
+    return {(data, n): run_worker("digits-all", n, d, data=data) for data, counts in CASES.items() for n in counts}
 
 
-@pytest.mark.parametrize("scheme", ["full_batch", "minibatch", "sgd_replacement"])
-def test_two_processes_equal_one(scheme, digits_runs):
-    two, one = digits_runs
-    assert two["processes"] == 2 and two["devices"] == 2 and one["processes"] == 1
-    assert two["rows"] == one["rows"] == 1346
-    rel = max_rel(two[scheme]["params"], one[scheme]["params"])
+@pytest.mark.parametrize("data,n", [(d, n) for d, counts in CASES.items() for n in counts if n > 1])
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_n_processes_equal_one_for_any_row_count(scheme, data, n, runs):
+    many, one = runs[data, n], runs[data, 1]
+    assert many["processes"] == n and many["devices"] == n and one["processes"] == 1
+    assert many["rows"] == one["rows"] == one["padded_rows"] and many["padded_rows"] % n == 0
+    rel = max_rel(many[scheme]["params"], one[scheme]["params"])
     assert rel <= F64_RTOL, rel
-    assert max_rel([two[scheme]["losses"]], [one[scheme]["losses"]]) <= F64_RTOL
+    assert max_rel([many[scheme]["losses"]], [one[scheme]["losses"]]) <= F64_RTOL  # every logged loss
+
+
+def test_padding_is_in_play(runs):
+    assert runs["digits1797", 2]["padded_rows"] == 1798 and runs["higham", 3]["padded_rows"] == 12
 
 
 def test_two_processes_float32_bound(tmp_path):
-    two = run_worker("digits-minibatch", 2, tmp_path, "float32")
-    one = run_worker("digits-minibatch", 1, tmp_path, "float32")
+    two = run_worker("digits-minibatch", 2, tmp_path, "float32", "digits1797")
+    one = run_worker("digits-minibatch", 1, tmp_path, "float32", "digits1797")
     assert max_rel(two["minibatch"]["params"], one["minibatch"]["params"]) <= F32_RTOL
 
 
@@ -106,11 +119,12 @@ def test_manual_gradient_under_two_processes(tmp_path):
     assert r["manual_vs_autodiff"] <= GRAD_RTOL, r
 
 
-def test_population_split_over_two_processes(tmp_path):
-    two = run_worker("population", 2, tmp_path)
+@pytest.mark.parametrize("n", [2, 3])
+def test_population_split_over_processes(n, tmp_path):
+    many = run_worker("population", n, tmp_path)
     one = run_worker("population", 1, tmp_path)
-    assert two["params_sharded_over"] == 2
-    assert max_rel(two["params"], one["params"]) <= F64_RTOL
+    assert many["params_sharded_over"] == n
+    assert max_rel(many["params"], one["params"]) <= F64_RTOL
 
 
 def test_non_finite_guard_reports_the_same_on_every_process(tmp_path):
@@ -166,3 +180,36 @@ def test_kill_one_process_then_resume_is_bitwise(tmp_path):
     for u, v in zip(a.params, b.params):
         assert np.array_equal(np.asarray(u.W), np.asarray(v.W)) and np.array_equal(np.asarray(u.b), np.asarray(v.b))
     assert np.array_equal(a.history_losses, b.history_losses)
+
+
+def _run_cli(tmp_path, name, n, ck, *extra):
+    """``jaxmlp train`` on ``n`` processes (``n = 1``: a plain one-process run), float64, Higham's 10 points."""
+    port, d = free_port(), tmp_path / name
+    d.mkdir()
+    args = ["--steps", "400", "--log-every", "100", "--checkpoint-dir", str(ck), "--checkpoint-every", "200",
+            "--out", str(d / "out"), "--dtype", "float64", "--scheme", "minibatch", "--batch-size", "4", *extra]
+    cmd = [sys.executable, "-m", "jaxmlp", "train", *args]
+    if n > 1:
+        cmd += ["--coordinator", f"127.0.0.1:{port}", "--num-processes", str(n)]
+    codes = reap(start([cmd + (["--process-id", str(i)] if n > 1 else []) for i in range(n)], d))
+    assert codes == [0] * n, (d / "proc0.log").read_text()[-2000:]
+    from jaxmlp import checkpoint
+
+    return checkpoint.load(checkpoint.latest(d / "out" / "final"))
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_resume_on_another_process_count(n, tmp_path):
+    """A checkpoint of a 2-process run (step 200 of 400) resumed on 1 and on 3 processes ends where the
+    uninterrupted 2-process run ends; --dtype float64 works without JAX_ENABLE_X64."""
+    import shutil
+
+    ref = _run_cli(tmp_path, "ref", 2, tmp_path / "ck_ref")
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    shutil.copy(next((tmp_path / "ck_ref").glob("ckpt_*200.safetensors")), ck)  # the run as if stopped at step 200
+    resumed = _run_cli(tmp_path, f"resume{n}", n, ck, "--resume")
+    assert ref.step == resumed.step == 400 and np.asarray(ref.params[0].W).dtype == np.float64
+    rel = max_rel([np.asarray(p.W) for p in resumed.params], [np.asarray(p.W) for p in ref.params])
+    assert rel <= F64_RTOL, rel
+    assert max_rel([resumed.history_losses], [ref.history_losses]) <= F64_RTOL
