@@ -74,3 +74,22 @@ def test_every_optimizer_and_schedule_trains(optimizer, schedule, lr, tmp_path, 
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["args"]["schedule"] == schedule and metrics["args"]["l2"] == 1e-4
     assert metrics["losses"][-1] < metrics["losses"][0]
+
+
+def test_dtype_float64_turns_x64_on_by_itself(tmp_path):
+    """``--dtype float64`` in a fresh process without JAX_ENABLE_X64: it trains in float64 (issue 26)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
+    out = subprocess.run([sys.executable, "-m", "jaxmlp", "train", "--steps", "20", "--log-every", "10", "--dtype",
+                          "float64", "--out", str(tmp_path / "run")], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    from jaxmlp import checkpoint
+
+    ck = checkpoint.load(checkpoint.latest(tmp_path / "run" / "final"))
+    assert str(ck.params[0].W.dtype) == "float64"
+    assert "x64" in subprocess.run([sys.executable, "-m", "jaxmlp", "train", "--help"], capture_output=True,
+                                   text=True, env=env, timeout=120).stdout

@@ -119,10 +119,14 @@ def test_manual_gradient_under_two_processes(tmp_path):
     assert r["manual_vs_autodiff"] <= GRAD_RTOL, r
 
 
+@pytest.fixture(scope="module")
+def population_one(tmp_path_factory):
+    return run_worker("population", 1, tmp_path_factory.mktemp("population"))
+
+
 @pytest.mark.parametrize("n", [2, 3])
-def test_population_split_over_processes(n, tmp_path):
-    many = run_worker("population", n, tmp_path)
-    one = run_worker("population", 1, tmp_path)
+def test_population_split_over_processes(n, tmp_path, population_one):
+    many, one = run_worker("population", n, tmp_path), population_one
     assert many["params_sharded_over"] == n
     assert max_rel(many["params"], one["params"]) <= F64_RTOL
 
@@ -198,16 +202,23 @@ def _run_cli(tmp_path, name, n, ck, *extra):
     return checkpoint.load(checkpoint.latest(d / "out" / "final"))
 
 
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory):
+    """The uninterrupted 2-process CLI run (400 steps, a checkpoint at 200) and its checkpoint folder."""
+    d = tmp_path_factory.mktemp("resume")
+    return _run_cli(d, "ref", 2, d / "ck_ref"), d / "ck_ref"
+
+
 @pytest.mark.parametrize("n", [1, 3])
-def test_resume_on_another_process_count(n, tmp_path):
+def test_resume_on_another_process_count(n, tmp_path, two_process_run):
     """A checkpoint of a 2-process run (step 200 of 400) resumed on 1 and on 3 processes ends where the
     uninterrupted 2-process run ends; --dtype float64 works without JAX_ENABLE_X64."""
     import shutil
 
-    ref = _run_cli(tmp_path, "ref", 2, tmp_path / "ck_ref")
+    ref, ck_ref = two_process_run
     ck = tmp_path / "ck"
     ck.mkdir()
-    shutil.copy(next((tmp_path / "ck_ref").glob("ckpt_*200.safetensors")), ck)  # the run as if stopped at step 200
+    shutil.copy(next(ck_ref.glob("ckpt_*200.safetensors")), ck)  # the run as if stopped at step 200
     resumed = _run_cli(tmp_path, f"resume{n}", n, ck, "--resume")
     assert ref.step == resumed.step == 400 and np.asarray(ref.params[0].W).dtype == np.float64
     rel = max_rel([np.asarray(p.W) for p in resumed.params], [np.asarray(p.W) for p in ref.params])
