@@ -123,6 +123,10 @@ def init(model: MLP, key: jax.Array, scheme: str = "xavier", dtype=jnp.float32):
         raise ValueError(f"scheme: expected an init scheme in {list(INIT_SCHEMES)}, got unknown {scheme!r}")
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"dtype: expected a floating dtype, got {jnp.dtype(dtype)}")
+    if jnp.dtype(dtype) == jnp.float64 and not jax.config.jax_enable_x64:
+        raise ValueError("dtype: float64 needs JAX's x64 mode; got it off. Add the one line "
+                         "jax.config.update('jax_enable_x64', True) at the start of the program "
+                         "(the CLI's --dtype float64 does it itself)")
     key = as_key("key", key)
     params = []
     for k, ((n_in, n_out), b_shape) in zip(jax.random.split(key, model.depth), model.param_shapes()):

@@ -93,3 +93,15 @@ def test_dtype_float64_turns_x64_on_by_itself(tmp_path):
     assert str(ck.params[0].W.dtype) == "float64"
     assert "x64" in subprocess.run([sys.executable, "-m", "jaxmlp", "train", "--help"], capture_output=True,
                                    text=True, env=env, timeout=120).stdout
+
+
+def test_python_api_float64_without_x64_names_the_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
+    code = ("import jax, jaxmlp\ntry:\n    jaxmlp.init(jaxmlp.MLP((2, 1)), jax.random.key(0), dtype='float64')\n"
+            "except ValueError as e:\n    print(e)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120).stdout
+    assert "jax.config.update('jax_enable_x64', True)" in out, out
