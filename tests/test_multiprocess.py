@@ -81,8 +81,9 @@ def max_rel(a, b):
 
 
 SCHEMES = ["full_batch", "minibatch", "sgd_replacement"]
-# (data, process counts): neither 1797 on 2 nor 10 on 3 divides, so the padding rows are in play
-CASES = {"digits1797": (1, 2, 3), "higham": (1, 3)}
+# (data, process counts): neither 1797 on 2 nor 10 on 3 divides, so the padding rows are in play (1797 on 3
+# processes divides and needs no padding: measured once for docs/scale_out.md, left out of the suite for time)
+CASES = {"digits1797": (1, 2), "higham": (1, 3)}
 
 
 @pytest.fixture(scope="module")

@@ -35,9 +35,13 @@ def step_for(dtype) -> float:
     return FD_STEP_BY_DTYPE["float32" if jnp.dtype(dtype) == jnp.float32 else "float64"]
 
 
-def _coordinate_map(f, n: int):
-    """``f(i)`` for ``i = 0..n-1``, ``CHUNK`` at a time (``lax.map`` with a batch size)."""
-    return jax.lax.map(f, jnp.arange(n), batch_size=min(CHUNK, max(n, 1)))
+def _coordinate_map(f, idx):
+    """``f(i)`` for every ``i`` in ``idx``: one ``vmap`` when there are at most ``CHUNK``, else ``CHUNK`` at
+    a time (``lax.map`` with a batch size)."""
+    idx = jnp.asarray(idx)
+    if idx.size <= CHUNK:
+        return jax.vmap(f)(idx)
+    return jax.lax.map(f, idx, batch_size=CHUNK)
 
 
 def gradient(loss: Callable, params, h: float | None = None):
@@ -49,7 +53,7 @@ def gradient(loss: Callable, params, h: float | None = None):
     f = lambda v: loss(unravel(v.astype(dtype)))  # noqa: E731
     if flat.size == 0:
         return unravel(flat)
-    diff = _coordinate_map(lambda i: (f(flat.at[i].add(h)) - f(flat.at[i].add(-h))) / (2 * h), flat.size)
+    diff = _coordinate_map(lambda i: (f(flat.at[i].add(h)) - f(flat.at[i].add(-h))) / (2 * h), jnp.arange(flat.size))
     return unravel(diff)
 
 
@@ -58,9 +62,7 @@ def one_sided(loss: Callable, params, indices, h: float) -> Tuple[np.ndarray, np
     :math:`(J(\\theta + h e_i) - J(\\theta)) / h` and :math:`(J(\\theta) - J(\\theta - h e_i)) / h`."""
     flat, unravel = ravel_pytree(params)
     f0 = loss(params)
-    idx = jnp.asarray(indices)
-    step = lambda s: jax.lax.map(lambda i: loss(unravel(flat.at[i].add(s * h))), idx,  # noqa: E731
-                                 batch_size=min(CHUNK, max(int(idx.size), 1)))
+    step = lambda s: _coordinate_map(lambda i: loss(unravel(flat.at[i].add(s * h))), indices)  # noqa: E731
     up, down = (step(1.0) - f0) / h, (f0 - step(-1.0)) / h
     return np.asarray(up, np.float64), np.asarray(down, np.float64)
 
@@ -78,5 +80,5 @@ def jacobian(fn: Callable, leaves: Sequence[Any]) -> Tuple[np.ndarray, Any]:
     flat, unravel = ravel_pytree(list(leaves))
     h = step_for(flat.dtype)
     g = lambda v: ravel_pytree(fn(*unravel(v)))[0]  # noqa: E731
-    jac = _coordinate_map(lambda i: (g(flat.at[i].add(h)) - g(flat.at[i].add(-h))) / (2 * h), flat.size)
+    jac = _coordinate_map(lambda i: (g(flat.at[i].add(h)) - g(flat.at[i].add(-h))) / (2 * h), jnp.arange(flat.size))
     return np.asarray(jac, np.float64).T, fn(*leaves)
