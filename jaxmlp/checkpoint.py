@@ -32,8 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmlp import values
-from jaxmlp import checks
+from jaxmlp import checks, values
 from jaxmlp.atomic import write_atomic
 from jaxmlp.distributed import is_writer
 from jaxmlp.model import MLP, init, init_state

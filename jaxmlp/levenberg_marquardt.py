@@ -42,8 +42,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from jax.scipy.linalg import cho_factor, cho_solve
 
-from jaxmlp import values
-from jaxmlp import checks
+from jaxmlp import checks, values
 from jaxmlp.least_squares import check_least_squares, jacobian, residuals
 
 FORMS = ("auto", "normal", "woodbury")

@@ -25,8 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxmlp import values
-from jaxmlp import checks, samplers
+from jaxmlp import samplers, values
 
 
 class Carry(NamedTuple):
@@ -51,13 +50,15 @@ def guard_names(params) -> List[str]:
     return ["loss"] + ["grads" + p for p in paths] + ["params" + p for p in paths]
 
 
-def full_data(grad_fn, params, x, y, rows=None):
-    """``grad_fn`` on the whole data set: on all of ``x`` and ``y``, or, when they carry padding rows after
-    the first ``rows`` (multi-process data, :func:`jaxmlp.distributed.shard_dataset`), on those rows only,
-    by row weights of 1 and 0 (``grad_fn(params, x, y, weights)``)."""
-    if rows is None or rows == x.shape[0]:
-        return grad_fn(params, x, y)
-    return grad_fn(params, x, y, (jnp.arange(x.shape[0]) < rows).astype(x.dtype))
+def row_weights(x, rows=None):
+    """``None`` when every row of ``x`` is real; else (N,) weights, 1 on the first ``rows`` rows and 0 on the
+    padding after them (multi-process data, :func:`jaxmlp.distributed.shard_dataset`)."""
+    return None if rows is None or rows == x.shape[0] else (jnp.arange(x.shape[0]) < rows).astype(x.dtype)
+
+
+def full_data(grad_fn, params, x, y, weights=None):
+    """``grad_fn`` on the whole data set, the padding rows (weight 0) left out: ``grad_fn(params, x, y[, weights])``."""
+    return grad_fn(params, x, y) if weights is None else grad_fn(params, x, y, weights)
 
 
 def run_steps(carry: Carry, x, y, key, start, *, grad_fn, optimizer, scheme, batch_size, block, n_blocks,
@@ -70,6 +71,7 @@ def run_steps(carry: Carry, x, y, key, start, *, grad_fn, optimizer, scheme, bat
     last good params, and ``carry.bad`` records ``(step, index into guard_names)``.
     """
     n = x.shape[0] if rows is None else rows  # the samplers draw from the real rows only
+    weights = row_weights(x, rows)  # built once per compiled call, not per step
 
     def one_step(carry, step_and_idx):
         step, idx = step_and_idx
@@ -81,7 +83,7 @@ def run_steps(carry: Carry, x, y, key, start, *, grad_fn, optimizer, scheme, bat
                 idx, perm = samplers.epoch_indices(key, step, perm, n, batch_size)
             xb, yb = x[idx], y[idx]
         if carry.bn_state is None:
-            value, grads = full_data(grad_fn, carry.params, xb, yb, rows) if scheme == "full_batch" \
+            value, grads = full_data(grad_fn, carry.params, xb, yb, weights) if scheme == "full_batch" \
                 else grad_fn(carry.params, xb, yb)
             new_bn = None
         else:
@@ -104,7 +106,7 @@ def run_steps(carry: Carry, x, y, key, start, *, grad_fn, optimizer, scheme, bat
         idx = (samplers.replacement_indices(key, block_start, block, n, batch_size)
                if scheme == "sgd_replacement" else steps)
         carry, _ = jax.lax.scan(one_step, carry, (steps, idx))
-        return carry, full_data(grad_fn, carry.params, x, y, rows)[0]
+        return carry, full_data(grad_fn, carry.params, x, y, weights)[0]
 
     starts = start + block * jnp.arange(n_blocks, dtype=jnp.int32)
     return jax.lax.scan(one_block, carry, starts)

@@ -27,8 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxmlp import values
-from jaxmlp import checks, loop, samplers
+from jaxmlp import checks, loop, samplers, values
 from jaxmlp.gradient_functions import check_data
 from jaxmlp.train import check_loop_args
 

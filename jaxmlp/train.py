@@ -18,8 +18,7 @@ import optax
 
 import jaxmlp.checkpoint
 import jaxmlp.distributed
-from jaxmlp import values
-from jaxmlp import checks, loop, samplers
+from jaxmlp import checks, loop, samplers, values
 from jaxmlp.gradient_functions import (ModelGrad, as_model_grad, autodiff_grad, check_data, manual_grad,  # noqa: F401
                                        model_of)  # train.manual_grad etc.
 
@@ -179,7 +178,7 @@ def train(grad_fn: Callable, optimizer: optax.GradientTransformation, params, x,
     if resumed is not None:
         history = loop.History([int(s) for s in resumed.history_steps], [resumed.history_losses])
     else:
-        history = loop.History([start_step], [jnp.atleast_1d(loop.full_data(grad_fn, params, x, y, rows)[0])])
+        history = loop.History([start_step], [jnp.atleast_1d(loop.full_data(grad_fn, params, x, y, loop.row_weights(x, rows))[0])])
 
     def run(carry, chunk, guarded):
         return loop.compiled_steps(carry, x, y, key, jnp.asarray(chunk.start, jnp.int32), grad_fn=grad_fn,

@@ -36,7 +36,7 @@ import jax
 import numpy as np
 
 from verification.checker import causes
-from verification.checker.tolerances import PATTERN_FIT_RTOL as FIT_RTOL
+from verification.checker.tolerances import PATTERN_FIT_RTOL
 
 
 @dataclasses.dataclass
@@ -49,7 +49,7 @@ class Diagnosis:
 
 def _close(x, y):
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    return x.shape == y.shape and np.linalg.norm(x - y) <= FIT_RTOL * max(np.linalg.norm(y), 1e-300)
+    return x.shape == y.shape and np.linalg.norm(x - y) <= PATTERN_FIT_RTOL * max(np.linalg.norm(y), 1e-300)
 
 
 def _fit(d, basis):
@@ -88,22 +88,22 @@ def _leaf_cause(a, b, p, batch_sizes, strengths):
         return "overflow", (f"{n} non-finite manual entries where autodiff is finite: an exp/log overflowed "
                             f"(use logsumexp / a stable log-sigmoid)")
     c, res = _fit(a, b)
-    if res <= FIT_RTOL and c != 0:
+    if res <= PATTERN_FIT_RTOL and c != 0:
         return _scale_cause(c, batch_sizes)
     d = a - b
     lam = ", ".join(f"{k}={v:g}" for k, v in strengths.items())
     for name, basis in (("L2", p), ("L1", np.sign(p))):
         alpha, res = _fit(d, basis)
-        if res <= FIT_RTOL and alpha != 0:
+        if res <= PATTERN_FIT_RTOL and alpha != 0:
             kind = "extra" if alpha > 0 else "missing"
             sym = "lambda W" if name == "L2" else "lambda sign(W)"
             return f"{name.lower()}_{kind}", (f"manual - autodiff = {alpha:+.6g} x {sym.split(' ', 1)[1]}, i.e. a {kind} "
                                       f"{name} term with lambda = {abs(alpha):.6g}" + (f" (given {lam})" if lam else ""))
     alpha, res = _fit(d, np.ones_like(d))
-    if res <= FIT_RTOL:
+    if res <= PATTERN_FIT_RTOL:
         return "constant_offset", f"manual - autodiff = {alpha:+.6g} everywhere (a constant where a sign(W) or W belongs?)"
     alpha, res = _fit(d, 1 - np.sign(p))
-    if res <= FIT_RTOL and alpha != 0:
+    if res <= PATTERN_FIT_RTOL and alpha != 0:
         return "l1_without_sign", (f"manual - autodiff = {alpha:.6g} x (1 - sign(W)): the L1 gradient adds lambda = "
                                    f"{alpha:.6g} where lambda sign(W) belongs")
     return None
