@@ -106,3 +106,15 @@ def test_regulariser_off_run_diagnoses_the_data_term():
     x, y = jax.random.normal(k[2], (8, 3), jnp.float64), jax.random.normal(k[3], (8, 2), jnp.float64)
     r = check_gradients(f, g, p, x, y, l2=0.1)
     assert [d.cause for d in r.diagnoses] == ["mean_sum_confused", "mean_sum_confused"] and r.unregularised_passed is False
+
+
+@pytest.mark.parametrize("case", ["int_leaf", "while_loop"])
+def test_programs_autodiff_cannot_differentiate_get_a_clear_error(case):
+    """No raw JAX traceback: a loss that jax.grad cannot differentiate gets an error naming why."""
+    if case == "int_leaf":
+        params, loss = {"w": jnp.ones(2), "n": jnp.arange(2)}, lambda p: jnp.sum(p["w"] ** 2)
+    else:
+        params = jnp.ones(2)
+        loss = lambda p: jax.lax.while_loop(lambda c: c[0] < 3, lambda c: (c[0] + 1, c[1] * 1.1), (0, p))[1].sum()  # noqa: E731
+    with pytest.raises(ValueError, match="loss_fn: jax.grad cannot differentiate it"):
+        check_gradients(loss, lambda p: params, params)

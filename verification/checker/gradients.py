@@ -230,7 +230,13 @@ def _autodiff(loss, params):
         raise TypeError("loss_fn: expected a function returning a scalar loss, got one returning "
                         f"{jax.tree.map(lambda o: o.shape, out)}; the order is check_gradients(loss_fn, manual_fn, "
                         "params, *args) (swapped in verification 0.2)")
-    return jax.grad(loss)(params)
+    try:
+        return jax.grad(loss)(params)
+    except (TypeError, ValueError) as e:  # integer leaves, a while_loop in reverse mode, ...: say so, not a traceback
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"loss_fn: jax.grad cannot differentiate it at params ({type(e).__name__}: {first}); the "
+                         "reference gradient needs float leaves only and reverse-mode autodiff of every op "
+                         "(lax.while_loop has none: use lax.fori_loop or lax.scan with a fixed length)") from None
 
 
 def _unregularised(report, loss_fn, manual_fn, params, args, kwargs, rtol, atol):
