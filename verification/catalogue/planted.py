@@ -16,6 +16,7 @@ class Planted:
     description: str  # the mistake, as someone made it by hand
     cause: str  # the cause the checker should name (verification.checker.gradients.CAUSES)
     site: str  # the ``# site: NAME`` mark on the loss line where the error enters
+    also: str = ""  # a two-site mistake: the second site's mark (the same cause at both)
 
 
 def site_lines(module) -> Dict[str, str]:
