@@ -32,17 +32,23 @@ def _at(where, target):
     return where is not None and os.path.basename(where.rsplit(" at ", 1)[-1]) == target
 
 
-def judge(report, planted: Planted, target: str):
+def judge(report, planted: Planted, target: str, second: str = ""):
     """``(located, explained)``: is the site ``target`` (``file.py:LINE``) named, and the cause with it?
 
     Located: a fitting hypothesis (or one of its equivalent sites) is at the target line; when no
-    hypothesis fits, the localisation's bracket contains it.  Explained: a fitting hypothesis names the
-    expected cause at the target line (for an expected ``unknown``: none fits, and the report says so).
+    hypothesis fits, the report's ranked lines (or the localisation's bracket) contain it.  Explained: a
+    fitting hypothesis names the expected cause at the target line, and for a two-site mistake also at
+    ``second``, the other site's line (for an expected ``unknown``: none fits, and the report says so).
     """
     hyps = report.hypotheses
     at_target = [h for h in hyps if any(_at(w, target) for w in [h.where, *h.equivalent])]
+    if second:
+        at_target = [h for h in at_target if any(_at(w, second) for w in [h.where, *h.also_at, *h.equivalent])
+                     and (second != target or len(h.sites) > 1)]
     loc = report.localization
-    bracket = loc is not None and any(_at(w, target) for w in loc.between)
+    ranked = getattr(report, "ranked", None) or []
+    bracket = any(_at(w, target) for w in ranked) or (loc is not None and not ranked and
+                                                       any(_at(w, target) for w in loc.between))
     located = bool(at_target) or (not hyps and bracket)
     if planted.cause == "unknown":
         explained = not hyps and any(d.cause == "unknown" for d in report.diagnoses)

@@ -122,7 +122,7 @@ def _kinks(graph, leaves) -> List[str]:
     for i, eqn in enumerate(graph.eqns):
         name = jg.op_name(eqn)
         ins = [val(v) for v in eqn.invars]
-        if any(x.dtype == object for x in ins):
+        if any(x.dtype == object for x in ins) or i not in graph.live:
             continue
         if name in ("abs", "custom_jvp_call[relu]", "sign") and np.any(ins[0] == 0):
             found.append(graph.describe(i))

@@ -21,6 +21,8 @@ import jax.extend.core as jcore
 import jax.numpy as jnp
 import numpy as np
 
+from verification.checker import inline
+
 # JAX, NumPy and this checker's own package: never "the user's line".  By directory, so that a user's
 # file that happens to share a name with one of ours (checker.py) is still named.
 _SKIP_DIRS = tuple(os.path.dirname(m.__file__) + os.sep for m in (jax, np)) + (os.path.dirname(__file__) + os.sep,)
@@ -66,6 +68,11 @@ class Graph:
     def eqns(self):
         return self.closed.jaxpr.eqns
 
+    @property
+    def live(self) -> set:
+        """Indices of the equations with a floating input that depends on the params."""
+        return {i for i, _ in self.edges}
+
     def describe(self, i: int) -> str:
         where = user_line(self.eqns[i])
         return f"{op_name(self.eqns[i])} at {where}" if where else op_name(self.eqns[i])
@@ -78,8 +85,10 @@ class Graph:
 def trace(loss: Callable, params, leaf_names: Sequence[str]) -> Graph:
     """Trace ``loss(params)``; ``leaf_names`` name the flattened leaves of ``params``."""
     leaves, treedef = jax.tree.flatten(params)
-    with jax.disable_jit():  # inline the loss's jitted functions (jnp.where's among them): their ops are visible
+    with jax.disable_jit():  # inline jit and unroll scan / fori_loop: their ops are visible, with their lines
         closed = jax.make_jaxpr(lambda *ls: loss(jax.tree.unflatten(treedef, ls)))(*leaves)
+    if inline.needs_inlining(closed.jaxpr):  # cond, while_loop, checkpoint: the program run at this point
+        closed = inline.inline(closed, leaves)
     invars = closed.jaxpr.invars
     index = {v: k for k, v in enumerate(invars)}
     uses: Dict[int, List[int]] = {k: [] for k in range(len(invars))}

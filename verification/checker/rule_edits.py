@@ -191,7 +191,7 @@ def kink_conventions(graph: jg.Graph, values: Dict) -> List[Candidate]:
             x = values.get(eqn.invars[var_in[0]])
             if x is not None and bool(jnp.any(x == 0)):
                 groups.setdefault(name, []).append((i, [_kink_side(eqn, var_in[0], s) for s in (1.0, -1.0)]))
-        elif name == "select_n" and len(eqn.invars) == 3:
+        elif name == "select_n" and len(eqn.invars) == 3 and jg.is_float(eqn.invars[1]):
             tie = _tie_mask(graph, values, eqn.invars[0])
             if tie is not None:
                 groups.setdefault(f"select_n at {jg.user_line(eqn)}", []).append((i, [_tie_flip(tie)]))
@@ -225,7 +225,7 @@ def _kink_side(eqn, pos, side):
 
 def _tie_mask(graph, values, pred):
     p = graph.producer.get(pred)
-    if p is None or graph.eqns[p].primitive.name not in COMPARISONS:
+    if p is None or graph.eqns[p].primitive.name not in COMPARISONS or p not in graph.live:
         return None
     a, b = (v.val if isinstance(v, jcore.Literal) else values.get(v) for v in graph.eqns[p].invars)
     if a is None or b is None:

@@ -1,0 +1,118 @@
+"""Control flow resolved at the checked point: one flat list of equations that the checker can edit.
+
+At a fixed point the derivative of a program with control flow is the derivative of the straight-line
+program it runs there.  :func:`inline` rebuilds a traced loss as that program:
+
+* ``cond`` / ``switch``: the branch the point takes (its index evaluated), inlined;
+* ``while_loop``: the body inlined once per iteration the point runs (its trip count evaluated);
+* ``jax.checkpoint`` (``remat``), ``jit`` (``pjit``), ``closed_call``: their equations inlined;
+* ``scan`` and ``fori_loop`` are already unrolled by tracing under ``jax.disable_jit``.
+
+Every inlined equation keeps its source information, so a report names the user's line inside a loop
+body or a branch.  ``custom_jvp_call`` and ``custom_vjp_call`` stay whole: their rule *is* the
+reference.  The gradient of the inlined program equals ``jax.grad`` of the original at this point.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List
+
+import jax
+import jax.extend.core as jcore
+import numpy as np
+
+CALLS = ("pjit", "jit", "closed_call", "core_call", "remat2", "checkpoint", "remat")
+RESOLVED = ("cond", "while") + CALLS
+MAX_EQNS = 20000  # equations in the inlined program; past it a construct stays one unit
+MAX_TRIPS = 10000  # iterations of one while_loop inlined
+
+
+class _Flat:
+    def __init__(self):
+        self.eqns: List[Any] = []
+        self.constvars: List[Any] = []
+        self.consts: List[Any] = []
+        self.values: Dict[Any, Any] = {}  # var -> its value at the point
+
+    def read(self, v):
+        return v.val if isinstance(v, jcore.Literal) else self.values[v]
+
+    def const(self, value):
+        v = jcore.Var(jax.typeof(value))
+        self.constvars.append(v)
+        self.consts.append(value)
+        self.values[v] = value
+        return v
+
+
+def needs_inlining(jaxpr) -> bool:
+    return any(e.primitive.name in RESOLVED for e in jaxpr.eqns)
+
+
+def inline(closed, leaves) -> Any:
+    """The closed jaxpr of the straight-line program that ``closed`` runs at ``leaves``."""
+    flat = _Flat()
+    for v, c in zip(closed.jaxpr.constvars, closed.consts):
+        flat.values[v] = c
+    for v, x in zip(closed.jaxpr.invars, leaves):
+        flat.values[v] = x
+    outer = _run(flat, closed.jaxpr, {})
+    outvars = [outer.get(v, v) if isinstance(v, jcore.Var) else v for v in closed.jaxpr.outvars]
+    jaxpr = jcore.Jaxpr(list(closed.jaxpr.constvars) + flat.constvars, list(closed.jaxpr.invars), outvars, flat.eqns,
+                        closed.jaxpr.effects)
+    return jcore.ClosedJaxpr(jaxpr, list(closed.consts) + flat.consts)
+
+
+def _closed_call(flat, closed, args):
+    """Inline a closed sub-jaxpr on outer atoms ``args``; returns the outer atoms of its outputs."""
+    rename = {v: flat.const(c) for v, c in zip(closed.jaxpr.constvars, closed.consts)}
+    return _call(flat, closed.jaxpr, args, rename)
+
+
+def _call(flat, jaxpr, args, rename):
+    rename = dict(rename)
+    rename.update(zip(jaxpr.invars, args))
+    rename = _run(flat, jaxpr, rename)
+    return [rename.get(v, v) if isinstance(v, jcore.Var) else v for v in jaxpr.outvars]
+
+
+def _run(flat, jaxpr, rename):
+    """Append ``jaxpr``'s equations (inner variables renamed to outer atoms by ``rename``) to ``flat``."""
+    sub = lambda v: rename.get(v, v) if isinstance(v, jcore.Var) else v  # noqa: E731
+    for eqn in jaxpr.eqns:
+        ins = [sub(v) for v in eqn.invars]
+        name = eqn.primitive.name
+        outs = None
+        if len(flat.eqns) < MAX_EQNS:
+            if name == "cond":
+                index = int(np.asarray(flat.read(ins[0])))
+                branches = eqn.params["branches"]
+                outs = _closed_call(flat, branches[min(max(index, 0), len(branches) - 1)], ins[1:])
+            elif name == "while":
+                outs = _while(flat, eqn, ins)
+            elif name in CALLS:
+                inner = eqn.params.get("jaxpr") or eqn.params.get("call_jaxpr")
+                if isinstance(inner, jcore.ClosedJaxpr):
+                    outs = _closed_call(flat, inner, ins)
+                elif inner is not None:
+                    outs = _call(flat, inner, ins, {})
+        if outs is None:  # an ordinary equation (or a unit): fresh outputs, evaluated at the point
+            new = [jcore.Var(v.aval) for v in eqn.outvars]
+            flat.eqns.append(eqn.replace(invars=ins, outvars=new))
+            vals = eqn.primitive.bind(*[flat.read(v) for v in ins], **eqn.primitive.get_bind_params(eqn.params))
+            for v, o in zip(new, vals if eqn.primitive.multiple_results else [vals]):
+                flat.values[v] = o
+            outs = new
+        for v, o in zip(eqn.outvars, outs):
+            rename[v] = o
+    return rename
+
+
+def _while(flat, eqn, ins):
+    p = eqn.params
+    nc, nb = p["cond_nconsts"], p["body_nconsts"]
+    cond_consts, body_consts, carry = ins[:nc], ins[nc:nc + nb], ins[nc + nb:]
+    for _ in range(MAX_TRIPS):
+        if not bool(np.asarray(flat.read(_closed_call(flat, p["cond_jaxpr"], cond_consts + carry)[0]))):
+            return carry
+        carry = _closed_call(flat, p["body_jaxpr"], body_consts + carry)
+    raise ValueError(f"while_loop: more than {MAX_TRIPS} iterations at this point; the checker inlines at most that many")
