@@ -29,6 +29,10 @@ CAUSES = {
     "transposed_operand": "a transposed operand in a matrix product's backward",
     "wrong_saved_operand": "a matrix product's backward uses the wrong saved forward value",
     "wrong_branch": "the wrong branch of a select / where / max / relu taken in the backward",
+    "transposed_cotangent": "a matrix product's backward uses the transposed incoming cotangent",
+    "wrong_selection": "a max / min reduction (max pooling) routes the cotangent to the wrong elements: all of "
+                       "them, averaged, the opposite extreme, or the neighbouring window",
+    "wrong_threshold": "a mask computed with the wrong condition (a hinge's margin or an offset left out)",
     "kink_convention": "differs only by a consistent one-sided derivative at exact kinks (passes, with a note)",
     # a pattern of a whole leaf or block
     "transposed": "a whole leaf (or a rule's block) returned transposed",

@@ -25,7 +25,7 @@ import numpy as np
 from verification.checker import finite_differences as fd
 from verification.checker import hypotheses as hy
 from verification.checker import jaxpr_graph as jg
-from verification.checker import rule_edits
+from verification.checker import kink_conventions, rule_edits
 from verification.checker.compare import LeafResult, compare_leaf, compare_leaves
 from verification.checker.patterns import Diagnosis, diagnose
 from verification.checker.hypotheses import Hypothesis
@@ -56,6 +56,7 @@ class GradientReport(CheckReport):
     notes: List[str] = dataclasses.field(default_factory=list)  # e.g. leaves passed at a kink
     precision: str = "float64"  # the dtype the check was judged in
     taylor: Optional[TaylorResult] = None  # the Taylor-remainder test, when asked for
+    ranked: List[str] = dataclasses.field(default_factory=list)  # no hypothesis fits: the 3 likeliest sites
 
     @property
     def passed(self) -> bool:
@@ -83,6 +84,8 @@ class GradientReport(CheckReport):
             lines += [f"where: {l}" for l in self.localization.lines()]
         for d in self.diagnoses:
             lines.append(f"diagnosis: {d.leaf}: {d.cause}" + (f" at {d.where}" if d.where else "") + f" -- {d.evidence}")
+        if self.ranked:
+            lines.append("likeliest sites (no hypothesis fits): " + "; ".join(self.ranked))
         for h in self.hypotheses[1:]:
             lines.append(f"also fits: {h.cause} at {h.where} -- {h.explanation}")
         return "\n".join(lines)
@@ -105,7 +108,7 @@ class GradientReport(CheckReport):
         return {"rtol": self.rtol, "precision": self.precision, "structure_error": self.structure_error or None,
                 "leaves": [leaf(l) for l in self.leaves],
                 "localization": None if self.localization is None else dataclasses.asdict(self.localization),
-                "hypotheses": [h.as_dict() for h in self.hypotheses], "notes": self.notes,
+                "hypotheses": [h.as_dict() for h in self.hypotheses], "ranked": self.ranked, "notes": self.notes,
                 "unregularised_passed": self.unregularised_passed,
                 "taylor": None if t is None else {"slope": num(t.slope), "passed": t.passed, "steps": t.steps,
                                                   "remainders": t.remainders}}
@@ -204,7 +207,7 @@ def check_gradients(loss_fn: Callable[..., Any], manual_fn: Callable[..., Any], 
     report.localization = localize(graph, {l.path: l.passed for l in report.leaves})
     if deltas is not None:
         _check_deltas(report.localization, loss_fn, params, args, kwargs, deltas, rtol)
-    report.hypotheses = hy.explain(graph, jax.tree.leaves(params), manual, ref, FIT_RTOL[precision])
+    report.hypotheses, report.ranked = hy.explain(graph, jax.tree.leaves(params), manual, ref, FIT_RTOL[precision])
     patterns = diagnose(manual, ref, params, args, report, strengths=reg, off=off)
     report.diagnoses = [_merge(d, report) for d in patterns]
     return report
@@ -273,7 +276,7 @@ def _passes_at_kinks(graph, loss, params, manual, report, rtol, atol) -> bool:
 def _accept_kink_convention(graph, leaves, manual, report, rtol, atol):
     """Chained kinks: the manual gradient passes if it equals autodiff with one consistent one-sided
     derivative at each kind of kink (``relu'(0) = 1`` throughout, say)."""
-    cands = rule_edits.kink_conventions(graph, rule_edits.saved_values(graph, leaves))
+    cands = kink_conventions.kink_conventions(graph, rule_edits.saved_values(graph, leaves))
     if not cands:
         return
     H = hy.candidate_gradients(graph, leaves, cands)
@@ -316,6 +319,10 @@ def _merge(d: Diagnosis, report: GradientReport) -> Diagnosis:
         return Diagnosis(d.leaf, h.cause, h.explanation + alts + extra, h.where)
     if hyps:
         return dataclasses.replace(d, where=hyps[0].where, evidence=f"{d.evidence}; {hyps[0].explanation}")
+    if report.ranked and d.cause == "unknown":
+        return dataclasses.replace(d, where="; ".join(report.ranked),
+                                   evidence=d.evidence + "; no single-rule change reproduces it: the sites are ranked "
+                                   "by how much of the error a change there explains")
     if loc is not None and loc.between:
         where = loc.between[0] if d.cause != "unknown" else "; ".join(loc.between[:4])
         return dataclasses.replace(d, where=where,

@@ -1,42 +1,43 @@
-"""Explanation by hypothesis: alternative references, each autodiff with exactly one derivative rule changed.
+"""Explanation by hypothesis: alternative references, each autodiff with one derivative rule changed.
 
 For a failing gradient ``M`` (manual) against ``G`` (``jax.grad``), every hypothesis ``H`` is the gradient
-of the same loss with one rule edited at one equation (:mod:`verification.checker.jaxpr_graph`).  A hypothesis
-*fits* when ``||M - H|| <= fit_rtol * ||M - G||``: it reproduces the mistake, not just the right answer.
+of the same loss with one rule edited (:mod:`verification.checker.rule_edits`).  A hypothesis *fits*
+when ``||M - H|| <= fit_rtol * ||M - G||``: it reproduces the mistake, not just the right answer.
 
-Two families:
-
-* **Scalings**, found all at once.  Scaling the cotangent that equation ``i`` sends to its input ``j``
-  by ``a`` changes the gradient to ``G + (a - 1) C_e``, where ``C_e = dG/da_e`` at ``a = 1`` is the part
-  of the gradient that flows through that edge.  One forward-over-reverse pass (``jax.jacfwd`` of the
-  gradient in the scales) gives every ``C_e``; each edge's best ``a`` is a least-squares fit.  The value
-  of ``a`` names the mistake: 0 a dropped path (a forgotten skip connection, tied weight, regulariser
-  or label term), -1 a flipped sign, the size ``N`` of a reduction (or its inverse) mean and sum
-  confused, 2 or 1/2 a factor of 2, anything else a wrong constant.
-* **Rule edits** (:mod:`verification.checker.rule_edits`): a derivative dropped, evaluated at the wrong point,
-  the wrong branch, a transposed or wrong saved operand, each at one equation or at every equation of
-  one op (a shared helper).  :func:`candidate_gradients` runs them all in one compiled program, each
-  switched on by one entry of a one-hot vector, vmapped over the rows of the identity.
+* **Single-equation changes**, all at once by linearity (:mod:`verification.checker.linear_effects`):
+  an edge scaled by a fitted constant ``a`` (0 a dropped path, -1 a flipped sign, a reduction's size
+  mean and sum confused, 2 or 1/2 a factor 2, else a wrong constant) and every rule edit.
+* **Loop-wide changes**: the same change at every instance of one loop-body line (a scan or Python loop
+  unrolled, ``while_loop`` inlined), and the same scaling of every use of one value on one line.  These
+  chain, so each is evaluated exactly.
+* **Two sites**, when nothing else fits: pairs of changes screened by least squares, the best few
+  evaluated exactly (:data:`MAX_PAIRS_EXACT`).
+* **Ranking** (:func:`rank_lines`): when nothing fits, the source lines ordered by how much of the
+  error a change at that line alone can explain.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import jax
 import jax.extend.core as jcore
 import jax.numpy as jnp
 import numpy as np
 
-from verification.checker import causes
 from verification.checker import jaxpr_graph as jg
-from verification.checker import rule_edits
+from verification.checker import linear_effects as le
+from verification.checker import rule_edits, scale_causes
 
+CANONICAL_SCALES = (0.0, -1.0, 2.0, 0.5)
+MAX_GROUP_SCALES = 12  # loop-wide scalings evaluated exactly (best linear screens first)
+MAX_PAIRS_EXACT = 6  # two-site candidates evaluated exactly
+PAIR_POOL = 40  # single changes (best first) combined into pairs
 
 
 @dataclasses.dataclass
 class Hypothesis:
-    cause: str  # a code of the documented vocabulary (verification.checker.causes.CAUSES)
+    cause: str  # a code of the documented vocabulary (verification.CAUSES)
     eqn: int  # equation index in the traced loss
     where: str  # "tanh at model.py:12"
     explanation: str  # "manual equals autodiff if ..."
@@ -58,131 +59,253 @@ def _grad(graph, leaves, **kw):
     return jax.grad(lambda ls: jg.evaluate(graph, ls, **kw))(list(leaves))
 
 
-def _reduced_size(eqn, j):
-    """How many terms the op's forward (reduce_sum) or its backward to input ``j`` (a broadcast input: a
-    sum over the broadcast axes) adds up."""
-    if eqn.primitive.name == "reduce_sum":
-        shape = eqn.invars[0].aval.shape
-        return int(np.prod([shape[a] for a in eqn.params["axes"]]))
-    size = int(np.prod(eqn.invars[j].aval.shape))
-    out = int(np.prod(eqn.outvars[0].aval.shape))
-    return out // size if 0 < size < out else None
+def _read(point, v):
+    return v.val if isinstance(v, jcore.Literal) else point.values[v]
 
 
-def _divides_a_sum_by_its_count(graph, eqn, const):
-    """Is ``eqn`` (x / const) the second half of a mean: x from a reduce_sum over ``const`` terms?"""
-    p = graph.producer.get(eqn.invars[0])
-    return p is not None and _reduced_size(graph.eqns[p], 0) == int(const) == const
+def _local(graph, point, i, edit=None):
+    e = graph.eqns[i]
+    return le.local_cotangents(e, [_read(point, v) for v in e.invars], [point.cotangents.get(v) for v in e.outvars],
+                               edit)
 
 
-def _literal_operand(eqn, j):
-    """The literal constant of a two-input ``mul``/``div`` whose other operand is input ``j``, or None."""
-    if jg.op_name(eqn) in ("mul", "div") and len(eqn.invars) == 2 and isinstance(eqn.invars[1 - j], jcore.Literal):
-        return float(np.asarray(eqn.invars[1 - j].val))
-    return None
+def _edge_deltas(graph, point):
+    """For each edge ``(i, j)``: ``{input var: the cotangent equation i sends it}`` (its scaling's direction)."""
+    cache, out = {}, []
+    for i, j in graph.edges:
+        if i not in cache:
+            cache[i] = _local(graph, point, i)
+        out.append({graph.eqns[i].invars[j]: cache[i][j]})
+    return out
 
 
-def _mean_sum_text(graph, eqn, j, a, where):
-    """What a ``mean_sum_confused`` scale at this edge means: a reduction's size, a broadcast, or the
-    division that completes a mean."""
-    n = _reduced_size(eqn, j)
-    if n and n > 1 and causes.reduction_match(a, [n]):
-        times = causes.near(a, n)
-        if eqn.primitive.name != "reduce_sum":
-            how = "sums over the broadcast axes twice" if times else "averages over the broadcast axes where it sums"
-        else:
-            how = "sums where the forward averages" if times else "averages where the forward sums"
-        return f"the backward of {where} {how} (factor {a:.6g}, the reduction has {n} terms)"
-    const = _literal_operand(eqn, j)
-    if causes.near(a, const):
-        return f"the backward of {where} skips the division by {const:g} (a mean taken as a sum)"
-    return f"the backward of {where} divides by {const:g} twice"
+def _edit_delta(graph, point, c):
+    """The change a single-equation edit makes to the cotangents of its equation's inputs."""
+    (i, edit), = c.edits.items()
+    true, new = _local(graph, point, i), _local(graph, point, i, edit)
+    d = {}
+    for v, t, n in zip(graph.eqns[i].invars, true, new):
+        if t is not None and isinstance(v, jcore.Var):
+            d[v] = d.get(v, 0) + (n - t)
+    return d
 
 
-def _classify_scale(graph, i, j, a):
-    """The cause code (:func:`verification.checker.causes.name_scale`) and the sentence of a fitted scale
-    ``a`` of the cotangent that equation ``i`` sends to input ``j``."""
-    eqn = graph.eqns[i]
-    name, where = jg.op_name(eqn), graph.describe(i)
-    operand = f"input {j + 1}" if len(eqn.invars) > 1 else "its input"
-    const = _literal_operand(eqn, j)
-    sizes = [n for n in (_reduced_size(eqn, j),) if n]
-    if const is not None and name == "div" and j == 0 and _divides_a_sum_by_its_count(graph, eqn, const):
-        sizes.append(int(const))
-    cause = causes.name_scale(a, sizes)
-    if cause == "path_dropped":
-        return cause, f"the backward of {where} drops the path to {operand} (a forgotten term)"
-    if cause == "sign_flipped":
-        return cause, f"the backward of {where} flips the sign of the cotangent to {operand}"
-    if cause == "mean_sum_confused":
-        return cause, _mean_sum_text(graph, eqn, j, a, where)
-    if cause == "factor_2":
-        return cause, f"the backward of {where} is {a:.6g} x the true one (a factor 2: a 1/2 dropped or doubled)"
-    if const is not None:
-        used = const * a if name == "mul" else const / a  # the backward of x / c is g / c
-        return cause, f"the backward of {where} uses the constant {used:.6g} where the forward uses {const:g}"
-    return cause, f"the backward of {where} is scaled by {a:.6g} (a wrong constant)"
+class _Fitter:
+    def __init__(self, D, fit_rtol):
+        self.D, self.nD, self.fit_rtol = D, float(np.linalg.norm(D)), fit_rtol
+
+    def residual(self, effect):
+        return float(np.linalg.norm(self.D - effect) / self.nD)
+
+    def fits(self, effect):
+        return self.residual(effect) <= self.fit_rtol and np.linalg.norm(effect) > 0
 
 
-# Among edges with the same effect, the one whose scale means the most names the group: a reduction's
-# size beats a factor 2, which beats a literal constant, which beats a bare scale.
-_SPECIFICITY = {"path_dropped": 0, "sign_flipped": 0, "mean_sum_confused": 0, "factor_2": 1}
-
-
-def _specificity(cause, text):
-    return _SPECIFICITY.get(cause, 2 if "uses the constant" in text else 3)
-
-
-def scalings(graph, leaves, D, fit_rtol) -> List[Hypothesis]:
-    """Every edge whose scaling by one constant reproduces ``D = M - G``, grouped by equal effect."""
-    edges = graph.edges
-    if not edges:
-        return []
-    dtype = jnp.result_type(*leaves)
-
-    def grad_in_scales(a):
-        return _grad(graph, leaves, scales={e: a[k] for k, e in enumerate(edges)})
-
-    C = jax.jit(jax.jacfwd(grad_in_scales))(jnp.ones(len(edges), dtype))
-    C = np.concatenate([np.asarray(c, np.float64).reshape(-1, len(edges)) for c in C], axis=0)  # (n_params, n_edges)
+def scalings(graph, C, fit: _Fitter) -> List[Hypothesis]:
+    """Every edge whose scaling by one constant reproduces ``D``, grouped by equal effect (columns of ``C``)."""
     norms = np.linalg.norm(C, axis=0)
-    nD = np.linalg.norm(D)
     groups = []  # [(effect, [(specificity, Hypothesis)])], latest equation first within a group
-    for k in np.argsort(-np.arange(len(edges))):  # latest equation first: the order backward visits them
+    for k in np.argsort(-np.arange(len(graph.edges))):  # latest equation first: the order backward visits them
         if norms[k] == 0:
             continue
-        am1 = float(D @ C[:, k] / norms[k] ** 2)
-        res = float(np.linalg.norm(D - am1 * C[:, k]) / nD)
-        if res > fit_rtol:
-            continue
-        i, j = edges[k]
-        cause, text = _classify_scale(graph, i, j, am1 + 1)
-        h = Hypothesis(cause, i, graph.describe(i), f"manual equals autodiff if {text}", res, am1 + 1)
+        am1 = float(fit.D @ C[:, k] / norms[k] ** 2)  # the best a - 1
         effect = am1 * C[:, k]
+        res = fit.residual(effect)
+        if res > fit.fit_rtol:
+            continue
+        i, j = graph.edges[k]
+        cause, text = scale_causes.classify(graph, i, j, 1 + am1)
+        h = Hypothesis(cause, i, graph.describe(i), f"manual equals autodiff if {text}", res, 1 + am1)
+        spec = scale_causes.specificity(cause, text)
         for e, members in groups:
-            if np.linalg.norm(e - effect) <= fit_rtol * nD:
-                members.append((_specificity(cause, text), h))
+            if np.linalg.norm(e - effect) <= fit.fit_rtol * fit.nD:
+                members.append((spec, h))
                 break
         else:
-            groups.append((effect, [(_specificity(cause, text), h)]))
+            groups.append((effect, [(spec, h)]))
     out: List[Hypothesis] = []
     for _, members in groups:  # one effect: one hypothesis per meaningful cause, each with all its sites
         best = min(spec for spec, _ in members)
-        causes = []
+        kinds = []
         for spec, h in members:
-            if (spec <= 1 or spec == best) and h.cause not in causes:
-                causes.append(h.cause)
-        for cause in causes:
+            if (spec <= 1 or spec == best) and h.cause not in kinds:
+                kinds.append(h.cause)
+        for cause in kinds:
             same = sorted((m for m in members if m[1].cause == cause), key=lambda m: m[0])
-            h = same[0][1]  # the most specific site, latest equation first among equals
+            h = same[0][1]
             h.equivalent = [m.where for _, m in same[1:] if m.where != h.where]
             h.sites = [m.eqn for _, m in same]
             out.append(h)
     return out
 
 
+def _scale_groups(graph) -> Dict[tuple, List[int]]:
+    """Edges scaled together: every instance of one loop-body line's input, and every use of one value on
+    one source line (``1 + lv - exp(lv)``)."""
+    groups: Dict[tuple, List[int]] = {}
+    for k, (i, j) in enumerate(graph.edges):
+        line = graph.user_line(i)
+        if not line:
+            continue
+        groups.setdefault(("loop", graph.key(i), j), []).append(k)
+        groups.setdefault(("line", line, graph.eqns[i].invars[j]), []).append(k)
+    seen, out = set(), {}
+    for key, ks in groups.items():
+        if len(ks) > 1 and tuple(ks) not in seen:
+            seen.add(tuple(ks))
+            out[key] = ks
+    return out
+
+
+def _group_scalings(graph, leaves, point, C, G, fit) -> List[Hypothesis]:
+    """Loop-wide and line-wide scalings: screened by their first-order effect, then evaluated exactly at
+    the canonical scales and the fitted one."""
+    screened = []
+    for key, ks in _scale_groups(graph).items():
+        col = C[:, ks].sum(axis=1)
+        n = float(col @ col)
+        if n == 0:
+            continue
+        am1 = float(fit.D @ col / n)
+        screened.append((fit.residual(am1 * col), key, ks, 1 + am1))
+    out = []
+    for _, key, ks, a_lin in sorted(screened, key=lambda t: t[0])[:MAX_GROUP_SCALES]:
+        for a in (*CANONICAL_SCALES, a_lin):
+            H = le.exact_gradient(graph, leaves, point, scales={graph.edges[k]: a for k in ks})
+            if fit.fits(H - G):
+                i, j = graph.edges[ks[-1]]
+                cause, text = scale_causes.classify(graph, i, j, a)
+                n_sites = len({graph.edges[k][0] for k in ks})
+                where = "in all instances of a loop body" if key[0] == "loop" else "at every use of that value on the line"
+                out.append(Hypothesis(cause, i, graph.describe(i), f"manual equals autodiff if {text}, {where} "
+                                      f"({n_sites} sites)", fit.residual(H - G), a,
+                                      sites=sorted({graph.edges[k][0] for k in ks})))
+                break
+    return out
+
+
+def explain(graph, leaves, manual, reference, fit_rtol) -> Tuple[List[Hypothesis], List[str]]:
+    """Every hypothesis that fits, rule edits first (they are the more specific), each with its site; and
+    when none fits, the three source lines :func:`rank_lines` ranks first."""
+    M, G = _flat(manual), _flat(reference)
+    D = M - G
+    if not np.all(np.isfinite(D)) or np.linalg.norm(D) == 0:
+        return [], []
+    fit = _Fitter(D, fit_rtol)
+    point = le.at_point(graph, leaves)
+    cands = rule_edits.candidates(graph, point.values)
+    singles = [c for c in cands if len(c.edits) == 1]
+    multi = [c for c in cands if len(c.edits) > 1]
+    edge_deltas = _edge_deltas(graph, point)
+    E = le.pullbacks(graph, leaves, point, edge_deltas + [_edit_delta(graph, point, c) for c in singles])
+    C = E[:len(edge_deltas)].T  # (n_params, n_edges): scaling edge k by a changes the gradient by (a - 1) C_k
+    R = E[len(edge_deltas):]  # (n_singles, n_params): each single edit's change
+    found = []
+    for c, d in zip(singles, R):
+        if fit.fits(d):
+            found.append(_from_candidate(graph, c, fit.residual(d)))
+    for c in multi:
+        H = le.exact_gradient(graph, leaves, point, edits=c.edits)
+        if fit.fits(H - G):
+            found.append(_from_candidate(graph, c, fit.residual(H - G)))
+    found += scalings(graph, C, fit)
+    if not found:
+        found += _group_scalings(graph, leaves, point, C, G, fit)
+    if not found:
+        found += _pairs(graph, leaves, point, singles, R, C, G, fit)
+    return found, ([] if found else rank_lines(graph, singles, R, C, fit))
+
+
+def _from_candidate(graph, c, res):
+    return Hypothesis(c.cause, c.eqn, graph.describe(c.eqn), f"manual equals autodiff if {c.text}", res,
+                      also_at=sorted({graph.describe(i) for i in c.edits if i != c.eqn}), sites=sorted(c.edits))
+
+
+def _pairs(graph, leaves, point, singles, R, C, G, fit) -> List[Hypothesis]:
+    """Two changes at two sites: rule edits (fixed effects) and edge scalings (free constants), screened
+    by least squares on their first-order effects, the best :data:`MAX_PAIRS_EXACT` evaluated exactly."""
+    items = [("edit", k, R[k]) for k in range(len(singles))] + [("scale", k, C[:, k]) for k in range(C.shape[1])]
+    items = [it for it in items if np.linalg.norm(it[2]) > 0]
+
+    def alone(it):
+        v = it[2]
+        return fit.residual(v) if it[0] == "edit" else fit.residual(v * (fit.D @ v) / (v @ v))
+
+    pool = sorted(items, key=alone)[:PAIR_POOL]
+    screened = []
+    for x in range(len(pool)):
+        for y in range(x + 1, len(pool)):
+            a, b = pool[x], pool[y]
+            site_a = singles[a[1]].eqn if a[0] == "edit" else graph.edges[a[1]][0]
+            site_b = singles[b[1]].eqn if b[0] == "edit" else graph.edges[b[1]][0]
+            if site_a == site_b and a[0] == b[0] == "edit":
+                continue
+            fixed = sum(it[2] for it in (a, b) if it[0] == "edit")
+            free = [it[2] for it in (a, b) if it[0] == "scale"]
+            coef = []
+            if free:
+                A = np.stack(free, axis=1)
+                coef = list(np.linalg.lstsq(A, fit.D - fixed, rcond=None)[0])
+                effect = fixed + A @ np.asarray(coef)
+            else:
+                effect = fixed
+            screened.append((fit.residual(effect), a, b, coef))
+    out = []
+    for res, a, b, coef in sorted(screened, key=lambda t: t[0])[:MAX_PAIRS_EXACT]:
+        if res > 10 * fit.fit_rtol + 1e-3:
+            break
+        edits, scales, parts, coef = {}, {}, [], list(coef)
+        for it in (a, b):
+            if it[0] == "edit":
+                c = singles[it[1]]
+                edits.update(c.edits)
+                parts.append((c.cause, c.eqn, c.text))
+            else:
+                s = _rounded(1.0 + coef.pop(0))
+                i, j = graph.edges[it[1]]
+                scales[(i, j)] = s
+                cause, text = scale_causes.classify(graph, i, j, s)
+                parts.append((cause, i, text))
+        H = le.exact_gradient(graph, leaves, point, edits=edits or None, scales=scales or None)
+        if fit.fits(H - G):
+            (c1, i1, t1), (c2, i2, t2) = sorted(parts, key=lambda p: -p[1])
+            out.append(Hypothesis(c1 if c1 == c2 else c1, i1, graph.describe(i1),
+                                  f"manual equals autodiff if two changes are made: {t1}; and {t2}",
+                                  fit.residual(H - G), also_at=[graph.describe(i2)], sites=sorted({i1, i2})))
+            break
+    return out
+
+
+def _rounded(s):
+    """``s``, or the meaningful scale (0, -1, 2, 1/2) it is up to screening error."""
+    return next((c for c in CANONICAL_SCALES if abs(s - c) <= 1e-6 * max(1.0, abs(c))), s)
+
+
+def rank_lines(graph, singles, R, C, fit, top: int = 3) -> List[str]:
+    """The source lines (``op at file:line``) ordered by how much of the error a change at that line alone
+    explains: an edge scaled by its best constant, or a rule edit by its best factor."""
+    score: Dict[str, float] = {}
+    name: Dict[str, str] = {}
+
+    def offer(i, v):
+        n = float(v @ v)
+        if n == 0:
+            return
+        res = fit.residual(v * (fit.D @ v) / n)
+        line = graph.user_line(i) or graph.describe(i)
+        if res < score.get(line, np.inf):
+            score[line], name[line] = res, graph.describe(i)
+
+    for k, (i, j) in enumerate(graph.edges):
+        if jg.op_name(graph.eqns[i]) not in jg.PLUMBING:
+            offer(i, C[:, k])
+    for c, d in zip(singles, R):
+        offer(c.eqn, d)
+    return [name[l] for l in sorted(score, key=score.get)[:top]]
+
+
 def candidate_gradients(graph, leaves, cands) -> np.ndarray:
-    """``(len(cands), n_params)``: the flattened gradient of each candidate (all in one vmapped program)."""
+    """``(len(cands), n_params)``: the flattened gradient of each candidate (one vmapped pass, op by op)."""
     switched = {}
     for k, c in enumerate(cands):
         for i, edit in c.edits.items():
@@ -193,36 +316,4 @@ def candidate_gradients(graph, leaves, cands) -> np.ndarray:
         g = _grad(graph, leaves, switched=switched, switch=w)
         return jnp.concatenate([jnp.ravel(l).astype(jnp.float64) for l in g])
 
-    return np.asarray(jax.jit(jax.vmap(flat_grad))(jnp.eye(len(cands), dtype=dtype)), np.float64)
-
-
-def edited_gradients(graph, leaves, D, G, fit_rtol) -> List[Hypothesis]:
-    """Every single-rule edit whose gradient reproduces the manual one.
-
-    All edits run in one compiled program: each is switched on by its own entry of a one-hot vector
-    (:func:`verification.checker.jaxpr_graph.evaluate`'s ``switched``), and the gradient is vmapped over the rows
-    of the identity.
-    """
-    cands = rule_edits.candidates(graph, leaves)
-    if not cands:
-        return []
-    H = candidate_gradients(graph, leaves, cands)
-    nD = np.linalg.norm(D)
-    out = []
-    for c, h in zip(cands, H):
-        res = float(np.linalg.norm(D - (h - G)) / nD)
-        if res <= fit_rtol and np.linalg.norm(h - G) > 0:
-            out.append(Hypothesis(c.cause, c.eqn, graph.describe(c.eqn), f"manual equals autodiff if {c.text}", res,
-                                  also_at=[graph.describe(i) for i in c.edits if i != c.eqn], sites=sorted(c.edits)))
-    return out
-
-
-def explain(graph, leaves, manual, reference, fit_rtol) -> List[Hypothesis]:
-    """Every hypothesis that fits, rule edits first (they are the more specific), each with its site."""
-    M, G = _flat(manual), _flat(reference)
-    D = M - G
-    if not np.all(np.isfinite(D)) or np.linalg.norm(D) == 0:
-        return []
-    found = edited_gradients(graph, leaves, D, G, fit_rtol)
-    found += scalings(graph, leaves, D, fit_rtol)
-    return found
+    return np.asarray(jax.vmap(flat_grad)(jnp.eye(len(cands), dtype=dtype)), np.float64)

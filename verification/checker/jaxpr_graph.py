@@ -73,6 +73,14 @@ class Graph:
         """Indices of the equations with a floating input that depends on the params."""
         return {i for i, _ in self.edges}
 
+    def user_line(self, i: int) -> Optional[str]:
+        return user_line(self.eqns[i])
+
+    def key(self, i: int) -> tuple:
+        """The same line of a loop body (or of a Python loop): op, user line and input shapes."""
+        e = self.eqns[i]
+        return (op_name(e), user_line(e), tuple(tuple(getattr(v.aval, "shape", ())) for v in e.invars))
+
     def describe(self, i: int) -> str:
         where = user_line(self.eqns[i])
         return f"{op_name(self.eqns[i])} at {where}" if where else op_name(self.eqns[i])
@@ -124,14 +132,17 @@ Edit = Callable[[Any, List[Any], List[Any], Callable], List[Any]]  # (eqn, inval
 
 def evaluate(graph: Graph, leaves: Sequence[Any], *, edits: Optional[Dict[int, Edit]] = None,
              scales: Optional[Dict[tuple, Any]] = None, switched: Optional[Dict[int, List[tuple]]] = None,
-             switch=None):
+             switch=None, frozen=(), probes: Optional[Dict[Any, Any]] = None, outputs: Sequence[Any] = ()):
     """Run the equations on ``leaves``.
 
     ``edits[i]`` replaces equation ``i``'s outputs by an edited version (same values, other derivatives);
     ``scales[(i, j)]`` multiplies the cotangent that equation ``i`` sends to its input ``j`` by a scalar
     (``a x + (1 - a) sg(x)``: value ``x``, derivative ``a``).  ``switched[i]`` lists ``(k, edit)`` pairs
     whose edit is weighted by ``switch[k]``: with a one-hot ``switch``, exactly edit ``k`` is on, so one
-    program, vmapped over the rows of the identity, gives every edit's gradient.
+    program, vmapped over the rows of the identity, gives every edit's gradient.  Variables in ``frozen``
+    pass no cotangent (a max-shift whose true cotangent is zero stays zero under any edit); ``probes[v]``
+    is added to ``v`` (zeros: their gradient is ``v``'s true cotangent).  With ``outputs``, returns
+    ``(loss, [value of each var in outputs])``.
     """
     env = {}
     jaxpr = graph.closed.jaxpr
@@ -161,9 +172,13 @@ def evaluate(graph: Graph, leaves: Sequence[Any], *, edits: Optional[Dict[int, E
                 w = switch[k]
                 outs = [o + w.astype(o.dtype) * (e - b) for o, e, b in zip(outs, edit(eqn, invals, base, read), base)]
         for v, o in zip(eqn.outvars, outs):
+            if v in frozen:
+                o = jax.lax.stop_gradient(o)
+            if probes and v in probes:
+                o = o + probes[v]
             env[v] = o
-    out = [read(v) for v in jaxpr.outvars]
-    return out[0]
+    out = read(jaxpr.outvars[0])
+    return (out, [read(v) for v in outputs]) if outputs else out
 
 
 def unary_edit(derivative: Callable, position: int = 0) -> Edit:
@@ -190,20 +205,6 @@ def local_derivative(eqn, x):
     return jax.jvp(f, (x,), (jnp.ones_like(x),))[1]
 
 
-def matmul_edit(operand: int, backward: Callable) -> Edit:
-    """An edit of ``A @ B`` (2-D, contracting A's axis 1 with B's axis 0): operand ``operand``'s cotangent
-    becomes ``backward(A, B, g)``; the other operand keeps its rule."""
-
-    def edit(eqn, invals, outs, read):
-        A, B = invals
-        sA, sB = jax.lax.stop_gradient(A), jax.lax.stop_gradient(B)
-        keep = _sg_dev(A) @ sB if operand == 1 else sA @ _sg_dev(B)
-        changed = _linear_with_transpose(lambda g: backward(sA, sB, g), outs[0], invals[operand])
-        return [jax.lax.stop_gradient(outs[0]) + keep + changed]
-
-    return edit
-
-
 def product_edit(operand: int, factor: Callable) -> Edit:
     """An edit of ``a * b``: the cotangent to operand ``operand`` is multiplied by ``factor(a, b)`` (from the
     saved values) instead of by the other operand; the other operand keeps its rule."""
@@ -217,7 +218,7 @@ def product_edit(operand: int, factor: Callable) -> Edit:
     return edit
 
 
-def _linear_with_transpose(backward: Callable, y, x):
+def linear_with_transpose(backward: Callable, y, x):
     """A term with value 0 whose reverse-mode rule sends the cotangent ``g`` of ``y`` to ``backward(g)`` at ``x``."""
     forward = jax.linear_transpose(backward, jnp.zeros_like(y))  # dx -> L(dx), the map whose transpose is backward
     return forward(_sg_dev(x))[0]

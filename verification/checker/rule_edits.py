@@ -1,16 +1,20 @@
-"""The single-rule changes the checker tries: each is autodiff of the traced loss with one derivative rule
-edited at one equation (or, for a shared helper, at every equation of the same op).
+"""The rule changes the checker tries: each is autodiff of the traced loss with one derivative rule edited
+at one equation, at every instance of one loop-body line, or (a shared helper) at every use of one op.
 
-Kinds of change, each named by a cause code of :data:`verification.checker.gradients.CAUSES`:
+Kinds of change, each named by a cause code of :data:`verification.CAUSES`:
 
-* an elementwise derivative dropped (treated as 1), or a product's other factor left out;
-* an elementwise derivative evaluated at the op's output instead of its input, or an output-form
-  formula (``1 - a**2`` for tanh, ``a (1 - a)`` for the logistic) evaluated at the input;
-* the wrong branch of a ``select_n`` (``where``, ``clip``) or of a piecewise op (relu, abs, max);
-* a transposed operand, or the wrong saved forward value, in a matrix product's or a product's backward.
+* an elementwise derivative dropped (treated as 1), evaluated at the op's output instead of its input,
+  an output-form formula (``1 - a**2``, ``a (1 - a)``) evaluated at the input, the mask of a piecewise op
+  inverted, or computed before a literal offset (a hinge's margin left out);
+* ``select_n`` / ``where`` and two-input ``max`` / ``min``: the cotangent sent to the branch not taken;
+* ``reduce_max`` / ``reduce_min`` (max pooling): the cotangent routed to every element, averaged, to the
+  opposite extreme, or to the neighbouring window;
+* matrix products: every orientation of the operand and of the incoming cotangent that the shapes allow
+  (square or not), and every forward value of the right shape in place of the saved operand, earlier or
+  later, in loops also from the neighbouring iteration or the mirrored instance.
 
-Scalings of one edge (a dropped path, a flipped sign, mean and sum confused, a factor 2, a wrong constant)
-are found all at once by :func:`verification.checker.hypotheses.scalings`, not here.
+Scalings of one edge (a dropped path, a flipped sign, mean and sum confused, a factor 2, a wrong
+constant) are fitted in :mod:`verification.checker.hypotheses`, not here.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from typing import Dict, List
 import jax
 import jax.extend.core as jcore
 import jax.numpy as jnp
+import numpy as np
 
 from verification.checker import jaxpr_graph as jg
 
@@ -27,13 +32,16 @@ from verification.checker import jaxpr_graph as jg
 OUTPUT_FORM = {"tanh": lambda u: 1 - u * u, "logistic": lambda u: u * (1 - u), "exp": lambda u: u,
                "sqrt": lambda u: 0.5 / u}
 PIECEWISE = ("max", "min", "custom_jvp_call[relu]", "abs", "custom_jvp_call[leaky_relu]")
-NOT_ELEMENTWISE_RULES = jg.PLUMBING | {"neg", "mul", "div", "add", "sub", "reduce_sum", "dot_general"}
-MAX_SAVED_CANDIDATES = 4  # forward values tried in place of a product's saved operand
+NOT_ELEMENTWISE_RULES = jg.PLUMBING | {"neg", "mul", "div", "add", "sub", "reduce_sum", "dot_general",
+                                       "reduce_max", "reduce_min", "select_n"}
+MAX_SAVED_CANDIDATES = 8  # forward values tried in place of a product's saved operand, nearest first
+MAX_LOOP_SAVED = 24  # loop-wide saved-operand changes (neighbouring iteration, mirrored instance)
+STANDARD_MATMUL = (((1,), (0,)), ((), ()))
 
 
 @dataclasses.dataclass
 class Candidate:
-    cause: str  # a code of verification.checker.gradients.CAUSES
+    cause: str  # a code of verification.CAUSES
     eqn: int  # the equation named as the site (the latest, for a shared change)
     edits: Dict[int, jg.Edit]  # equation -> its edited rule
     text: str  # "the derivative of tanh at model.py:12 is left out (treated as 1)"
@@ -53,23 +61,30 @@ def saved_values(graph: jg.Graph, leaves) -> Dict:
     return values
 
 
-def candidates(graph: jg.Graph, leaves) -> List[Candidate]:
-    """Every single-rule change that applies to the traced loss, then each elementwise change made at
-    every equation of the same op at once (the mistake made in a shared helper such as ``tanh_prime``)."""
-    values = saved_values(graph, leaves)
+def candidates(graph: jg.Graph, values) -> List[Candidate]:
+    """Every single-equation change, then each change made at every instance of the same loop-body line
+    (the same op at the same line, with the same shapes), each elementwise change at every use of one op
+    (a shared helper such as ``tanh_prime``), and the loop-wide saved-operand changes."""
     out = list(_per_equation(graph, values))
-    groups: Dict[tuple, List[Candidate]] = {}
+    by_text: Dict[tuple, List[Candidate]] = {}
+    helper: Dict[tuple, List[Candidate]] = {}
     for c in out:
+        by_text.setdefault((c.cause, c.text), []).append(c)
         if c.cause in ("derivative_dropped", "derivative_at_output", "derivative_at_input", "wrong_branch") \
-                and len(c.edits) == 1 and c.text.startswith("the derivative of"):
-            groups.setdefault((c.cause, jg.op_name(graph.eqns[c.eqn]), c.text.split(" is ")[-1]), []).append(c)
-    for (cause, name, how), cs in groups.items():
-        if len(cs) > 1:
+                and c.text.startswith("the derivative of"):
+            helper.setdefault((c.cause, jg.op_name(graph.eqns[c.eqn]), c.text.split(" is ")[-1]), []).append(c)
+    groups = []
+    for (cause, text), cs in by_text.items():
+        if len(cs) > 1 and graph.user_line(cs[0].eqn):
             edits = {i: e for c in cs for i, e in c.edits.items()}
-            out.append(Candidate(cause, max(edits), edits,
-                                 f"the derivative of {name} is {how}, at every one of its {len(cs)} uses "
-                                 "(a shared helper)"))
-    return out
+            groups.append(Candidate(cause, max(edits), edits, f"{text}, in all {len(cs)} instances (a loop body "
+                                                              "or a repeated line)"))
+    for (cause, name, how), cs in helper.items():
+        if len({graph.user_line(c.eqn) for c in cs}) > 1:
+            edits = {i: e for c in cs for i, e in c.edits.items()}
+            groups.append(Candidate(cause, max(edits), edits, f"the derivative of {name} is {how}, at every one of "
+                                                              f"its {len(cs)} uses (a shared helper)"))
+    return out + groups + _loop_saved(graph, values)
 
 
 def _one(cause, i, edit, text):
@@ -84,52 +99,142 @@ def _per_equation(graph, values):
         if not float_vars:
             continue
         out_shape = eqn.outvars[0].aval.shape
-        one = len(float_vars) == 1 and len([v for v in eqn.invars if isinstance(v, jcore.Var)]) == 1
+        n_vars = len([v for v in eqn.invars if isinstance(v, jcore.Var)])
         pos = float_vars[0]
-        if one and eqn.invars[pos].aval.shape == out_shape and name not in NOT_ELEMENTWISE_RULES:
-            yield _one("derivative_dropped", i, jg.unary_edit(lambda x, y: jnp.ones_like(x), pos),
-                       f"the derivative of {where} is left out (treated as 1)")
-            yield _one("derivative_at_output", i, jg.unary_edit(lambda x, y, e=eqn: jg.local_derivative(e, y), pos),
-                       f"the derivative of {where} is evaluated at its output instead of its input")
-            if name in OUTPUT_FORM:
-                yield _one("derivative_at_input", i, jg.unary_edit(lambda x, y, f=OUTPUT_FORM[name]: f(x), pos),
-                           f"the derivative of {where} is written in terms of its output but evaluated at its input")
-            if name in PIECEWISE:
-                yield _one("wrong_branch", i, jg.unary_edit(lambda x, y, e=eqn: 1 - jg.local_derivative(e, x), pos),
-                           f"the derivative of {where} is taken from the other branch (the mask is inverted)")
+        if n_vars == 1 and eqn.invars[pos].aval.shape == out_shape and name not in NOT_ELEMENTWISE_RULES:
+            yield from _elementwise(graph, values, i, eqn, where, name, pos)
         if name == "select_n":
             yield from _select_edits(i, eqn, where)
-        if name == "mul" and all(isinstance(v, jcore.Var) for v in eqn.invars):
+        if name in ("max", "min") and n_vars == 2 and len(float_vars) == 2:
+            yield _one("wrong_branch", i, _loser_edit, f"the backward of {where} sends the cotangent to the input "
+                                                       "that lost (the mask inverted)")
+        if name in ("reduce_max", "reduce_min"):
+            yield from _routing_edits(i, eqn, where, values)
+        if name in ("mul", "dot_general") and n_vars == 2:
             for j in float_vars:
-                yield _one("derivative_dropped", i, jg.product_edit(j, lambda a, b: jnp.ones((), a.dtype)),
-                           f"the backward of {where} leaves out the factor (operand {2 - j}) in the cotangent to "
-                           f"operand {j + 1}")
-                for u, what in _saved_candidates(graph, eqn.invars[1 - j], i):
-                    yield _one("wrong_saved_operand", i, jg.product_edit(j, lambda a, b, u=values[u]: u),
-                               f"the backward of {where} multiplies the cotangent to operand {j + 1} by {what} in "
-                               f"place of operand {2 - j}")
-        if name == "dot_general" and eqn.params["dimension_numbers"] == (((1,), (0,)), ((), ())) and \
-                len(out_shape) == 2:
-            yield from _matmul_edits(graph, values, i, eqn, where, float_vars)
+                if name == "mul":
+                    yield _one("derivative_dropped", i, jg.product_edit(j, lambda a, b: jnp.ones((), a.dtype)),
+                               f"the backward of {where} leaves out the factor (operand {2 - j}) in the cotangent "
+                               f"to operand {j + 1}")
+                for u, what in _saved_candidates(graph, values, eqn.invars[1 - j], i):
+                    yield _one("wrong_saved_operand", i, operand_edit(j, values[u]),
+                               f"the backward of {where} uses {what} in place of operand {2 - j} in the cotangent "
+                               f"to operand {j + 1}")
+            if name == "dot_general" and eqn.params["dimension_numbers"] == STANDARD_MATMUL and len(out_shape) == 2:
+                yield from _orientation_edits(i, eqn, where, float_vars, values)
 
 
-def _matmul_edits(graph, values, i, eqn, where, float_vars):
-    B = eqn.invars[1]
+def _elementwise(graph, values, i, eqn, where, name, pos):
+    yield _one("derivative_dropped", i, jg.unary_edit(lambda x, y: jnp.ones_like(x), pos),
+               f"the derivative of {where} is left out (treated as 1)")
+    yield _one("derivative_at_output", i, jg.unary_edit(lambda x, y, e=eqn: jg.local_derivative(e, y), pos),
+               f"the derivative of {where} is evaluated at its output instead of its input")
+    if name in OUTPUT_FORM:
+        yield _one("derivative_at_input", i, jg.unary_edit(lambda x, y, f=OUTPUT_FORM[name]: f(x), pos),
+                   f"the derivative of {where} is written in terms of its output but evaluated at its input")
+    if name in PIECEWISE:
+        yield _one("wrong_branch", i, jg.unary_edit(lambda x, y, e=eqn: 1 - jg.local_derivative(e, x), pos),
+                   f"the derivative of {where} is taken from the other branch (the mask is inverted)")
+        p = graph.producer.get(eqn.invars[pos])
+        if p is not None and jg.op_name(graph.eqns[p]) in ("add", "sub"):
+            inner = graph.eqns[p]
+            lits = [v for v in inner.invars if isinstance(v, jcore.Literal)]
+            var_in = [v for v in inner.invars if isinstance(v, jcore.Var)]
+            if lits and len(var_in) == 1 and var_in[0].aval.shape == eqn.invars[pos].aval.shape:
+                u = values[var_in[0]]
+                yield _one("wrong_threshold", i, jg.unary_edit(lambda x, y, e=eqn, u=u: jg.local_derivative(e, u),
+                                                               pos),
+                           f"the mask of {where} is computed before the offset {float(lits[0].val):g} of "
+                           f"{graph.describe(p)} (a margin or threshold left out)")
+
+
+def operand_edit(j: int, u) -> jg.Edit:
+    """A two-operand product (``mul`` or ``dot_general``) whose cotangent to operand ``j`` is computed with
+    the forward value ``u`` in place of the other operand; operand ``1 - j`` keeps its rule."""
+
+    def edit(eqn, invals, outs, read):
+        bind = lambda a, b: eqn.primitive.bind(a, b, **eqn.primitive.get_bind_params(eqn.params))  # noqa: E731
+        s = [jax.lax.stop_gradient(v) for v in invals]
+        dev = [v - w for v, w in zip(invals, s)]
+        other = [None, None]
+        other[1 - j], other[j] = u, dev[j]
+        keep = [None, None]
+        keep[1 - j], keep[j] = dev[1 - j], s[j]
+        return [jax.lax.stop_gradient(outs[0]) + bind(*keep) + bind(*other)]
+
+    return edit
+
+
+def _orientation_edits(i, eqn, where, float_vars, values):
+    """``A @ B``: each operand's cotangent from every other arrangement of the incoming cotangent ``g`` and
+    the other operand (each transposed or not, in either order) that has the operand's shape."""
+    A, B = (values[v] for v in eqn.invars)
+    g0 = jnp.ones(eqn.outvars[0].aval.shape, A.dtype)
     for j in float_vars:
-        square = eqn.invars[j].aval.shape[0] == eqn.invars[j].aval.shape[1]
-        if j == 1 and square:
-            yield _one("transposed_operand", i, jg.matmul_edit(1, lambda a, b, g: (a.T @ g).T),
-                       f"the backward of {where} returns the transpose of the gradient of its 2nd operand")
-        if j == 0 and B.aval.shape[0] == B.aval.shape[1]:
-            yield _one("transposed_operand", i, jg.matmul_edit(0, lambda a, b, g: g @ b),
-                       f"the backward of {where} multiplies by the 2nd operand where its transpose belongs")
-        for u, what in _saved_candidates(graph, eqn.invars[1 - j], i):
-            if j == 1:
-                edit = jg.matmul_edit(1, lambda a, b, g, u=values[u]: u.T @ g)
-            else:
-                edit = jg.matmul_edit(0, lambda a, b, g, u=values[u]: g @ u.T)
-            yield _one("wrong_saved_operand", i, edit, f"the backward of {where} uses {what} in place of its "
-                                                       f"operand {2 - j}")
+        other, shape = (B, A.shape) if j == 0 else (A, B.shape)
+        true = (lambda g, o: g @ o.T) if j == 0 else (lambda g, o: o.T @ g)
+        for tg in (False, True):
+            for to in (False, True):
+                for first in ("g", "o"):
+                    def form(g, o, tg=tg, to=to, first=first):
+                        gg, oo = (g.T if tg else g), (o.T if to else o)
+                        return gg @ oo if first == "g" else oo @ gg
+
+                    try:
+                        r = jax.eval_shape(form, g0, other)
+                    except (TypeError, ValueError):
+                        continue
+                    if r.shape != shape:
+                        continue
+                    probe = jax.random.normal(jax.random.key(1), g0.shape, A.dtype)
+                    if bool(jnp.allclose(form(probe, other), true(probe, other))):
+                        continue
+                    cause = "transposed_cotangent" if tg else "transposed_operand"
+                    expr = f"{'g^T' if tg else 'g'}, {'the transpose of ' if to else ''}operand {2 - j}"
+                    yield _one(cause, i, _matmul_form(j, form),
+                               f"the backward of {where} forms the cotangent to operand {j + 1} from {expr} "
+                               f"({'g first' if first == 'g' else 'the operand first'}): an orientation mixed up")
+
+
+def _matmul_form(j, form):
+    def edit(eqn, invals, outs, read):
+        A, B = invals
+        sA, sB = jax.lax.stop_gradient(A), jax.lax.stop_gradient(B)
+        keep = (A - sA) @ sB if j == 1 else sA @ (B - sB)
+        other = sB if j == 0 else sA
+        changed = jg.linear_with_transpose(lambda g: form(g, other), outs[0], invals[j])
+        return [jax.lax.stop_gradient(outs[0]) + keep + changed]
+
+    return edit
+
+
+def _loser_edit(eqn, invals, outs, read):
+    a, b = invals
+    sa, sb = jax.lax.stop_gradient(a), jax.lax.stop_gradient(b)
+    wins = (sa >= sb) if eqn.primitive.name == "max" else (sa <= sb)
+    return [jax.lax.stop_gradient(outs[0]) + jnp.where(wins, b - sb, a - sa)]
+
+
+def _routing_edits(i, eqn, where, values):
+    """``reduce_max``: the cotangent routed to every element, averaged, to the opposite extreme, or with the
+    mask of the neighbouring window along the first kept axis."""
+    x = values[eqn.invars[0]]
+    axes = tuple(eqn.params["axes"])
+    y = values[eqn.outvars[0]]
+    kept = [a for a in range(x.ndim) if a not in axes]
+    extreme = jnp.min if eqn.primitive.name == "reduce_max" else jnp.max
+    hit = (x == jnp.expand_dims(y, axes)).astype(x.dtype)
+    k = int(np.prod([x.shape[a] for a in axes]))
+    masks = [("every element of its window", jnp.ones_like(x)), ("every element, averaged", jnp.ones_like(x) / k),
+             ("the opposite extreme", (x == extreme(x, axis=axes, keepdims=True)).astype(x.dtype))]
+    if kept and x.shape[kept[-1]] > 1:
+        masks.append(("the neighbouring window's position", jnp.roll(hit, 1, axis=kept[-1])))
+    for what, mask in masks:
+        def edit(eqn, invals, outs, read, mask=mask):
+            dev = invals[0] - jax.lax.stop_gradient(invals[0])
+            return [jax.lax.stop_gradient(outs[0]) + jnp.sum(mask * dev, axis=axes)]
+
+        yield _one("wrong_selection", i, edit, f"the backward of {where} routes the cotangent to {what}")
 
 
 def _select_edits(i, eqn, where):
@@ -152,95 +257,71 @@ def _select_edits(i, eqn, where):
         if jg.is_float(eqn.invars[1 + k]):
             yield _one("wrong_branch", i, always(k), f"the backward of {where} always takes branch {k + 1} of {n} "
                                                      "(the derivative of one case used everywhere)")
-    if n == 2:
+    if n == 2 and all(jg.is_float(v) for v in eqn.invars[1:]):
         yield _one("wrong_branch", i, flip, f"the backward of {where} sends the cotangent to the branch not taken")
 
 
-def _saved_candidates(graph, v, i):
-    """Other forward values with ``v``'s shape that a hand derivation might save instead of ``v``."""
+def _saved_candidates(graph, values, v, i):
+    """Other forward values with ``v``'s shape that a hand derivation might save instead of ``v``: the
+    input of ``v``'s own op (a pre-activation for the activation), then every value of that shape, nearest
+    to equation ``i`` first, earlier or later."""
     out = []
     p = graph.producer.get(v)
     if p is not None:
         for u in graph.eqns[p].invars:
             if jg.is_float(u) and u.aval.shape == v.aval.shape and u is not v:
                 out.append((u, f"the input of {graph.describe(p)} (e.g. a pre-activation instead of the activation)"))
-    for k, e in enumerate(graph.eqns[:i]):
-        for u in e.outvars:
+    near = sorted(range(len(graph.eqns)), key=lambda k: abs(k - i))
+    true = values.get(v)
+    for k in near:
+        for u in graph.eqns[k].outvars:
             if len(out) >= MAX_SAVED_CANDIDATES:
                 return out
-            if u is not v and u.aval.shape == v.aval.shape and jg.is_float(u) and all(u is not c for c, _ in out):
-                out.append((u, f"the output of {graph.describe(k)}"))
+            if u is v or u.aval.shape != v.aval.shape or not jg.is_float(u) or any(u is c for c, _ in out):
+                continue
+            if true is not None and bool(jnp.array_equal(values[u], true)):
+                continue
+            out.append((u, f"the output of {graph.describe(k)}{' (computed later)' if k > i else ''}"))
     return out
 
 
-# Ops whose derivative jumps at 0 and whose tie points a hand derivation may assign to either side.
-KINK_OPS = ("custom_jvp_call[relu]", "abs", "custom_jvp_call[leaky_relu]")
-COMPARISONS = ("ge", "gt", "le", "lt")
-MAX_KINK_GROUPS = 3  # kinds of kink combined (3 ** groups candidates)
-
-
-def kink_conventions(graph: jg.Graph, values: Dict) -> List[Candidate]:
-    """At exact kinks, every consistent choice of one-sided derivative: for each kind of kink (a kink op,
-    or a ``where`` on a comparison that ties), autodiff's own choice or the other side(s), at all of that
-    kind's tie points at once.  A hand derivation with ``relu'(0) = 1`` throughout matches one of them."""
-    groups: Dict[str, List[tuple]] = {}  # kind -> [(equation, [alternative edits])]
-    for i, eqn in enumerate(graph.eqns):
-        name = jg.op_name(eqn)
-        var_in = [j for j, v in enumerate(eqn.invars) if isinstance(v, jcore.Var)]
-        if name in KINK_OPS and len(var_in) == 1:
-            x = values.get(eqn.invars[var_in[0]])
-            if x is not None and bool(jnp.any(x == 0)):
-                groups.setdefault(name, []).append((i, [_kink_side(eqn, var_in[0], s) for s in (1.0, -1.0)]))
-        elif name == "select_n" and len(eqn.invars) == 3 and jg.is_float(eqn.invars[1]):
-            tie = _tie_mask(graph, values, eqn.invars[0])
-            if tie is not None:
-                groups.setdefault(f"select_n at {jg.user_line(eqn)}", []).append((i, [_tie_flip(tie)]))
-    kinds = list(groups)[:MAX_KINK_GROUPS]
+def _loop_saved(graph, values) -> List[Candidate]:
+    """In a loop body (a product at one line, repeated): the saved operand taken from the neighbouring
+    iteration's value of the same line (``h_t`` for ``h_{t-1}``) or from the mirrored instance (a kernel
+    flipped), at every instance at once."""
+    keys: Dict[tuple, List[int]] = {}
+    for i, e in enumerate(graph.eqns):
+        if jg.op_name(e) in ("mul", "dot_general") and i in graph.live and graph.user_line(i):
+            keys.setdefault(graph.key(i), []).append(i)
+    producers: Dict[tuple, List[int]] = {}
+    for i, e in enumerate(graph.eqns):
+        if graph.user_line(i) and len(e.outvars) == 1 and jg.is_float(e.outvars[0]):
+            producers.setdefault(graph.key(i), []).append(i)
     out = []
-
-    def combos(k):
-        if k == len(kinds):
-            yield {}
-            return
-        n_alt = len(groups[kinds[k]][0][1])
-        for rest in combos(k + 1):
-            yield rest
-            for a in range(n_alt):
-                yield {**rest, **{i: alts[a] for i, alts in groups[kinds[k]]}}
-
-    for edits in combos(0):
-        if edits:
-            out.append(Candidate("kink_convention", max(edits), edits,
-                                 f"another one-sided derivative is taken at the kinks of {', '.join(kinds)}"))
+    for inst in keys.values():
+        if len(inst) < 2:
+            continue
+        where = graph.describe(inst[0])
+        for j in (0, 1):
+            saved = [graph.eqns[i].invars[1 - j] for i in inst]
+            if not all(isinstance(v, jcore.Var) for v in saved):
+                continue
+            options = [("the mirrored instance's operand (a flipped kernel)", saved[::-1])]
+            for pk, pinst in producers.items():
+                if len(pinst) != len(inst) or graph.eqns[pinst[0]].outvars[0].aval.shape != saved[0].aval.shape:
+                    continue
+                for s in (-1, 0, 1):
+                    seq = [graph.eqns[pinst[k + s]].outvars[0] if 0 <= k + s < len(pinst) else saved[k]
+                           for k in range(len(inst))]
+                    options.append((f"the output of {graph.describe(pinst[0])} from iteration {'t' if s == 0 else f't{s:+d}'}"
+                                    " of the same pass (e.g. h_t where h_{t-1} belongs)", seq))
+            for what, seq in options:
+                if all(u is v for u, v in zip(seq, saved)) or len(out) >= MAX_LOOP_SAVED:
+                    continue
+                if all(bool(jnp.array_equal(values[u], values[v])) for u, v in zip(seq, saved)):
+                    continue
+                edits = {i: operand_edit(j, values[u]) for i, u in zip(inst, seq) if u is not saved[inst.index(i)]}
+                out.append(Candidate("wrong_saved_operand", max(inst), edits,
+                                     f"the backward of {where} uses {what} in place of operand {2 - j} in the "
+                                     f"cotangent to operand {j + 1}, in all {len(inst)} instances"))
     return out
-
-
-def _kink_side(eqn, pos, side):
-    def derivative(x, y):
-        nudged = jnp.where(x == 0, side * jnp.finfo(x.dtype).tiny, x)
-        return jg.local_derivative(eqn, nudged)
-
-    return jg.unary_edit(derivative, pos)
-
-
-def _tie_mask(graph, values, pred):
-    p = graph.producer.get(pred)
-    if p is None or graph.eqns[p].primitive.name not in COMPARISONS or p not in graph.live:
-        return None
-    a, b = (v.val if isinstance(v, jcore.Literal) else values.get(v) for v in graph.eqns[p].invars)
-    if a is None or b is None:
-        return None
-    tie = jnp.asarray(a) == jnp.asarray(b)
-    return tie if bool(jnp.any(tie)) else None
-
-
-def _tie_flip(tie):
-    """The backward of ``select_n(p, a, b)`` sends the cotangent to the other case where the comparison ties."""
-    dev = lambda t: t - jax.lax.stop_gradient(t)  # noqa: E731
-
-    def edit(eqn, invals, outs, read):
-        p, a, b = invals
-        flipped = jnp.where(jnp.broadcast_to(tie, p.shape), jnp.logical_not(p), p)
-        return [jax.lax.stop_gradient(outs[0]) + jax.lax.select_n(flipped, dev(a), dev(b))]
-
-    return edit
