@@ -221,57 +221,68 @@ def _from_candidate(graph, c, res):
                       also_at=sorted({graph.describe(i) for i in c.edits if i != c.eqn}), sites=sorted(c.edits))
 
 
+def _both(e1, e2):
+    """Two edits of one equation (each changing one operand's rule): their changes added."""
+
+    def edit(eqn, invals, outs, read):
+        return [a + b - o for a, b, o in zip(e1(eqn, invals, outs, read), e2(eqn, invals, outs, read), outs)]
+
+    return edit
+
+
 def _pairs(graph, leaves, point, singles, R, C, G, fit) -> List[Hypothesis]:
-    """Two changes at two sites: rule edits (fixed effects) and edge scalings (free constants), screened
-    by least squares on their first-order effects, the best :data:`MAX_PAIRS_EXACT` evaluated exactly."""
-    items = [("edit", k, R[k]) for k in range(len(singles))] + [("scale", k, C[:, k]) for k in range(C.shape[1])]
+    """Two changes: rule edits (fixed effects) and scalings of an edge or of a loop-wide / line-wide group
+    (free constants), screened by least squares on their first-order effects, the best
+    :data:`MAX_PAIRS_EXACT` evaluated exactly."""
+    items = [("edit", k, R[k]) for k in range(len(singles))] + [("scale", (k,), C[:, k]) for k in range(C.shape[1])]
+    items += [("scale", tuple(ks), C[:, ks].sum(axis=1)) for ks in _scale_groups(graph).values()]
     items = [it for it in items if np.linalg.norm(it[2]) > 0]
 
     def alone(it):
         v = it[2]
         return fit.residual(v) if it[0] == "edit" else fit.residual(v * (fit.D @ v) / (v @ v))
 
+    def site(it):
+        return singles[it[1]].eqn if it[0] == "edit" else graph.edges[it[1][-1]][0]
+
     pool = sorted(items, key=alone)[:PAIR_POOL]
     screened = []
     for x in range(len(pool)):
         for y in range(x + 1, len(pool)):
             a, b = pool[x], pool[y]
-            site_a = singles[a[1]].eqn if a[0] == "edit" else graph.edges[a[1]][0]
-            site_b = singles[b[1]].eqn if b[0] == "edit" else graph.edges[b[1]][0]
-            if site_a == site_b and a[0] == b[0] == "edit":
-                continue
             fixed = sum(it[2] for it in (a, b) if it[0] == "edit")
             free = [it[2] for it in (a, b) if it[0] == "scale"]
             coef = []
+            effect = fixed
             if free:
                 A = np.stack(free, axis=1)
                 coef = list(np.linalg.lstsq(A, fit.D - fixed, rcond=None)[0])
                 effect = fixed + A @ np.asarray(coef)
-            else:
-                effect = fixed
             screened.append((fit.residual(effect), a, b, coef))
     out = []
     for res, a, b, coef in sorted(screened, key=lambda t: t[0])[:MAX_PAIRS_EXACT]:
-        if res > 10 * fit.fit_rtol + 1e-3:
+        if res > 1e-3:
             break
         edits, scales, parts, coef = {}, {}, [], list(coef)
         for it in (a, b):
             if it[0] == "edit":
                 c = singles[it[1]]
-                edits.update(c.edits)
+                (i, e), = c.edits.items()
+                edits[i] = _both(edits[i], e) if i in edits else e
                 parts.append((c.cause, c.eqn, c.text))
             else:
                 s = _rounded(1.0 + coef.pop(0))
-                i, j = graph.edges[it[1]]
-                scales[(i, j)] = s
+                scales.update({graph.edges[k]: s for k in it[1]})
+                i, j = graph.edges[it[1][-1]]
                 cause, text = scale_causes.classify(graph, i, j, s)
-                parts.append((cause, i, text))
+                parts.append((cause, i, text + (f" (at all {len(it[1])} of its uses)" if len(it[1]) > 1 else "")))
         H = le.exact_gradient(graph, leaves, point, edits=edits or None, scales=scales or None)
         if fit.fits(H - G):
             (c1, i1, t1), (c2, i2, t2) = sorted(parts, key=lambda p: -p[1])
-            out.append(Hypothesis(c1 if c1 == c2 else c1, i1, graph.describe(i1),
+            out.append(Hypothesis(c1, i1, graph.describe(i1),
                                   f"manual equals autodiff if two changes are made: {t1}; and {t2}",
-                                  fit.residual(H - G), also_at=[graph.describe(i2)], sites=sorted({i1, i2})))
+                                  fit.residual(H - G), also_at=[graph.describe(i2)], sites=sorted({i1, i2}),
+                                  equivalent=[graph.describe(i2)] if c1 != c2 else []))
             break
     return out
 

@@ -117,7 +117,7 @@ def _per_equation(graph, values):
                                f"the backward of {where} leaves out the factor (operand {2 - j}) in the cotangent "
                                f"to operand {j + 1}")
                 for u, what in _saved_candidates(graph, values, eqn.invars[1 - j], i):
-                    yield _one("wrong_saved_operand", i, operand_edit(j, values[u]),
+                    yield _one("wrong_saved_operand", i, operand_edit(j, u),
                                f"the backward of {where} uses {what} in place of operand {2 - j} in the cotangent "
                                f"to operand {j + 1}")
             if name == "dot_general" and eqn.params["dimension_numbers"] == STANDARD_MATMUL and len(out_shape) == 2:
@@ -262,26 +262,30 @@ def _select_edits(i, eqn, where):
 
 
 def _saved_candidates(graph, values, v, i):
-    """Other forward values with ``v``'s shape that a hand derivation might save instead of ``v``: the
-    input of ``v``'s own op (a pre-activation for the activation), then every value of that shape, nearest
-    to equation ``i`` first, earlier or later."""
-    out = []
+    """Other forward values with ``v``'s shape (or size, reshaped) that a hand derivation might save instead
+    of ``v``: the input of the op that made ``v`` (through reshapes: a pre-activation for the activation),
+    then every value of that shape, nearest to equation ``i`` first, earlier or later."""
+    out, true = [], values.get(v)
+
+    def offer(u, what):
+        if len(out) >= MAX_SAVED_CANDIDATES or u is v or not jg.is_float(u) or any(u is c for c, _ in out):
+            return
+        if int(np.prod(u.aval.shape)) != int(np.prod(v.aval.shape)):
+            return
+        x = jnp.reshape(values[u], v.aval.shape)
+        if true is None or not bool(jnp.array_equal(x, true)):
+            out.append((x, what))
+
     p = graph.producer.get(v)
+    while p is not None and jg.op_name(graph.eqns[p]) in jg.PLUMBING and len(graph.eqns[p].invars) == 1:
+        p = graph.producer.get(graph.eqns[p].invars[0])
     if p is not None:
         for u in graph.eqns[p].invars:
-            if jg.is_float(u) and u.aval.shape == v.aval.shape and u is not v:
-                out.append((u, f"the input of {graph.describe(p)} (e.g. a pre-activation instead of the activation)"))
-    near = sorted(range(len(graph.eqns)), key=lambda k: abs(k - i))
-    true = values.get(v)
-    for k in near:
+            offer(u, f"the input of {graph.describe(p)} (e.g. a pre-activation instead of the activation)")
+    for k in sorted(range(len(graph.eqns)), key=lambda k: abs(k - i)):
         for u in graph.eqns[k].outvars:
-            if len(out) >= MAX_SAVED_CANDIDATES:
-                return out
-            if u is v or u.aval.shape != v.aval.shape or not jg.is_float(u) or any(u is c for c, _ in out):
-                continue
-            if true is not None and bool(jnp.array_equal(values[u], true)):
-                continue
-            out.append((u, f"the output of {graph.describe(k)}{' (computed later)' if k > i else ''}"))
+            if u.aval.shape == v.aval.shape:
+                offer(u, f"the output of {graph.describe(k)}{' (computed later)' if k > i else ''}")
     return out
 
 

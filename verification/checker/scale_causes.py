@@ -32,9 +32,13 @@ def reduced_sizes(eqn, j) -> List[int]:
     if eqn.primitive.name == "broadcast_in_dim" and j == 0:
         shape, kept = eqn.params["shape"], set(eqn.params["broadcast_dimensions"])
         return _subset_products([n for a, n in enumerate(shape) if a not in kept])
-    size = int(np.prod(eqn.invars[j].aval.shape))
-    out = int(np.prod(eqn.outvars[0].aval.shape))
-    return [out // size] if 0 < size < out else []
+    shape, out = tuple(eqn.invars[j].aval.shape), tuple(eqn.outvars[0].aval.shape)
+    if shape == () and out:  # a scalar operand broadcast over every axis
+        return _subset_products(out)
+    if len(shape) == len(out):
+        return _subset_products([o for s, o in zip(shape, out) if s == 1 and o > 1])
+    size, n = int(np.prod(shape)), int(np.prod(out))
+    return [n // size] if 0 < size < n else []
 
 
 def _mean_count(graph, eqn, const) -> List[int]:
