@@ -26,7 +26,7 @@ def grad(p, x, y, bug=None):
     s = x @ p["W"]
     correct = jnp.sum(s * y, axis=1, keepdims=True)
     margins = s - correct + DELTA
-    active = ((s - correct) > 0 if bug == "margin_left_out" else margins > 0) * (1 - y)
+    active = ((s - correct) > 0 if bug == "margin_left_out" else margins > 0).astype(s.dtype) * (1 - y)
     count = jnp.sum(active, axis=1, keepdims=True)
     ds = active - (0.0 if bug == "correct_class_forgotten" else count * y)
     ds = ds / m

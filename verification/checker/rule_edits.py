@@ -77,8 +77,8 @@ def candidates(graph: jg.Graph, values) -> List[Candidate]:
     for (cause, text), cs in by_text.items():
         if len(cs) > 1 and graph.user_line(cs[0].eqn):
             edits = {i: e for c in cs for i, e in c.edits.items()}
-            groups.append(Candidate(cause, max(edits), edits, f"{text}, in all {len(cs)} instances (a loop body "
-                                                              "or a repeated line)"))
+            groups.append(Candidate(cause, max(edits), edits, f"{text}, in all {len(cs)} instances (a loop body, "
+                                                              "a repeated line or a shared helper)"))
     for (cause, name, how), cs in helper.items():
         if len({graph.user_line(c.eqn) for c in cs}) > 1:
             edits = {i: e for c in cs for i, e in c.edits.items()}
@@ -277,7 +277,8 @@ def _saved_candidates(graph, values, v, i):
             out.append((x, what))
 
     p = graph.producer.get(v)
-    while p is not None and jg.op_name(graph.eqns[p]) in jg.PLUMBING and len(graph.eqns[p].invars) == 1:
+    while (p is not None and jg.op_name(graph.eqns[p]) in jg.PLUMBING and len(graph.eqns[p].invars) == 1
+           and isinstance(graph.eqns[p].invars[0], jcore.Var)):
         p = graph.producer.get(graph.eqns[p].invars[0])
     if p is not None:
         for u in graph.eqns[p].invars:
