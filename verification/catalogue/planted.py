@@ -44,7 +44,7 @@ def judge(report, planted: Planted, target: str, second: str = ""):
     at_target = [h for h in hyps if any(_at(w, target) for w in [h.where, *h.equivalent])]
     if second:
         at_target = [h for h in at_target if any(_at(w, second) for w in [h.where, *h.also_at, *h.equivalent])
-                     and (second != target or len(h.sites) > 1)]
+                     and (second != target or h.changes > 1)]
     loc = report.localization
     ranked = getattr(report, "ranked", None) or []
     bracket = any(_at(w, target) for w in ranked) or (loc is not None and not ranked and

@@ -30,9 +30,13 @@ from verification.checker import linear_effects as le
 from verification.checker import rule_edits, scale_causes
 
 CANONICAL_SCALES = (0.0, -1.0, 2.0, 0.5)
-MAX_GROUP_SCALES = 12  # loop-wide scalings evaluated exactly (best linear screens first)
+MAX_MULTI_EXACT = 8  # multi-equation rule changes evaluated exactly (best first-order screens first)
+MAX_GROUP_SCALES = 8  # loop-wide scalings evaluated exactly (best linear screens first)
+NEAR_CANONICAL = 0.5  # a chained group's first-order scale is tried with the canonical scales this close
 MAX_PAIRS_EXACT = 6  # two-site candidates evaluated exactly
-PAIR_POOL = 40  # single changes (best first) combined into pairs
+LEAF_FAILS_RTOL = 1e-8  # a leaf whose share of ||M - G|| is below this agrees (rounding)
+RANK_DIGITS = 6  # ranking scores equal to this many digits tie
+PAIR_POOL = 200  # single changes (most aligned with the error first) combined into pairs
 
 
 @dataclasses.dataclass
@@ -46,6 +50,7 @@ class Hypothesis:
     equivalent: List[str] = dataclasses.field(default_factory=list)  # other sites with the same effect
     also_at: List[str] = dataclasses.field(default_factory=list)  # the same change made at these sites too
     sites: List[int] = dataclasses.field(default_factory=list)  # every equation index named above
+    changes: int = 1  # distinct rule changes: 2 for a two-site (or two-operand) pair
 
     def as_dict(self):
         return dataclasses.asdict(self)
@@ -69,22 +74,30 @@ def _local(graph, point, i, edit=None):
                                edit)
 
 
-def _edge_deltas(graph, point):
-    """For each edge ``(i, j)``: ``{input var: the cotangent equation i sends it}`` (its scaling's direction)."""
-    cache, out = {}, []
+def _edge_deltas(graph, point, true):
+    """For each edge ``(i, j)``: ``{input var: the cotangent equation i sends it}`` (its scaling's direction);
+    ``true`` caches each equation's local cotangents."""
+    out = []
     for i, j in graph.edges:
-        if i not in cache:
-            cache[i] = _local(graph, point, i)
-        out.append({graph.eqns[i].invars[j]: cache[i][j]})
+        if i not in true:
+            true[i] = _local(graph, point, i)
+        out.append({graph.eqns[i].invars[j]: true[i][j]})
     return out
 
 
-def _edit_delta(graph, point, c):
-    """The change a single-equation edit makes to the cotangents of its equation's inputs."""
-    (i, edit), = c.edits.items()
-    true, new = _local(graph, point, i), _local(graph, point, i, edit)
+def _edit_delta(graph, point, i, edit, true):
+    """The change an edit of equation ``i``'s rule makes to the cotangents of its inputs (``true``: the
+    true rule's, by equation)."""
+    eqn = graph.eqns[i]
+    if hasattr(edit, "delta") and len(eqn.outvars) == 1 and eqn.outvars[0] in point.cotangents:
+        g = point.cotangents[eqn.outvars[0]]
+        return {eqn.invars[j]: d for j, d in edit.delta(eqn, [_read(point, v) for v in eqn.invars], g).items()
+                if isinstance(eqn.invars[j], jcore.Var)}
+    if i not in true:
+        true[i] = _local(graph, point, i)
+    new = _local(graph, point, i, edit)
     d = {}
-    for v, t, n in zip(graph.eqns[i].invars, true, new):
+    for v, t, n in zip(graph.eqns[i].invars, true[i], new):
         if t is not None and isinstance(v, jcore.Var):
             d[v] = d.get(v, 0) + (n - t)
     return d
@@ -170,7 +183,8 @@ def _group_scalings(graph, leaves, point, C, G, fit) -> List[Hypothesis]:
         screened.append((fit.residual(am1 * col), key, ks, 1 + am1))
     out = []
     for _, key, ks, a_lin in sorted(screened, key=lambda t: t[0])[:MAX_GROUP_SCALES]:
-        for a in (*CANONICAL_SCALES, a_lin):
+        near = [c for c in CANONICAL_SCALES if abs(a_lin - c) <= NEAR_CANONICAL * max(1.0, abs(c))]
+        for a in (*near, a_lin):
             H = le.exact_gradient(graph, leaves, point, scales={graph.edges[k]: a for k in ks})
             if fit.fits(H - G):
                 i, j = graph.edges[ks[-1]]
@@ -196,15 +210,27 @@ def explain(graph, leaves, manual, reference, fit_rtol) -> Tuple[List[Hypothesis
     cands = rule_edits.candidates(graph, point.values)
     singles = [c for c in cands if len(c.edits) == 1]
     multi = [c for c in cands if len(c.edits) > 1]
-    edge_deltas = _edge_deltas(graph, point)
-    E = le.pullbacks(graph, leaves, point, edge_deltas + [_edit_delta(graph, point, c) for c in singles])
+    true = {}
+    edge_deltas = _edge_deltas(graph, point, true)
+    members = {}  # (equation, edit) -> row of the edit's first-order effect
+    for c in singles + multi:
+        for i, e in c.edits.items():
+            members.setdefault((i, id(e)), (len(members), i, e))
+    E = le.pullbacks(graph, leaves, point, edge_deltas + [_edit_delta(graph, point, i, e, true)
+                                                          for _, i, e in members.values()])
     C = E[:len(edge_deltas)].T  # (n_params, n_edges): scaling edge k by a changes the gradient by (a - 1) C_k
-    R = E[len(edge_deltas):]  # (n_singles, n_params): each single edit's change
+    rows = E[len(edge_deltas):]
+
+    def first_order(c):
+        return sum(rows[members[(i, id(e))][0]] for i, e in c.edits.items())
+
+    R = np.stack([first_order(c) for c in singles]) if singles else np.zeros((0, len(D)))  # exact: one equation
     found = []
     for c, d in zip(singles, R):
         if fit.fits(d):
             found.append(_from_candidate(graph, c, fit.residual(d)))
-    for c in multi:
+    # Edits at several equations chain: screened by their first-order effect, the best few evaluated exactly.
+    for c in sorted(multi, key=lambda c: fit.residual(first_order(c)))[:MAX_MULTI_EXACT]:
         H = le.exact_gradient(graph, leaves, point, edits=c.edits)
         if fit.fits(H - G):
             found.append(_from_candidate(graph, c, fit.residual(H - G)))
@@ -213,7 +239,7 @@ def explain(graph, leaves, manual, reference, fit_rtol) -> Tuple[List[Hypothesis
         found += _group_scalings(graph, leaves, point, C, G, fit)
     if not found:
         found += _pairs(graph, leaves, point, singles, R, C, G, fit)
-    return found, ([] if found else rank_lines(graph, singles, R, C, fit))
+    return found, ([] if found else rank_lines(graph, singles, R, C, fit, sites=consistent_sites(graph, leaves, D)))
 
 
 def _from_candidate(graph, c, res):
@@ -232,33 +258,41 @@ def _both(e1, e2):
 
 def _pairs(graph, leaves, point, singles, R, C, G, fit) -> List[Hypothesis]:
     """Two changes: rule edits (fixed effects) and scalings of an edge or of a loop-wide / line-wide group
-    (free constants), screened by least squares on their first-order effects, the best
+    (free constants).  The :data:`PAIR_POOL` items most aligned with the error are paired, every pair
+    screened at once by least squares on the first-order effects (from their Gram matrix), the best
     :data:`MAX_PAIRS_EXACT` evaluated exactly."""
     items = [("edit", k, R[k]) for k in range(len(singles))] + [("scale", (k,), C[:, k]) for k in range(C.shape[1])]
     items += [("scale", tuple(ks), C[:, ks].sum(axis=1)) for ks in _scale_groups(graph).values()]
     items = [it for it in items if np.linalg.norm(it[2]) > 0]
-
-    def alone(it):
-        v = it[2]
-        return fit.residual(v) if it[0] == "edit" else fit.residual(v * (fit.D @ v) / (v @ v))
-
-    def site(it):
-        return singles[it[1]].eqn if it[0] == "edit" else graph.edges[it[1][-1]][0]
-
-    pool = sorted(items, key=alone)[:PAIR_POOL]
+    if len(items) < 2:
+        return []
+    V = np.stack([it[2] for it in items])
+    cos = np.abs(V @ fit.D) / (np.linalg.norm(V, axis=1) * fit.nD)
+    keep = np.argsort(-cos)[:PAIR_POOL]
+    items, V = [items[k] for k in keep], V[keep]
+    K, d, DD = V @ V.T, V @ fit.D, fit.nD ** 2  # Gram matrix, projections, ||D||^2
+    free = np.array([it[0] == "scale" for it in items])
+    n = len(items)
+    kx, dx = np.diag(K)[:, None], d[:, None]
+    ky, dy = kx.T, dx.T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        both_free = DD - (ky * dx ** 2 - 2 * K * dx * dy + kx * dy ** 2) / (kx * ky - K ** 2)
+        x_free = DD - 2 * dy + ky - (dx - K) ** 2 / kx  # y fixed: (D - v_y) projected on v_x
+        y_free = DD - 2 * dx + kx - (dy - K) ** 2 / ky
+    both_fixed = DD + kx + ky - 2 * dx - 2 * dy + 2 * K
+    fx, fy = free[:, None], free[None, :]
+    res2 = np.where(fx & fy, both_free, np.where(fx, x_free, np.where(fy, y_free, both_fixed)))
+    res2 = np.where(np.triu(np.ones((n, n), bool), 1) & np.isfinite(res2), res2, np.inf)
     screened = []
-    for x in range(len(pool)):
-        for y in range(x + 1, len(pool)):
-            a, b = pool[x], pool[y]
-            fixed = sum(it[2] for it in (a, b) if it[0] == "edit")
-            free = [it[2] for it in (a, b) if it[0] == "scale"]
-            coef = []
-            effect = fixed
-            if free:
-                A = np.stack(free, axis=1)
-                coef = list(np.linalg.lstsq(A, fit.D - fixed, rcond=None)[0])
-                effect = fixed + A @ np.asarray(coef)
-            screened.append((fit.residual(effect), a, b, coef))
+    for flat in np.argsort(res2, axis=None)[:MAX_PAIRS_EXACT]:
+        x, y = divmod(int(flat), n)
+        if not np.isfinite(res2[x, y]):
+            break
+        a, b = items[x], items[y]
+        fixed = sum((it[2] for it in (a, b) if it[0] == "edit"), np.zeros_like(fit.D))
+        fr = [it[2] for it in (a, b) if it[0] == "scale"]
+        coef = list(np.linalg.lstsq(np.stack(fr, axis=1), fit.D - fixed, rcond=None)[0]) if fr else []
+        screened.append((float(np.sqrt(max(res2[x, y], 0.0))) / fit.nD, a, b, coef))
     out = []
     for res, a, b, coef in sorted(screened, key=lambda t: t[0])[:MAX_PAIRS_EXACT]:
         if res > 1e-3:
@@ -281,7 +315,7 @@ def _pairs(graph, leaves, point, singles, R, C, G, fit) -> List[Hypothesis]:
             (c1, i1, t1), (c2, i2, t2) = sorted(parts, key=lambda p: -p[1])
             out.append(Hypothesis(c1, i1, graph.describe(i1),
                                   f"manual equals autodiff if two changes are made: {t1}; and {t2}",
-                                  fit.residual(H - G), also_at=[graph.describe(i2)], sites=sorted({i1, i2}),
+                                  fit.residual(H - G), also_at=[graph.describe(i2)], sites=sorted({i1, i2}), changes=2,
                                   equivalent=[graph.describe(i2)] if c1 != c2 else []))
             break
     return out
@@ -292,19 +326,39 @@ def _rounded(s):
     return next((c for c in CANONICAL_SCALES if abs(s - c) <= 1e-6 * max(1.0, abs(c))), s)
 
 
-def rank_lines(graph, singles, R, C, fit, top: int = 3) -> List[str]:
+def consistent_sites(graph, leaves, D) -> set:
+    """The equations where one change can enter: one of its inputs depends on every failing leaf and on no
+    agreeing one (a change there reaches the failing leaves and leaves the agreeing ones alone).  This holds
+    in any graph, not only a chain; empty when no equation qualifies (two sites, or changes that cancel)."""
+    sizes = np.cumsum([0] + [int(np.size(l)) for l in leaves])
+    norms = np.array([np.linalg.norm(D[a:b]) for a, b in zip(sizes[:-1], sizes[1:])])
+    failing = frozenset(np.flatnonzero(norms > LEAF_FAILS_RTOL * np.linalg.norm(D)).tolist())
+    deps = {v: frozenset([k]) for k, v in enumerate(graph.closed.jaxpr.invars)}
+    out = set()
+    for i, e in enumerate(graph.eqns):
+        ins = [deps.get(v, frozenset()) for v in e.invars if isinstance(v, jcore.Var)]
+        if any(s == failing for s in ins):  # every leaf is failing or agreeing
+            out.add(i)
+        for o in e.outvars:
+            deps[o] = frozenset().union(*ins)
+    return out
+
+
+def rank_lines(graph, singles, R, C, fit, top: int = 3, sites=None) -> List[str]:
     """The source lines (``op at file:line``) ordered by how much of the error a change at that line alone
-    explains: an edge scaled by its best constant, or a rule edit by its best factor."""
-    score: Dict[str, float] = {}
+    explains: an edge scaled by its best constant, or a rule edit by its best factor.  Only equations in
+    ``sites`` (:func:`consistent_sites`, when not empty) are ranked; ties go to the equation the backward
+    pass reaches first."""
+    score: Dict[str, tuple] = {}
     name: Dict[str, str] = {}
 
     def offer(i, v):
         n = float(v @ v)
-        if n == 0:
+        if n == 0 or (sites and i not in sites):
             return
-        res = fit.residual(v * (fit.D @ v) / n)
+        res = (round(fit.residual(v * (fit.D @ v) / n), RANK_DIGITS), -i)
         line = graph.user_line(i) or graph.describe(i)
-        if res < score.get(line, np.inf):
+        if res < score.get(line, (np.inf, 0)):
             score[line], name[line] = res, graph.describe(i)
 
     for k, (i, j) in enumerate(graph.edges):

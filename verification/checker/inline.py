@@ -58,7 +58,7 @@ def inline(closed, leaves) -> Any:
     outer = _run(flat, closed.jaxpr, {})
     outvars = [outer.get(v, v) if isinstance(v, jcore.Var) else v for v in closed.jaxpr.outvars]
     jaxpr = jcore.Jaxpr(list(closed.jaxpr.constvars) + flat.constvars, list(closed.jaxpr.invars), outvars, flat.eqns,
-                        closed.jaxpr.effects)
+                        closed.jaxpr.effects, debug_info=closed.jaxpr.debug_info)
     return jcore.ClosedJaxpr(jaxpr, list(closed.consts) + flat.consts)
 
 

@@ -77,9 +77,12 @@ class Graph:
         return user_line(self.eqns[i])
 
     def key(self, i: int) -> tuple:
-        """The same line of a loop body (or of a Python loop): op, user line and input shapes."""
+        """The same line of a loop body (or of a Python loop): op, user line, input shapes, and the value of
+        each scalar literal (``2 * k2`` and ``dt / 6 * s`` on one line are different ops)."""
         e = self.eqns[i]
-        return (op_name(e), user_line(e), tuple(tuple(getattr(v.aval, "shape", ())) for v in e.invars))
+        lits = tuple(float(v.val) if isinstance(v, jcore.Literal) and np.ndim(v.val) == 0
+                     and np.issubdtype(np.asarray(v.val).dtype, np.number) else None for v in e.invars)
+        return (op_name(e), user_line(e), tuple(tuple(getattr(v.aval, "shape", ())) for v in e.invars), lits)
 
     def describe(self, i: int) -> str:
         where = user_line(self.eqns[i])
@@ -128,6 +131,8 @@ def is_float(v) -> bool:
 
 
 Edit = Callable[[Any, List[Any], List[Any], Callable], List[Any]]  # (eqn, invals, outvals, read) -> new outvals
+# An edit may carry ``edit.delta(eqn, invals, g) -> {input position: change of its cotangent}``: the change
+# of the rule in closed form, for output cotangent ``g``, so that its effect needs no autodiff of the edit.
 
 
 def evaluate(graph: Graph, leaves: Sequence[Any], *, edits: Optional[Dict[int, Edit]] = None,
@@ -190,7 +195,18 @@ def unary_edit(derivative: Callable, position: int = 0) -> Edit:
         d = jax.lax.stop_gradient(derivative(jax.lax.stop_gradient(x), jax.lax.stop_gradient(y)))
         return [jax.lax.stop_gradient(y) + d * _sg_dev(x)]
 
+    def delta(eqn, invals, g):
+        x = invals[position]
+        y = _bind(eqn, invals)
+        return {position: g * (derivative(x, y) - local_derivative(eqn, x))}
+
+    edit.delta = delta
     return edit
+
+
+def _bind(eqn, invals):
+    out = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(eqn.params))
+    return out[0] if eqn.primitive.multiple_results else out
 
 
 def local_derivative(eqn, x):

@@ -120,11 +120,13 @@ def pullbacks(graph: jg.Graph, leaves, point: Point, deltas: Sequence[Dict[Any, 
     out = []
     for lo in range(0, len(deltas), BATCH):
         chunk = deltas[lo:lo + BATCH]
-        cot = [jnp.stack([jnp.asarray(d[v], dtype).reshape(v.aval.shape) if v in d else
-                          jnp.zeros(v.aval.shape, dtype) for d in chunk]) for v in targets]
-        if len(chunk) < BATCH and len(deltas) > BATCH:  # one compiled shape
-            cot = [jnp.concatenate([c, jnp.zeros((BATCH - len(chunk),) + c.shape[1:], c.dtype)]) for c in cot]
-        out.append(np.asarray(run(cot), np.float64)[:len(chunk)])
+        rows = BATCH if len(deltas) > BATCH else len(chunk)  # one compiled shape
+        cot = [np.zeros((rows,) + tuple(v.aval.shape), dtype) for v in targets]  # filled in numpy: no dispatch
+        for c, v in zip(cot, targets):
+            for r, d in enumerate(chunk):
+                if v in d:
+                    c[r] = np.reshape(np.asarray(d[v]), v.aval.shape)
+        out.append(np.asarray(run([jnp.asarray(c) for c in cot]), np.float64)[:len(chunk)])
     return np.concatenate(out)
 
 

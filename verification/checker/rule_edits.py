@@ -162,6 +162,14 @@ def operand_edit(j: int, u) -> jg.Edit:
         keep[1 - j], keep[j] = dev[1 - j], s[j]
         return [jax.lax.stop_gradient(outs[0]) + bind(*keep) + bind(*other)]
 
+    def delta(eqn, invals, g):  # bilinear: the cotangent to j changes by that of bind with (u - other)
+        ins = list(invals)
+        ins[1 - j] = u - invals[1 - j]
+        _, vjp = jax.vjp(lambda x: eqn.primitive.bind(*(ins[:j] + [x] + ins[j + 1:]),
+                                                      **eqn.primitive.get_bind_params(eqn.params)), invals[j])
+        return {j: vjp(g)[0]}
+
+    edit.delta = delta
     return edit
 
 
@@ -205,6 +213,11 @@ def _matmul_form(j, form):
         changed = jg.linear_with_transpose(lambda g: form(g, other), outs[0], invals[j])
         return [jax.lax.stop_gradient(outs[0]) + keep + changed]
 
+    def delta(eqn, invals, g):
+        A, B = invals
+        return {j: form(g, B) - g @ B.T if j == 0 else form(g, A) - A.T @ g}
+
+    edit.delta = delta
     return edit
 
 
