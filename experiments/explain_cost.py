@@ -39,7 +39,8 @@ OUT = "results/explain_cost.json"
 
 def mutations(graph, leaves, rng):
     """``(description, planted equation, buggy gradient)``, drawn at random from both kinds."""
-    pool = [("edit", c) for c in rule_edits.candidates(graph, leaves) if len(c.edits) == 1]
+    values = rule_edits.saved_values(graph, leaves)
+    pool = [("edit", c) for c in rule_edits.candidates(graph, values) if len(c.edits) == 1]
     pool += [("scale", (e, a)) for e in graph.edges for a in SCALES]
     for k in rng.permutation(len(pool))[:N_MUTATIONS]:
         kind, what = pool[k]

@@ -27,6 +27,7 @@ TIMEOUT_S = 240
 F64_RTOL = 1e-12
 # float32: the same reordering at eps32 ~ 1.2e-7 per step, grown over 200 momentum steps: 1e-4 relative.
 F32_RTOL = 1e-4
+KILL_STEPS = 6000  # long enough that the kill lands after the first checkpoint (1500) and before the end
 GRAD_RTOL = 1e-12  # manual gradient vs jax.grad in float64 (verification.checker.tolerances.F64_RTOL)
 
 
@@ -143,8 +144,8 @@ def test_non_finite_guard_reports_the_same_on_every_process(tmp_path):
 
 def _cli(port, pid, n, ck, out, *extra):
     return [sys.executable, "-m", "jaxmlp", "train", "--coordinator", f"127.0.0.1:{port}", "--num-processes", str(n),
-            "--process-id", str(pid), "--steps", "16000", "--log-every", "2000", "--checkpoint-dir", str(ck),
-            "--checkpoint-every", "4000", "--out", str(out), *extra]
+            "--process-id", str(pid), "--steps", str(KILL_STEPS), "--log-every", "500", "--checkpoint-dir",
+            str(ck), "--checkpoint-every", "1500", "--out", str(out), *extra]
 
 
 def test_kill_one_process_then_resume_is_bitwise(tmp_path):
@@ -181,7 +182,7 @@ def test_kill_one_process_then_resume_is_bitwise(tmp_path):
     assert codes == [0, 0], (run / "proc0.log").read_text()[-2000:]
     a = checkpoint.load(checkpoint.latest(ref / "out" / "final"))
     b = checkpoint.load(checkpoint.latest(run / "out" / "final"))
-    assert a.step == b.step == 16000
+    assert a.step == b.step == KILL_STEPS
     for u, v in zip(a.params, b.params):
         assert np.array_equal(np.asarray(u.W), np.asarray(v.W)) and np.array_equal(np.asarray(u.b), np.asarray(v.b))
     assert np.array_equal(a.history_losses, b.history_losses)

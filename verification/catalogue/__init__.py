@@ -1,4 +1,4 @@
-"""A catalogue of realistic hand-derivation bugs over seven model families, and its runner.
+"""A catalogue of realistic hand-derivation bugs over seventeen model families, and its runner.
 
 Each family module holds a loss written as people write it (one operation per line, each line that a
 bug affects marked ``# site: NAME``), its hand-derived gradient ``grad(p, x, y, bug=None)``, a
@@ -23,6 +23,8 @@ FIRST_FAMILIES = (dict_mlp, residual_mlp, tied_autoencoder, softmax_regression, 
 NEW_FAMILIES = (rnn_scan, conv2d_stride, maxout_pool, causal_attention, vae, crf_forward, graph_conv, rk4_ode,
                 hinge_svm, gp_marginal)
 FAMILIES = FIRST_FAMILIES + NEW_FAMILIES
+# The checker as it stood when the new families were written (2026-12-02), before any edit for them.
+FIRST_SCORE_OF_NEW_FAMILIES = "46 bugs: 29 located, 20 explained, 7 checks raised (TypeError in the kink test)"
 
 
 class Outcome(NamedTuple):
@@ -59,4 +61,4 @@ def run(seed: int = 0, families=FAMILIES) -> Iterator[Outcome]:
                               seconds)
 
 
-__all__ = ["FAMILIES", "FIRST_FAMILIES", "NEW_FAMILIES", "Outcome", "Planted", "judge", "run", "site_lines"]
+__all__ = ["FAMILIES", "FIRST_FAMILIES", "FIRST_SCORE_OF_NEW_FAMILIES", "NEW_FAMILIES", "Outcome", "Planted", "judge", "run", "site_lines"]

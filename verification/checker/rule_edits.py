@@ -197,6 +197,12 @@ def _orientation_edits(i, eqn, where, float_vars, values):
                     probe = jax.random.normal(jax.random.key(1), g0.shape, A.dtype)
                     if bool(jnp.allclose(form(probe, other), true(probe, other))):
                         continue
+                    t = true(probe, other)
+                    if t.shape == t.T.shape and bool(jnp.allclose(form(probe, other), t.T)):
+                        yield _one("transposed_operand", i, _matmul_form(j, form),
+                                   f"the backward of {where} sends operand {j + 1} the transpose of its cotangent "
+                                   "(the gradient of a transposed operand, W^T's for W, not transposed back)")
+                        continue
                     cause = "transposed_cotangent" if tg else "transposed_operand"
                     expr = f"{'g^T' if tg else 'g'}, {'the transpose of ' if to else ''}operand {2 - j}"
                     yield _one(cause, i, _matmul_form(j, form),
