@@ -183,3 +183,17 @@ def test_when_nothing_fits_the_ranked_sites_are_the_consistent_ones():
     assert not r.hypotheses and len(r.ranked) == 3 and located, str(r)
     # b agrees: the activation, whose input depends on b, cannot be the site of a single change
     assert not any(w.endswith(lines["act"]) and w.startswith("tanh") for w in r.ranked)
+
+
+@pytest.mark.parametrize("stage, target", [("tracing the loss", "verification.checker.jaxpr_graph.trace"),
+                                           ("the hypotheses", "verification.checker.hypotheses.explain")])
+def test_a_construct_beyond_the_diagnosis_gets_a_note_not_a_traceback(monkeypatch, stage, target):
+    def unsupported(*args, **kwargs):
+        raise NotImplementedError("a primitive the diagnosis has no rule for")
+
+    monkeypatch.setattr(target, unsupported)
+    p, xs = _problem(6)
+    r = _check(_scan_loss, lambda p, xs: _scan_loss(p, xs, TANH_DROPPED), p, xs)
+    assert not r.passed and not r.hypotheses
+    assert any(f"{stage} stopped (NotImplementedError" in n for n in r.notes), r.notes
+    assert "FAIL" in str(r) and "stopped" in r.to_json()

@@ -201,16 +201,31 @@ def check_gradients(loss_fn: Callable[..., Any], manual_fn: Callable[..., Any], 
     if structure_error:
         report.diagnoses = diagnose(manual, ref, params, args, report, strengths=reg, off=off)
         return report
-    graph = jg.trace(loss, params, [l.path for l in report.leaves])
-    if _passes_at_kinks(graph, loss, params, manual, report, rtol, atol):
-        return report
-    report.localization = localize(graph, {l.path: l.passed for l in report.leaves})
-    if deltas is not None:
-        _check_deltas(report.localization, loss_fn, params, args, kwargs, deltas, rtol)
-    report.hypotheses, report.ranked = hy.explain(graph, jax.tree.leaves(params), manual, ref, FIT_RTOL[precision])
+    graph = _guarded(report, "tracing the loss", lambda: jg.trace(loss, params, [l.path for l in report.leaves]))
+    if graph is not None:
+        if _guarded(report, "the kink test", lambda: _passes_at_kinks(graph, loss, params, manual, report, rtol, atol)):
+            return report
+        report.localization = _guarded(report, "localisation",
+                                       lambda: localize(graph, {l.path: l.passed for l in report.leaves}))
+        if deltas is not None and report.localization is not None:
+            _check_deltas(report.localization, loss_fn, params, args, kwargs, deltas, rtol)
+        report.hypotheses, report.ranked = _guarded(report, "the hypotheses", lambda: hy.explain(
+            graph, jax.tree.leaves(params), manual, ref, FIT_RTOL[precision])) or ([], [])
     patterns = diagnose(manual, ref, params, args, report, strengths=reg, off=off)
     report.diagnoses = [_merge(d, report) for d in patterns]
     return report
+
+
+def _guarded(report, stage, fn):
+    """``fn()``, or ``None`` with a note when a construct of the loss is beyond the diagnosis: the
+    comparison (the verdict) stands, and what could not be said is said, never a raw traceback."""
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001 -- any program: the report says what stopped, and where
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        report.notes.append(f"diagnosis: {stage} stopped ({type(e).__name__}: {first}); the comparison above "
+                            "stands, the diagnosis is partial")
+        return None
 
 
 def _tolerances(loss_fn, manual_fn, params, rtol, atol):

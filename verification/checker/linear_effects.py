@@ -27,6 +27,7 @@ from verification.checker import jaxpr_graph as jg
 SHIFT_OPS = ("reduce_max", "reduce_min", "argmax", "argmin", "stop_gradient")
 ZERO_COTANGENT_RTOL = 1e-9  # a shift's cotangent below this (relative to the largest) is zero up to rounding
 BATCH = 256  # pullbacks per vmapped call
+JIT_MAX_EQNS = 200  # programs up to this many equations are compiled whole (else run op by op, cached per op)
 
 
 @dataclasses.dataclass
@@ -116,7 +117,9 @@ def pullbacks(graph: jg.Graph, leaves, point: Point, deltas: Sequence[Dict[Any, 
         g = vjp(cot)[0]
         return jnp.concatenate([jnp.ravel(x).astype(jnp.float64) for x in g])
 
-    run = jax.vmap(one)  # eager: compiling the batched program costs more than running it op by op
+    run = jax.vmap(one)
+    if len(graph.eqns) <= JIT_MAX_EQNS:  # one compile beats a compile per new op; long programs run op by op
+        run = jax.jit(run)
     out = []
     for lo in range(0, len(deltas), BATCH):
         chunk = deltas[lo:lo + BATCH]
