@@ -19,7 +19,6 @@ import dataclasses
 from typing import Any, Callable, List, Optional
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from verification.checker import finite_differences as fd

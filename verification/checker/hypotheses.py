@@ -12,7 +12,7 @@ when ``||M - H|| <= fit_rtol * ||M - G||``: it reproduces the mistake, not just 
   chain, so each is evaluated exactly.
 * **Two sites**, when nothing else fits: pairs of changes screened by least squares, the best few
   evaluated exactly (:data:`MAX_PAIRS_EXACT`).
-* **Ranking** (:func:`rank_lines`): when nothing fits, the source lines ordered by how much of the
+* **Ranking** (:func:`verification.checker.ranking.rank_lines`): when nothing fits, the source lines ordered by how much of the
   error a change at that line alone can explain.
 """
 from __future__ import annotations
@@ -27,15 +27,13 @@ import numpy as np
 
 from verification.checker import jaxpr_graph as jg
 from verification.checker import linear_effects as le
-from verification.checker import rule_edits, scale_causes
+from verification.checker import ranking, rule_edits, scale_causes
 
 CANONICAL_SCALES = (0.0, -1.0, 2.0, 0.5)
 MAX_MULTI_EXACT = 8  # multi-equation rule changes evaluated exactly (best first-order screens first)
 MAX_GROUP_SCALES = 8  # loop-wide scalings evaluated exactly (best linear screens first)
 NEAR_CANONICAL = 0.5  # a chained group's first-order scale is tried with the canonical scales this close
 MAX_PAIRS_EXACT = 6  # two-site candidates evaluated exactly
-LEAF_FAILS_RTOL = 1e-8  # a leaf whose share of ||M - G|| is below this agrees (rounding)
-RANK_DIGITS = 6  # ranking scores equal to this many digits tie
 PAIR_POOL = 200  # single changes (most aligned with the error first) combined into pairs
 
 
@@ -200,7 +198,7 @@ def _group_scalings(graph, leaves, point, C, G, fit) -> List[Hypothesis]:
 
 def explain(graph, leaves, manual, reference, fit_rtol) -> Tuple[List[Hypothesis], List[str]]:
     """Every hypothesis that fits, rule edits first (they are the more specific), each with its site; and
-    when none fits, the three source lines :func:`rank_lines` ranks first."""
+    when none fits, the three source lines :mod:`verification.checker.ranking` ranks first."""
     M, G = _flat(manual), _flat(reference)
     D = M - G
     if not np.all(np.isfinite(D)) or np.linalg.norm(D) == 0:
@@ -239,7 +237,8 @@ def explain(graph, leaves, manual, reference, fit_rtol) -> Tuple[List[Hypothesis
         found += _group_scalings(graph, leaves, point, C, G, fit)
     if not found:
         found += _pairs(graph, leaves, point, singles, R, C, G, fit)
-    return found, ([] if found else rank_lines(graph, singles, R, C, fit, sites=consistent_sites(graph, leaves, D)))
+    return found, ([] if found else ranking.rank_lines(graph, singles, R, C, fit.D,
+                                                         sites=ranking.consistent_sites(graph, leaves, D)))
 
 
 def _from_candidate(graph, c, res):
@@ -324,49 +323,6 @@ def _pairs(graph, leaves, point, singles, R, C, G, fit) -> List[Hypothesis]:
 def _rounded(s):
     """``s``, or the meaningful scale (0, -1, 2, 1/2) it is up to screening error."""
     return next((c for c in CANONICAL_SCALES if abs(s - c) <= 1e-6 * max(1.0, abs(c))), s)
-
-
-def consistent_sites(graph, leaves, D) -> set:
-    """The equations where one change can enter: one of its inputs depends on every failing leaf and on no
-    agreeing one (a change there reaches the failing leaves and leaves the agreeing ones alone).  This holds
-    in any graph, not only a chain; empty when no equation qualifies (two sites, or changes that cancel)."""
-    sizes = np.cumsum([0] + [int(np.size(l)) for l in leaves])
-    norms = np.array([np.linalg.norm(D[a:b]) for a, b in zip(sizes[:-1], sizes[1:])])
-    failing = frozenset(np.flatnonzero(norms > LEAF_FAILS_RTOL * np.linalg.norm(D)).tolist())
-    deps = {v: frozenset([k]) for k, v in enumerate(graph.closed.jaxpr.invars)}
-    out = set()
-    for i, e in enumerate(graph.eqns):
-        ins = [deps.get(v, frozenset()) for v in e.invars if isinstance(v, jcore.Var)]
-        if any(s == failing for s in ins):  # every leaf is failing or agreeing
-            out.add(i)
-        for o in e.outvars:
-            deps[o] = frozenset().union(*ins)
-    return out
-
-
-def rank_lines(graph, singles, R, C, fit, top: int = 3, sites=None) -> List[str]:
-    """The source lines (``op at file:line``) ordered by how much of the error a change at that line alone
-    explains: an edge scaled by its best constant, or a rule edit by its best factor.  Only equations in
-    ``sites`` (:func:`consistent_sites`, when not empty) are ranked; ties go to the equation the backward
-    pass reaches first."""
-    score: Dict[str, tuple] = {}
-    name: Dict[str, str] = {}
-
-    def offer(i, v):
-        n = float(v @ v)
-        if n == 0 or (sites and i not in sites):
-            return
-        res = (round(fit.residual(v * (fit.D @ v) / n), RANK_DIGITS), -i)
-        line = graph.user_line(i) or graph.describe(i)
-        if res < score.get(line, (np.inf, 0)):
-            score[line], name[line] = res, graph.describe(i)
-
-    for k, (i, j) in enumerate(graph.edges):
-        if jg.op_name(graph.eqns[i]) not in jg.PLUMBING:
-            offer(i, C[:, k])
-    for c, d in zip(singles, R):
-        offer(c.eqn, d)
-    return [name[l] for l in sorted(score, key=score.get)[:top]]
 
 
 def candidate_gradients(graph, leaves, cands) -> np.ndarray:

@@ -15,7 +15,7 @@ equations (every instance of a loop body, two sites) chain, and are evaluated ex
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, Sequence
 
 import jax
 import jax.extend.core as jcore

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from verification.checker import jaxpr_graph as jg
+from verification.checker import saved_operands as saved
 
 # Elementwise derivatives written in terms of the op's output y, as people derive them by hand.
 OUTPUT_FORM = {"tanh": lambda u: 1 - u * u, "logistic": lambda u: u * (1 - u), "exp": lambda u: u,
@@ -34,8 +35,6 @@ OUTPUT_FORM = {"tanh": lambda u: 1 - u * u, "logistic": lambda u: u * (1 - u), "
 PIECEWISE = ("max", "min", "custom_jvp_call[relu]", "abs", "custom_jvp_call[leaky_relu]")
 NOT_ELEMENTWISE_RULES = jg.PLUMBING | {"neg", "mul", "div", "add", "sub", "reduce_sum", "dot_general",
                                        "reduce_max", "reduce_min", "select_n"}
-MAX_SAVED_CANDIDATES = 8  # forward values tried in place of a product's saved operand, nearest first
-MAX_LOOP_SAVED = 24  # loop-wide saved-operand changes (neighbouring iteration, mirrored instance)
 STANDARD_MATMUL = (((1,), (0,)), ((), ()))
 
 
@@ -84,7 +83,8 @@ def candidates(graph: jg.Graph, values) -> List[Candidate]:
             edits = {i: e for c in cs for i, e in c.edits.items()}
             groups.append(Candidate(cause, max(edits), edits, f"the derivative of {name} is {how}, at every one of "
                                                               f"its {len(cs)} uses (a shared helper)"))
-    return out + groups + _loop_saved(graph, values)
+    loop = [Candidate("wrong_saved_operand", site, edits, text) for site, edits, text in saved.loop_saved(graph, values)]
+    return out + groups + loop
 
 
 def _one(cause, i, edit, text):
@@ -116,8 +116,8 @@ def _per_equation(graph, values):
                     yield _one("derivative_dropped", i, jg.product_edit(j, lambda a, b: jnp.ones((), a.dtype)),
                                f"the backward of {where} leaves out the factor (operand {2 - j}) in the cotangent "
                                f"to operand {j + 1}")
-                for u, what in _saved_candidates(graph, values, eqn.invars[1 - j], i):
-                    yield _one("wrong_saved_operand", i, operand_edit(j, u),
+                for u, what in saved.saved_candidates(graph, values, eqn.invars[1 - j], i):
+                    yield _one("wrong_saved_operand", i, saved.operand_edit(j, u),
                                f"the backward of {where} uses {what} in place of operand {2 - j} in the cotangent "
                                f"to operand {j + 1}")
             if name == "dot_general" and eqn.params["dimension_numbers"] == STANDARD_MATMUL and len(out_shape) == 2:
@@ -146,31 +146,6 @@ def _elementwise(graph, values, i, eqn, where, name, pos):
                                                                pos),
                            f"the mask of {where} is computed before the offset {float(lits[0].val):g} of "
                            f"{graph.describe(p)} (a margin or threshold left out)")
-
-
-def operand_edit(j: int, u) -> jg.Edit:
-    """A two-operand product (``mul`` or ``dot_general``) whose cotangent to operand ``j`` is computed with
-    the forward value ``u`` in place of the other operand; operand ``1 - j`` keeps its rule."""
-
-    def edit(eqn, invals, outs, read):
-        bind = lambda a, b: eqn.primitive.bind(a, b, **eqn.primitive.get_bind_params(eqn.params))  # noqa: E731
-        s = [jax.lax.stop_gradient(v) for v in invals]
-        dev = [v - w for v, w in zip(invals, s)]
-        other = [None, None]
-        other[1 - j], other[j] = u, dev[j]
-        keep = [None, None]
-        keep[1 - j], keep[j] = dev[1 - j], s[j]
-        return [jax.lax.stop_gradient(outs[0]) + bind(*keep) + bind(*other)]
-
-    def delta(eqn, invals, g):  # bilinear: the cotangent to j changes by that of bind with (u - other)
-        ins = list(invals)
-        ins[1 - j] = u - invals[1 - j]
-        _, vjp = jax.vjp(lambda x: eqn.primitive.bind(*(ins[:j] + [x] + ins[j + 1:]),
-                                                      **eqn.primitive.get_bind_params(eqn.params)), invals[j])
-        return {j: vjp(g)[0]}
-
-    edit.delta = delta
-    return edit
 
 
 def _orientation_edits(i, eqn, where, float_vars, values):
@@ -278,74 +253,3 @@ def _select_edits(i, eqn, where):
                                                      "(the derivative of one case used everywhere)")
     if n == 2 and all(jg.is_float(v) for v in eqn.invars[1:]):
         yield _one("wrong_branch", i, flip, f"the backward of {where} sends the cotangent to the branch not taken")
-
-
-def _saved_candidates(graph, values, v, i):
-    """Other forward values with ``v``'s shape (or size, reshaped) that a hand derivation might save instead
-    of ``v``: the input of the op that made ``v`` (through reshapes: a pre-activation for the activation),
-    then every value of that shape, nearest to equation ``i`` first, earlier or later."""
-    out, true = [], values.get(v)
-
-    def offer(u, what):
-        if len(out) >= MAX_SAVED_CANDIDATES or u is v or not jg.is_float(u) or any(u is c for c, _ in out):
-            return
-        if int(np.prod(u.aval.shape)) != int(np.prod(v.aval.shape)):
-            return
-        x = jnp.reshape(values[u], v.aval.shape)
-        if true is None or not bool(jnp.array_equal(x, true)):
-            out.append((x, what))
-
-    p = graph.producer.get(v)
-    while (p is not None and jg.op_name(graph.eqns[p]) in jg.PLUMBING and len(graph.eqns[p].invars) == 1
-           and isinstance(graph.eqns[p].invars[0], jcore.Var)):
-        p = graph.producer.get(graph.eqns[p].invars[0])
-    if p is not None:
-        for u in graph.eqns[p].invars:
-            offer(u, f"the input of {graph.describe(p)} (e.g. a pre-activation instead of the activation)")
-    for k in sorted(range(len(graph.eqns)), key=lambda k: abs(k - i)):
-        for u in graph.eqns[k].outvars:
-            if u.aval.shape == v.aval.shape:
-                offer(u, f"the output of {graph.describe(k)}{' (computed later)' if k > i else ''}")
-    return out
-
-
-def _loop_saved(graph, values) -> List[Candidate]:
-    """In a loop body (a product at one line, repeated): the saved operand taken from the neighbouring
-    iteration's value of the same line (``h_t`` for ``h_{t-1}``) or from the mirrored instance (a kernel
-    flipped), at every instance at once."""
-    keys: Dict[tuple, List[int]] = {}
-    for i, e in enumerate(graph.eqns):
-        if jg.op_name(e) in ("mul", "dot_general") and i in graph.live and graph.user_line(i):
-            keys.setdefault(graph.key(i), []).append(i)
-    producers: Dict[tuple, List[int]] = {}
-    for i, e in enumerate(graph.eqns):
-        if graph.user_line(i) and len(e.outvars) == 1 and jg.is_float(e.outvars[0]):
-            producers.setdefault(graph.key(i), []).append(i)
-    out = []
-    for inst in keys.values():
-        if len(inst) < 2:
-            continue
-        where = graph.describe(inst[0])
-        for j in (0, 1):
-            saved = [graph.eqns[i].invars[1 - j] for i in inst]
-            if not all(isinstance(v, jcore.Var) for v in saved):
-                continue
-            options = [("the mirrored instance's operand (a flipped kernel)", saved[::-1])]
-            for pk, pinst in producers.items():
-                if len(pinst) != len(inst) or graph.eqns[pinst[0]].outvars[0].aval.shape != saved[0].aval.shape:
-                    continue
-                for s in (-1, 0, 1):
-                    seq = [graph.eqns[pinst[k + s]].outvars[0] if 0 <= k + s < len(pinst) else saved[k]
-                           for k in range(len(inst))]
-                    options.append((f"the output of {graph.describe(pinst[0])} from iteration {'t' if s == 0 else f't{s:+d}'}"
-                                    " of the same pass (e.g. h_t where h_{t-1} belongs)", seq))
-            for what, seq in options:
-                if all(u is v for u, v in zip(seq, saved)) or len(out) >= MAX_LOOP_SAVED:
-                    continue
-                if all(bool(jnp.array_equal(values[u], values[v])) for u, v in zip(seq, saved)):
-                    continue
-                edits = {i: operand_edit(j, values[u]) for i, u in zip(inst, seq) if u is not saved[inst.index(i)]}
-                out.append(Candidate("wrong_saved_operand", max(inst), edits,
-                                     f"the backward of {where} uses {what} in place of operand {2 - j} in the "
-                                     f"cotangent to operand {j + 1}, in all {len(inst)} instances"))
-    return out

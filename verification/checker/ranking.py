@@ -1,0 +1,61 @@
+"""Where the error most likely enters, when no hypothesis fits.
+
+:func:`consistent_sites` keeps the equations where one change could enter (an input that depends on
+every failing leaf and no agreeing one); :func:`rank_lines` orders their source lines by how much of the
+error ``D = M - G`` a change there alone explains.
+"""
+from __future__ import annotations
+
+from typing import Dict, List
+
+import jax.extend.core as jcore
+import numpy as np
+
+from verification.checker import jaxpr_graph as jg
+
+LEAF_FAILS_RTOL = 1e-8  # a leaf whose share of ||M - G|| is below this agrees (rounding)
+RANK_DIGITS = 6  # ranking scores equal to this many digits tie
+
+
+def consistent_sites(graph, leaves, D) -> set:
+    """The equations where one change can enter: one of its inputs depends on every failing leaf and on no
+    agreeing one (a change there reaches the failing leaves and leaves the agreeing ones alone).  This holds
+    in any graph, not only a chain; empty when no equation qualifies (two sites, or changes that cancel)."""
+    sizes = np.cumsum([0] + [int(np.size(l)) for l in leaves])
+    norms = np.array([np.linalg.norm(D[a:b]) for a, b in zip(sizes[:-1], sizes[1:])])
+    failing = frozenset(np.flatnonzero(norms > LEAF_FAILS_RTOL * np.linalg.norm(D)).tolist())
+    deps = {v: frozenset([k]) for k, v in enumerate(graph.closed.jaxpr.invars)}
+    out = set()
+    for i, e in enumerate(graph.eqns):
+        ins = [deps.get(v, frozenset()) for v in e.invars if isinstance(v, jcore.Var)]
+        if any(s == failing for s in ins):  # every leaf is failing or agreeing
+            out.add(i)
+        for o in e.outvars:
+            deps[o] = frozenset().union(*ins)
+    return out
+
+
+def rank_lines(graph, singles, R, C, D, top: int = 3, sites=None) -> List[str]:
+    """The source lines (``op at file:line``) ordered by how much of the error a change at that line alone
+    explains: an edge scaled by its best constant, or a rule edit by its best factor.  Only equations in
+    ``sites`` (:func:`consistent_sites`, when not empty) are ranked; ties go to the equation the backward
+    pass reaches first."""
+    score: Dict[str, tuple] = {}
+    nD = float(np.linalg.norm(D))
+    name: Dict[str, str] = {}
+
+    def offer(i, v):
+        n = float(v @ v)
+        if n == 0 or (sites and i not in sites):
+            return
+        res = (round(float(np.linalg.norm(D - v * (D @ v) / n) / nD), RANK_DIGITS), -i)
+        line = graph.user_line(i) or graph.describe(i)
+        if res < score.get(line, (np.inf, 0)):
+            score[line], name[line] = res, graph.describe(i)
+
+    for k, (i, j) in enumerate(graph.edges):
+        if jg.op_name(graph.eqns[i]) not in jg.PLUMBING:
+            offer(i, C[:, k])
+    for c, d in zip(singles, R):
+        offer(c.eqn, d)
+    return [name[l] for l in sorted(score, key=score.get)[:top]]
