@@ -9,11 +9,13 @@ when ``||M - H|| <= fit_rtol * ||M - G||``: it reproduces the mistake, not just 
   mean and sum confused, 2 or 1/2 a factor 2, else a wrong constant) and every rule edit.
 * **Loop-wide changes**: the same change at every instance of one loop-body line (a scan or Python loop
   unrolled, ``while_loop`` inlined), and the same scaling of every use of one value on one line.  These
-  chain, so each is evaluated exactly.
+  chain: screened by their first-order effect, the best few evaluated exactly (:data:`MAX_MULTI_EXACT`,
+  :data:`MAX_GROUP_SCALES`).
 * **Two sites**, when nothing else fits: pairs of changes screened by least squares, the best few
   evaluated exactly (:data:`MAX_PAIRS_EXACT`).
-* **Ranking** (:func:`verification.checker.ranking.rank_lines`): when nothing fits, the source lines ordered by how much of the
-  error a change at that line alone can explain.
+* **Ranking** (:mod:`verification.checker.ranking`): when nothing fits, the source lines ordered by how
+  much of the error a change at that line alone can explain, among the sites consistent with the
+  agreeing leaves.
 """
 from __future__ import annotations
 
