@@ -185,10 +185,12 @@ def check_gradients(loss_fn: Callable[..., Any], manual_fn: Callable[..., Any], 
     """
     rtol, atol, precision = _tolerances(loss_fn, manual_fn, params, rtol, atol)
     loss = lambda p: loss_fn(p, *args, **kwargs)  # noqa: E731
-    manual, ref = manual_fn(params, *args, **kwargs), _autodiff(loss, params)
+    manual, (ref, how) = manual_fn(params, *args, **kwargs), _autodiff(loss, params)
     atol = default_atol(rtol, ref) if atol is None else atol
     results, structure_error = compare_leaves(manual, ref, rtol, atol, leaf_names)
     report = GradientReport(results, rtol, structure_error, precision=precision)
+    if how:
+        report.notes.append(how)
     if finite_differences:
         report.finite_differences = compare_leaves(manual, fd.gradient(loss, params), max(rtol, FD_RTOL), atol,
                                                    leaf_names)[0]
@@ -240,20 +242,24 @@ def _tolerances(loss_fn, manual_fn, params, rtol, atol):
 
 
 def _autodiff(loss, params):
-    """``jax.grad`` of the loss, with a clear error when ``loss_fn`` does not return a scalar (the order
-    ``check_gradients(loss_fn, manual_fn, ...)`` swapped, as it was before version 0.2)."""
+    """``(reference gradient, note)``: ``jax.grad`` of the loss (note ``None``), or forward mode where
+    reverse mode has no rule (``lax.while_loop``), with a clear error when ``loss_fn`` does not return a
+    scalar (the order ``check_gradients(loss_fn, manual_fn, ...)`` swapped, as it was before version 0.2)."""
     out = jax.eval_shape(loss, params)
     if jax.tree.structure(out).num_leaves != 1 or jax.tree.leaves(out)[0].shape != ():
         raise TypeError("loss_fn: expected a function returning a scalar loss, got one returning "
                         f"{jax.tree.map(lambda o: o.shape, out)}; the order is check_gradients(loss_fn, manual_fn, "
                         "params, *args) (swapped in verification 0.2)")
     try:
-        return jax.grad(loss)(params)
+        return jax.grad(loss)(params), None
     except (TypeError, ValueError) as e:  # integer leaves, a while_loop in reverse mode, ...: say so, not a traceback
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"loss_fn: jax.grad cannot differentiate it at params ({type(e).__name__}: {first}); the "
-                         "reference gradient needs float leaves only and reverse-mode autodiff of every op "
-                         "(lax.while_loop has none: use lax.fori_loop or lax.scan with a fixed length)") from None
+    try:  # a while_loop has no reverse rule but a forward one: one JVP per parameter entry
+        return jax.jacfwd(loss)(params), (f"the reference is forward-mode autodiff (jax.jacfwd): jax.grad cannot "
+                                          f"differentiate the loss ({first})")
+    except (TypeError, ValueError):
+        raise ValueError(f"loss_fn: jax.grad cannot differentiate it at params ({first}), nor jax.jacfwd; the "
+                         "reference gradient needs float leaves only") from None
 
 
 def _unregularised(report, loss_fn, manual_fn, params, args, kwargs, rtol, atol):
@@ -264,7 +270,7 @@ def _unregularised(report, loss_fn, manual_fn, params, args, kwargs, rtol, atol)
         return reg, None
     off = {**kwargs, **{k: 0.0 for k in reg}}
     m0 = manual_fn(params, *args, **off)
-    r0 = jax.grad(lambda p: loss_fn(p, *args, **off))(params)
+    r0 = _autodiff(lambda p: loss_fn(p, *args, **off), params)[0]
     res0, err0 = compare_leaves(m0, r0, rtol, atol)
     report.unregularised_passed = not err0 and all(l.passed for l in res0)
     return reg, (m0, r0)
