@@ -109,12 +109,24 @@ def test_regulariser_off_run_diagnoses_the_data_term():
     assert [d.cause for d in r.diagnoses] == ["mean_sum_confused", "mean_sum_confused"] and r.unregularised_passed is False
 
 
-def test_a_loss_autodiff_cannot_differentiate_gets_a_clear_error():
-    """No raw JAX traceback: a loss that neither jax.grad nor jax.jacfwd can differentiate (an integer
-    leaf) gets an error naming why."""
-    params = {"w": jnp.ones(2), "n": jnp.arange(2)}
-    with pytest.raises(ValueError, match="loss_fn: jax.grad cannot differentiate it"):
-        check_gradients(lambda p: jnp.sum(p["w"] ** 2), lambda p: params, params)
+def test_integer_and_bool_leaves_are_held_fixed_with_a_note():
+    """A step count and a mask in params have no gradient: they are skipped with a note, whether the hand
+    gradient returns None there (equinox.filter_grad), returns them, or leaves them out; the float leaf is
+    still checked, and a bug in it still fails."""
+    params = {"w": jnp.linspace(-1.0, 1.0, 3), "n": jnp.array(3), "mask": jnp.array([True, False, True])}
+    loss = lambda p: jnp.sum(jnp.tanh(p["w"]) * p["mask"].astype(jnp.float64)) * p["n"].astype(jnp.float64)  # noqa: E731
+    grad_w = lambda p: 3.0 * (1 - jnp.tanh(p["w"]) ** 2) * p["mask"].astype(jnp.float64)  # noqa: E731
+    for manual in (lambda p: {"w": grad_w(p), "n": None, "mask": None}, lambda p: {**p, "w": grad_w(p)},
+                   lambda p: {"w": grad_w(p)}):
+        r = check_gradients(loss, manual, params)
+        assert r.passed and [l.path for l in r.leaves] == ["['w']"], str(r)
+        assert "['mask'] (bool)" in r.notes[0] and "['n'] (int64)" in r.notes[0]
+    r = check_gradients(loss, lambda p: {"w": 2 * grad_w(p)}, params)
+    assert not r.passed and r.diagnoses[0].cause == "factor_2", str(r)
+    r = check_gradients(loss, lambda p: {"n": 1}, params)
+    assert not r.passed and "no leaf at [\"['w']\"]" in r.structure_error
+    with pytest.raises(ValueError, match="params: expected at least one floating-point leaf"):
+        check_gradients(lambda p: jnp.sum(p["n"]), lambda p: p, {"n": jnp.arange(2)})
 
 
 def _while_loss(p, x):

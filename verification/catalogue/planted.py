@@ -29,7 +29,7 @@ def site_lines(module) -> Dict[str, str]:
 
 
 def _at(where, target):
-    return where is not None and os.path.basename(where.rsplit(" at ", 1)[-1]) == target
+    return where is not None and os.path.basename(where.rsplit(" at ", 1)[-1].split(" ")[0]) == target
 
 
 def judge(report, planted: Planted, target: str, second: str = ""):

@@ -26,6 +26,7 @@ from verification.checker import hypotheses as hy
 from verification.checker import jaxpr_graph as jg
 from verification.checker import kink_conventions, rule_edits
 from verification.checker.compare import LeafResult, compare_leaf, compare_leaves
+from verification.checker.param_leaves import DiffLeaves
 from verification.checker.patterns import Diagnosis, diagnose
 from verification.checker.hypotheses import Hypothesis
 from verification.checker.localize import Localization, localize, tapped, true_cotangents
@@ -184,6 +185,11 @@ def check_gradients(loss_fn: Callable[..., Any], manual_fn: Callable[..., Any], 
       layer on top of the hypotheses.
     """
     rtol, atol, precision = _tolerances(loss_fn, manual_fn, params, rtol, atol)
+    split = DiffLeaves(params)
+    if not split.all_inexact:  # int / bool leaves, functions inside an equinox Module: held fixed, with a note
+        return _check_inexact_leaves(split, loss_fn, manual_fn, args, kwargs, leaf_names, precision,
+                                     dict(rtol=rtol, atol=atol, finite_differences=finite_differences, taylor=taylor,
+                                          diagnose_failures=diagnose_failures, deltas=deltas))
     loss = lambda p: loss_fn(p, *args, **kwargs)  # noqa: E731
     manual, (ref, how) = manual_fn(params, *args, **kwargs), _autodiff(loss, params)
     atol = default_atol(rtol, ref) if atol is None else atol
@@ -214,6 +220,28 @@ def check_gradients(loss_fn: Callable[..., Any], manual_fn: Callable[..., Any], 
             graph, jax.tree.leaves(params), manual, ref, FIT_RTOL[precision])) or ([], [])
     patterns = diagnose(manual, ref, params, args, report, strengths=reg, off=off)
     report.diagnoses = [_merge(d, report) for d in patterns]
+    return report
+
+
+def _check_inexact_leaves(split, loss_fn, manual_fn, args, kwargs, names, precision, options) -> GradientReport:
+    """The check over the floating leaves of ``params`` only, the others held fixed (:class:`DiffLeaves`)."""
+    if not split.leaves:
+        raise ValueError(f"params: expected at least one floating-point leaf to differentiate, got none "
+                         f"({', '.join(split.skipped[:6])})")
+    manual = manual_fn(split.params, *args, **kwargs)
+    try:
+        split.select(manual)
+    except ValueError as e:  # a gradient leaf missing: a structure error, as for any other pytree mismatch
+        report = GradientReport([], options["rtol"] or RTOL_BY_DTYPE[precision], str(e), precision=precision)
+        report.notes.append(split.note())
+        return report
+    if names is not None and len(names) == len(split.flat):
+        names = [names[k] for k in split.positions]
+    loss_d = lambda leaves, *a, **k: loss_fn(split.rebuild(leaves), *a, **k)  # noqa: E731
+    manual_d = lambda leaves, *a, **k: split.select(manual_fn(split.rebuild(leaves), *a, **k))  # noqa: E731
+    report = check_gradients(loss_d, manual_d, split.leaves, *args, leaf_names=names or split.names, **options,
+                             **kwargs)
+    report.notes.insert(0, split.note())
     return report
 
 

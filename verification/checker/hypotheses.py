@@ -128,7 +128,7 @@ def scalings(graph, C, fit: _Fitter) -> List[Hypothesis]:
             continue
         i, j = graph.edges[k]
         cause, text = scale_causes.classify(graph, i, j, 1 + am1)
-        h = Hypothesis(cause, i, graph.describe(i), f"manual equals autodiff if {text}", res, 1 + am1)
+        h = Hypothesis(cause, i, graph.describe(i, instance=True), f"manual equals autodiff if {text}", res, 1 + am1)
         spec = scale_causes.specificity(cause, text)
         for e, members in groups:
             if np.linalg.norm(e - effect) <= fit.fit_rtol * fit.nD:
@@ -244,7 +244,7 @@ def explain(graph, leaves, manual, reference, fit_rtol) -> Tuple[List[Hypothesis
 
 
 def _from_candidate(graph, c, res):
-    return Hypothesis(c.cause, c.eqn, graph.describe(c.eqn), f"manual equals autodiff if {c.text}", res,
+    return Hypothesis(c.cause, c.eqn, graph.describe(c.eqn, instance=len(c.edits) == 1), f"manual equals autodiff if {c.text}", res,
                       also_at=sorted({graph.describe(i) for i in c.edits if i != c.eqn}), sites=sorted(c.edits))
 
 

@@ -33,15 +33,39 @@ PLUMBING = {"broadcast_in_dim", "reshape", "convert_element_type", "squeeze", "e
             "pjit", "jit", "slice", "concatenate", "reduce_max", "argmax"}
 
 
-def user_line(eqn) -> Optional[str]:
-    """``file:line`` of the innermost frame outside JAX, NumPy and the checker, or ``None``."""
+_LIBRARY_DIRS = (os.sep + "site-packages" + os.sep, os.sep + "dist-packages" + os.sep)
+
+
+def _frames(eqn):
+    """``(user frame, library frame)`` of an equation as ``file:line``: the innermost frame outside JAX,
+    NumPy, the checker and installed packages (the user's own code), and the innermost installed-package
+    frame inside it (``equinox/nn/_linear.py:99``: the library line the user's call ran), either ``None``."""
     tb = getattr(eqn.source_info, "traceback", None)
+    library = None
     for f in (tb.frames if tb is not None else ()):
         name = f.file_name
         if name.startswith(_SKIP_DIRS) or name.startswith("<"):
             continue
-        return f"{os.path.relpath(name) if not os.path.relpath(name).startswith('..') else name}:{f.line_num}"
-    return None
+        if any(d in name for d in _LIBRARY_DIRS):
+            if library is None:
+                library = f"{name.split(os.sep + 'site-packages' + os.sep)[-1].split(os.sep + 'dist-packages' + os.sep)[-1]}:{f.line_num}"
+            continue
+        rel = os.path.relpath(name)
+        return f"{rel if not rel.startswith('..') else name}:{f.line_num}", library
+    return None, library
+
+
+def user_line(eqn) -> Optional[str]:
+    """``file:line`` of the innermost frame of the user's own code (outside JAX, NumPy, the checker and
+    installed packages); an installed package's line where no user frame exists; else ``None``."""
+    user, library = _frames(eqn)
+    return user or library
+
+
+def library_line(eqn) -> Optional[str]:
+    """The installed package's line the user's line ran (``equinox/nn/_mlp.py:25``), or ``None``."""
+    user, library = _frames(eqn)
+    return library if user else None
 
 
 def op_name(eqn) -> str:
@@ -63,6 +87,7 @@ class Graph:
     uses: Dict[int, List[int]]  # leaf index -> indices of the equations that read it directly
     edges: List[tuple]  # (equation, input position) of every floating input that depends on the params
     producer: Dict[Any, int]  # var -> index of the equation that computes it
+    _by_line: Optional[Dict[tuple, List[int]]] = dataclasses.field(default=None, repr=False)
 
     @property
     def eqns(self):
@@ -82,11 +107,37 @@ class Graph:
         e = self.eqns[i]
         lits = tuple(float(v.val) if isinstance(v, jcore.Literal) and np.ndim(v.val) == 0
                      and np.issubdtype(np.asarray(v.val).dtype, np.number) else None for v in e.invars)
-        return (op_name(e), user_line(e), tuple(tuple(getattr(v.aval, "shape", ())) for v in e.invars), lits)
+        return (op_name(e), user_line(e), library_line(e), tuple(tuple(getattr(v.aval, "shape", ())) for v in e.invars), lits)
 
-    def describe(self, i: int) -> str:
-        where = user_line(self.eqns[i])
-        return f"{op_name(self.eqns[i])} at {where}" if where else op_name(self.eqns[i])
+    def describe(self, i: int, instance: bool = False) -> str:
+        """``op at file:line`` (with the library line it ran, ``(in equinox/nn/_mlp.py:25)``).  With
+        ``instance``, where one line serves several equations (a Python loop over layers, a module called
+        per layer) it adds which one: ``[3 of 24: params[2]['W']]``, named by the leaf that enters there or
+        last before it."""
+        e = self.eqns[i]
+        where, library = user_line(e), library_line(e)
+        text = f"{op_name(e)} at {where}" if where else op_name(e)
+        if library:
+            text += f" (in {library})"
+        if instance and where:
+            same = self._instances().get(self.key(i)[:3], [i])
+            if len(same) > 1:
+                leaf = self.nearest_leaf(i)
+                text += f" [{same.index(i) + 1} of {len(same)}{': ' + leaf if leaf else ''}]"
+        return text
+
+    def _instances(self) -> Dict[tuple, List[int]]:
+        if self._by_line is None:
+            self._by_line = {}
+            for k in range(len(self.eqns)):
+                self._by_line.setdefault(self.key(k)[:3], []).append(k)
+        return self._by_line
+
+    def nearest_leaf(self, i: int) -> Optional[str]:
+        """The parameter leaf read at equation ``i``, or else the one read last before it."""
+        best = max(((max(u for u in uses if u <= i), k) for k, uses in self.uses.items() if any(u <= i for u in uses)),
+                   default=None)
+        return None if best is None or best[1] >= len(self.leaf_names) else self.leaf_names[best[1]]
 
     def backward_order(self) -> List[int]:
         """Leaf indices in the order the backward pass reaches them: latest use first."""

@@ -97,7 +97,7 @@ def localize(graph: jg.Graph, passed: Dict[str, bool]) -> Localization:
     """Bracket the first failing leaf (in backward order) with the last agreeing one."""
     order = graph.backward_order()
     names = graph.leaf_names
-    entries = {names[k]: [graph.describe(i) for i in graph.uses[k]] for k in order}
+    entries = {names[k]: [graph.describe(i, instance=True) for i in graph.uses[k]] for k in order}
     first, last = None, None
     for k in order:
         if not passed.get(names[k], True):
@@ -113,7 +113,7 @@ def localize(graph: jg.Graph, passed: Dict[str, bool]) -> Localization:
         eqn = graph.eqns[i]
         if eqn.primitive.name in jg.PLUMBING:
             continue
-        d = graph.describe(i)
+        d = graph.describe(i, instance=True)
         if d not in seen:
             seen.add(d)
             between.append(d)
