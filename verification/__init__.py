@@ -6,7 +6,8 @@ Three parts, imported in one direction (docs/layout.md):
   jax and numpy only, never jaxmlp or optax.  :func:`check_gradients` compares a hand-derived gradient
   with ``jax.grad`` and says where and why it differs; :func:`check_custom_vjp`,
   :func:`check_custom_jvp`, :func:`check_vjp`, :func:`check_jvp` and :func:`check_hvp` check
-  ``custom_vjp`` / ``custom_jvp`` rules, hand-written VJPs and JVPs and curvature products.  Every check
+  ``custom_vjp`` / ``custom_jvp`` rules, hand-written VJPs and JVPs and curvature products, and
+  :func:`check_rules` every custom rule reachable from a model, where it runs.  Every check
   takes the function first, the hand-derived rule second, then the point.
 * :mod:`verification.catalogue`: planted bugs in model families written as people write them, and
   wrong rules; ``python -m verification --bugs`` scores the checker on them.
@@ -18,6 +19,7 @@ import jax
 
 from verification.checker.causes import CAUSES
 from verification.checker.compare import LeafResult
+from verification.checker.custom_rules import RulesReport, check_rules
 from verification.checker.curvature import assert_hvp_correct, check_hvp
 from verification.checker.gradients import GradientReport, assert_gradients_match, check_gradients
 from verification.checker.hypotheses import Hypothesis
@@ -57,6 +59,7 @@ __all__ = [
     "RTOL_BY_DTYPE",
     "RuleFinding",
     "RuleReport",
+    "RulesReport",
     "TaylorResult",
     "assert_custom_jvp_correct",
     "assert_custom_vjp_correct",
@@ -69,6 +72,7 @@ __all__ = [
     "check_gradients",
     "check_hvp",
     "check_jvp",
+    "check_rules",
     "check_vjp",
     "configure",
     "tap",

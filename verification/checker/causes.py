@@ -33,6 +33,8 @@ CAUSES = {
     "wrong_selection": "a max / min reduction (max pooling) routes the cotangent to the wrong elements: all of "
                        "them, averaged, the opposite extreme, or the neighbouring window",
     "wrong_threshold": "a mask computed with the wrong condition (a hinge's margin or an offset left out)",
+    "custom_rule_wrong": "autodiff is the wrong side: a custom_vjp / custom_jvp rule inside the loss disagrees with "
+                         "its primal, and the hand gradient agrees with autodiff of the primals",
     "kink_convention": "differs only by a consistent one-sided derivative at exact kinks (passes, with a note)",
     # a pattern of a whole leaf or block
     "transposed": "a whole leaf (or a rule's block) returned transposed",

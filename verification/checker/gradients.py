@@ -24,7 +24,7 @@ import numpy as np
 from verification.checker import finite_differences as fd
 from verification.checker import hypotheses as hy
 from verification.checker import jaxpr_graph as jg
-from verification.checker import kink_conventions, rule_edits
+from verification.checker import custom_rules, kink_conventions, rule_edits
 from verification.checker.compare import LeafResult, compare_leaf, compare_leaves
 from verification.checker.param_leaves import DiffLeaves
 from verification.checker.patterns import Diagnosis, diagnose
@@ -212,6 +212,9 @@ def check_gradients(loss_fn: Callable[..., Any], manual_fn: Callable[..., Any], 
     if graph is not None:
         if _guarded(report, "the kink test", lambda: _passes_at_kinks(graph, loss, params, manual, report, rtol, atol)):
             return report
+        if _guarded(report, "the custom rules", lambda: _blame_custom_rules(graph, loss, params, manual, report, rtol,
+                                                                            atol)):
+            return report
         report.localization = _guarded(report, "localisation",
                                        lambda: localize(graph, {l.path: l.passed for l in report.leaves}))
         if deltas is not None and report.localization is not None:
@@ -340,6 +343,38 @@ def _accept_kink_convention(graph, leaves, manual, report, rtol, atol):
             report.notes.append(f"differs from autodiff only at kinks: it equals autodiff when {c.text} "
                                 "(a consistent subgradient convention)")
             return
+
+
+def _blame_custom_rules(graph, loss, params, manual, report, rtol, atol) -> bool:
+    """When the loss calls custom rules: check each where it runs.  A wrong rule makes ``jax.grad`` the
+    wrong side; if the hand gradient equals autodiff of the primals (every rule replaced by its primal),
+    each failing leaf is blamed on the rule (``custom_rule_wrong``) and ``True`` ends the diagnosis."""
+    if not any(e.primitive.name in custom_rules.RULE_CALLS for e in graph.eqns):
+        return False
+    rules = custom_rules.check_program_rules(graph.closed, jax.tree.leaves(params))
+    bad = rules.failing()
+    if not bad:
+        return False
+    named = "; ".join(f"{r.label()}, called at {', '.join(sorted({c.where for c in r.calls}))}, max rel "
+                      f"{r.max_rel:.2e} against autodiff of its primal" for r in bad)
+    try:
+        primal = custom_rules.primal_gradient(loss, params)
+    except (TypeError, ValueError):  # the primals cannot be reverse-differentiated: the rule check stands alone
+        primal = None
+    agrees = primal is not None and all(l.passed for l in compare_leaves(manual, primal, rtol, atol)[0])
+    fd_agrees = report.finite_differences is not None and all(l.passed for l in report.finite_differences)
+    taylor_agrees = report.taylor is not None and report.taylor.passed
+    if not (agrees or fd_agrees or taylor_agrees):
+        report.notes.append(f"a custom rule inside the loss is wrong too: {named}")
+        return False
+    sides = [s for s, ok in (("autodiff of the primals (every custom rule replaced by its primal)", agrees),
+                             ("finite differences", fd_agrees), ("the Taylor test", taylor_agrees)) if ok]
+    where = f"{bad[0].kind} rule {bad[0].name} at {bad[0].defined}"
+    report.diagnoses = [Diagnosis(l.path, "custom_rule_wrong",
+                                  f"jax.grad is the wrong side: the hand gradient agrees with {' and '.join(sides)}; "
+                                  f"{named}", where) for l in report.leaves if not l.passed]
+    report.notes.append(f"autodiff is the wrong side: {named}; check it with verification.check_rules")
+    return True
 
 
 def _check_deltas(loc, loss_fn, params, args, kwargs, deltas, rtol):

@@ -22,6 +22,7 @@ import numpy as np
 
 CALLS = ("pjit", "jit", "closed_call", "core_call", "remat2", "checkpoint", "remat")
 RESOLVED = ("cond", "while") + CALLS
+CUSTOM_CALLS = ("custom_vjp_call", "custom_vjp_call_jaxpr", "custom_jvp_call")
 MAX_EQNS = 20000  # equations in the inlined program; past it a construct stays one unit
 MAX_TRIPS = 10000  # iterations of one while_loop inlined
 
@@ -32,6 +33,7 @@ class _Flat:
         self.constvars: List[Any] = []
         self.consts: List[Any] = []
         self.values: Dict[Any, Any] = {}  # var -> its value at the point
+        self.rules = False  # inline custom rules' primals too
 
     def read(self, v):
         return v.val if isinstance(v, jcore.Literal) else self.values[v]
@@ -48,9 +50,11 @@ def needs_inlining(jaxpr) -> bool:
     return any(e.primitive.name in RESOLVED for e in jaxpr.eqns)
 
 
-def inline(closed, leaves) -> Any:
-    """The closed jaxpr of the straight-line program that ``closed`` runs at ``leaves``."""
+def inline(closed, leaves, rules: bool = False) -> Any:
+    """The closed jaxpr of the straight-line program that ``closed`` runs at ``leaves``; with ``rules``,
+    every ``custom_vjp``/``custom_jvp`` call is replaced by its primal (autodiff that trusts no rule)."""
     flat = _Flat()
+    flat.rules = rules
     for v, c in zip(closed.jaxpr.constvars, closed.consts):
         flat.values[v] = c
     for v, x in zip(closed.jaxpr.invars, leaves):
@@ -89,6 +93,8 @@ def _run(flat, jaxpr, rename):
                 outs = _closed_call(flat, branches[min(max(index, 0), len(branches) - 1)], ins[1:])
             elif name == "while":
                 outs = _while(flat, eqn, ins)
+            elif flat.rules and name in CUSTOM_CALLS:
+                outs = _closed_call(flat, eqn.params["call_jaxpr"], ins)
             elif name in CALLS:
                 inner = eqn.params.get("jaxpr") or eqn.params.get("call_jaxpr")
                 if isinstance(inner, jcore.ClosedJaxpr):

@@ -269,7 +269,11 @@ def local_derivative(eqn, x):
         out = eqn.primitive.bind(*args, **bind_params)
         return out[0] if eqn.primitive.multiple_results else out
 
-    return jax.jvp(f, (x,), (jnp.ones_like(x),))[1]
+    try:
+        return jax.jvp(f, (x,), (jnp.ones_like(x),))[1]
+    except TypeError:  # a custom_vjp call has no forward rule: elementwise, its pullback of ones is the same
+        y, pullback = jax.vjp(f, x)
+        return pullback(jnp.ones_like(y))[0]
 
 
 def product_edit(operand: int, factor: Callable) -> Edit:

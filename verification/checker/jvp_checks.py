@@ -102,9 +102,9 @@ def check_custom_jvp(f: Callable, *args, rtol=None, finite_differences=False, ba
     >>> check_custom_jvp(f, jnp.arange(3.0)).passed
     True
     """
-    cj, a, one_rule, rule_f, ref_f = decorated(f, "custom_jvp", "jvp", args, batched)
+    where, a, one_rule, rule_f, ref_f = decorated(f, "custom_jvp", "jvp", args, batched)
     report = jvp_report("custom_jvp", lambda ls, t: jax.jvp(rule_f, list(ls), list(t)), ref_f, a, rtol=rtol,
-                        where=where_of(cj.jvp), force_fd=finite_differences)
+                        where=where, force_fd=finite_differences)
     if batched:
         report.batched = batched_rows(lambda ls, t: jax.jvp(one_rule, list(ls), list(t)), a, report.rtol)
     return report

@@ -39,17 +39,29 @@ def _join(base: str, sub: str) -> str:
 
 
 def decorated(f, kind: str, rule_attr: str, args, batched: bool):
-    """For a ``jax.custom_vjp`` / ``custom_jvp`` function ``f`` (or a jitted one): ``(obj, Args, one_rule,
+    """For a ``jax.custom_vjp`` / ``custom_jvp`` function ``f`` (or a jitted one), or any callable that calls
+    exactly one such rule (a lambda, a ``functools.partial``, a jitted model): ``(where, Args, one_rule,
     rule_f, ref_f)``, where ``one_rule`` calls ``f`` (the rule applies) and ``ref_f`` the undecorated
-    ``obj.fun``, both over the differentiable leaves, vmapped when ``batched``."""
+    primal (``obj.fun``, or ``f`` with its rule replaced by its primal), both over the differentiable
+    leaves, vmapped when ``batched``; ``where`` names the rule function."""
+    from verification.checker import custom_rules
+    from verification.checker.rule_diagnosis import where_of
+
     obj = unwrap(f)
-    if not (hasattr(obj, "fun") and hasattr(obj, rule_attr)):
-        raise TypeError(f"f: expected a jax.{kind} function (or a jitted one), got {type(f).__name__}")
-    a = Args(obj.fun, args, obj.nondiff_argnums)
+    if hasattr(obj, "fun") and hasattr(obj, rule_attr):
+        a = Args(obj.fun, args, obj.nondiff_argnums)
+        primal, where = obj.fun, where_of(getattr(obj, rule_attr))
+    else:
+        if not callable(f):
+            raise TypeError(f"f: expected a jax.{kind} function or a callable, got {type(f).__name__}")
+        example = tuple(jax.tree.map(lambda l: l[0], args)) if batched else tuple(args)
+        where = custom_rules.the_one_rule(f, example, kind).rule
+        a = Args(f, args)
+        primal = custom_rules.without_rules(f, example)
     one_rule = lambda *ls: f(*a.rebuild(ls))  # noqa: E731
-    one_ref = lambda *ls: obj.fun(*a.rebuild(ls))  # noqa: E731
+    one_ref = lambda *ls: primal(*a.rebuild(ls))  # noqa: E731
     rule_f, ref_f = (jax.vmap(one_rule), jax.vmap(one_ref)) if batched else (one_rule, one_ref)
-    return obj, a, one_rule, rule_f, ref_f
+    return where, a, one_rule, rule_f, ref_f
 
 
 class Args:

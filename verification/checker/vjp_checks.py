@@ -142,9 +142,9 @@ def check_custom_vjp(f: Callable, *args, rtol=None, finite_differences=False, ba
     >>> check_custom_vjp(softplus, jnp.linspace(-3.0, 3.0, 5)).passed
     True
     """
-    cv, a, one_rule, rule_f, ref_f = decorated(f, "custom_vjp", "bwd", args, batched)
+    where, a, one_rule, rule_f, ref_f = decorated(f, "custom_vjp", "bwd", args, batched)
     report = vjp_report("custom_vjp", *linearized(rule_f, a.leaves)[::-1], ref_f, a, rtol=rtol,
-                        where=where_of(cv.bwd), force_fd=finite_differences)
+                        where=where, force_fd=finite_differences)
     if batched:
         one = [l[0] for l in a.leaves]
         space = out_space(jax.eval_shape(one_rule, *one))[0]
