@@ -21,7 +21,7 @@ EXPERIMENTS = {"higham": "higham", "spiral": "spiral", "regression": "regression
                "higham-population": "higham_population"}
 # Measurements, run one at a time.
 BENCHMARKS = {"bench": "benchmark", "lm-scale": "lm_scale", "progress-overhead": "progress_overhead",
-              "explain-cost": "explain_cost", "checker-speed": "checker_speed"}
+              "explain-cost": "explain_cost", "checker-speed": "checker_speed", "checker-scale": "checker_scale"}
 SCRIPTS = {**EXPERIMENTS, **BENCHMARKS}
 
 

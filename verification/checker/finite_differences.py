@@ -27,7 +27,8 @@ from jax.flatten_util import ravel_pytree
 
 from verification.checker.tolerances import FD_STEP_BY_DTYPE
 
-CHUNK = 256  # coordinates evaluated at once: bounds the memory to CHUNK copies of the parameters
+CHUNK = 256  # coordinates evaluated at once: bounds the memory to CHUNK copies of the parameters ...
+COPY_BUDGET = 2 ** 24  # ... and to this many parameter entries in all (128 MiB of float64 copies at 1e6 parameters)
 
 
 def step_for(dtype) -> float:
@@ -35,13 +36,14 @@ def step_for(dtype) -> float:
     return FD_STEP_BY_DTYPE["float32" if jnp.dtype(dtype) == jnp.float32 else "float64"]
 
 
-def _coordinate_map(f, idx):
-    """``f(i)`` for every ``i`` in ``idx``: one ``vmap`` when there are at most ``CHUNK``, else ``CHUNK`` at
-    a time (``lax.map`` with a batch size)."""
+def _coordinate_map(f, idx, n_params: int):
+    """``f(i)`` for every ``i`` in ``idx``: a ``vmap`` over at most ``CHUNK`` coordinates and at most
+    ``COPY_BUDGET`` parameter entries at once (``lax.map`` with that batch size beyond)."""
     idx = jnp.asarray(idx)
-    if idx.size <= CHUNK:
+    batch = int(max(1, min(CHUNK, COPY_BUDGET // max(n_params, 1))))
+    if idx.size <= batch:
         return jax.vmap(f)(idx)
-    return jax.lax.map(f, idx, batch_size=CHUNK)
+    return jax.lax.map(f, idx, batch_size=batch)
 
 
 def gradient(loss: Callable, params, h: float | None = None):
@@ -53,7 +55,8 @@ def gradient(loss: Callable, params, h: float | None = None):
     f = lambda v: loss(unravel(v.astype(dtype)))  # noqa: E731
     if flat.size == 0:
         return unravel(flat)
-    diff = _coordinate_map(lambda i: (f(flat.at[i].add(h)) - f(flat.at[i].add(-h))) / (2 * h), jnp.arange(flat.size))
+    diff = _coordinate_map(lambda i: (f(flat.at[i].add(h)) - f(flat.at[i].add(-h))) / (2 * h), jnp.arange(flat.size),
+                          flat.size)
     return unravel(diff)
 
 
@@ -62,7 +65,7 @@ def one_sided(loss: Callable, params, indices, h: float) -> Tuple[np.ndarray, np
     :math:`(J(\\theta + h e_i) - J(\\theta)) / h` and :math:`(J(\\theta) - J(\\theta - h e_i)) / h`."""
     flat, unravel = ravel_pytree(params)
     f0 = loss(params)
-    step = lambda s: _coordinate_map(lambda i: loss(unravel(flat.at[i].add(s * h))), indices)  # noqa: E731
+    step = lambda s: _coordinate_map(lambda i: loss(unravel(flat.at[i].add(s * h))), indices, flat.size)  # noqa: E731
     up, down = (step(1.0) - f0) / h, (f0 - step(-1.0)) / h
     return np.asarray(up, np.float64), np.asarray(down, np.float64)
 
@@ -80,5 +83,6 @@ def jacobian(fn: Callable, leaves: Sequence[Any]) -> Tuple[np.ndarray, Any]:
     flat, unravel = ravel_pytree(list(leaves))
     h = step_for(flat.dtype)
     g = lambda v: ravel_pytree(fn(*unravel(v)))[0]  # noqa: E731
-    jac = _coordinate_map(lambda i: (g(flat.at[i].add(h)) - g(flat.at[i].add(-h))) / (2 * h), jnp.arange(flat.size))
+    jac = _coordinate_map(lambda i: (g(flat.at[i].add(h)) - g(flat.at[i].add(-h))) / (2 * h), jnp.arange(flat.size),
+                         flat.size)
     return np.asarray(jac, np.float64).T, fn(*leaves)

@@ -37,6 +37,8 @@ MAX_GROUP_SCALES = 8  # loop-wide scalings evaluated exactly (best linear screen
 NEAR_CANONICAL = 0.5  # a chained group's first-order scale is tried with the canonical scales this close
 MAX_PAIRS_EXACT = 6  # two-site candidates evaluated exactly
 PAIR_POOL = 200  # single changes (most aligned with the error first) combined into pairs
+WIDE_BUDGET = 2 ** 27  # entries of the wide search's effect matrix (1 GiB of float64): past it, the narrow result stands
+WIDE_ROWS_PER_EDGE = 9  # the effect matrix's rows per edge: its scaling and a bound on its rule edits
 
 
 @dataclasses.dataclass
@@ -74,11 +76,11 @@ def _local(graph, point, i, edit=None):
                                edit)
 
 
-def _edge_deltas(graph, point, true):
-    """For each edge ``(i, j)``: ``{input var: the cotangent equation i sends it}`` (its scaling's direction);
-    ``true`` caches each equation's local cotangents."""
+def _edge_deltas(graph, point, true, allowed):
+    """For each edge ``(i, j)`` in ``allowed`` (edge indices): ``{input var: the cotangent equation i sends
+    it}`` (its scaling's direction); ``true`` caches each equation's local cotangents."""
     out = []
-    for i, j in graph.edges:
+    for i, j in (graph.edges[k] for k in allowed):
         if i not in true:
             true[i] = _local(graph, point, i)
         out.append({graph.eqns[i].invars[j]: true[i][j]})
@@ -114,15 +116,17 @@ class _Fitter:
         return self.residual(effect) <= self.fit_rtol and np.linalg.norm(effect) > 0
 
 
-def scalings(graph, C, fit: _Fitter) -> List[Hypothesis]:
-    """Every edge whose scaling by one constant reproduces ``D``, grouped by equal effect (columns of ``C``)."""
+def scalings(graph, C, fit: _Fitter, allowed) -> List[Hypothesis]:
+    """Every edge whose scaling by one constant reproduces ``D``, grouped by equal effect (column ``c`` of
+    ``C`` is edge ``allowed[c]``)."""
     norms = np.linalg.norm(C, axis=0)
     groups = []  # [(effect, [(specificity, Hypothesis)])], latest equation first within a group
-    for k in np.argsort(-np.arange(len(graph.edges))):  # latest equation first: the order backward visits them
-        if norms[k] == 0:
+    for c in np.argsort(-np.asarray(allowed, int)):  # latest equation first: the order backward visits them
+        k = allowed[c]
+        if norms[c] == 0:
             continue
-        am1 = float(fit.D @ C[:, k] / norms[k] ** 2)  # the best a - 1
-        effect = am1 * C[:, k]
+        am1 = float(fit.D @ C[:, c] / norms[c] ** 2)  # the best a - 1
+        effect = am1 * C[:, c]
         res = fit.residual(effect)
         if res > fit.fit_rtol:
             continue
@@ -170,12 +174,12 @@ def _scale_groups(graph) -> Dict[tuple, List[int]]:
     return out
 
 
-def _group_scalings(graph, leaves, point, C, G, fit) -> List[Hypothesis]:
-    """Loop-wide and line-wide scalings: screened by their first-order effect, then evaluated exactly at
-    the canonical scales and the fitted one."""
+def _group_scalings(graph, exact, groups, C, col_of, G, fit) -> List[Hypothesis]:
+    """Loop-wide and line-wide scalings (``groups``, :func:`_scale_groups`): screened by their first-order
+    effect, then evaluated exactly (``exact(scales=...)``) at the canonical scales and the fitted one."""
     screened = []
-    for key, ks in _scale_groups(graph).items():
-        col = C[:, ks].sum(axis=1)
+    for key, ks in groups.items():
+        col = C[:, [col_of[k] for k in ks]].sum(axis=1)
         n = float(col @ col)
         if n == 0:
             continue
@@ -185,7 +189,7 @@ def _group_scalings(graph, leaves, point, C, G, fit) -> List[Hypothesis]:
     for _, key, ks, a_lin in sorted(screened, key=lambda t: t[0])[:MAX_GROUP_SCALES]:
         near = [c for c in CANONICAL_SCALES if abs(a_lin - c) <= NEAR_CANONICAL * max(1.0, abs(c))]
         for a in (*near, a_lin):
-            H = le.exact_gradient(graph, leaves, point, scales={graph.edges[k]: a for k in ks})
+            H = exact(scales={graph.edges[k]: a for k in ks})
             if fit.fits(H - G):
                 i, j = graph.edges[ks[-1]]
                 cause, text = scale_causes.classify(graph, i, j, a)
@@ -200,25 +204,50 @@ def _group_scalings(graph, leaves, point, C, G, fit) -> List[Hypothesis]:
 
 def explain(graph, leaves, manual, reference, fit_rtol) -> Tuple[List[Hypothesis], List[str]]:
     """Every hypothesis that fits, rule edits first (they are the more specific), each with its site; and
-    when none fits, the three source lines :mod:`verification.checker.ranking` ranks first."""
+    when none fits, the three source lines :mod:`verification.checker.ranking` ranks first.
+
+    Cost follows the bug: the search runs first at the sites consistent with the comparison (an input that
+    depends on every failing leaf and no agreeing one, :func:`verification.checker.ranking.consistent_sites`),
+    on the failing leaves' entries only.  Only when nothing fits there is it widened to every equation,
+    and only while its effects fit in :data:`WIDE_BUDGET` entries."""
     M, G = _flat(manual), _flat(reference)
     D = M - G
     if not np.all(np.isfinite(D)) or np.linalg.norm(D) == 0:
         return [], []
-    fit = _Fitter(D, fit_rtol)
     point = le.at_point(graph, leaves)
-    cands = rule_edits.candidates(graph, point.values)
+    sites = ranking.consistent_sites(graph, leaves, D)
+    cols = ranking.failing_columns(leaves, D)
+    found, ranked, _ = _search(graph, leaves, point, D, G, fit_rtol, sites, cols)
+    if found:
+        return found, ranked
+    if WIDE_ROWS_PER_EDGE * len(graph.edges) * D.size <= WIDE_BUDGET:
+        found, ranked_wide, _ = _search(graph, leaves, point, D, G, fit_rtol, None, None)
+        return found, (ranked_wide or ranked)
+    return found, ranked
+
+
+def _search(graph, leaves, point, D, G, fit_rtol, sites, cols):
+    """The hypotheses at ``sites`` (``None``: every equation), judged on the entries ``cols`` (``None``:
+    all): ``(found, ranked, sites)``."""
+    if cols is not None:
+        D, G = D[cols], G[cols]
+    fit = _Fitter(D, fit_rtol)
+    exact = (lambda **kw: le.exact_gradient(graph, leaves, point, **kw)[cols]) if cols is not None else \
+        (lambda **kw: le.exact_gradient(graph, leaves, point, **kw))
+    cands = rule_edits.candidates(graph, point.values, sites=sites)
     singles = [c for c in cands if len(c.edits) == 1]
     multi = [c for c in cands if len(c.edits) > 1]
     true = {}
-    edge_deltas = _edge_deltas(graph, point, true)
+    allowed = [k for k, (i, _) in enumerate(graph.edges) if sites is None or i in sites]
+    edge_deltas = _edge_deltas(graph, point, true, allowed)
     members = {}  # (equation, edit) -> row of the edit's first-order effect
     for c in singles + multi:
         for i, e in c.edits.items():
             members.setdefault((i, id(e)), (len(members), i, e))
     E = le.pullbacks(graph, leaves, point, edge_deltas + [_edit_delta(graph, point, i, e, true)
-                                                          for _, i, e in members.values()])
-    C = E[:len(edge_deltas)].T  # (n_params, n_edges): scaling edge k by a changes the gradient by (a - 1) C_k
+                                                          for _, i, e in members.values()], cols=cols)
+    C = E[:len(edge_deltas)].T  # (n_params, n_allowed): scaling edge allowed[c] by a changes the gradient by (a - 1) C_c
+    col_of = {k: c for c, k in enumerate(allowed)}
     rows = E[len(edge_deltas):]
 
     def first_order(c):
@@ -231,16 +260,17 @@ def explain(graph, leaves, manual, reference, fit_rtol) -> Tuple[List[Hypothesis
             found.append(_from_candidate(graph, c, fit.residual(d)))
     # Edits at several equations chain: screened by their first-order effect, the best few evaluated exactly.
     for c in sorted(multi, key=lambda c: fit.residual(first_order(c)))[:MAX_MULTI_EXACT]:
-        H = le.exact_gradient(graph, leaves, point, edits=c.edits)
+        H = exact(edits=c.edits)
         if fit.fits(H - G):
             found.append(_from_candidate(graph, c, fit.residual(H - G)))
-    found += scalings(graph, C, fit)
+    found += scalings(graph, C, fit, allowed)
+    groups = {key: ks for key, ks in _scale_groups(graph).items() if all(k in col_of for k in ks)}
     if not found:
-        found += _group_scalings(graph, leaves, point, C, G, fit)
+        found += _group_scalings(graph, exact, groups, C, col_of, G, fit)
     if not found:
-        found += _pairs(graph, leaves, point, singles, R, C, G, fit)
-    return found, ([] if found else ranking.rank_lines(graph, singles, R, C, fit.D,
-                                                         sites=ranking.consistent_sites(graph, leaves, D)))
+        found += _pairs(graph, exact, groups, singles, R, C, col_of, G, fit)
+    consistent = ranking.consistent_sites(graph, leaves, D) if cols is None else sites
+    return found, ([] if found else ranking.rank_lines(graph, singles, R, C, fit.D, sites=consistent, allowed=allowed)), sites
 
 
 def _from_candidate(graph, c, res):
@@ -257,13 +287,13 @@ def _both(e1, e2):
     return edit
 
 
-def _pairs(graph, leaves, point, singles, R, C, G, fit) -> List[Hypothesis]:
+def _pairs(graph, exact, groups, singles, R, C, col_of, G, fit) -> List[Hypothesis]:
     """Two changes: rule edits (fixed effects) and scalings of an edge or of a loop-wide / line-wide group
     (free constants).  The :data:`PAIR_POOL` items most aligned with the error are paired, every pair
     screened at once by least squares on the first-order effects (from their Gram matrix), the best
     :data:`MAX_PAIRS_EXACT` evaluated exactly."""
-    items = [("edit", k, R[k]) for k in range(len(singles))] + [("scale", (k,), C[:, k]) for k in range(C.shape[1])]
-    items += [("scale", tuple(ks), C[:, ks].sum(axis=1)) for ks in _scale_groups(graph).values()]
+    items = [("edit", k, R[k]) for k in range(len(singles))] + [("scale", (k,), C[:, c]) for k, c in col_of.items()]
+    items += [("scale", tuple(ks), C[:, [col_of[k] for k in ks]].sum(axis=1)) for ks in groups.values()]
     items = [it for it in items if np.linalg.norm(it[2]) > 0]
     if len(items) < 2:
         return []
@@ -311,7 +341,7 @@ def _pairs(graph, leaves, point, singles, R, C, G, fit) -> List[Hypothesis]:
                 i, j = graph.edges[it[1][-1]]
                 cause, text = scale_causes.classify(graph, i, j, s)
                 parts.append((cause, i, text + (f" (at all {len(it[1])} of its uses)" if len(it[1]) > 1 else "")))
-        H = le.exact_gradient(graph, leaves, point, edits=edits or None, scales=scales or None)
+        H = exact(edits=edits or None, scales=scales or None)
         if fit.fits(H - G):
             (c1, i1, t1), (c2, i2, t2) = sorted(parts, key=lambda p: -p[1])
             out.append(Hypothesis(c1, i1, graph.describe(i1),

@@ -101,23 +101,27 @@ def local_cotangents(eqn, invals, g, edit=None):
     return res
 
 
-def pullbacks(graph: jg.Graph, leaves, point: Point, deltas: Sequence[Dict[Any, Any]]) -> np.ndarray:
+def pullbacks(graph: jg.Graph, leaves, point: Point, deltas: Sequence[Dict[Any, Any]], cols=None) -> np.ndarray:
     """``(len(deltas), n_params)``: for each ``{var: delta}``, the change of the flattened parameter
-    gradient when ``var``'s cotangent changes by ``delta`` (shifts in ``point.frozen`` pass nothing)."""
+    gradient when ``var``'s cotangent changes by ``delta`` (shifts in ``point.frozen`` pass nothing).  With
+    ``cols`` (flat entries that are whole leaves), only those columns: the other leaves are never formed."""
+    sizes = np.cumsum([0] + [int(np.size(l)) for l in leaves])
+    keep = list(range(len(leaves))) if cols is None else [k for k in range(len(leaves))
+                                                          if sizes[k + 1] > sizes[k] and np.isin(sizes[k], cols)]
     if not deltas:
-        return np.zeros((0, sum(int(np.size(l)) for l in leaves)))
+        return np.zeros((0, int(sum(sizes[k + 1] - sizes[k] for k in keep))))
     targets = sorted({v for d in deltas for v in d}, key=lambda v: _order(graph, v))
     dtype = jnp.result_type(*leaves)
 
     def forward(ls):
         return jg.evaluate(graph, ls, frozen=point.frozen, outputs=targets)[1]
 
-    def one(cot):
-        _, vjp = jax.vjp(forward, list(leaves))
+    def one(ls, cot):
+        _, vjp = jax.vjp(forward, ls)
         g = vjp(cot)[0]
-        return jnp.concatenate([jnp.ravel(x).astype(jnp.float64) for x in g])
+        return jnp.concatenate([jnp.ravel(g[k]).astype(jnp.float64) for k in keep] or [jnp.zeros(0)])
 
-    run = jax.vmap(one)
+    run = jax.vmap(one, in_axes=(None, 0))  # the leaves are arguments, never constants that XLA would fold
     if len(graph.eqns) <= JIT_MAX_EQNS:  # one compile beats a compile per new op; long programs run op by op
         run = jax.jit(run)
     out = []
@@ -129,7 +133,7 @@ def pullbacks(graph: jg.Graph, leaves, point: Point, deltas: Sequence[Dict[Any, 
             for r, d in enumerate(chunk):
                 if v in d:
                     c[r] = np.reshape(np.asarray(d[v]), v.aval.shape)
-        out.append(np.asarray(run([jnp.asarray(c) for c in cot]), np.float64)[:len(chunk)])
+        out.append(np.asarray(run(list(leaves), [jnp.asarray(c) for c in cot]), np.float64)[:len(chunk)])
     return np.concatenate(out)
 
 

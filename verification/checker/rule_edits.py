@@ -60,11 +60,12 @@ def saved_values(graph: jg.Graph, leaves) -> Dict:
     return values
 
 
-def candidates(graph: jg.Graph, values) -> List[Candidate]:
+def candidates(graph: jg.Graph, values, sites=None) -> List[Candidate]:
     """Every single-equation change, then each change made at every instance of the same loop-body line
     (the same op at the same line, with the same shapes), each elementwise change at every use of one op
-    (a shared helper such as ``tanh_prime``), and the loop-wide saved-operand changes."""
-    out = list(_per_equation(graph, values))
+    (a shared helper such as ``tanh_prime``), and the loop-wide saved-operand changes.  With ``sites`` (a
+    set of equation indices), only changes whose every equation is one of them."""
+    out = list(_per_equation(graph, values, sites))
     by_text: Dict[tuple, List[Candidate]] = {}
     helper: Dict[tuple, List[Candidate]] = {}
     for c in out:
@@ -83,7 +84,8 @@ def candidates(graph: jg.Graph, values) -> List[Candidate]:
             edits = {i: e for c in cs for i, e in c.edits.items()}
             groups.append(Candidate(cause, max(edits), edits, f"the derivative of {name} is {how}, at every one of "
                                                               f"its {len(cs)} uses (a shared helper)"))
-    loop = [Candidate("wrong_saved_operand", site, edits, text) for site, edits, text in saved.loop_saved(graph, values)]
+    loop = [Candidate("wrong_saved_operand", site, edits, text) for site, edits, text in saved.loop_saved(graph, values)
+            if sites is None or set(edits) <= sites]
     return out + groups + loop
 
 
@@ -91,9 +93,11 @@ def _one(cause, i, edit, text):
     return Candidate(cause, i, {i: edit}, text)
 
 
-def _per_equation(graph, values):
+def _per_equation(graph, values, sites=None):
     live = {graph.eqns[i].invars[j] for i, j in graph.edges}
     for i, eqn in enumerate(graph.eqns):
+        if sites is not None and i not in sites:
+            continue
         name, where = jg.op_name(eqn), graph.describe(i)
         float_vars = [j for j, v in enumerate(eqn.invars) if jg.is_float(v) and v in live]
         if not float_vars:
