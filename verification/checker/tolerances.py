@@ -122,5 +122,5 @@ def precision_of(tree) -> str:
 def default_atol(rtol: float, reference) -> float:
     """``rtol`` times the largest entry of the whole ``reference`` (any pytree of arrays): the scale a
     leaf whose entries cancel (a bias's sum of deltas) is judged on."""
-    sizes = [float(np.max(np.abs(np.asarray(l, np.float64)))) for l in jax.tree.leaves(reference) if np.size(l)]
+    sizes = [float(jnp.max(jnp.abs(l))) for l in jax.tree.leaves(reference) if np.size(l)]
     return rtol * max(sizes, default=0.0)
