@@ -268,7 +268,8 @@ def the_one_rule(fn: Callable, args: Sequence[Any], kind: str) -> RuleRow:
 
 def primal_gradient(loss: Callable, params):
     r"""``jax.grad`` of ``loss`` at ``params`` with every custom rule replaced by autodiff of its primal:
-    the reference that does not trust the rules (``None`` if the primals cannot be reverse-differentiated)."""
+    the reference that does not trust the rules.  Raises jax's ``TypeError``/``ValueError`` when a primal
+    cannot be reverse-differentiated (a ``while_loop``); the caller falls back to the rule checks alone."""
     leaves, treedef = jax.tree.flatten(params)
     flat, _ = flat_program(loss, (params,), rules=True)
     fn = lambda *ls: jax.core.eval_jaxpr(flat.jaxpr, flat.consts, *ls)[0]  # noqa: E731
