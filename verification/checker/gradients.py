@@ -24,7 +24,7 @@ import numpy as np
 from verification.checker import finite_differences as fd
 from verification.checker import hypotheses as hy
 from verification.checker import jaxpr_graph as jg
-from verification.checker import custom_rules, kink_conventions, rule_edits
+from verification.checker import custom_rules, kinks
 from verification.checker import sampled_differences as sampled
 from verification.checker.compare import LeafResult, compare_leaf, compare_leaves
 from verification.checker.param_leaves import DiffLeaves
@@ -33,12 +33,10 @@ from verification.checker.hypotheses import Hypothesis
 from verification.checker.localize import Localization, localize, tapped, true_cotangents
 from verification.checker.report import CheckReport, json_number
 from verification.checker.taylor import TaylorResult, taylor_test
-from verification.checker.tolerances import (FD_RTOL, FD_STEP, FIT_RTOL, KINK_RTOL, RTOL_BY_DTYPE, default_atol,
-                                             precision_of)
+from verification.checker.tolerances import FD_RTOL, FIT_RTOL, RTOL_BY_DTYPE, default_atol, precision_of
 
 REG_KWARGS = ("l1", "l2", "reg", "lam", "weight_decay")  # regulariser strengths switched off in the second run
 SCHEMA = "verification.check_gradients/3"
-KINK_SAMPLE = 128  # entries of a leaf tested at a kink: the most differing ones, and as many at random
 
 
 @dataclasses.dataclass
@@ -116,59 +114,6 @@ class GradientReport(CheckReport):
                                                   "remainders": t.remainders}}
 
 
-def _kinks(graph, leaves) -> List[str]:
-    """The non-differentiable points the loss sits on: relu/abs at exactly 0, exact ties in max/min/compare."""
-    values = rule_edits.saved_values(graph, leaves)
-    found = []
-
-    def val(v):
-        return np.asarray(v.val if isinstance(v, jg.jcore.Literal) else values.get(v))
-
-    for i, eqn in enumerate(graph.eqns):
-        name = jg.op_name(eqn)
-        ins = [val(v) for v in eqn.invars]
-        if any(x.dtype == object for x in ins) or i not in graph.live:
-            continue
-        if name in ("abs", "custom_jvp_call[relu]", "sign") and np.any(ins[0] == 0):
-            found.append(graph.describe(i))
-        elif name in ("max", "min", "ge", "gt", "le", "lt") and len(ins) == 2 and np.any(ins[0] == ins[1]):
-            found.append(graph.describe(i))
-    return found
-
-
-def _one_sided(loss, params, manual, ref, leaf_results, precision, atol):
-    """For each failing leaf: does every manual entry that differs from autodiff lie between the one-sided
-    differences?  Entries that agree with autodiff need no test; of the others, the :data:`KINK_SAMPLE`
-    that differ most and as many random ones are tested (all of them when there are fewer).  Returns
-    ``({leaf: passed}, {leaf: (tested, differing)})``."""
-    from jax.flatten_util import ravel_pytree
-
-    m_flat, r_flat = np.asarray(ravel_pytree(manual)[0], np.float64), np.asarray(ravel_pytree(ref)[0], np.float64)
-    h = FD_STEP if precision == "float64" else float(np.sqrt(np.finfo(np.dtype(precision)).eps))
-    offsets = np.cumsum([0] + [int(np.prod(l.shape)) for l in leaf_results])
-    rng = np.random.default_rng(0)
-    ok, counts = {}, {}
-    for k, l in enumerate(leaf_results):
-        if l.passed:
-            continue
-        m, r = m_flat[offsets[k]:offsets[k + 1]], r_flat[offsets[k]:offsets[k + 1]]
-        err = np.abs(m - r)
-        differing = np.flatnonzero(err > max(atol, 0.0))
-        if len(differing) > 2 * KINK_SAMPLE:
-            worst = differing[np.argsort(-err[differing])[:KINK_SAMPLE]]
-            rest = np.setdiff1d(differing, worst)
-            differing_tested = np.concatenate([worst, rng.choice(rest, KINK_SAMPLE, replace=False)])
-        else:
-            differing_tested = differing
-        counts[l.path] = (len(differing_tested), len(differing))
-        up, down = fd.one_sided(loss, params, offsets[k] + differing_tested, h)
-        lo, hi = np.minimum(up, down), np.maximum(up, down)
-        slack = KINK_RTOL * max(float(np.max(np.abs(np.concatenate([lo, hi, r])))), 1e-300)
-        mk = m[differing_tested]
-        ok[l.path] = bool(np.all((mk >= lo - slack) & (mk <= hi + slack)))
-    return ok, counts
-
-
 def check_gradients(loss_fn: Callable[..., Any], manual_fn: Callable[..., Any], params, *args, rtol=None, atol=None,
                     finite_differences=False, taylor=False, diagnose_failures=True, deltas=None, leaf_names=None,
                     **kwargs) -> GradientReport:
@@ -231,10 +176,10 @@ def check_gradients(loss_fn: Callable[..., Any], manual_fn: Callable[..., Any], 
         return report
     graph = _guarded(report, "tracing the loss", lambda: jg.trace(loss, params, [l.path for l in report.leaves]))
     if graph is not None:
-        if _guarded(report, "the kink test", lambda: _passes_at_kinks(graph, loss, params, manual, ref, report, rtol,
+        if _guarded(report, "the kink test", lambda: kinks.passes_at_kinks(graph, loss, params, manual, ref, report, rtol,
                                                                               atol)):
             return report
-        if _guarded(report, "the custom rules", lambda: _blame_custom_rules(graph, loss, params, manual, report, rtol,
+        if _guarded(report, "the custom rules", lambda: custom_rules.blame_rules(graph, loss, params, manual, report, rtol,
                                                                             atol)):
             return report
         report.localization = _guarded(report, "localisation",
@@ -327,80 +272,6 @@ def _unregularised(report, loss_fn, manual_fn, params, args, kwargs, rtol, atol)
     res0, err0 = compare_leaves(m0, r0, rtol, atol)
     report.unregularised_passed = not err0 and all(l.passed for l in res0)
     return reg, (m0, r0)
-
-
-def _passes_at_kinks(graph, loss, params, manual, ref, report, rtol, atol) -> bool:
-    """At a kink, accept valid subgradients leaf by leaf, or one consistent convention throughout."""
-    leaves = jax.tree.leaves(params)
-    kinks = _kinks(graph, leaves)
-    if not kinks:
-        return False
-    between, counts = _one_sided(loss, params, manual, ref, report.leaves, report.precision, atol)
-    for l in report.leaves:
-        if between.get(l.path):
-            l.passed = True
-            tested, differing = counts[l.path]
-            sample = ("every entry that differs" if tested == differing else
-                      f"each of {tested} of the {differing} entries that differ ({KINK_SAMPLE} that differ most, the "
-                      "rest at random)")
-            report.notes.append(f"{l.path}: differs from autodiff at a kink ({'; '.join(kinks[:3])}) but {sample} "
-                                "lies between the one-sided differences: a valid subgradient")
-    if not report.passed:
-        _accept_kink_convention(graph, leaves, manual, report, rtol, atol)
-    return report.passed
-
-
-def _accept_kink_convention(graph, leaves, manual, report, rtol, atol):
-    """Chained kinks: the manual gradient passes if it equals autodiff with one consistent one-sided
-    derivative at each kind of kink (``relu'(0) = 1`` throughout, say)."""
-    cands = kink_conventions.kink_conventions(graph, rule_edits.saved_values(graph, leaves))
-    if not cands:
-        return
-    H = hy.candidate_gradients(graph, leaves, cands)
-    treedef = jax.tree.structure(manual)
-    shapes = [np.shape(l) for l in jax.tree.leaves(manual)]
-    for c, h in zip(cands, H):
-        parts = np.split(h, np.cumsum([int(np.prod(s)) for s in shapes])[:-1])
-        ref = jax.tree.unflatten(treedef, [p.reshape(s) for p, s in zip(parts, shapes)])
-        results, err = compare_leaves(manual, ref, rtol, atol)
-        if not err and all(r.passed for r in results):
-            for l in report.leaves:
-                l.passed = True
-            report.notes.append(f"differs from autodiff only at kinks: it equals autodiff when {c.text} "
-                                "(a consistent subgradient convention)")
-            return
-
-
-def _blame_custom_rules(graph, loss, params, manual, report, rtol, atol) -> bool:
-    """When the loss calls custom rules: check each where it runs.  A wrong rule makes ``jax.grad`` the
-    wrong side; if the hand gradient equals autodiff of the primals (every rule replaced by its primal),
-    each failing leaf is blamed on the rule (``custom_rule_wrong``) and ``True`` ends the diagnosis."""
-    if not any(e.primitive.name in custom_rules.RULE_CALLS for e in graph.eqns):
-        return False
-    rules = custom_rules.check_program_rules(graph.closed, jax.tree.leaves(params))
-    bad = rules.failing()
-    if not bad:
-        return False
-    named = "; ".join(f"{r.label()}, called at {', '.join(sorted({c.where for c in r.calls}))}, max rel "
-                      f"{r.max_rel:.2e} against autodiff of its primal" for r in bad)
-    try:
-        primal = custom_rules.primal_gradient(loss, params)
-    except (TypeError, ValueError):  # the primals cannot be reverse-differentiated: the rule check stands alone
-        primal = None
-    agrees = primal is not None and all(l.passed for l in compare_leaves(manual, primal, rtol, atol)[0])
-    fd_agrees = report.finite_differences is not None and all(l.passed for l in report.finite_differences)
-    taylor_agrees = report.taylor is not None and report.taylor.passed
-    if not (agrees or fd_agrees or taylor_agrees):
-        report.notes.append(f"a custom rule inside the loss is wrong too: {named}")
-        return False
-    sides = [s for s, ok in (("autodiff of the primals (every custom rule replaced by its primal)", agrees),
-                             ("finite differences", fd_agrees), ("the Taylor test", taylor_agrees)) if ok]
-    where = f"{bad[0].kind} rule {bad[0].name} at {bad[0].defined}"
-    report.diagnoses = [Diagnosis(l.path, "custom_rule_wrong",
-                                  f"jax.grad is the wrong side: the hand gradient agrees with {' and '.join(sides)}; "
-                                  f"{named}", where) for l in report.leaves if not l.passed]
-    report.notes.append(f"autodiff is the wrong side: {named}; check it with verification.check_rules")
-    return True
 
 
 def _check_deltas(loc, loss_fn, params, args, kwargs, deltas, rtol):

@@ -40,7 +40,21 @@ def _frames(eqn):
     """``(user frame, library frame)`` of an equation as ``file:line``: the innermost frame outside JAX,
     NumPy, the checker and installed packages (the user's own code), and the innermost installed-package
     frame inside it (``equinox/nn/_linear.py:99``: the library line the user's call ran), either ``None``."""
-    tb = getattr(eqn.source_info, "traceback", None)
+    si = eqn.source_info
+    hit = _FRAMES.get(id(si))
+    if hit is not None and hit[0] is si:
+        return hit[1]
+    if len(_FRAMES) > 200000:
+        _FRAMES.clear()
+    found = _scan_frames(getattr(si, "traceback", None))
+    _FRAMES[id(si)] = (si, found)
+    return found
+
+
+_FRAMES: Dict[int, tuple] = {}  # id(source_info) -> (source_info, frames): a long program names each line once
+
+
+def _scan_frames(tb):
     library = None
     for f in (tb.frames if tb is not None else ()):
         name = f.file_name

@@ -26,7 +26,7 @@ direction of the whole Jacobian):
 """
 from __future__ import annotations
 
-from typing import Callable, List, Sequence
+from typing import Callable, List, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -61,28 +61,23 @@ def loss_on(loss: Callable, params):
     try:
         pair(x, jnp.zeros_like(x), 0.0)
     except Exception:  # noqa: BLE001 -- a loss that cannot be jitted (Python control flow on values): eager
-        pair = both
-        pair.batch = lambda x, V, hs: tuple(np.array(t) for t in zip(*[both(x, v, h) for v, h in zip(V, hs)]))
-    else:
-        pair.batch = jax.jit(jax.vmap(both, in_axes=(None, 0, 0)))
-    return x, _Pair(pair)
+        batch = lambda x, V, hs: tuple(np.array(t) for t in zip(*[both(x, v, h) for v, h in zip(V, hs)]))  # noqa: E731
+        return x, Pair(both, batch)
+    return x, Pair(pair, jax.jit(jax.vmap(both, in_axes=(None, 0, 0))))
 
 
-class _Pair:
-    """``pair(x, v, h)`` and ``pair.batch(x, V, hs)`` (one row of ``V`` per probe)."""
+class Pair(NamedTuple):
+    """``one(x, v, h) -> (J(x + h v), J(x - h v))``, and ``batch(x, V, hs)`` over the rows of ``V``."""
 
-    def __init__(self, fn):
-        self.fn, self.batch = fn, fn.batch
-
-    def __call__(self, x, v, h):
-        return self.fn(x, v, h)
+    one: Callable
+    batch: Callable
 
 
 def _directional(J, x, h, idx, v):
     """``(J(x + h v) - J(x - h v)) / 2h`` for ``v`` supported on the flat indices ``idx``, and the rounding."""
     dense = np.zeros(x.shape[0])
     dense[np.asarray(idx)] = np.asarray(v)
-    a, b = (float(t) for t in J(x, jnp.asarray(dense), h))
+    a, b = (float(t) for t in J.one(x, jnp.asarray(dense), h))
     return (a - b) / (2 * h), NOISE_EPS * (abs(a) + abs(b)) / (2 * h)
 
 
