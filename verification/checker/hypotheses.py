@@ -217,18 +217,18 @@ def explain(graph, leaves, manual, reference, fit_rtol) -> Tuple[List[Hypothesis
     point = le.at_point(graph, leaves)
     sites = ranking.consistent_sites(graph, leaves, D)
     cols = ranking.failing_columns(leaves, D)
-    found, ranked, _ = _search(graph, leaves, point, D, G, fit_rtol, sites, cols)
+    found, ranked = _search(graph, leaves, point, D, G, fit_rtol, sites, cols)
     if found:
         return found, ranked
     if WIDE_ROWS_PER_EDGE * len(graph.edges) * D.size <= WIDE_BUDGET:
-        found, ranked_wide, _ = _search(graph, leaves, point, D, G, fit_rtol, None, None)
+        found, ranked_wide = _search(graph, leaves, point, D, G, fit_rtol, None, None)
         return found, (ranked_wide or ranked)
     return found, ranked
 
 
 def _search(graph, leaves, point, D, G, fit_rtol, sites, cols):
     """The hypotheses at ``sites`` (``None``: every equation), judged on the entries ``cols`` (``None``:
-    all): ``(found, ranked, sites)``."""
+    all): ``(found, ranked)``."""
     if cols is not None:
         D, G = D[cols], G[cols]
     fit = _Fitter(D, fit_rtol)
@@ -270,7 +270,7 @@ def _search(graph, leaves, point, D, G, fit_rtol, sites, cols):
     if not found:
         found += _pairs(graph, exact, groups, singles, R, C, col_of, G, fit)
     consistent = ranking.consistent_sites(graph, leaves, D) if cols is None else sites
-    return found, ([] if found else ranking.rank_lines(graph, singles, R, C, fit.D, sites=consistent, allowed=allowed)), sites
+    return found, ([] if found else ranking.rank_lines(graph, singles, R, C, fit.D, sites=consistent, allowed=allowed))
 
 
 def _from_candidate(graph, c, res):
