@@ -31,8 +31,7 @@ import jax.core
 import jax.extend.core as jcore
 import numpy as np
 
-from verification.checker import inline
-from verification.checker import jaxpr_graph as jg
+from verification.checker import inline, source_lines
 from verification.checker.compare import compare_leaves
 from verification.checker.patterns import Diagnosis
 from verification.checker.report import CheckReport, json_number
@@ -128,7 +127,7 @@ def rule_rows(closed, values) -> List[RuleRow]:
         rule = " at ".join(_src(getattr(thunk, "debug_info", None)))
         row = rows.setdefault((kind, name, defined, rule), RuleRow(kind, name, defined, rule, []))
         ins = [v.val if isinstance(v, jcore.Literal) else env[v] for v in eqn.invars]
-        row.calls.append(RuleCall(jg.user_line(eqn) or "?", ins, eqn))
+        row.calls.append(RuleCall(source_lines.user_line(eqn) or "?", ins, eqn))
     return list(rows.values())
 
 

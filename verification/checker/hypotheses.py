@@ -29,7 +29,7 @@ import numpy as np
 
 from verification.checker import jaxpr_graph as jg
 from verification.checker import linear_effects as le
-from verification.checker import ranking, rule_edits, scale_causes
+from verification.checker import loop_bodies, ranking, rule_edits, scale_causes
 
 CANONICAL_SCALES = (0.0, -1.0, 2.0, 0.5)
 MAX_MULTI_EXACT = 8  # multi-equation rule changes evaluated exactly (best first-order screens first)
@@ -91,6 +91,8 @@ def _edit_delta(graph, point, i, edit, true):
     """The change an edit of equation ``i``'s rule makes to the cotangents of its inputs (``true``: the
     true rule's, by equation)."""
     eqn = graph.eqns[i]
+    if hasattr(edit, "input_deltas"):  # a loop body's change: computed with its loop's others, in one pass
+        return edit.input_deltas()
     if hasattr(edit, "delta") and len(eqn.outvars) == 1 and eqn.outvars[0] in point.cotangents:
         g = point.cotangents[eqn.outvars[0]]
         return {eqn.invars[j]: d for j, d in edit.delta(eqn, [_read(point, v) for v in eqn.invars], g).items()
@@ -234,7 +236,7 @@ def _search(graph, leaves, point, D, G, fit_rtol, sites, cols):
     fit = _Fitter(D, fit_rtol)
     exact = (lambda **kw: le.exact_gradient(graph, leaves, point, **kw)[cols]) if cols is not None else \
         (lambda **kw: le.exact_gradient(graph, leaves, point, **kw))
-    cands = rule_edits.candidates(graph, point.values, sites=sites)
+    cands = rule_edits.candidates(graph, point.values, sites=sites) + loop_bodies.candidates(graph, point, sites)
     singles = [c for c in cands if len(c.edits) == 1]
     multi = [c for c in cands if len(c.edits) > 1]
     true = {}
@@ -274,7 +276,7 @@ def _search(graph, leaves, point, D, G, fit_rtol, sites, cols):
 
 
 def _from_candidate(graph, c, res):
-    return Hypothesis(c.cause, c.eqn, graph.describe(c.eqn, instance=len(c.edits) == 1), f"manual equals autodiff if {c.text}", res,
+    return Hypothesis(c.cause, c.eqn, c.where or graph.describe(c.eqn, instance=len(c.edits) == 1), f"manual equals autodiff if {c.text}", res,
                       also_at=sorted({graph.describe(i) for i in c.edits if i != c.eqn}), sites=sorted(c.edits))
 
 

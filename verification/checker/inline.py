@@ -46,6 +46,20 @@ class _Flat:
         return v
 
 
+def scan_size(jaxpr) -> int:
+    """Equations the scans of ``jaxpr`` (through calls and branches, nested scans multiplied) unroll into;
+    0 without a scan."""
+    total = 0
+    for e in jaxpr.eqns:
+        subs = [getattr(j, "jaxpr", j) for j in jcore.jaxprs_in_params(e.params)]
+        inner = max((scan_size(j) for j in subs), default=0)
+        if e.primitive.name == "scan":
+            total += e.params["length"] * max(inner, len(subs[0].eqns))
+        else:
+            total += inner
+    return total
+
+
 def needs_inlining(jaxpr) -> bool:
     return any(e.primitive.name in RESOLVED for e in jaxpr.eqns)
 

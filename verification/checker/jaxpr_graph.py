@@ -13,7 +13,6 @@ choice: autodiff of the edited program is autodiff with exactly one rule changed
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import jax
@@ -22,64 +21,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from verification.checker import inline
-
-# JAX, NumPy and this checker's own package: never "the user's line".  By directory, so that a user's
-# file that happens to share a name with one of ours (checker.py) is still named.
-_SKIP_DIRS = tuple(os.path.dirname(m.__file__) + os.sep for m in (jax, np)) + (os.path.dirname(__file__) + os.sep,)
+from verification.checker.source_lines import library_line, user_line
 
 # Shape and bookkeeping primitives: never worth naming as "where the error enters".
 PLUMBING = {"broadcast_in_dim", "reshape", "convert_element_type", "squeeze", "expand_dims", "transpose", "copy",
             "stop_gradient", "is_finite", "sign", "iota", "eq", "ne", "lt", "le", "gt", "ge",
             "pjit", "jit", "slice", "concatenate", "reduce_max", "argmax"}
 
-
-_LIBRARY_DIRS = (os.sep + "site-packages" + os.sep, os.sep + "dist-packages" + os.sep)
-
-
-def _frames(eqn):
-    """``(user frame, library frame)`` of an equation as ``file:line``: the innermost frame outside JAX,
-    NumPy, the checker and installed packages (the user's own code), and the innermost installed-package
-    frame inside it (``equinox/nn/_linear.py:99``: the library line the user's call ran), either ``None``."""
-    si = eqn.source_info
-    hit = _FRAMES.get(id(si))
-    if hit is not None and hit[0] is si:
-        return hit[1]
-    if len(_FRAMES) > 200000:
-        _FRAMES.clear()
-    found = _scan_frames(getattr(si, "traceback", None))
-    _FRAMES[id(si)] = (si, found)
-    return found
-
-
-_FRAMES: Dict[int, tuple] = {}  # id(source_info) -> (source_info, frames): a long program names each line once
-
-
-def _scan_frames(tb):
-    library = None
-    for f in (tb.frames if tb is not None else ()):
-        name = f.file_name
-        if name.startswith(_SKIP_DIRS) or name.startswith("<"):
-            continue
-        if any(d in name for d in _LIBRARY_DIRS):
-            if library is None:
-                library = f"{name.split(os.sep + 'site-packages' + os.sep)[-1].split(os.sep + 'dist-packages' + os.sep)[-1]}:{f.line_num}"
-            continue
-        rel = os.path.relpath(name)
-        return f"{rel if not rel.startswith('..') else name}:{f.line_num}", library
-    return None, library
-
-
-def user_line(eqn) -> Optional[str]:
-    """``file:line`` of the innermost frame of the user's own code (outside JAX, NumPy, the checker and
-    installed packages); an installed package's line where no user frame exists; else ``None``."""
-    user, library = _frames(eqn)
-    return user or library
-
-
-def library_line(eqn) -> Optional[str]:
-    """The installed package's line the user's line ran (``equinox/nn/_mlp.py:25``), or ``None``."""
-    user, library = _frames(eqn)
-    return library if user else None
 
 
 def op_name(eqn) -> str:
@@ -158,13 +106,29 @@ class Graph:
         return sorted(self.uses, key=lambda k: -max(self.uses[k], default=-1))
 
 
+SCAN_UNROLL_MAX = 256  # equations the program's scans unroll into; past it every scan stays one unit
+
+
 def trace(loss: Callable, params, leaf_names: Sequence[str]) -> Graph:
-    """Trace ``loss(params)``; ``leaf_names`` name the flattened leaves of ``params``."""
+    """Trace ``loss(params)``; ``leaf_names`` name the flattened leaves of ``params``.
+
+    Short loops are unrolled (tracing under ``jax.disable_jit``): every iteration is its own equations,
+    with its own line and instance.  Where the program's scans would unroll into more than
+    :data:`SCAN_UNROLL_MAX` equations, each scan stays one equation, its body edited as a whole
+    (:mod:`verification.checker.loop_bodies`): cost no longer grows with the number of iterations."""
     leaves, treedef = jax.tree.flatten(params)
-    with jax.disable_jit():  # inline jit and unroll scan / fori_loop: their ops are visible, with their lines
-        closed = jax.make_jaxpr(lambda *ls: loss(jax.tree.unflatten(treedef, ls)))(*leaves)
-    if inline.needs_inlining(closed.jaxpr):  # cond, while_loop, checkpoint: the program run at this point
+    f = lambda *ls: loss(jax.tree.unflatten(treedef, ls))  # noqa: E731
+    closed = jax.make_jaxpr(f)(*leaves)
+    if inline.scan_size(closed.jaxpr) <= SCAN_UNROLL_MAX:
+        with jax.disable_jit():  # inline jit and unroll scan / fori_loop: their ops are visible, with their lines
+            closed = jax.make_jaxpr(f)(*leaves)
+    if inline.needs_inlining(closed.jaxpr):  # jit, cond, while_loop, checkpoint: the program run at this point
         closed = inline.inline(closed, leaves)
+    return graph_of(closed, leaf_names, treedef)
+
+
+def graph_of(closed, leaf_names: Sequence[str], treedef=None) -> Graph:
+    """The :class:`Graph` of a closed jaxpr whose inputs are the leaves named ``leaf_names``."""
     invars = closed.jaxpr.invars
     index = {v: k for k, v in enumerate(invars)}
     uses: Dict[int, List[int]] = {k: [] for k in range(len(invars))}
@@ -202,7 +166,8 @@ Edit = Callable[[Any, List[Any], List[Any], Callable], List[Any]]  # (eqn, inval
 
 def evaluate(graph: Graph, leaves: Sequence[Any], *, edits: Optional[Dict[int, Edit]] = None,
              scales: Optional[Dict[tuple, Any]] = None, switched: Optional[Dict[int, List[tuple]]] = None,
-             switch=None, frozen=(), probes: Optional[Dict[Any, Any]] = None, outputs: Sequence[Any] = ()):
+             switch=None, frozen=(), probes: Optional[Dict[Any, Any]] = None, outputs: Sequence[Any] = (),
+             known: Optional[Dict[Any, Any]] = None):
     """Run the equations on ``leaves``.
 
     ``edits[i]`` replaces equation ``i``'s outputs by an edited version (same values, other derivatives);
@@ -212,13 +177,17 @@ def evaluate(graph: Graph, leaves: Sequence[Any], *, edits: Optional[Dict[int, E
     program, vmapped over the rows of the identity, gives every edit's gradient.  Variables in ``frozen``
     pass no cotangent (a max-shift whose true cotangent is zero stays zero under any edit); ``probes[v]``
     is added to ``v`` (zeros: their gradient is ``v``'s true cotangent).  With ``outputs``, returns
-    ``(loss, [value of each var in outputs])``.
+    ``(loss, [value of each var in outputs])``.  ``known`` holds values of this same point that an
+    edit may read before their equation runs (a value saved later in a loop body); a program with several
+    outputs (a loop body) returns all of them.
     """
     env = {}
     jaxpr = graph.closed.jaxpr
 
     def read(v):
-        return v.val if isinstance(v, jcore.Literal) else env[v]
+        if isinstance(v, jcore.Literal):
+            return v.val
+        return env[v] if v in env or known is None else known[v]
 
     for v, c in zip(jaxpr.constvars, graph.closed.consts):
         env[v] = c
@@ -247,7 +216,7 @@ def evaluate(graph: Graph, leaves: Sequence[Any], *, edits: Optional[Dict[int, E
             if probes and v in probes:
                 o = o + probes[v]
             env[v] = o
-    out = read(jaxpr.outvars[0])
+    out = read(jaxpr.outvars[0]) if len(jaxpr.outvars) == 1 else [read(v) for v in jaxpr.outvars]
     return (out, [read(v) for v in outputs]) if outputs else out
 
 

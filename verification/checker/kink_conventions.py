@@ -13,6 +13,7 @@ import jax.extend.core as jcore
 import jax.numpy as jnp
 
 from verification.checker import jaxpr_graph as jg
+from verification.checker import source_lines
 from verification.checker.rule_edits import Candidate
 
 # Ops whose derivative jumps at 0 and whose tie points a hand derivation may assign to either side.
@@ -36,7 +37,7 @@ def kink_conventions(graph: jg.Graph, values: Dict) -> List[Candidate]:
         elif name == "select_n" and len(eqn.invars) == 3 and jg.is_float(eqn.invars[1]):
             tie = _tie_mask(graph, values, eqn.invars[0])
             if tie is not None:
-                groups.setdefault(f"select_n at {jg.user_line(eqn)}", []).append((i, [_tie_flip(tie)]))
+                groups.setdefault(f"select_n at {source_lines.user_line(eqn)}", []).append((i, [_tie_flip(tie)]))
     kinds = list(groups)[:MAX_KINK_GROUPS]
     out = []
 

@@ -19,7 +19,7 @@ constant) are fitted in :mod:`verification.checker.hypotheses`, not here.
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import jax
 import jax.extend.core as jcore
@@ -44,6 +44,7 @@ class Candidate:
     eqn: int  # the equation named as the site (the latest, for a shared change)
     edits: Dict[int, jg.Edit]  # equation -> its edited rule
     text: str  # "the derivative of tanh at model.py:12 is left out (treated as 1)"
+    where: Optional[str] = None  # the site's name where it is not equation ``eqn`` itself (a line in a loop body)
 
 
 def saved_values(graph: jg.Graph, leaves) -> Dict:
@@ -89,11 +90,19 @@ def candidates(graph: jg.Graph, values, sites=None) -> List[Candidate]:
     return out + groups + loop
 
 
+def body_changes(graph: jg.Graph, values) -> List[Candidate]:
+    """Every single-equation change of a loop body (``graph``, ``values`` at one iteration) that reads
+    nothing but the iteration's own values, so that it can be made at every iteration at once
+    (:mod:`verification.checker.loop_bodies`): a saved operand is another of the body's variables, not a
+    value of this iteration."""
+    return list(_per_equation(graph, values, body=True))
+
+
 def _one(cause, i, edit, text):
     return Candidate(cause, i, {i: edit}, text)
 
 
-def _per_equation(graph, values, sites=None):
+def _per_equation(graph, values, sites=None, body=False):
     live = {graph.eqns[i].invars[j] for i, j in graph.edges}
     for i, eqn in enumerate(graph.eqns):
         if sites is not None and i not in sites:
@@ -106,13 +115,13 @@ def _per_equation(graph, values, sites=None):
         n_vars = len([v for v in eqn.invars if isinstance(v, jcore.Var)])
         pos = float_vars[0]
         if n_vars == 1 and eqn.invars[pos].aval.shape == out_shape and name not in NOT_ELEMENTWISE_RULES:
-            yield from _elementwise(graph, values, i, eqn, where, name, pos)
+            yield from _elementwise(graph, values, i, eqn, where, name, pos, body)
         if name == "select_n":
             yield from _select_edits(i, eqn, where)
         if name in ("max", "min") and n_vars == 2 and len(float_vars) == 2:
             yield _one("wrong_branch", i, _loser_edit, f"the backward of {where} sends the cotangent to the input "
                                                        "that lost (the mask inverted)")
-        if name in ("reduce_max", "reduce_min"):
+        if name in ("reduce_max", "reduce_min") and not body:  # its masks are this iteration's
             yield from _routing_edits(i, eqn, where, values)
         if name in ("mul", "dot_general") and n_vars == 2:
             for j in float_vars:
@@ -120,15 +129,15 @@ def _per_equation(graph, values, sites=None):
                     yield _one("derivative_dropped", i, jg.product_edit(j, lambda a, b: jnp.ones((), a.dtype)),
                                f"the backward of {where} leaves out the factor (operand {2 - j}) in the cotangent "
                                f"to operand {j + 1}")
-                for u, what in saved.saved_candidates(graph, values, eqn.invars[1 - j], i):
-                    yield _one("wrong_saved_operand", i, saved.operand_edit(j, u),
+                for u, x, what in saved.saved_candidates(graph, values, eqn.invars[1 - j], i, inputs=body):
+                    yield _one("wrong_saved_operand", i, saved.operand_edit(j, u if body else x),
                                f"the backward of {where} uses {what} in place of operand {2 - j} in the cotangent "
                                f"to operand {j + 1}")
             if name == "dot_general" and eqn.params["dimension_numbers"] == STANDARD_MATMUL and len(out_shape) == 2:
                 yield from _orientation_edits(i, eqn, where, float_vars, values)
 
 
-def _elementwise(graph, values, i, eqn, where, name, pos):
+def _elementwise(graph, values, i, eqn, where, name, pos, body=False):
     yield _one("derivative_dropped", i, jg.unary_edit(lambda x, y: jnp.ones_like(x), pos),
                f"the derivative of {where} is left out (treated as 1)")
     yield _one("derivative_at_output", i, jg.unary_edit(lambda x, y, e=eqn: jg.local_derivative(e, y), pos),
@@ -139,7 +148,7 @@ def _elementwise(graph, values, i, eqn, where, name, pos):
     if name in PIECEWISE:
         yield _one("wrong_branch", i, jg.unary_edit(lambda x, y, e=eqn: 1 - jg.local_derivative(e, x), pos),
                    f"the derivative of {where} is taken from the other branch (the mask is inverted)")
-        p = graph.producer.get(eqn.invars[pos])
+        p = None if body else graph.producer.get(eqn.invars[pos])  # (in a body, its offset is this iteration's)
         if p is not None and jg.op_name(graph.eqns[p]) in ("add", "sub"):
             inner = graph.eqns[p]
             lits = [v for v in inner.invars if isinstance(v, jcore.Literal)]

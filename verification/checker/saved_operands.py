@@ -22,7 +22,17 @@ MAX_LOOP_SAVED = 24  # loop-wide saved-operand changes (neighbouring iteration, 
 
 def operand_edit(j: int, u) -> jg.Edit:
     """A two-operand product (``mul`` or ``dot_general``) whose cotangent to operand ``j`` is computed with
-    the forward value ``u`` in place of the other operand; operand ``1 - j`` keeps its rule."""
+    the forward value ``u`` in place of the other operand; operand ``1 - j`` keeps its rule.  ``u`` may be
+    a variable of the program instead, read (reshaped to the operand) where the edit runs: a loop body's
+    value at each iteration."""
+    if isinstance(u, jcore.Var):
+        var = u
+
+        def edit(eqn, invals, outs, read):
+            shape = jnp.shape(invals[1 - j])
+            return operand_edit(j, jax.lax.stop_gradient(jnp.reshape(read(var), shape)))(eqn, invals, outs, read)
+
+        return edit
 
     def edit(eqn, invals, outs, read):
         bind = lambda a, b: eqn.primitive.bind(a, b, **eqn.primitive.get_bind_params(eqn.params))  # noqa: E731
@@ -45,20 +55,20 @@ def operand_edit(j: int, u) -> jg.Edit:
     return edit
 
 
-def saved_candidates(graph, values, v, i):
-    """Other forward values with ``v``'s shape (or size, reshaped) that a hand derivation might save instead
+def saved_candidates(graph, values, v, i, inputs=False):
+    """``(variable, its value, what)`` of other forward values with ``v``'s shape (or size, reshaped) that a hand derivation might save instead
     of ``v``: the input of the op that made ``v`` (through reshapes: a pre-activation for the activation),
     then every value of that shape, nearest to equation ``i`` first, earlier or later."""
     out, true = [], values.get(v)
 
     def offer(u, what):
-        if len(out) >= MAX_SAVED_CANDIDATES or u is v or not jg.is_float(u) or any(u is c for c, _ in out):
+        if len(out) >= MAX_SAVED_CANDIDATES or u is v or not jg.is_float(u) or any(u is c for c, _, _ in out):
             return
         if int(np.prod(u.aval.shape)) != int(np.prod(v.aval.shape)):
             return
         x = jnp.reshape(values[u], v.aval.shape)
         if true is None or not bool(jnp.array_equal(x, true)):
-            out.append((x, what))
+            out.append((u, x, what))
 
     p = graph.producer.get(v)
     while (p is not None and jg.op_name(graph.eqns[p]) in jg.PLUMBING and len(graph.eqns[p].invars) == 1
@@ -71,6 +81,8 @@ def saved_candidates(graph, values, v, i):
         for u in graph.eqns[k].outvars:
             if u.aval.shape == v.aval.shape:
                 offer(u, f"the output of {graph.describe(k)}{' (computed later)' if k > i else ''}")
+    for n, u in enumerate(graph.closed.jaxpr.invars if inputs else ()):  # a loop body's carries and slices
+        offer(u, f"the loop body's input {graph.leaf_names[n]}")
     return out
 
 

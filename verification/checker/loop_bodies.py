@@ -1,0 +1,171 @@
+"""Long loops kept whole: a change of a ``lax.scan`` body's rule, made at every iteration, as one edit.
+
+A long scan is not unrolled (:func:`verification.checker.jaxpr_graph.trace`): it stays one equation of
+the traced loss, so the checker's cost does not grow with the number of iterations.  A hand-derived
+backward pass through a loop errs the same way at every step (it is one piece of code), so each
+candidate change of the body is made at every iteration at once, by re-running the scan with the edited
+body:
+
+* every single-equation rule edit of :func:`verification.checker.rule_edits.body_changes` (a saved
+  operand is another variable of the body, read at each iteration);
+* every edge of the body scaled by a canonical constant (:data:`SCALES`: a dropped path, a flipped sign,
+  a factor 2).
+
+Each is an edit of one equation of the outer program, the scan, so its effect on the gradient is
+*exactly* the pullback of the change it makes to the cotangents the scan sends its inputs
+(:mod:`verification.checker.linear_effects`): no first-order screening, however the change chains
+through the iterations.  Those changes, for every candidate of one scan, come from one compiled pass,
+vmapped over a one-hot switch (``switched`` of :func:`verification.checker.jaxpr_graph.evaluate`).
+"""
+from __future__ import annotations
+
+from typing import List
+
+import jax
+import jax.extend.core as jcore
+import jax.numpy as jnp
+import numpy as np
+
+from verification.checker import finite_differences as fd
+from verification.checker import jaxpr_graph as jg
+from verification.checker import rule_edits, scale_causes
+
+SCALES = (0.0, -1.0, 2.0, 0.5)  # loop-wide scalings of one body edge tried (a fitted constant would chain)
+BATCH = 64  # candidates per compiled call
+MAX_BODY_CANDIDATES = 1024  # candidate changes of one scan body
+
+
+def candidates(graph: jg.Graph, point, sites=None) -> List[rule_edits.Candidate]:
+    """The loop-wide changes of every scan in ``graph`` (at ``sites``, if given) that carries the params."""
+    out = []
+    for i, eqn in enumerate(graph.eqns):
+        if eqn.primitive.name == "scan" and i in graph.live and (sites is None or i in sites):
+            out += _Scan(graph, point, i).candidates()
+    return out
+
+
+def _read(point, v):
+    return v.val if isinstance(v, jcore.Literal) else point.values[v]
+
+
+class _Scan:
+    """One scan equation, its body as a graph, and its body's candidate changes, switched by one vector."""
+
+    def __init__(self, graph, point, i):
+        self.graph, self.point, self.i = graph, point, i
+        self.eqn = eqn = graph.eqns[i]
+        p = eqn.params
+        self.nc, self.ncar, self.length, self.reverse = p["num_consts"], p["num_carry"], p["length"], p["reverse"]
+        n_x = len(eqn.invars) - self.nc - self.ncar
+        names = ([f"constant {k}" for k in range(self.nc)] + [f"carry {k} (the previous iteration's)" for k in
+                                                               range(self.ncar)] + [f"xs {k} (this iteration's slice)"
+                                                                                    for k in range(n_x)])
+        self.body = jg.graph_of(p["jaxpr"], names)
+        self.invals = [_read(point, v) for v in eqn.invars]
+        self.changes = []  # (body equation, edit, cause, text, where)
+        self.switched = {}
+        self._deltas = None
+
+    def first_iteration(self):
+        x0 = -1 if self.reverse else 0
+        ins = self.invals
+        return ins[:self.nc + self.ncar] + [x[x0] for x in ins[self.nc + self.ncar:]]
+
+    def candidates(self):
+        values = rule_edits.saved_values(self.body, self.first_iteration())
+        for c in rule_edits.body_changes(self.body, values):
+            (b, edit), = c.edits.items()
+            self.changes.append((b, edit, c.cause, c.text, self.body.describe(b)))
+        for b, j in self.body.edges:
+            e = self.body.eqns[b]
+            if jg.op_name(e) in jg.PLUMBING:
+                continue
+            for a in SCALES:
+                cause, text = scale_causes.classify(self.body, b, j, a)
+                self.changes.append((b, _scaled_input(j, a), cause, text, self.body.describe(b)))
+        self.changes = self.changes[:MAX_BODY_CANDIDATES]
+        for k, (b, edit, *_rest) in enumerate(self.changes):
+            self.switched.setdefault(b, []).append((k, edit))
+        scan = self.graph.describe(self.i)
+        return [rule_edits.Candidate(cause, self.i, {self.i: _ScanEdit(self, k)},
+                                     f"{text}, at every one of the {self.length} iterations of the {scan}", where)
+                for k, (_, _, cause, text, where) in enumerate(self.changes)]
+
+    def run(self, invals, w):
+        """The scan's outputs on ``invals`` with the body's changes weighted by ``w`` (one-hot: one change)."""
+        consts, init, xs = invals[:self.nc], invals[self.nc:self.nc + self.ncar], invals[self.nc + self.ncar:]
+        body, every = self.body, [v for e in self.body.eqns for v in e.outvars]
+
+        def step(carry, x):
+            args = list(consts) + list(carry) + list(x)
+            _, values = jg.evaluate(body, args, outputs=every)  # for an edit that reads a value saved later
+            known = {v: jax.lax.stop_gradient(u) for v, u in zip(every, values)}
+            out = jg.evaluate(body, args, switched=self.switched, switch=w, known=known)
+            out = out if isinstance(out, list) else [out]
+            return out[:self.ncar], out[self.ncar:]
+
+        carry, ys = jax.lax.scan(step, list(init), list(xs), length=self.length, reverse=self.reverse)
+        return list(carry) + list(ys)
+
+    def deltas(self):
+        """For each change: ``{outer input var: change of the cotangent the scan sends it}``."""
+        if self._deltas is not None:
+            return self._deltas
+        eqn, point = self.eqn, self.point
+        pos = sorted({j for i, j in self.graph.edges if i == self.i})  # the inputs that carry the params
+        outs = [k for k, v in enumerate(eqn.outvars) if jg.is_float(v)]
+        gs = [point.cotangents.get(eqn.outvars[k]) for k in outs]
+        gs = [jnp.zeros(eqn.outvars[k].aval.shape, eqn.outvars[k].aval.dtype) if g is None else g
+              for k, g in zip(outs, gs)]
+        dtype = jnp.result_type(*[self.invals[j] for j in pos])
+
+        def local(w, xs):
+            def f(*ys):
+                ins = list(self.invals)
+                for j, y in zip(pos, ys):
+                    ins[j] = y
+                o = self.run(ins, w)
+                return [o[k] for k in outs]
+
+            _, vjp = jax.vjp(f, *xs)
+            return vjp(gs)
+
+        entries = sum(int(np.size(self.invals[j])) for j in pos)
+        rows = int(max(1, min(BATCH, fd.COPY_BUDGET // max(entries, 1), len(self.changes) + 1)))
+        run = jax.jit(jax.vmap(local, in_axes=(0, None)))  # the inputs are arguments: nothing folded
+        W = np.eye(len(self.changes) + 1, len(self.changes), -1, dtype=dtype)  # row 0: no change
+        got = []
+        for lo in range(0, len(W), rows):
+            w = W[lo:lo + rows]
+            w = np.concatenate([w, np.zeros((rows - len(w), w.shape[1]), dtype)])  # one compiled shape
+            got.append([np.asarray(c)[:len(W) - lo] for c in run(jnp.asarray(w), [self.invals[j] for j in pos])])
+        cots = [np.concatenate([g[n] for g in got]) for n in range(len(pos))]
+        self._deltas = [{eqn.invars[j]: c[k + 1] - c[0] for j, c in zip(pos, cots)} for k in range(len(self.changes))]
+        return self._deltas
+
+
+class _ScanEdit:
+    """The edit of the scan equation that makes change ``k`` of its body at every iteration."""
+
+    def __init__(self, scan: _Scan, k: int):
+        self.scan, self.k = scan, k
+
+    def __call__(self, eqn, invals, outs, read):
+        w = jnp.zeros(len(self.scan.changes), jnp.result_type(*invals)).at[self.k].set(1)
+        return self.scan.run(invals, w)
+
+    def input_deltas(self):
+        return self.scan.deltas()[self.k]
+
+
+def _scaled_input(j, a):
+    """An edit whose cotangent to input ``j`` is ``a`` times the true one (``a x + (1 - a) sg(x)``)."""
+
+    def edit(eqn, invals, outs, read):
+        ins = list(invals)
+        x = ins[j]
+        ins[j] = a * x + (1 - a) * jax.lax.stop_gradient(x)
+        out = eqn.primitive.bind(*ins, **eqn.primitive.get_bind_params(eqn.params))
+        return list(out) if eqn.primitive.multiple_results else [out]
+
+    return edit
