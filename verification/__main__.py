@@ -48,7 +48,7 @@ def main(argv=None) -> int:
 def _bugs() -> int:
     """The realistic-bug catalogue (per family: located, explained, false alarms; then the issue's targets,
     for the first families and the new ones apart), then the whole-leaf patterns."""
-    from verification.catalogue import FIRST_FAMILIES, FIRST_SCORE_OF_NEW_FAMILIES, run
+    from verification.catalogue import FIRST_FAMILIES, FIRST_SCORE_OF_LONG_LOOPS, FIRST_SCORE_OF_NEW_FAMILIES, run
     from verification.suite.bugs import run_catalogue
 
     fams, outcomes = {}, []
@@ -93,6 +93,7 @@ def _bugs() -> int:
     print(f"slowest check of a planted bug: {worst.seconds:.1f} s ({worst.family}, {worst.planted.bug}); "
           "the benchmark: python -m experiments checker-speed")
     print(f"first score of the new families (before the checker's edits for them): {FIRST_SCORE_OF_NEW_FAMILIES}")
+    print(f"first score of the long-loop family (scan kept whole): {FIRST_SCORE_OF_LONG_LOOPS}")
 
     n = ok = 0
     print(f"\nwhole-leaf patterns on jaxmlp MLPs\n{'architecture':<28} {'planted bug':<42} {'expected':<24} "

@@ -256,10 +256,18 @@ def _search(graph, leaves, point, D, G, fit_rtol, sites, cols):
         return sum(rows[members[(i, id(e))][0]] for i, e in c.edits.items())
 
     R = np.stack([first_order(c) for c in singles]) if singles else np.zeros((0, len(D)))  # exact: one equation
-    found = []
+    found, in_loops = [], []  # in_loops: (hypothesis, effect) of loop-body changes, merged by equal effect
     for c, d in zip(singles, R):
         if fit.fits(d):
-            found.append(_from_candidate(graph, c, fit.residual(d)))
+            h = _from_candidate(graph, c, fit.residual(d))
+            same = next((f for f, e in in_loops if f.cause == h.cause and
+                         np.linalg.norm(e - d) <= fit.fit_rtol * fit.nD), None) if c.where else None
+            if same is not None:
+                same.equivalent += [h.where] if h.where != same.where and h.where not in same.equivalent else []
+                continue
+            found.append(h)
+            if c.where:
+                in_loops.append((h, d))
     # Edits at several equations chain: screened by their first-order effect, the best few evaluated exactly.
     for c in sorted(multi, key=lambda c: fit.residual(first_order(c)))[:MAX_MULTI_EXACT]:
         H = exact(edits=c.edits)

@@ -34,13 +34,15 @@ def failing_columns(leaves, D) -> np.ndarray:
 def consistent_sites(graph, leaves, D) -> set:
     """The equations where one change can enter: one of its inputs depends on every failing leaf and on no
     agreeing one (a change there reaches the failing leaves and leaves the agreeing ones alone).  This holds
-    in any graph, not only a chain; empty when no equation qualifies (two sites, or changes that cancel)."""
+    in any graph, not only a chain; empty when no equation qualifies (two sites, or changes that cancel).
+    A loop kept whole (a long ``scan``) holds many sites, each reached by its own inputs: it is consistent
+    when one of its inputs depends on a failing leaf."""
     failing = failing_leaves(leaves, D)
     deps = {v: frozenset([k]) for k, v in enumerate(graph.closed.jaxpr.invars)}
     out = set()
     for i, e in enumerate(graph.eqns):
         ins = [deps.get(v, frozenset()) for v in e.invars if isinstance(v, jcore.Var)]
-        if any(s == failing for s in ins):  # every leaf is failing or agreeing
+        if any(s == failing for s in ins) or (e.primitive.name == "scan" and any(s & failing for s in ins)):
             out.add(i)
         for o in e.outvars:
             deps[o] = frozenset().union(*ins)
