@@ -1,0 +1,64 @@
+"""Long loops kept whole (verification/checker/loop_bodies.py): a scan that would unroll into more than
+``SCAN_UNROLL_MAX`` equations stays one equation, and a change of its body is made at every iteration.
+The hand-derived gradients are the long-RNN catalogue family (BPTT as a reverse scan) and ``jax.grad``
+through a wrong ``custom_jvp`` inside a 100-step ``fori_loop``."""
+import inspect
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from verification import check_gradients
+from verification.catalogue import judge, long_rnn_scan, site_lines
+from verification.checker import jaxpr_graph as jg
+
+
+def _family_check(bug):
+    p, x, y = long_rnn_scan.problem(0)
+    return check_gradients(long_rnn_scan.loss, lambda p, x, y: long_rnn_scan.grad(p, x, y, bug=bug), p, x, y)
+
+
+def test_a_long_scan_stays_one_equation_and_a_short_one_is_unrolled():
+    p, x, y = long_rnn_scan.problem(0)
+    long = jg.trace(lambda q: long_rnn_scan.loss(q, x, y), p, list(p))
+    short = jg.trace(lambda q: long_rnn_scan.loss(q, x[:3], y[:3]), p, list(p))
+    assert [e.primitive.name for e in long.eqns].count("scan") == 1 and len(long.eqns) < 20
+    assert "scan" not in [e.primitive.name for e in short.eqns] and "tanh" in [jg.op_name(e) for e in short.eqns]
+
+
+def test_the_correct_bptt_scan_passes():
+    assert _family_check(None).passed
+
+
+@pytest.mark.parametrize("bug", ["tanh_prime_from_z", "saved_h_next", "truncated_bptt"])
+def test_a_bptt_mistake_is_explained_at_its_line_in_the_body(bug):
+    planted = next(b for b in long_rnn_scan.BUGS if b.bug == bug)
+    r = _family_check(bug)
+    assert not r.passed
+    located, explained = judge(r, planted, site_lines(long_rnn_scan)[planted.site])
+    assert located and explained, str(r)
+    h = r.hypotheses[0]
+    assert f"every one of the {long_rnn_scan.T} iterations" in h.explanation and h.residual < 1e-9
+
+
+def _wrong_tanh():
+    f = jax.custom_jvp(jnp.tanh)
+    f.defjvp(lambda xs, ts: (jnp.tanh(xs[0]), ts[0]))  # tanh' left out
+    return f
+
+
+def _fori_loss(p, x, act=jnp.tanh):
+    return jnp.sum(jax.lax.fori_loop(0, 100, lambda t, h: act(h @ p["W"] + x[t % 4]), jnp.ones((2, 3))) ** 2)  # body
+
+
+def test_a_mistake_in_a_long_fori_loop_body_is_named_at_its_line():
+    k = jax.random.split(jax.random.key(0), 2)
+    p = {"W": 0.4 * jax.random.normal(k[0], (3, 3), jnp.float64)}
+    x = jax.random.normal(k[1], (4, 2, 3), jnp.float64)
+    wrong = _wrong_tanh()
+    r = check_gradients(_fori_loss, jax.grad(lambda p, x: _fori_loss(p, x, wrong)), p, x)
+    src, start = inspect.getsourcelines(_fori_loss)
+    line = start + next(k for k, s in enumerate(src) if "# body" in s)
+    h = r.hypotheses[0]
+    assert h.cause == "derivative_dropped" and h.where.endswith(f":{line}"), str(r)
+    assert "every one of the 100 iterations" in h.explanation
