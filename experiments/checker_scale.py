@@ -17,6 +17,12 @@ kinks-1e6           ReLU net at exact kinks, correct gradient, 1e6 parameters   
 correct-1e7         correct check at 1e7 parameters vs one manual + one grad      3x
 ==================  ===========================================================  ==============
 
+The peers check the same correct models (1e3, 1e6 and 1e7 parameters), each in its own process too:
+``check_grads-*`` (jax's ``check_grads``, reverse mode, its default tolerances), ``torch-fast-*`` and
+``torch-full-1e3`` (torch's ``gradcheck`` with and without ``fast_mode``, on the same MLP in torch,
+float64; full mode differences every entry, so it runs at 1e3 only).  torch comes with the ``bench``
+extra; without it those rows say NOT RUN.
+
 Prints a table and writes JSON.
 """
 from __future__ import annotations
@@ -46,6 +52,11 @@ CASES = {  # name: (widths, activation, planted bug, check options, target secon
     "diagnose-1e7": ([512, 2048, 2048, 2048, 1], "tanh", ("derivative_at_output", 2), {}, None, 8.0),
     "diagnose-scan": (None, "scan", ("recurrent_at_output", None), {}, 15.0, 1.5),
 }
+PEER_SIZES = {"1e3": CASES["correct-1e3"][0], "1e6": CASES["correct-1e6"][0], "1e7": CASES["correct-1e7"][0]}
+for _size, _widths in PEER_SIZES.items():  # the peers on the same correct models, each in its own process
+    CASES[f"check_grads-{_size}"] = (_widths, "tanh", None, {"peer": "jax"}, None, None)
+    CASES[f"torch-fast-{_size}"] = (_widths, "tanh", None, {"peer": "torch-fast"}, None, None)
+CASES["torch-full-1e3"] = (PEER_SIZES["1e3"], "tanh", None, {"peer": "torch-full"}, None, None)
 SCAN_STEPS, SCAN_HIDDEN, SCAN_IN = 200, 8, 4  # 8*8 + 4*8 + 8 + 8 = 112 parameters
 
 
@@ -145,6 +156,37 @@ def scan_case(bug):
     return loss, grad, p, (xs,)
 
 
+def peer(kind, act, loss, params, x, y):
+    """A peer's check of the same correct model: jax's ``check_grads`` (one random direction, reverse mode,
+    its default tolerances) or torch's ``gradcheck`` (``fast_mode``: one random direction pair; full: one
+    difference per parameter entry) on the same MLP in float64.  Each checks its framework's autodiff
+    against finite differences, not a hand gradient: the peer's cost for the same question.  Returns
+    ``(verdict, note)``."""
+    if kind == "jax":
+        from jax.test_util import check_grads
+        try:
+            check_grads(lambda p: loss(p, x, y), (params,), order=1, modes=("rev",))
+            return True, ""
+        except AssertionError:
+            return False, "a correct gradient failed at check_grads' default tolerance"
+    try:
+        import torch
+    except ImportError:
+        return None, "torch not installed (pip install -e '.[bench]')"
+    ts = [torch.tensor(np.asarray(l), dtype=torch.float64, requires_grad=True) for l in jax.tree.leaves(params)]
+    tx, ty = torch.tensor(np.asarray(x)), torch.tensor(np.asarray(y))
+    f = torch.tanh if act == "tanh" else torch.relu
+
+    def torch_loss(*ls):
+        h = tx
+        for k in range(0, len(ls) - 2, 2):
+            h = f(h @ ls[k] + ls[k + 1])
+        return 0.5 * torch.mean(((h @ ls[-2] + ls[-1])[:, 0] - ty) ** 2)
+
+    return torch.autograd.gradcheck(torch_loss, ts, fast_mode=kind == "torch-fast", raise_exception=False), \
+        f"torch {torch.__version__}"
+
+
 def run_case(name):
     import verification
 
@@ -152,6 +194,11 @@ def run_case(name):
     widths, act, bug, options, _, _ = CASES[name]
     loss, grad, params, args = scan_case(bug) if act == "scan" else mlp_case(widths, act, bug)
     n = sum(int(np.size(l)) for l in jax.tree.leaves(params))
+    if "peer" in options:
+        t0 = time.perf_counter()
+        ok, note = peer(options["peer"], act, loss, params, *args)
+        return {"case": name, "parameters": n, "seconds": time.perf_counter() - t0, "passed": ok, "causes": [],
+                "notes": [note] if note else [], "peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20}
     check = lambda: verification.check_gradients(loss, grad, params, *args, **options)  # noqa: E731
     t0 = time.perf_counter()
     report = check()
@@ -171,14 +218,6 @@ def run_case(name):
             jax.block_until_ready((grad(params, *args), jax.grad(loss)(params, *args)))
             bases.append(time.perf_counter() - t0)
         out["warm_check_s"], out["manual_plus_grad_s"] = float(np.median(checks)), float(np.median(bases))
-        from jax.test_util import check_grads
-        t0 = time.perf_counter()
-        try:  # one random direction against autodiff, at jax's own tolerances
-            check_grads(lambda p: loss(p, *args), (params,), order=1, modes=("rev",))
-            out["jax_check_grads"] = "pass"
-        except AssertionError:
-            out["jax_check_grads"] = "FAIL (a correct gradient, at its default tolerance)"
-        out["jax_check_grads_s"] = time.perf_counter() - t0
     out["peak_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
     return out
 
@@ -214,13 +253,13 @@ def main(argv=None):
 def _line(r):
     if "error" in r:
         return f"{r['case']:<14} ERROR {r['error']}"
-    extra = ""
+    extra = "  " + "; ".join(r["notes"]) if r["case"].startswith(("check_grads", "torch")) and r["notes"] else ""
     if "manual_plus_grad_s" in r:
         extra = (f"  warm {r['warm_check_s']:.2f} s vs manual+grad {r['manual_plus_grad_s']:.2f} s "
-                 f"(x{r['warm_check_s'] / r['manual_plus_grad_s']:.1f})"
-                 f"  jax check_grads {r['jax_check_grads_s']:.2f} s {r['jax_check_grads']}")
+                 f"(x{r['warm_check_s'] / r['manual_plus_grad_s']:.1f})")
+    verdict = {True: "PASS", False: "FAIL", None: "NOT RUN"}[r["passed"]]
     return (f"{r['case']:<14} {r['parameters']:>9} params  {r['seconds']:7.2f} s  {r['peak_gib']:5.2f} GiB  "
-            f"{'PASS' if r['passed'] else 'FAIL'} {','.join(r['causes'])}{extra}")
+            f"{verdict} {','.join(r['causes'])}{extra}")
 
 
 if __name__ == "__main__":
