@@ -1,5 +1,5 @@
 """Long loops kept whole (verification/checker/loop_bodies.py): a scan that would unroll into more than
-``SCAN_UNROLL_MAX`` equations stays one equation, and a change of its body is made at every iteration.
+``inline.UNROLL_MAX`` equations stays one equation, and a change of its body is made at every iteration.
 The hand-derived gradients are the long-RNN catalogue family (BPTT as a reverse scan) and ``jax.grad``
 through a wrong ``custom_jvp`` inside a 100-step ``fori_loop``."""
 import inspect
@@ -57,8 +57,44 @@ def test_a_mistake_in_a_long_fori_loop_body_is_named_at_its_line():
     x = jax.random.normal(k[1], (4, 2, 3), jnp.float64)
     wrong = _wrong_tanh()
     r = check_gradients(_fori_loss, jax.grad(lambda p, x: _fori_loss(p, x, wrong)), p, x)
-    src, start = inspect.getsourcelines(_fori_loss)
-    line = start + next(k for k, s in enumerate(src) if "# body" in s)
     h = r.hypotheses[0]
-    assert h.cause == "derivative_dropped" and h.where.endswith(f":{line}"), str(r)
+    assert h.cause == "derivative_dropped" and h.where.endswith(f":{_line(_fori_loss, '# body')}"), str(r)
     assert "every one of the 100 iterations" in h.explanation
+
+
+def _line(fn, marker):
+    src, start = inspect.getsourcelines(fn)
+    return start + next(k for k, s in enumerate(src) if marker in s)
+
+
+def _helper_loss(p, xs, act=jnp.tanh):
+    @jax.jit
+    def cell(h, x):
+        return act(h @ p["W"] + x)  # helper
+
+    _, hs = jax.lax.scan(lambda h, x: (cell(h, x), cell(h, x)), jnp.ones((2, 3)), xs)
+    return jnp.sum(hs ** 2)
+
+
+def _while_loss(p, xs, act=jnp.tanh):
+    def body(c):
+        t, h = c
+        return t + 1, act(h @ p["W"] + xs[t % 4])  # while body
+
+    return jnp.sum(jax.lax.while_loop(lambda c: c[0] < 120, body, (0, jnp.ones((2, 3))))[1] ** 2)
+
+
+@pytest.mark.parametrize("loss, marker", [(_helper_loss, "# helper"), (_while_loss, "# while body")],
+                         ids=["jitted-helper-in-scan", "long-while_loop"])
+def test_a_long_loop_is_kept_whole_through_jit_helpers_and_while_loops(loss, marker):
+    k = jax.random.split(jax.random.key(1), 2)
+    p = {"W": 0.4 * jax.random.normal(k[0], (3, 3), jnp.float64)}
+    xs = jax.random.normal(k[1], (100, 2, 3), jnp.float64) if loss is _helper_loss else \
+        jax.random.normal(k[1], (4, 2, 3), jnp.float64)
+    graph = jg.trace(lambda q: loss(q, xs), p, ["W"])
+    assert [e.primitive.name for e in graph.eqns].count("scan") == 1
+    derivative = jax.jacfwd if loss is _while_loss else jax.grad  # a while_loop has no reverse mode
+    r = check_gradients(loss, derivative(lambda p, x: loss(p, x, _wrong_tanh())), p, xs)
+    h = r.hypotheses[0]
+    assert h.cause == "derivative_dropped" and h.where.endswith(f":{_line(loss, marker)}"), str(r)
+    assert "iterations" in h.explanation

@@ -4,9 +4,12 @@ At a fixed point the derivative of a program with control flow is the derivative
 program it runs there.  :func:`inline` rebuilds a traced loss as that program:
 
 * ``cond`` / ``switch``: the branch the point takes (its index evaluated), inlined;
-* ``while_loop``: the body inlined once per iteration the point runs (its trip count evaluated);
+* ``while_loop``: the body inlined once per iteration the point runs (its trip count evaluated); a loop
+  that would inline into more than :data:`UNROLL_MAX` equations becomes one ``scan`` of that many
+  iterations instead (the same program at this point, and reverse-differentiable), kept whole;
 * ``jax.checkpoint`` (``remat``), ``jit`` (``pjit``), ``closed_call``: their equations inlined;
-* ``scan`` and ``fori_loop`` are already unrolled by tracing under ``jax.disable_jit``.
+* ``scan`` and ``fori_loop`` are unrolled by tracing under ``jax.disable_jit`` when short, else kept
+  whole (:func:`verification.checker.jaxpr_graph.trace`, :mod:`verification.checker.loop_bodies`).
 
 Every inlined equation keeps its source information, so a report names the user's line inside a loop
 body or a branch.  ``custom_jvp_call`` and ``custom_vjp_call`` stay whole: their rule *is* the
@@ -24,7 +27,8 @@ CALLS = ("pjit", "jit", "closed_call", "core_call", "remat2", "checkpoint", "rem
 RESOLVED = ("cond", "while") + CALLS
 CUSTOM_CALLS = ("custom_vjp_call", "custom_vjp_call_jaxpr", "custom_jvp_call")
 MAX_EQNS = 20000  # equations in the inlined program; past it a construct stays one unit
-MAX_TRIPS = 10000  # iterations of one while_loop inlined
+MAX_TRIPS = 10 ** 6  # iterations of one while_loop at the point: past it, the loop is taken not to end
+UNROLL_MAX = 256  # equations a loop may unroll into; past it the loop stays one scan, kept whole
 
 
 class _Flat:
@@ -34,6 +38,7 @@ class _Flat:
         self.consts: List[Any] = []
         self.values: Dict[Any, Any] = {}  # var -> its value at the point
         self.rules = False  # inline custom rules' primals too
+        self.static = False  # inline calls only, evaluating nothing (a loop body: no single point)
 
     def read(self, v):
         return v.val if isinstance(v, jcore.Literal) else self.values[v]
@@ -47,16 +52,24 @@ class _Flat:
 
 
 def scan_size(jaxpr) -> int:
-    """Equations the scans of ``jaxpr`` (through calls and branches, nested scans multiplied) unroll into;
-    0 without a scan."""
+    """Equations the scans of ``jaxpr`` (through calls and branches) unroll into; 0 without a scan."""
     total = 0
     for e in jaxpr.eqns:
         subs = [getattr(j, "jaxpr", j) for j in jcore.jaxprs_in_params(e.params)]
-        inner = max((scan_size(j) for j in subs), default=0)
         if e.primitive.name == "scan":
-            total += e.params["length"] * max(inner, len(subs[0].eqns))
+            total += e.params["length"] * _size(subs[0])
         else:
-            total += inner
+            total += max((scan_size(j) for j in subs), default=0)
+    return total
+
+
+def _size(jaxpr) -> int:
+    """Equations of ``jaxpr`` with its calls inlined and its scans unrolled."""
+    total = 0
+    for e in jaxpr.eqns:
+        subs = [getattr(j, "jaxpr", j) for j in jcore.jaxprs_in_params(e.params)]
+        inner = max((_size(j) for j in subs), default=1)
+        total += e.params["length"] * inner if e.primitive.name == "scan" else inner
     return total
 
 
@@ -73,6 +86,19 @@ def inline(closed, leaves, rules: bool = False) -> Any:
         flat.values[v] = c
     for v, x in zip(closed.jaxpr.invars, leaves):
         flat.values[v] = x
+    return _rebuilt(flat, closed)
+
+
+def inline_calls(closed) -> Any:
+    """``closed`` with its ``jit``, ``checkpoint`` and ``closed_call`` calls replaced by their equations,
+    at no particular point: ``cond`` and ``while_loop`` stay units (in a loop body the branch taken and
+    the trip count change from one iteration to the next)."""
+    flat = _Flat()
+    flat.static = True
+    return _rebuilt(flat, closed)
+
+
+def _rebuilt(flat, closed):
     outer = _run(flat, closed.jaxpr, {})
     outvars = [outer.get(v, v) if isinstance(v, jcore.Var) else v for v in closed.jaxpr.outvars]
     jaxpr = jcore.Jaxpr(list(closed.jaxpr.constvars) + flat.constvars, list(closed.jaxpr.invars), outvars, flat.eqns,
@@ -101,7 +127,9 @@ def _run(flat, jaxpr, rename):
         name = eqn.primitive.name
         outs = None
         if len(flat.eqns) < MAX_EQNS:
-            if name == "cond":
+            if flat.static and name not in CALLS:
+                pass
+            elif name == "cond":
                 index = int(np.asarray(flat.read(ins[0])))
                 branches = eqn.params["branches"]
                 outs = _closed_call(flat, branches[min(max(index, 0), len(branches) - 1)], ins[1:])
@@ -118,6 +146,10 @@ def _run(flat, jaxpr, rename):
         if outs is None:  # an ordinary equation (or a unit): fresh outputs, evaluated at the point
             new = [jcore.Var(v.aval) for v in eqn.outvars]
             flat.eqns.append(eqn.replace(invars=ins, outvars=new))
+            if flat.static:
+                for v, o in zip(eqn.outvars, new):
+                    rename[v] = o
+                continue
             vals = eqn.primitive.bind(*[flat.read(v) for v in ins], **eqn.primitive.get_bind_params(eqn.params))
             for v, o in zip(new, vals if eqn.primitive.multiple_results else [vals]):
                 flat.values[v] = o
@@ -131,8 +163,41 @@ def _while(flat, eqn, ins):
     p = eqn.params
     nc, nb = p["cond_nconsts"], p["body_nconsts"]
     cond_consts, body_consts, carry = ins[:nc], ins[nc:nc + nb], ins[nc + nb:]
-    for _ in range(MAX_TRIPS):
-        if not bool(np.asarray(flat.read(_closed_call(flat, p["cond_jaxpr"], cond_consts + carry)[0]))):
-            return carry
+    trips = _trips(p, *[[flat.read(v) for v in vs] for vs in (cond_consts, body_consts, carry)])
+    if trips > MAX_TRIPS:
+        raise ValueError(f"while_loop: more than {MAX_TRIPS} iterations at this point; taken not to end")
+    if trips * (len(p["body_jaxpr"].jaxpr.eqns) + len(p["cond_jaxpr"].jaxpr.eqns)) > UNROLL_MAX:
+        return _as_scan(flat, eqn, body_consts, carry, trips)
+    for _ in range(trips):
         carry = _closed_call(flat, p["body_jaxpr"], body_consts + carry)
-    raise ValueError(f"while_loop: more than {MAX_TRIPS} iterations at this point; the checker inlines at most that many")
+    return carry
+
+
+def _trips(p, cond_consts, body_consts, carry) -> int:
+    """The number of iterations the loop runs from ``carry`` (one compiled run, at most MAX_TRIPS + 1)."""
+    cond, body = jcore.jaxpr_as_fun(p["cond_jaxpr"]), jcore.jaxpr_as_fun(p["body_jaxpr"])
+
+    def count(cc, bc, c):
+        state = jax.lax.while_loop(lambda s: cond(*cc, *s[1])[0] & (s[0] <= MAX_TRIPS),
+                                   lambda s: (s[0] + 1, body(*bc, *s[1])), (0, list(c)))
+        return state[0]
+
+    return int(jax.jit(count)(cond_consts, body_consts, carry))
+
+
+def _as_scan(flat, eqn, body_consts, carry, trips):
+    """The loop as one ``scan`` of ``trips`` iterations over the same body (no slices in, none out)."""
+    template = jax.make_jaxpr(lambda x: jax.lax.scan(lambda c, _: (c, None), x, None, length=1))(0.0).jaxpr.eqns[0]
+    body = eqn.params["body_jaxpr"]
+    params = dict(template.params, length=trips, jaxpr=body, num_consts=len(body_consts), num_carry=len(carry),
+                  reverse=False)
+    if "linear" in template.params:
+        params["linear"] = (False,) * (len(body_consts) + len(carry))
+    new = [jcore.Var(v.aval) for v in eqn.outvars]
+    flat.eqns.append(jcore.new_jaxpr_eqn(list(body_consts) + list(carry), new, template.primitive, params,
+                                         body.effects, eqn.source_info))
+    vals = template.primitive.bind(*[flat.read(v) for v in list(body_consts) + list(carry)],
+                                   **template.primitive.get_bind_params(params))
+    for v, o in zip(new, vals):
+        flat.values[v] = o
+    return new

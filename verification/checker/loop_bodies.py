@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from verification.checker import finite_differences as fd
+from verification.checker import inline
 from verification.checker import jaxpr_graph as jg
 from verification.checker import rule_edits, scale_causes
 
@@ -60,9 +61,10 @@ class _Scan:
         names = ([f"constant {k}" for k in range(self.nc)] + [f"carry {k} (the previous iteration's)" for k in
                                                                range(self.ncar)] + [f"xs {k} (this iteration's slice)"
                                                                                     for k in range(n_x)])
-        self.body = jg.graph_of(p["jaxpr"], names)
+        body = p["jaxpr"]  # its jit and checkpoint calls inlined: the user's helpers' lines are sites too
+        self.body = jg.graph_of(inline.inline_calls(body) if inline.needs_inlining(body.jaxpr) else body, names)
         self.invals = [_read(point, v) for v in eqn.invars]
-        self.changes = []  # (body equation, edit, cause, text, where)
+        self.changes = []  # ({body equation: edit}, cause, text, where)
         self.switched = {}
         self._deltas = None
 
@@ -74,22 +76,23 @@ class _Scan:
     def candidates(self):
         values = rule_edits.saved_values(self.body, self.first_iteration())
         for c in rule_edits.body_changes(self.body, values):
-            (b, edit), = c.edits.items()
-            self.changes.append((b, edit, c.cause, c.text, self.body.describe(b)))
+            self.changes.append((c.edits, c.cause, c.text, self.body.describe(c.eqn)))
         for b, j in self.body.edges:
             e = self.body.eqns[b]
             if jg.op_name(e) in jg.PLUMBING:
                 continue
             for a in SCALES:
                 cause, text = scale_causes.classify(self.body, b, j, a)
-                self.changes.append((b, _scaled_input(j, a), cause, text, self.body.describe(b)))
+                self.changes.append(({b: _scaled_input(j, a)}, cause, text, self.body.describe(b)))
         self.changes = self.changes[:MAX_BODY_CANDIDATES]
-        for k, (b, edit, *_rest) in enumerate(self.changes):
-            self.switched.setdefault(b, []).append((k, edit))
-        scan = self.graph.describe(self.i)
+        for k, (edits, *_rest) in enumerate(self.changes):
+            for b, edit in edits.items():
+                self.switched.setdefault(b, []).append((k, edit))
+        line = self.graph.user_line(self.i)
+        loop = f"the loop at {line}" if line else "the loop"  # a scan, a fori_loop, or a while_loop at this point
         return [rule_edits.Candidate(cause, self.i, {self.i: _ScanEdit(self, k)},
-                                     f"{text}, at every one of the {self.length} iterations of the {scan}", where)
-                for k, (_, _, cause, text, where) in enumerate(self.changes)]
+                                     f"{text}, at every one of the {self.length} iterations of {loop}", where)
+                for k, (_, cause, text, where) in enumerate(self.changes)]
 
     def run(self, invals, w):
         """The scan's outputs on ``invals`` with the body's changes weighted by ``w`` (one-hot: one change)."""

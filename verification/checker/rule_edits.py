@@ -67,6 +67,14 @@ def candidates(graph: jg.Graph, values, sites=None) -> List[Candidate]:
     (a shared helper such as ``tanh_prime``), and the loop-wide saved-operand changes.  With ``sites`` (a
     set of equation indices), only changes whose every equation is one of them."""
     out = list(_per_equation(graph, values, sites))
+    loop = [Candidate("wrong_saved_operand", site, edits, text) for site, edits, text in saved.loop_saved(graph, values)
+            if sites is None or set(edits) <= sites]
+    return out + _shared(graph, out) + loop
+
+
+def _shared(graph, out) -> List[Candidate]:
+    """The changes of ``out`` made together: at every instance of one line, and (an elementwise derivative)
+    at every use of one op (a shared helper)."""
     by_text: Dict[tuple, List[Candidate]] = {}
     helper: Dict[tuple, List[Candidate]] = {}
     for c in out:
@@ -85,17 +93,17 @@ def candidates(graph: jg.Graph, values, sites=None) -> List[Candidate]:
             edits = {i: e for c in cs for i, e in c.edits.items()}
             groups.append(Candidate(cause, max(edits), edits, f"the derivative of {name} is {how}, at every one of "
                                                               f"its {len(cs)} uses (a shared helper)"))
-    loop = [Candidate("wrong_saved_operand", site, edits, text) for site, edits, text in saved.loop_saved(graph, values)
-            if sites is None or set(edits) <= sites]
-    return out + groups + loop
+    return groups
 
 
 def body_changes(graph: jg.Graph, values) -> List[Candidate]:
-    """Every single-equation change of a loop body (``graph``, ``values`` at one iteration) that reads
-    nothing but the iteration's own values, so that it can be made at every iteration at once
-    (:mod:`verification.checker.loop_bodies`): a saved operand is another of the body's variables, not a
-    value of this iteration."""
-    return list(_per_equation(graph, values, body=True))
+    """Every change of a loop body (``graph``, ``values`` at one iteration) that reads nothing but the
+    iteration's own values, so that it can be made at every iteration at once
+    (:mod:`verification.checker.loop_bodies`): each single-equation change (a saved operand is another of
+    the body's variables, not a value of this iteration), and each made at every instance of one line or
+    every use of one op in the body (a helper called twice per step)."""
+    out = list(_per_equation(graph, values, body=True))
+    return out + _shared(graph, out)
 
 
 def _one(cause, i, edit, text):
