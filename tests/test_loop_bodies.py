@@ -98,3 +98,51 @@ def test_a_long_loop_is_kept_whole_through_jit_helpers_and_while_loops(loss, mar
     h = r.hypotheses[0]
     assert h.cause == "derivative_dropped" and h.where.endswith(f":{_line(loss, marker)}"), str(r)
     assert "iterations" in h.explanation
+
+
+@jax.custom_vjp
+def _identity_rule(x):
+    return x
+
+
+_identity_rule.defvjp(lambda x: (x, None), lambda _, g: (g,))
+
+
+def _cond_loss(p, xs, act=jnp.tanh):
+    def step(h, x):
+        h = jax.lax.cond(jnp.sum(x) > 0, lambda h: act(h @ p["W"] + x),  # taken branch
+                         lambda h: jnp.tanh(h @ p["W"] - x), h)
+        return h, h
+
+    return jnp.sum(jax.lax.scan(step, jnp.ones((2, 3)), xs)[1] ** 2)
+
+
+def _nested_loss(p, xs, act=jnp.tanh):
+    def step(h, x):
+        h, _ = jax.lax.scan(lambda g, _: (act(g @ p["W"] + x), None), h, None, length=3)  # inner
+        return h, h
+
+    return jnp.sum(jax.lax.scan(step, jnp.ones((2, 3)), xs)[1] ** 2)
+
+
+def _custom_rule_loss(p, xs, act=jnp.tanh):
+    def step(h, x):
+        h = act(_identity_rule(h) @ p["W"] + x)  # ruled
+        return h, h
+
+    return jnp.sum(jax.lax.scan(step, jnp.ones((2, 3)), xs)[1] ** 2)
+
+
+@pytest.mark.parametrize("loss, marker, context", [
+    (_cond_loss, "# taken branch", "in the true branch (index 1) of the cond"),
+    (_nested_loss, "# inner", "inside the inner loop"),
+    (_custom_rule_loss, "# ruled", "")], ids=["cond-in-body", "scan-in-body", "custom_vjp-in-body"])
+def test_a_long_loop_body_with_branches_inner_loops_and_custom_rules(loss, marker, context):
+    k = jax.random.split(jax.random.key(2), 2)
+    p = {"W": 0.4 * jax.random.normal(k[0], (3, 3), jnp.float64)}
+    xs = jax.random.normal(k[1], (100, 2, 3), jnp.float64)
+    assert check_gradients(loss, jax.grad(loss), p, xs).passed
+    r = check_gradients(loss, jax.grad(lambda p, x: loss(p, x, _wrong_tanh())), p, xs)
+    h = r.hypotheses[0]
+    assert h.cause == "derivative_dropped" and h.where.endswith(f":{_line(loss, marker)}"), str(r)
+    assert context in h.explanation and "every one of the 100 iterations" in h.explanation

@@ -19,7 +19,7 @@ vmapped over a one-hot switch (``switched`` of :func:`verification.checker.jaxpr
 """
 from __future__ import annotations
 
-from typing import List
+from typing import List, Optional
 
 import jax
 import jax.extend.core as jcore
@@ -45,70 +45,40 @@ def candidates(graph: jg.Graph, point, sites=None) -> List[rule_edits.Candidate]
     return out
 
 
-def _read(point, v):
-    return v.val if isinstance(v, jcore.Literal) else point.values[v]
+def _read(values, v):
+    return v.val if isinstance(v, jcore.Literal) else values[v]
 
 
 class _Scan:
-    """One scan equation, its body as a graph, and its body's candidate changes, switched by one vector."""
+    """One scan equation of the traced loss and every candidate change of its body (and of the loops and
+    branches nested in it), all switched by one vector ``w`` (:meth:`run`)."""
 
     def __init__(self, graph, point, i):
         self.graph, self.point, self.i = graph, point, i
-        self.eqn = eqn = graph.eqns[i]
-        p = eqn.params
-        self.nc, self.ncar, self.length, self.reverse = p["num_consts"], p["num_carry"], p["length"], p["reverse"]
-        n_x = len(eqn.invars) - self.nc - self.ncar
-        names = ([f"constant {k}" for k in range(self.nc)] + [f"carry {k} (the previous iteration's)" for k in
-                                                               range(self.ncar)] + [f"xs {k} (this iteration's slice)"
-                                                                                    for k in range(n_x)])
-        body = p["jaxpr"]  # its jit and checkpoint calls inlined: the user's helpers' lines are sites too
-        self.body = jg.graph_of(inline.inline_calls(body) if inline.needs_inlining(body.jaxpr) else body, names)
-        self.invals = [_read(point, v) for v in eqn.invars]
-        self.changes = []  # ({body equation: edit}, cause, text, where)
-        self.switched = {}
+        self.eqn = graph.eqns[i]
+        self.invals = [_read(point.values, v) for v in self.eqn.invars]
+        self.changes = []  # (cause, text, where): change k is on where w[k] = 1
+        self.loop = None
         self._deltas = None
 
-    def first_iteration(self):
-        x0 = -1 if self.reverse else 0
-        ins = self.invals
-        return ins[:self.nc + self.ncar] + [x[x0] for x in ins[self.nc + self.ncar:]]
+    def add(self, cause, text, where) -> Optional[int]:
+        """Register a change; its index in ``w``, or ``None`` past :data:`MAX_BODY_CANDIDATES`."""
+        if len(self.changes) >= MAX_BODY_CANDIDATES:
+            return None
+        self.changes.append((cause, text, where))
+        return len(self.changes) - 1
 
     def candidates(self):
-        values = rule_edits.saved_values(self.body, self.first_iteration())
-        for c in rule_edits.body_changes(self.body, values):
-            self.changes.append((c.edits, c.cause, c.text, self.body.describe(c.eqn)))
-        for b, j in self.body.edges:
-            e = self.body.eqns[b]
-            if jg.op_name(e) in jg.PLUMBING:
-                continue
-            for a in SCALES:
-                cause, text = scale_causes.classify(self.body, b, j, a)
-                self.changes.append(({b: _scaled_input(j, a)}, cause, text, self.body.describe(b)))
-        self.changes = self.changes[:MAX_BODY_CANDIDATES]
-        for k, (edits, *_rest) in enumerate(self.changes):
-            for b, edit in edits.items():
-                self.switched.setdefault(b, []).append((k, edit))
+        self.loop = _Loop(self, self.eqn, self.invals, "")
         line = self.graph.user_line(self.i)
         loop = f"the loop at {line}" if line else "the loop"  # a scan, a fori_loop, or a while_loop at this point
         return [rule_edits.Candidate(cause, self.i, {self.i: _ScanEdit(self, k)},
-                                     f"{text}, at every one of the {self.length} iterations of {loop}", where)
-                for k, (_, cause, text, where) in enumerate(self.changes)]
+                                     f"{text}, at every one of the {self.loop.length} iterations of {loop}", where)
+                for k, (cause, text, where) in enumerate(self.changes)]
 
     def run(self, invals, w):
-        """The scan's outputs on ``invals`` with the body's changes weighted by ``w`` (one-hot: one change)."""
-        consts, init, xs = invals[:self.nc], invals[self.nc:self.nc + self.ncar], invals[self.nc + self.ncar:]
-        body, every = self.body, [v for e in self.body.eqns for v in e.outvars]
-
-        def step(carry, x):
-            args = list(consts) + list(carry) + list(x)
-            _, values = jg.evaluate(body, args, outputs=every)  # for an edit that reads a value saved later
-            known = {v: jax.lax.stop_gradient(u) for v, u in zip(every, values)}
-            out = jg.evaluate(body, args, switched=self.switched, switch=w, known=known)
-            out = out if isinstance(out, list) else [out]
-            return out[:self.ncar], out[self.ncar:]
-
-        carry, ys = jax.lax.scan(step, list(init), list(xs), length=self.length, reverse=self.reverse)
-        return list(carry) + list(ys)
+        """The scan's outputs on ``invals`` with the changes weighted by ``w`` (one-hot: one change)."""
+        return self.loop.run(invals, w)
 
     def deltas(self):
         """For each change: ``{outer input var: change of the cotangent the scan sends it}``."""
@@ -145,6 +115,95 @@ class _Scan:
         cots = [np.concatenate([g[n] for g in got]) for n in range(len(pos))]
         self._deltas = [{eqn.invars[j]: c[k + 1] - c[0] for j, c in zip(pos, cots)} for k in range(len(self.changes))]
         return self._deltas
+
+
+class _Program:
+    """A loop body or a branch of a ``cond`` inside one: its graph (``jit``/``checkpoint`` calls inlined),
+    its changes (registered with the root :class:`_Scan`), and the loops and branches nested in it."""
+
+    def __init__(self, root, closed, names, args, context):
+        if inline.needs_inlining(closed.jaxpr):  # the user's helpers' lines are sites too
+            closed = inline.inline_calls(closed)
+        self.graph = g = jg.graph_of(closed, names)
+        self.switched, self.units = {}, {}
+        values = rule_edits.saved_values(g, args)  # this program's values at its first run (shapes, structure)
+        changes = [(c.edits, c.cause, c.text, g.describe(c.eqn)) for c in rule_edits.body_changes(g, values)]
+        for b, j in g.edges:
+            if jg.op_name(g.eqns[b]) not in jg.PLUMBING:
+                changes += [({b: _scaled_input(j, a)}, *scale_causes.classify(g, b, j, a), g.describe(b)) for a in SCALES]
+        self.changes = changes
+        for edits, cause, text, where in changes:
+            self.switch(root.add(cause, text + context, where), edits)
+        for b, e in enumerate(g.eqns):
+            if b in g.live and e.primitive.name in ("scan", "cond"):
+                ins, line = [_read(values, v) for v in e.invars], g.user_line(b) or "?"
+                self.units[b] = (_Loop(root, e, ins, f" (inside the inner loop at {line}){context}")
+                                 if e.primitive.name == "scan" else _Cond(root, e, ins, line, context))
+
+    def switch(self, k, edits):
+        """Make change ``k`` of the root's vector the edits ``{equation: edit}`` of this program."""
+        for b, edit in (edits.items() if k is not None else ()):
+            self.switched.setdefault(b, []).append((k, edit))
+
+    def run(self, args, w):
+        every = [v for e in self.graph.eqns for v in e.outvars]
+        _, values = jg.evaluate(self.graph, args, outputs=every)  # for an edit that reads a value saved later
+        known = {v: jax.lax.stop_gradient(u) for v, u in zip(every, values)}
+        units = {b: (lambda eqn, invals, outs, read, u=u: u.run(invals, w)) for b, u in self.units.items()}
+        out = jg.evaluate(self.graph, args, switched=self.switched, switch=w, known=known, edits=units or None)
+        return out if isinstance(out, list) else [out]
+
+
+class _Loop:
+    """A scan equation (the checked one, or one nested in a body): its body a :class:`_Program`."""
+
+    def __init__(self, root, eqn, invals, context):
+        p = eqn.params
+        self.nc, self.ncar, self.length, self.reverse = p["num_consts"], p["num_carry"], p["length"], p["reverse"]
+        n_x = len(eqn.invars) - self.nc - self.ncar
+        names = ([f"constant {k}" for k in range(self.nc)] + [f"carry {k} (the previous iteration's)" for k in
+                                                               range(self.ncar)] + [f"xs {k} (this iteration's slice)"
+                                                                                    for k in range(n_x)])
+        x0 = -1 if self.reverse else 0
+        first = invals[:self.nc + self.ncar] + [x[x0] for x in invals[self.nc + self.ncar:]]
+        self.body = _Program(root, p["jaxpr"], names, first, context)
+
+    def run(self, invals, w):
+        consts, init, xs = invals[:self.nc], invals[self.nc:self.nc + self.ncar], invals[self.nc + self.ncar:]
+
+        def step(carry, x):
+            out = self.body.run(list(consts) + list(carry) + list(x), w)
+            return out[:self.ncar], out[self.ncar:]
+
+        carry, ys = jax.lax.scan(step, list(init), list(xs), length=self.length, reverse=self.reverse)
+        return list(carry) + list(ys)
+
+
+class _Cond:
+    """A ``cond`` inside a loop body: each branch a :class:`_Program`, changed wherever it is taken."""
+
+    def __init__(self, root, eqn, invals, line, context):
+        branches = eqn.params["branches"]
+        names = [f"operand {k}" for k in range(len(eqn.invars) - 1)]
+        which = (["the false branch (index 0)", "the true branch (index 1)"] if len(branches) == 2 else
+                 [f"branch index {k} of {len(branches)}" for k in range(len(branches))])
+        self.branches = [_Program(root, br, names, invals[1:], f" (in {which[k]} of the cond at {line}, wherever it "
+                                                                f"is taken){context}")
+                         for k, br in enumerate(branches)]
+        same = {}  # one change in several branches (a helper they share): made in all of them at once
+        for b in self.branches:
+            for edits, cause, text, where in b.changes:
+                same.setdefault((cause, text), []).append((b, edits, where))
+        for (cause, text), members in same.items():
+            if len(members) > 1:
+                k = root.add(cause, f"{text} (in {len(members)} branches of the cond at {line}){context}",
+                             members[0][2])
+                for b, edits, _ in members:
+                    b.switch(k, edits)
+
+    def run(self, invals, w):
+        fns = [lambda *ops, b=b: b.run(list(ops), w) for b in self.branches]
+        return list(jax.lax.switch(invals[0], fns, *invals[1:]))
 
 
 class _ScanEdit:
