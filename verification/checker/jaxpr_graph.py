@@ -171,7 +171,8 @@ def evaluate(graph: Graph, leaves: Sequence[Any], *, edits: Optional[Dict[int, E
     ``scales[(i, j)]`` multiplies the cotangent that equation ``i`` sends to its input ``j`` by a scalar
     (``a x + (1 - a) sg(x)``: value ``x``, derivative ``a``).  ``switched[i]`` lists ``(k, edit)`` pairs
     whose edit is weighted by ``switch[k]``: with a one-hot ``switch``, exactly edit ``k`` is on, so one
-    program, vmapped over the rows of the identity, gives every edit's gradient.  Variables in ``frozen``
+    program, vmapped over the rows of the identity, gives every edit's gradient.  An integer ``switch``
+    selects edit ``switch`` alone (``lax.switch``: the others are never computed, for a loop over many).  Variables in ``frozen``
     pass no cotangent (a max-shift whose true cotangent is zero stays zero under any edit); ``probes[v]``
     is added to ``v`` (zeros: their gradient is ``v``'s true cotangent).  With ``outputs``, returns
     ``(loss, [value of each var in outputs])``.  ``known`` holds values of this same point that an
@@ -186,6 +187,7 @@ def evaluate(graph: Graph, leaves: Sequence[Any], *, edits: Optional[Dict[int, E
             return v.val
         return env[v] if v in env or known is None else known[v]
 
+    select = switch is not None and jnp.issubdtype(jnp.result_type(switch), jnp.integer)
     for v, c in zip(jaxpr.constvars, graph.closed.consts):
         env[v] = c
     for v, x in zip(jaxpr.invars, leaves):
@@ -202,7 +204,12 @@ def evaluate(graph: Graph, leaves: Sequence[Any], *, edits: Optional[Dict[int, E
         outs = list(out) if eqn.primitive.multiple_results else [out]
         if edits and i in edits:
             outs = edits[i](eqn, invals, outs, read)
-        if switched and i in switched:
+        if switched and i in switched and select:  # only the edit whose index is ``switch`` runs
+            ks = jnp.asarray([k for k, _ in switched[i]])
+            which = jnp.sum(jnp.where(ks == switch, jnp.arange(1, len(ks) + 1), 0))
+            fns = [lambda base=outs: base] + [lambda e=e, base=outs: e(eqn, invals, base, read) for _, e in switched[i]]
+            outs = list(jax.lax.switch(which, fns))
+        elif switched and i in switched:
             base = outs
             for k, edit in switched[i]:
                 w = switch[k]

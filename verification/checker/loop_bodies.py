@@ -14,8 +14,9 @@ body:
 Each is an edit of one equation of the outer program, the scan, so its effect on the gradient is
 *exactly* the pullback of the change it makes to the cotangents the scan sends its inputs
 (:mod:`verification.checker.linear_effects`): no first-order screening, however the change chains
-through the iterations.  Those changes, for every candidate of one scan, come from one compiled pass,
-vmapped over a one-hot switch (``switched`` of :func:`verification.checker.jaxpr_graph.evaluate`).
+through the iterations.  Those changes, for every candidate of one scan, come from one compiled program
+that loops over the candidates, each run with its own edit alone (an integer ``switch`` of
+:func:`verification.checker.jaxpr_graph.evaluate`): the cost is linear in their number.
 """
 from __future__ import annotations
 
@@ -51,18 +52,18 @@ def _read(values, v):
 
 class _Scan:
     """One scan equation of the traced loss and every candidate change of its body (and of the loops and
-    branches nested in it), all switched by one vector ``w`` (:meth:`run`)."""
+    branches nested in it), all selected by one index ``k`` (:meth:`run`)."""
 
     def __init__(self, graph, point, i):
         self.graph, self.point, self.i = graph, point, i
         self.eqn = graph.eqns[i]
         self.invals = [_read(point.values, v) for v in self.eqn.invars]
-        self.changes = []  # (cause, text, where): change k is on where w[k] = 1
+        self.changes = []  # (cause, text, where): change k runs where the index is k
         self.loop = None
         self._deltas = None
 
     def add(self, cause, text, where) -> Optional[int]:
-        """Register a change; its index in ``w``, or ``None`` past :data:`MAX_BODY_CANDIDATES`."""
+        """Register a change; its index, or ``None`` past :data:`MAX_BODY_CANDIDATES`."""
         if len(self.changes) >= MAX_BODY_CANDIDATES:
             return None
         self.changes.append((cause, text, where))
@@ -77,7 +78,7 @@ class _Scan:
                 for k, (cause, text, where) in enumerate(self.changes)]
 
     def run(self, invals, w):
-        """The scan's outputs on ``invals`` with the changes weighted by ``w`` (one-hot: one change)."""
+        """The scan's outputs on ``invals`` with change ``k`` alone made (-1: none)."""
         return self.loop.run(invals, w)
 
     def deltas(self):
@@ -90,7 +91,6 @@ class _Scan:
         gs = [point.cotangents.get(eqn.outvars[k]) for k in outs]
         gs = [jnp.zeros(eqn.outvars[k].aval.shape, eqn.outvars[k].aval.dtype) if g is None else g
               for k, g in zip(outs, gs)]
-        dtype = jnp.result_type(*[self.invals[j] for j in pos])
 
         def local(w, xs):
             def f(*ys):
@@ -104,14 +104,14 @@ class _Scan:
             return vjp(gs)
 
         entries = sum(int(np.size(self.invals[j])) for j in pos)
-        rows = int(max(1, min(BATCH, fd.COPY_BUDGET // max(entries, 1), len(self.changes) + 1)))
-        run = jax.jit(jax.vmap(local, in_axes=(0, None)))  # the inputs are arguments: nothing folded
-        W = np.eye(len(self.changes) + 1, len(self.changes), -1, dtype=dtype)  # row 0: no change
+        rows = int(max(1, min(len(self.changes) + 1, fd.COPY_BUDGET // max(entries, 1))))
+        # One change at a time (lax.map: each row runs its own edit alone), compiled once, the inputs arguments.
+        run = jax.jit(lambda ks, xs: jax.lax.map(lambda k: local(k, xs), ks))
+        ks = np.arange(-1, len(self.changes))  # -1: no change
         got = []
-        for lo in range(0, len(W), rows):
-            w = W[lo:lo + rows]
-            w = np.concatenate([w, np.zeros((rows - len(w), w.shape[1]), dtype)])  # one compiled shape
-            got.append([np.asarray(c)[:len(W) - lo] for c in run(jnp.asarray(w), [self.invals[j] for j in pos])])
+        for lo in range(0, len(ks), rows):
+            k = np.concatenate([ks[lo:lo + rows], np.full(max(0, lo + rows - len(ks)), -1)])  # one compiled shape
+            got.append([np.asarray(c)[:len(ks) - lo] for c in run(jnp.asarray(k), [self.invals[j] for j in pos])])
         cots = [np.concatenate([g[n] for g in got]) for n in range(len(pos))]
         self._deltas = [{eqn.invars[j]: c[k + 1] - c[0] for j, c in zip(pos, cots)} for k in range(len(self.changes))]
         return self._deltas
@@ -213,8 +213,7 @@ class _ScanEdit:
         self.scan, self.k = scan, k
 
     def __call__(self, eqn, invals, outs, read):
-        w = jnp.zeros(len(self.scan.changes), jnp.result_type(*invals)).at[self.k].set(1)
-        return self.scan.run(invals, w)
+        return self.scan.run(invals, jnp.asarray(self.k))
 
     def input_deltas(self):
         return self.scan.deltas()[self.k]

@@ -17,6 +17,8 @@ _CHECKER_DIR = os.path.dirname(__file__) + os.sep
 # file that happens to share a name with one of ours (checker.py) is still named.
 _SKIP_DIRS = tuple(os.path.dirname(m.__file__) + os.sep for m in (jax, np)) + (_CHECKER_DIR,)
 
+_USER_PSEUDO_FILES = ("<string>", "<stdin>", "<ipython-input")  # exec'd code, python -c, a console: the user's
+
 _LIBRARY_DIRS = (os.sep + "site-packages" + os.sep, os.sep + "dist-packages" + os.sep)
 
 
@@ -42,7 +44,7 @@ def _scan_frames(tb):
     library = None
     for f in (tb.frames if tb is not None else ()):
         name = f.file_name
-        if name.startswith(_SKIP_DIRS) or name.startswith("<"):
+        if name.startswith(_SKIP_DIRS) or (name.startswith("<") and not name.startswith(_USER_PSEUDO_FILES)):
             continue
         if any(d in name for d in _LIBRARY_DIRS):
             if library is None:
