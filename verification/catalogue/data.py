@@ -22,15 +22,19 @@ def random_tree(shapes, *, seed=0, dtype=F64, scale=1.0):
     return {name: scale * jax.random.normal(k, shape, dtype) for k, (name, shape) in zip(keys, shapes.items())}
 
 
-def random_data(seed, m, n_in, n_out, *, classes=False, x_scale=1.0, dtype=F64):
+def random_data(seed, m, n_in, n_out, *, classes=False, x_scale=1.0, dtype=F64, steps=None):
     """``x`` (m, n_in) standard normal times ``x_scale``, and ``y``: one-hot rows over ``n_out`` classes, or
     (m, n_out) standard normal targets; from ``key(seed + 100)`` (apart from :func:`random_tree`'s keys).
+    With ``steps``, a sequence: ``x`` (steps, m, n_in) and ``y`` (steps, m, n_out) (regression only).
 
     >>> x, y = random_data(0, 4, 3, 2, classes=True)
     >>> x.shape, y.shape, [float(v) for v in y.sum(1)]
     ((4, 3), (4, 2), [1.0, 1.0, 1.0, 1.0])
     """
     k1, k2 = jax.random.split(jax.random.key(seed + 100))
+    if steps is not None:
+        return (x_scale * jax.random.normal(k1, (steps, m, n_in), dtype),
+                jax.random.normal(k2, (steps, m, n_out), dtype))
     x = x_scale * jax.random.normal(k1, (m, n_in), dtype)
     if classes:
         return x, jax.nn.one_hot(jax.random.randint(k2, (m,), 0, n_out), n_out, dtype=dtype)

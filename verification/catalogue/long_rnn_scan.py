@@ -14,7 +14,7 @@ Written bugs first, from how BPTT goes wrong by hand (2026-12-04), before the ch
 import jax
 import jax.numpy as jnp
 
-from verification.catalogue.data import random_tree
+from verification.catalogue.data import random_data, random_tree
 from verification.catalogue.planted import Planted
 
 NAME = "long RNN in lax.scan (100 steps, kept whole)"
@@ -69,9 +69,7 @@ def grad(p, x, y, bug=None):
 
 def problem(seed=0):
     p = random_tree({"Wx": (N_IN, H), "Wh": (H, H), "b": (H,), "V": (H, N_OUT)}, seed=seed, scale=0.5)
-    k1, k2 = jax.random.split(jax.random.key(seed + 100))
-    x = jax.random.normal(k1, (T, M, N_IN), jnp.float64)
-    return p, x, jax.random.normal(k2, (T, M, N_OUT), jnp.float64)
+    return (p, *random_data(seed, M, N_IN, N_OUT, steps=T))
 
 
 BUGS = [

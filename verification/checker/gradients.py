@@ -29,7 +29,7 @@ from verification.checker import sampled_differences as sampled
 from verification.checker.compare import LeafResult, compare_leaf, compare_leaves
 from verification.checker.param_leaves import DiffLeaves
 from verification.checker.patterns import Diagnosis, diagnose
-from verification.checker.hypotheses import Hypothesis
+from verification.checker.fits import Hypothesis
 from verification.checker.localize import Localization, localize, tapped, true_cotangents
 from verification.checker.report import CheckReport, json_number
 from verification.checker.taylor import TaylorResult, taylor_test

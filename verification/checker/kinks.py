@@ -15,7 +15,7 @@ import jax
 import numpy as np
 
 from verification.checker import finite_differences as fd
-from verification.checker import hypotheses as hy
+from verification.checker import linear_effects as le
 from verification.checker import jaxpr_graph as jg
 from verification.checker import kink_conventions, rule_edits
 from verification.checker.compare import compare_leaves
@@ -104,7 +104,7 @@ def _accept_kink_convention(graph, leaves, manual, report, rtol, atol):
     cands = kink_conventions.kink_conventions(graph, rule_edits.saved_values(graph, leaves))
     if not cands:
         return
-    H = hy.candidate_gradients(graph, leaves, cands)
+    H = le.candidate_gradients(graph, leaves, cands)
     treedef = jax.tree.structure(manual)
     shapes = [np.shape(l) for l in jax.tree.leaves(manual)]
     for c, h in zip(cands, H):

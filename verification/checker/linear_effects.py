@@ -147,3 +147,18 @@ def exact_gradient(graph: jg.Graph, leaves, point: Point, *, edits=None, scales=
     sc = None if not scales else {e: jnp.asarray(a, jnp.result_type(*leaves)) for e, a in scales.items()}
     g = jax.grad(lambda ls: jg.evaluate(graph, ls, edits=edits, scales=sc, frozen=point.frozen))(list(leaves))
     return np.concatenate([np.ravel(np.asarray(x, np.float64)) for x in g])
+
+
+def candidate_gradients(graph, leaves, cands) -> np.ndarray:
+    """``(len(cands), n_params)``: the flattened gradient of each candidate (one vmapped pass, op by op)."""
+    switched = {}
+    for k, c in enumerate(cands):
+        for i, edit in c.edits.items():
+            switched.setdefault(i, []).append((k, edit))
+    dtype = jnp.result_type(*leaves)
+
+    def flat_grad(w):
+        g = jax.grad(lambda ls: jg.evaluate(graph, ls, switched=switched, switch=w))(list(leaves))
+        return jnp.concatenate([jnp.ravel(l).astype(jnp.float64) for l in g])
+
+    return np.asarray(jax.vmap(flat_grad)(jnp.eye(len(cands), dtype=dtype)), np.float64)
