@@ -10,6 +10,7 @@ import pytest
 import jaxmlp
 from verification import assert_gradients_match, check_gradients
 from verification.suite.bugs import run_catalogue
+from verification.suite.errata import ERRATA
 
 MODEL = jaxmlp.MLP((3, 4, 2), "tanh")
 PARAMS = jaxmlp.init(MODEL, jax.random.key(0), dtype=jnp.float64)
@@ -77,12 +78,11 @@ def test_planted_bug_is_diagnosed(arch, bug, report, causes):
     assert causes == {bug.cause}, str(report)
 
 
-def test_every_erratum_fails_as_printed_and_passes_corrected():
-    from verification.suite.errata import ERRATA
-
-    for e in ERRATA:
-        assert not e.check_printed()[0], e.where
-        assert e.check_corrected()[0], e.where
+@pytest.mark.parametrize("k", range(len(ERRATA)), ids=[e.where for e in ERRATA])
+def test_every_erratum_fails_as_printed_and_passes_corrected(k):
+    e = ERRATA[k]
+    assert not e.check_printed()[0], e.where
+    assert e.check_corrected()[0], e.where
 
 
 def test_dnn_maths_l1_erratum_is_diagnosed():

@@ -26,9 +26,10 @@ def test_check_passes(check):
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_optimizer_rows_pass(dtype):
-    """The constant rate on every problem, the schedules on the MLP (all of them: ``python -m verification``)."""
-    rows = list(optimizers.trajectory_rows(jnp.dtype(dtype), scheduled_on="mlp"))
-    assert len(rows) >= 50 and any("/warmup_cosine/" in r.name for r in rows), len(rows)
+    """The constant rate on every problem; in float64 the schedules on the MLP too (every schedule on every
+    problem in both dtypes: ``python -m verification``)."""
+    rows = list(optimizers.trajectory_rows(jnp.dtype(dtype), scheduled_on="mlp" if dtype == "float64" else ""))
+    assert len(rows) >= 20 and (dtype == "float32" or any("/warmup_cosine/" in r.name for r in rows)), len(rows)
     _assert_rows_pass(rows)
 
 
