@@ -33,7 +33,6 @@ from verification.checker import jaxpr_graph as jg
 from verification.checker import rule_edits, scale_causes
 
 SCALES = (0.0, -1.0, 2.0, 0.5)  # loop-wide scalings of one body edge tried (a fitted constant would chain)
-BATCH = 64  # candidates per compiled call
 MAX_BODY_CANDIDATES = 1024  # candidate changes of one scan body
 
 
@@ -77,9 +76,9 @@ class _Scan:
                                      f"{text}, at every one of the {self.loop.length} iterations of {loop}", where)
                 for k, (cause, text, where) in enumerate(self.changes)]
 
-    def run(self, invals, w):
+    def run(self, invals, k):
         """The scan's outputs on ``invals`` with change ``k`` alone made (-1: none)."""
-        return self.loop.run(invals, w)
+        return self.loop.run(invals, k)
 
     def deltas(self):
         """For each change: ``{outer input var: change of the cotangent the scan sends it}``."""
@@ -92,12 +91,12 @@ class _Scan:
         gs = [jnp.zeros(eqn.outvars[k].aval.shape, eqn.outvars[k].aval.dtype) if g is None else g
               for k, g in zip(outs, gs)]
 
-        def local(w, xs):
+        def local(k, xs):
             def f(*ys):
                 ins = list(self.invals)
                 for j, y in zip(pos, ys):
                     ins[j] = y
-                o = self.run(ins, w)
+                o = self.run(ins, k)
                 return [o[k] for k in outs]
 
             _, vjp = jax.vjp(f, *xs)
@@ -110,8 +109,8 @@ class _Scan:
         ks = np.arange(-1, len(self.changes))  # -1: no change
         got = []
         for lo in range(0, len(ks), rows):
-            k = np.concatenate([ks[lo:lo + rows], np.full(max(0, lo + rows - len(ks)), -1)])  # one compiled shape
-            got.append([np.asarray(c)[:len(ks) - lo] for c in run(jnp.asarray(k), [self.invals[j] for j in pos])])
+            chunk = np.concatenate([ks[lo:lo + rows], np.full(max(0, lo + rows - len(ks)), -1)])  # one compiled shape
+            got.append([np.asarray(c)[:len(ks) - lo] for c in run(jnp.asarray(chunk), [self.invals[j] for j in pos])])
         cots = [np.concatenate([g[n] for g in got]) for n in range(len(pos))]
         self._deltas = [{eqn.invars[j]: c[k + 1] - c[0] for j, c in zip(pos, cots)} for k in range(len(self.changes))]
         return self._deltas
@@ -130,7 +129,8 @@ class _Program:
         changes = [(c.edits, c.cause, c.text, g.describe(c.eqn)) for c in rule_edits.body_changes(g, values)]
         for b, j in g.edges:
             if jg.op_name(g.eqns[b]) not in jg.PLUMBING:
-                changes += [({b: _scaled_input(j, a)}, *scale_causes.classify(g, b, j, a), g.describe(b)) for a in SCALES]
+                changes += [({b: _scaled_input(j, a)}, *scale_causes.classify(g, b, j, a), g.describe(b))
+                            for a in SCALES]
         self.changes = changes
         for edits, cause, text, where in changes:
             self.switch(root.add(cause, text + context, where), edits)
@@ -141,16 +141,18 @@ class _Program:
                                  if e.primitive.name == "scan" else _Cond(root, e, ins, line, context))
 
     def switch(self, k, edits):
-        """Make change ``k`` of the root's vector the edits ``{equation: edit}`` of this program."""
+        """Make change ``k`` (an index of the root's list; ``None``: past its cap) the edits
+        ``{equation: edit}`` of this program."""
         for b, edit in (edits.items() if k is not None else ()):
             self.switched.setdefault(b, []).append((k, edit))
 
-    def run(self, args, w):
+    def run(self, args, k):
+        """This program's outputs on ``args`` with change ``k`` made where it lies in this program."""
         every = [v for e in self.graph.eqns for v in e.outvars]
         _, values = jg.evaluate(self.graph, args, outputs=every)  # for an edit that reads a value saved later
         known = {v: jax.lax.stop_gradient(u) for v, u in zip(every, values)}
-        units = {b: (lambda eqn, invals, outs, read, u=u: u.run(invals, w)) for b, u in self.units.items()}
-        out = jg.evaluate(self.graph, args, switched=self.switched, switch=w, known=known, edits=units or None)
+        units = {b: (lambda eqn, invals, outs, read, u=u: u.run(invals, k)) for b, u in self.units.items()}
+        out = jg.evaluate(self.graph, args, switched=self.switched, switch=k, known=known, edits=units or None)
         return out if isinstance(out, list) else [out]
 
 
@@ -168,11 +170,11 @@ class _Loop:
         first = invals[:self.nc + self.ncar] + [x[x0] for x in invals[self.nc + self.ncar:]]
         self.body = _Program(root, p["jaxpr"], names, first, context)
 
-    def run(self, invals, w):
+    def run(self, invals, k):
         consts, init, xs = invals[:self.nc], invals[self.nc:self.nc + self.ncar], invals[self.nc + self.ncar:]
 
         def step(carry, x):
-            out = self.body.run(list(consts) + list(carry) + list(x), w)
+            out = self.body.run(list(consts) + list(carry) + list(x), k)
             return out[:self.ncar], out[self.ncar:]
 
         carry, ys = jax.lax.scan(step, list(init), list(xs), length=self.length, reverse=self.reverse)
@@ -201,8 +203,8 @@ class _Cond:
                 for b, edits, _ in members:
                     b.switch(k, edits)
 
-    def run(self, invals, w):
-        fns = [lambda *ops, b=b: b.run(list(ops), w) for b in self.branches]
+    def run(self, invals, k):
+        fns = [lambda *ops, b=b: b.run(list(ops), k) for b in self.branches]
         return list(jax.lax.switch(invals[0], fns, *invals[1:]))
 
 
