@@ -250,5 +250,6 @@ def _search(graph, leaves, point, D, G, fit_rtol, sites, cols):
 
 
 def _from_candidate(graph, c, res):
-    return Hypothesis(c.cause, c.eqn, c.where or graph.describe(c.eqn, instance=len(c.edits) == 1), f"manual equals autodiff if {c.text}", res,
+    where = c.where or graph.describe(c.eqn, instance=len(c.edits) == 1)
+    return Hypothesis(c.cause, c.eqn, where, f"manual equals autodiff if {c.text}", res,
                       also_at=sorted({graph.describe(i) for i in c.edits if i != c.eqn}), sites=sorted(c.edits))

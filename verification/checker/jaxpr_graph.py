@@ -111,8 +111,9 @@ def trace(loss: Callable, params, leaf_names: Sequence[str]) -> Graph:
 
     Short loops are unrolled (tracing under ``jax.disable_jit``): every iteration is its own equations,
     with its own line and instance.  Where the program's scans would unroll into more than
-    :data:`verification.checker.inline.UNROLL_MAX` equations, each scan stays one equation, its body edited as a whole
-    (:mod:`verification.checker.loop_bodies`): cost no longer grows with the number of iterations."""
+    :data:`verification.checker.inline.UNROLL_MAX` equations, each scan stays one equation, its body
+    edited as a whole (:mod:`verification.checker.loop_bodies`): the cost no longer grows with the number
+    of iterations."""
     leaves, treedef = jax.tree.flatten(params)
     f = lambda *ls: loss(jax.tree.unflatten(treedef, ls))  # noqa: E731
     closed = jax.make_jaxpr(f)(*leaves)
