@@ -27,11 +27,11 @@ import jax
 import jax.extend.core as jcore
 import numpy as np
 
+from verification.checker import jaxpr_graph as jg
 from verification.checker import linear_effects as le
 from verification.checker import loop_bodies, ranking, rule_edits, scale_causes, two_sites
 from verification.checker.fits import Fitter, Hypothesis
 
-CANONICAL_SCALES = two_sites.CANONICAL_SCALES
 MAX_MULTI_EXACT = 8  # multi-equation rule changes evaluated exactly (best first-order screens first)
 MAX_GROUP_SCALES = 8  # loop-wide scalings evaluated exactly (best linear screens first)
 NEAR_CANONICAL = 0.5  # a chained group's first-order scale is tried with the canonical scales this close
@@ -44,7 +44,7 @@ def _flat(tree):
 
 
 def _read(point, v):
-    return v.val if isinstance(v, jcore.Literal) else point.values[v]
+    return jg.read_atom(point.values, v)
 
 
 def _local(graph, point, i, edit=None):
@@ -155,7 +155,7 @@ def _group_scalings(graph, exact, groups, C, col_of, G, fit) -> List[Hypothesis]
         screened.append((fit.residual(am1 * col), key, ks, 1 + am1))
     out = []
     for _, key, ks, a_lin in sorted(screened, key=lambda t: t[0])[:MAX_GROUP_SCALES]:
-        near = [c for c in CANONICAL_SCALES if abs(a_lin - c) <= NEAR_CANONICAL * max(1.0, abs(c))]
+        near = [c for c in scale_causes.CANONICAL_SCALES if abs(a_lin - c) <= NEAR_CANONICAL * max(1.0, abs(c))]
         for a in (*near, a_lin):
             H = exact(scales={graph.edges[k]: a for k in ks})
             if fit.fits(H - G):

@@ -153,6 +153,11 @@ def _sg_dev(x):
     return x - jax.lax.stop_gradient(x)
 
 
+def read_atom(values, v):
+    """The value of ``v`` in ``values``, or a literal's own value."""
+    return v.val if isinstance(v, jcore.Literal) else values[v]
+
+
 def is_float(v) -> bool:
     return isinstance(v, jcore.Var) and jnp.issubdtype(v.aval.dtype, jnp.inexact)
 

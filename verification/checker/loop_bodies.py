@@ -8,8 +8,8 @@ body:
 
 * every single-equation rule edit of :func:`verification.checker.rule_edits.body_changes` (a saved
   operand is another variable of the body, read at each iteration);
-* every edge of the body scaled by a canonical constant (:data:`SCALES`: a dropped path, a flipped sign,
-  a factor 2).
+* every edge of the body scaled by a canonical constant (``scale_causes.CANONICAL_SCALES``: a dropped
+  path, a flipped sign, a factor 2; a fitted constant would chain through the iterations).
 
 Each is an edit of one equation of the outer program, the scan, so its effect on the gradient is
 *exactly* the pullback of the change it makes to the cotangents the scan sends its inputs
@@ -23,7 +23,6 @@ from __future__ import annotations
 from typing import List, Optional
 
 import jax
-import jax.extend.core as jcore
 import jax.numpy as jnp
 import numpy as np
 
@@ -32,7 +31,6 @@ from verification.checker import inline
 from verification.checker import jaxpr_graph as jg
 from verification.checker import rule_edits, scale_causes
 
-SCALES = (0.0, -1.0, 2.0, 0.5)  # loop-wide scalings of one body edge tried (a fitted constant would chain)
 MAX_BODY_CANDIDATES = 1024  # candidate changes of one scan body
 
 
@@ -45,10 +43,6 @@ def candidates(graph: jg.Graph, point, sites=None) -> List[rule_edits.Candidate]
     return out
 
 
-def _read(values, v):
-    return v.val if isinstance(v, jcore.Literal) else values[v]
-
-
 class _Scan:
     """One scan equation of the traced loss and every candidate change of its body (and of the loops and
     branches nested in it), all selected by one index ``k`` (:meth:`run`)."""
@@ -56,7 +50,7 @@ class _Scan:
     def __init__(self, graph, point, i):
         self.graph, self.point, self.i = graph, point, i
         self.eqn = graph.eqns[i]
-        self.invals = [_read(point.values, v) for v in self.eqn.invars]
+        self.invals = [jg.read_atom(point.values, v) for v in self.eqn.invars]
         self.changes = []  # (cause, text, where): change k runs where the index is k
         self.loop = None
         self._deltas = None
@@ -130,13 +124,13 @@ class _Program:
         for b, j in g.edges:
             if jg.op_name(g.eqns[b]) not in jg.PLUMBING:
                 changes += [({b: _scaled_input(j, a)}, *scale_causes.classify(g, b, j, a), g.describe(b))
-                            for a in SCALES]
+                            for a in scale_causes.CANONICAL_SCALES]
         self.changes = changes
         for edits, cause, text, where in changes:
             self.switch(root.add(cause, text + context, where), edits)
         for b, e in enumerate(g.eqns):
             if b in g.live and e.primitive.name in ("scan", "cond"):
-                ins, line = [_read(values, v) for v in e.invars], g.user_line(b) or "?"
+                ins, line = [jg.read_atom(values, v) for v in e.invars], g.user_line(b) or "?"
                 self.units[b] = (_Loop(root, e, ins, f" (inside the inner loop at {line}){context}")
                                  if e.primitive.name == "scan" else _Cond(root, e, ins, line, context))
 

@@ -17,6 +17,9 @@ from verification.checker import causes
 from verification.checker import jaxpr_graph as jg
 
 
+CANONICAL_SCALES = (0.0, -1.0, 2.0, 0.5)  # the scales that mean something: a dropped path, a sign, a factor 2
+
+
 def _subset_products(sizes) -> List[int]:
     sizes = [int(s) for s in sizes]
     out = {int(np.prod(c)) for r in range(1, len(sizes) + 1) for c in itertools.combinations(sizes, r)}

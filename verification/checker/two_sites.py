@@ -14,7 +14,6 @@ import numpy as np
 from verification.checker import scale_causes
 from verification.checker.fits import Hypothesis
 
-CANONICAL_SCALES = (0.0, -1.0, 2.0, 0.5)  # the scales that mean something: a dropped path, a sign, a factor 2
 MAX_PAIRS_EXACT = 6  # two-site candidates evaluated exactly
 PAIR_POOL = 200  # single changes (most aligned with the error first) combined into pairs
 
@@ -95,4 +94,4 @@ def pairs(graph, exact, groups, singles, R, C, col_of, G, fit) -> List[Hypothesi
 
 def _rounded(s):
     """``s``, or the meaningful scale (0, -1, 2, 1/2) it is up to screening error."""
-    return next((c for c in CANONICAL_SCALES if abs(s - c) <= 1e-6 * max(1.0, abs(c))), s)
+    return next((c for c in scale_causes.CANONICAL_SCALES if abs(s - c) <= 1e-6 * max(1.0, abs(c))), s)
