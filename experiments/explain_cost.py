@@ -25,8 +25,8 @@ import jaxmlp
 import verification
 from experiments import common
 from verification import check_gradients
-from verification.checker import jaxpr_graph as jg
-from verification.checker import rule_edits
+from verification.checker.jaxpr import graph as jg
+from verification.checker.explain import derivative_edits
 from verification.suite.problems import mlp_problem
 
 SIZES = (8, 32, 32, 32, 32, 4)  # 5 layers
@@ -39,8 +39,8 @@ OUT = "results/explain_cost.json"
 
 def mutations(graph, leaves, rng):
     """``(description, planted equation, buggy gradient)``, drawn at random from both kinds."""
-    values = rule_edits.saved_values(graph, leaves)
-    pool = [("edit", c) for c in rule_edits.candidates(graph, values) if len(c.edits) == 1]
+    values = derivative_edits.saved_values(graph, leaves)
+    pool = [("edit", c) for c in derivative_edits.candidates(graph, values) if len(c.edits) == 1]
     pool += [("scale", (e, a)) for e in graph.edges for a in SCALES]
     for k in rng.permutation(len(pool))[:N_MUTATIONS]:
         kind, what = pool[k]

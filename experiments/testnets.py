@@ -20,7 +20,7 @@ from experiments import common
 
 BATCH = 4
 L2_SEED003 = 0.1
-TOL = 1e-12  # float64, see verification.checker.tolerances.F64_RTOL
+TOL = 1e-12  # float64, see verification.checker.base.tolerances.F64_RTOL
 
 
 def intermediates(model, params, x, y, l2):

@@ -12,7 +12,7 @@ from verification.suite.bugs import manual_with
 from verification.catalogue import FAMILIES, judge, site_lines
 from verification.catalogue.planted import Planted
 from verification.suite.problems import mlp_problem
-from verification.checker.taylor import taylor_test
+from verification.checker.base.taylor import taylor_test
 
 ALL = [(f, b) for f in FAMILIES for b in f.BUGS]
 FIRST_OF_EACH_CAUSE = {}

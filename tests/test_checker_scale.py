@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from verification import check_gradients
-from verification.checker import sampled_differences as sampled
+from verification.checker.base import sampled_differences as sampled
 
 WIDTHS = [24, 48, 48, 1]  # 3 layers, 3601 parameters: above FULL_MAX once the batch of inputs is counted in
 N_PLANTED = 1000

@@ -186,8 +186,8 @@ def test_when_nothing_fits_the_ranked_sites_are_the_consistent_ones():
     assert not any(w.endswith(lines["act"]) and w.startswith("tanh") for w in r.ranked)
 
 
-@pytest.mark.parametrize("stage, target", [("tracing the loss", "verification.checker.jaxpr_graph.trace"),
-                                           ("the hypotheses", "verification.checker.hypotheses.explain")])
+@pytest.mark.parametrize("stage, target", [("tracing the loss", "verification.checker.jaxpr.graph.trace"),
+                                           ("the hypotheses", "verification.checker.explain.hypotheses.explain")])
 def test_a_construct_beyond_the_diagnosis_gets_a_note_not_a_traceback(monkeypatch, stage, target):
     def unsupported(*args, **kwargs):
         raise NotImplementedError("a primitive the diagnosis has no rule for")

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import pytest
 
 from verification import check_gradients
-from verification.checker.localize import tap
+from verification.checker.explain.localize import tap
 
 
 def loss(p, x, y):

@@ -1,4 +1,4 @@
-"""Long loops kept whole (verification/checker/loop_bodies.py): a scan that would unroll into more than
+"""Long loops kept whole (verification/checker/explain/loop_bodies.py): a scan that would unroll into more than
 ``inline.UNROLL_MAX`` equations stays one equation, and a change of its body is made at every iteration.
 The hand-derived gradients are the long-RNN catalogue family (BPTT as a reverse scan) and ``jax.grad``
 through a wrong ``custom_jvp`` inside a 100-step ``fori_loop``."""
@@ -10,7 +10,7 @@ import pytest
 
 from verification import check_gradients
 from verification.catalogue import judge, long_rnn_scan, site_lines
-from verification.checker import jaxpr_graph as jg
+from verification.checker.jaxpr import graph as jg
 
 
 def _family_check(bug):

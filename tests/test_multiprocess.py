@@ -28,7 +28,7 @@ F64_RTOL = 1e-12
 # float32: the same reordering at eps32 ~ 1.2e-7 per step, grown over 200 momentum steps: 1e-4 relative.
 F32_RTOL = 1e-4
 KILL_STEPS = 6000  # long enough that the kill lands after the first checkpoint (1500) and before the end
-GRAD_RTOL = 1e-12  # manual gradient vs jax.grad in float64 (verification.checker.tolerances.F64_RTOL)
+GRAD_RTOL = 1e-12  # manual gradient vs jax.grad in float64 (verification.checker.base.tolerances.F64_RTOL)
 
 
 def free_port() -> int:

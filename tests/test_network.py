@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import jaxmlp
-from verification.checker.compare import compare_trees
+from verification.suite.comparison import compare_trees
 from verification.suite.problems import grid_problem as problem
-from verification.checker.tolerances import F32_RTOL, F64_RTOL
+from verification.checker.base.tolerances import F32_RTOL, F64_RTOL
 
 
 def _autodiff(model, params, x, y, **reg):

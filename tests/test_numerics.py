@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import jaxmlp
-from verification.checker.compare import compare_trees
-from verification.checker.tolerances import BF16_RTOL, F16_RTOL, F64_RTOL
+from verification.suite.comparison import compare_trees
+from verification.checker.base.tolerances import BF16_RTOL, F16_RTOL, F64_RTOL
 
 CASES = [("relu", "softmax_cross_entropy"), ("sigmoid", "sigmoid_quadratic"), ("tanh", "mse")]
 

@@ -7,7 +7,7 @@ import sys
 
 # Different summation order across shards: a few ulps of float64 per step, grown over 200 steps.
 SHARDED_RTOL = 1e-10
-# Manual gradient vs jax.grad in float64 (verification.checker.tolerances.F64_RTOL).
+# Manual gradient vs jax.grad in float64 (verification.checker.base.tolerances.F64_RTOL).
 GRAD_RTOL = 1e-12
 
 

@@ -6,7 +6,7 @@ import pytest
 import jaxmlp
 from verification.suite import network
 from verification.suite import optimizers
-from verification.checker.compare import compare_trees
+from verification.suite.comparison import compare_trees
 from verification.suite.registry import CHECKS
 
 

@@ -17,21 +17,21 @@ Three parts, imported in one direction (docs/layout.md):
 """
 import jax
 
-from verification.checker.causes import CAUSES
-from verification.checker.compare import LeafResult
-from verification.checker.custom_rules import RulesReport, check_rules
-from verification.checker.curvature import assert_hvp_correct, check_hvp
-from verification.checker.gradients import GradientReport, assert_gradients_match, check_gradients
-from verification.checker.hypotheses import Hypothesis
-from verification.checker.jvp_checks import assert_custom_jvp_correct, assert_jvp_correct, check_custom_jvp, check_jvp
-from verification.checker.localize import Localization, tap
-from verification.checker.patterns import Diagnosis
-from verification.checker.report import CheckReport
-from verification.checker.rule_diagnosis import RuleFinding
-from verification.checker.rule_report import RuleReport
-from verification.checker.taylor import TaylorResult, taylor_test
-from verification.checker.tolerances import BF16_RTOL, F16_RTOL, F32_RTOL, F64_RTOL, FD_RTOL, RTOL_BY_DTYPE
-from verification.checker.vjp_checks import assert_custom_vjp_correct, assert_vjp_correct, check_custom_vjp, check_vjp
+from verification.checker.base.causes import CAUSES
+from verification.checker.base.compare import LeafResult
+from verification.checker.rules.check_rules import RulesReport, check_rules
+from verification.checker.rules.curvature import assert_hvp_correct, check_hvp
+from verification.checker.gradients.check import GradientReport, assert_gradients_match, check_gradients
+from verification.checker.explain.hypotheses import Hypothesis
+from verification.checker.rules.jvp_checks import assert_custom_jvp_correct, assert_jvp_correct, check_custom_jvp, check_jvp
+from verification.checker.explain.localize import Localization, tap
+from verification.checker.explain.patterns import Diagnosis
+from verification.checker.base.report import CheckReport
+from verification.checker.rules.diagnosis import RuleFinding
+from verification.checker.rules.report import RuleReport
+from verification.checker.base.taylor import TaylorResult, taylor_test
+from verification.checker.base.tolerances import BF16_RTOL, F16_RTOL, F32_RTOL, F64_RTOL, FD_RTOL, RTOL_BY_DTYPE
+from verification.checker.rules.vjp_checks import assert_custom_vjp_correct, assert_vjp_correct, check_custom_vjp, check_vjp
 
 __version__ = "0.2.0"
 

@@ -16,7 +16,7 @@ from verification.catalogue import (causal_attention, conv2d_stride, crf_forward
                                     maxout_pool, residual_mlp, rk4_ode, rnn_scan, softmax_regression, tied_autoencoder,
                                     vae)
 from verification.catalogue.planted import Planted, judge, site_lines
-from verification.checker.gradients import GradientReport, check_gradients
+from verification.checker.gradients.check import GradientReport, check_gradients
 
 FIRST_FAMILIES = (dict_mlp, residual_mlp, tied_autoencoder, softmax_regression, layer_norm_net, huber_regression,
                   log_cosh_regression)

@@ -14,7 +14,7 @@ SITE = re.compile(r"#\s*site:\s*(\w+)")
 class Planted:
     bug: str  # the name the family's ``grad`` takes as ``bug=``
     description: str  # the mistake, as someone made it by hand
-    cause: str  # the cause the checker should name (verification.checker.gradients.CAUSES)
+    cause: str  # the cause the checker should name (verification.checker.gradients.check.CAUSES)
     site: str  # the ``# site: NAME`` mark on the loss line where the error enters
     also: str = ""  # a two-site mistake: the second site's mark (the same cause at both)
 

@@ -17,9 +17,9 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from verification.checker.curvature import check_hvp
-from verification.checker.jvp_checks import check_custom_jvp, check_jvp
-from verification.checker.vjp_checks import check_custom_vjp, check_vjp
+from verification.checker.rules.curvature import check_hvp
+from verification.checker.rules.jvp_checks import check_custom_jvp, check_jvp
+from verification.checker.rules.vjp_checks import check_custom_vjp, check_vjp
 
 
 class RuleCase(NamedTuple):

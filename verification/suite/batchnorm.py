@@ -8,9 +8,9 @@ import jax.numpy as jnp
 
 import jaxmlp
 from jaxmlp.batchnorm import BatchNorm, bn_backward, bn_forward
-from verification.checker.compare import compare_trees
+from verification.suite.comparison import compare_trees
 from verification.suite.rows import Row
-from verification.checker.tolerances import F32_RTOL, F64_RTOL
+from verification.checker.base.tolerances import F32_RTOL, F64_RTOL
 
 BN_BACKWARD = "dz = gamma/(m sqrt(var+eps)) (m dy - sum dy - xhat sum dy xhat); dgamma = sum dy xhat; dbeta = sum dy"
 # Identity hidden activations are left out of the network rows, and the models have no dense bias: a shift

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import jaxmlp
 from jaxmlp.heads import get_head
 from jaxmlp.network import backward, forward
-from verification.checker.gradients import check_gradients
+from verification.checker.gradients.check import check_gradients
 from verification.suite.problems import mlp_problem
 
 PLANTED_LAMBDA = 0.05  # the strength of a planted extra penalty term

@@ -16,11 +16,12 @@ import numpy as np
 import optax
 
 import jaxmlp
-from verification.checker.gradients import check_gradients
-from verification.checker.compare import compare_trees
+from verification.checker.gradients.check import check_gradients
+from verification.suite.comparison import compare_trees
 from verification.suite import bugs
 from verification.suite.problems import mlp_problem
-from verification.checker.tolerances import F64_RTOL, LM_STEP_RTOL
+from verification.checker.base.tolerances import F64_RTOL
+from verification.suite.tolerances import LM_STEP_RTOL
 
 F64 = jnp.float64
 Verdict = Tuple[bool, str]  # (passed, diagnosis / evidence)

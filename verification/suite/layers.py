@@ -6,9 +6,9 @@ import jax.numpy as jnp
 
 import jaxmlp
 from jaxmlp.dense import Dense, dense_backward, dense_forward
-from verification.checker.compare import compare_trees
+from verification.suite.comparison import compare_trees
 from verification.suite.rows import Row
-from verification.checker.tolerances import F32_RTOL, F64_RTOL
+from verification.checker.base.tolerances import F32_RTOL, F64_RTOL
 
 F64 = jnp.float64
 

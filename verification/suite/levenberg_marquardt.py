@@ -10,9 +10,10 @@ from jax.flatten_util import ravel_pytree
 import jaxmlp
 from jaxmlp.least_squares import jacobian, residuals
 from jaxmlp.levenberg_marquardt import lm_step
-from verification.checker.compare import compare_trees
+from verification.suite.comparison import compare_trees
 from verification.suite.rows import Row
-from verification.checker.tolerances import ERRATUM_MIN_REL, F64_RTOL, LM_STEP_RTOL
+from verification.checker.base.tolerances import F64_RTOL
+from verification.suite.tolerances import ERRATUM_MIN_REL, LM_STEP_RTOL
 
 F64 = jnp.float64
 LS_HEADS = tuple(name for name, head in jaxmlp.HEADS.items() if head.least_squares)

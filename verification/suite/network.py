@@ -9,11 +9,12 @@ import numpy as np
 from jax.test_util import check_grads
 
 import jaxmlp
-from verification.checker import finite_differences as fd
-from verification.checker.compare import Comparison, compare_trees
+from verification.checker.base import finite_differences as fd
+from verification.suite.comparison import Comparison, compare_trees
 from verification.suite.problems import grid_problem
 from verification.suite.rows import Row
-from verification.checker.tolerances import CHECK_GRADS_TOL, F32_RTOL, F64_RTOL, FD_RTOL
+from verification.checker.base.tolerances import F32_RTOL, F64_RTOL, FD_RTOL
+from verification.suite.tolerances import CHECK_GRADS_TOL
 
 F64 = jnp.float64
 REGS = {"none": (0.0, 0.0), "l1": (0.01, 0.0), "l2": (0.0, 0.1), "l1+l2": (0.01, 0.1)}

@@ -13,9 +13,9 @@ import optax
 
 import jaxmlp
 from jaxmlp import optim
-from verification.checker.compare import compare_trees
+from verification.suite.comparison import compare_trees
 from verification.suite.rows import Row
-from verification.checker.tolerances import OPT_F32_MAPPING_RTOL, OPT_F32_RTOL, OPT_F64_RTOL
+from verification.suite.tolerances import OPT_F32_MAPPING_RTOL, OPT_F32_RTOL, OPT_F64_RTOL
 
 STEPS = 1000
 

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
-from verification.checker.compare import Comparison
-from verification.checker.report import json_number
+from verification.suite.comparison import Comparison
+from verification.checker.base.report import json_number
 
 
 @dataclasses.dataclass

@@ -17,13 +17,13 @@ import jax.numpy as jnp
 import jaxmlp
 from jaxmlp.batchnorm import BatchNorm, bn_backward, bn_forward
 from jaxmlp.dense import Dense, dense_backward, dense_forward
-from verification.checker.compare import Comparison
-from verification.checker.curvature import check_hvp
+from verification.suite.comparison import Comparison
+from verification.checker.rules.curvature import check_hvp
 from verification.catalogue.data import random_data
 from verification.suite.levenberg_marquardt import LS_HEADS
 from verification.suite.problems import grid_problem, mlp_problem
 from verification.suite.rows import Row
-from verification.checker.vjp_checks import check_custom_vjp, check_vjp
+from verification.checker.rules.vjp_checks import check_custom_vjp, check_vjp
 
 F64 = jnp.float64
 MANUAL_VJP = "custom_vjp of loss: hand-derived backward (params, dX = delta^1 W^1T, dY, dl1, dl2) vs autodiff of loss"

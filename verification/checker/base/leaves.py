@@ -1,0 +1,89 @@
+"""The differentiable leaves of any params pytree: what a gradient check compares, and what it skips.
+
+Research code keeps more than weights in its params: an int32 step count, a bool mask, a ``float0``
+tangent, an activation function inside an equinox Module.  None of them has a gradient.  A check is
+taken over the *inexact array leaves* only (the rule of ``equinox.is_inexact_array``); every other leaf
+is held fixed at its value, and the report names it in a note.  The hand-written gradient may carry
+anything at a skipped leaf (``None`` as ``equinox.filter_grad`` returns, a ``float0`` zero, an integer
+zero) or leave it out: its leaves are matched to the params' by their paths.
+
+>>> import jax.numpy as jnp
+>>> p = {"W": jnp.ones((2, 2)), "step": jnp.array(3), "act": jnp.tanh}
+>>> s = DiffLeaves(p)
+>>> s.names, s.skipped
+(["['W']"], ["['act'] (PjitFunction)", "['step'] (int64)"])
+>>> s.select({"W": jnp.zeros((2, 2)), "step": None, "act": None})[0].shape
+(2, 2)
+"""
+from __future__ import annotations
+
+from typing import Any, List
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from verification.checker.base.compare import leaf_name
+
+
+def is_inexact_array(x) -> bool:
+    """A floating (or complex) array, or a Python float: a leaf with a gradient."""
+    if isinstance(x, float):
+        return True
+    return isinstance(x, (jax.Array, np.ndarray, np.generic)) and jnp.issubdtype(x.dtype, jnp.inexact)
+
+
+def _kind(x) -> str:
+    dtype = getattr(x, "dtype", None)
+    return str(dtype) if dtype is not None else type(x).__name__
+
+
+def _flat(tree):
+    """``[(name, leaf)]`` of ``tree``, ``None`` kept as a leaf (``filter_grad``'s empty slots)."""
+    flat = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: x is None)[0]
+    return [(leaf_name(p), x) for p, x in flat]
+
+
+class DiffLeaves:
+    """The inexact array leaves of ``params`` (``leaves``, named ``names`` by their paths), the skipped
+    ones (``skipped``: ``"name (kind)"``), and the way back to a full params pytree (:meth:`rebuild`)."""
+
+    def __init__(self, params):
+        self.params = params
+        flat, self.treedef = jax.tree.flatten(params)
+        named = _flat(params)
+        self.flat = flat
+        self.positions = [k for k, x in enumerate(flat) if is_inexact_array(x)]
+        names = [n for n, x in named if x is not None]
+        self.names = [names[k] for k in self.positions]
+        self.leaves = [jnp.asarray(flat[k]) for k in self.positions]
+        self.skipped = [f"{names[k]} ({_kind(x)})" for k, x in enumerate(flat) if k not in set(self.positions)]
+
+    @property
+    def all_inexact(self) -> bool:
+        return not self.skipped
+
+    def rebuild(self, leaves) -> Any:
+        """``params`` with its inexact leaves replaced by ``leaves`` (the others as they were)."""
+        flat = list(self.flat)
+        for k, leaf in zip(self.positions, leaves):
+            flat[k] = leaf
+        return jax.tree.unflatten(self.treedef, flat)
+
+    def select(self, grads) -> List[Any]:
+        """The leaves of ``grads`` at the paths of the inexact leaves of ``params``; a ``ValueError`` that
+        names the missing paths when ``grads`` lacks some."""
+        by_name = dict(_flat(grads))
+        missing = [n for n in self.names if by_name.get(n) is None]
+        if missing:
+            raise ValueError(f"the hand gradient has no leaf at {missing[:4]}{' ...' if len(missing) > 4 else ''}; "
+                             f"expected one at every floating leaf of params ({len(self.names)}: "
+                             f"{self.names[:4]}{' ...' if len(self.names) > 4 else ''}), got leaves at "
+                             f"{[n for n, x in _flat(grads) if x is not None][:6]}")
+        return [by_name[n] for n in self.names]
+
+    def note(self) -> str:
+        """The report's note on the skipped leaves."""
+        shown = ", ".join(self.skipped[:6]) + (f" and {len(self.skipped) - 6} more" if len(self.skipped) > 6 else "")
+        return (f"{len(self.skipped)} leaves of params are not floating arrays and have no gradient; they are held "
+                f"fixed and not compared: {shown}")

@@ -1,0 +1,164 @@
+"""Every single-rule change at once, by linearity: the change it makes to the gradient is a pullback.
+
+An edit of one equation's derivative rule changes only the cotangents that equation sends to its
+inputs: the cotangent ``g`` of its output is untouched (everything downstream is unchanged).  If the
+cotangent it sends to input ``u`` changes by ``delta``, the parameter gradient changes by exactly
+
+.. math::  \\Delta = \\Big(\\frac{\\partial u}{\\partial \\theta}\\Big)^{\\!\\top} \\delta,
+
+the pullback of ``delta`` from ``u`` to the parameters.  So one vmapped reverse pass of the forward
+program gives the effect of every single-equation edit and every edge scaling, however many there are,
+in a program whose size does not grow with their number (:func:`pullbacks`).  Edits at several
+equations (every instance of a loop body, two sites) chain, and are evaluated exactly instead
+(:func:`exact_gradient`).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, Sequence
+
+import jax
+import jax.extend.core as jcore
+import jax.numpy as jnp
+import numpy as np
+
+from verification.checker.jaxpr import graph as jg
+
+SHIFT_OPS = ("reduce_max", "reduce_min", "argmax", "argmin", "stop_gradient")
+ZERO_COTANGENT_RTOL = 1e-9  # a shift's cotangent below this (relative to the largest) is zero up to rounding
+BATCH = 256  # pullbacks per vmapped call
+JIT_MAX_EQNS = 200  # programs up to this many equations are compiled whole (else run op by op, cached per op)
+
+
+@dataclasses.dataclass
+class Point:
+    """The traced loss at the checked point: every value, every true cotangent, the frozen shifts."""
+
+    values: Dict[Any, Any]
+    cotangents: Dict[Any, Any]
+    frozen: frozenset
+
+
+def at_point(graph: jg.Graph, leaves) -> Point:
+    """Forward values and true cotangents of every equation's outputs (one reverse pass with zero probes)."""
+    outs = [v for e in graph.eqns for v in e.outvars if jg.is_float(v)]
+    probes = [jnp.zeros(v.aval.shape, v.aval.dtype) for v in outs]
+
+    def f(pr):
+        return jg.evaluate(graph, leaves, probes=dict(zip(outs, pr)), outputs=outs)
+
+    (loss, vals), vjp = jax.vjp(f, probes)
+    cots = dict(zip(outs, vjp((jnp.ones_like(loss), [jnp.zeros_like(v) for v in vals]))[0]))
+    values = dict(zip(graph.closed.jaxpr.invars, leaves))
+    values.update(zip(graph.closed.jaxpr.constvars, graph.closed.consts))
+    values.update((v, jax.lax.stop_gradient(x)) for v, x in zip(outs, vals))
+    for e in graph.eqns:  # integer and boolean outputs (masks, indices) too
+        for v in e.outvars:
+            if v not in values:
+                values[v] = None
+    _fill_non_float(graph, values)
+    scale = max([float(jnp.max(jnp.abs(c))) for c in cots.values() if c.size] or [0.0])
+    frozen = frozenset(v for i, e in enumerate(graph.eqns) if jg.op_name(e) in SHIFT_OPS
+                       for v in e.outvars if v in cots and float(jnp.max(jnp.abs(cots[v]), initial=0.0))
+                       <= ZERO_COTANGENT_RTOL * scale)
+    return Point(values, cots, frozen)
+
+
+def _fill_non_float(graph, values):
+    jaxpr = graph.closed.jaxpr
+    read = lambda v: v.val if isinstance(v, jcore.Literal) else values[v]  # noqa: E731
+    for e in jaxpr.eqns:
+        if all(values.get(v) is not None for v in e.outvars):
+            continue
+        out = e.primitive.bind(*[read(v) for v in e.invars], **e.primitive.get_bind_params(e.params))
+        for v, o in zip(e.outvars, out if e.primitive.multiple_results else [out]):
+            if values.get(v) is None:
+                values[v] = o
+
+
+def local_cotangents(eqn, invals, g, edit=None):
+    """The cotangents equation ``eqn`` sends to its floating inputs for output cotangents ``g`` (a list),
+    by its true rule or, with ``edit``, the edited one.  ``None`` for non-floating inputs."""
+    pos = [j for j, v in enumerate(eqn.invars) if jg.is_float(v)]
+    bind_params = eqn.primitive.get_bind_params(eqn.params)
+
+    def f(*xs):
+        ins = list(invals)
+        for j, x in zip(pos, xs):
+            ins[j] = x
+        out = eqn.primitive.bind(*ins, **bind_params)
+        outs = list(out) if eqn.primitive.multiple_results else [out]
+        if edit is not None:
+            outs = edit(eqn, ins, outs, None)
+        return outs
+
+    outs, vjp = jax.vjp(f, *[invals[j] for j in pos])
+    gs = [gg if gg is not None else jnp.zeros_like(o) for gg, o in zip(g, outs)]
+    back = vjp([jnp.asarray(gg, o.dtype).reshape(o.shape) for gg, o in zip(gs, outs)])
+    res = [None] * len(eqn.invars)
+    for j, b in zip(pos, back):
+        res[j] = b
+    return res
+
+
+def pullbacks(graph: jg.Graph, leaves, point: Point, deltas: Sequence[Dict[Any, Any]], cols=None) -> np.ndarray:
+    """``(len(deltas), n_params)``: for each ``{var: delta}``, the change of the flattened parameter
+    gradient when ``var``'s cotangent changes by ``delta`` (shifts in ``point.frozen`` pass nothing).  With
+    ``cols`` (flat entries that are whole leaves), only those columns: the other leaves are never formed."""
+    sizes = np.cumsum([0] + [int(np.size(l)) for l in leaves])
+    keep = list(range(len(leaves))) if cols is None else [k for k in range(len(leaves))
+                                                          if sizes[k + 1] > sizes[k] and np.isin(sizes[k], cols)]
+    if not deltas:
+        return np.zeros((0, int(sum(sizes[k + 1] - sizes[k] for k in keep))))
+    targets = sorted({v for d in deltas for v in d}, key=lambda v: _order(graph, v))
+    dtype = jnp.result_type(*leaves)
+
+    def forward(ls):
+        return jg.evaluate(graph, ls, frozen=point.frozen, outputs=targets)[1]
+
+    def one(ls, cot):
+        _, vjp = jax.vjp(forward, ls)
+        g = vjp(cot)[0]
+        return jnp.concatenate([jnp.ravel(g[k]).astype(jnp.float64) for k in keep] or [jnp.zeros(0)])
+
+    run = jax.vmap(one, in_axes=(None, 0))  # the leaves are arguments, never constants that XLA would fold
+    if len(graph.eqns) <= JIT_MAX_EQNS:  # one compile beats a compile per new op; long programs run op by op
+        run = jax.jit(run)
+    out = []
+    for lo in range(0, len(deltas), BATCH):
+        chunk = deltas[lo:lo + BATCH]
+        rows = BATCH if len(deltas) > BATCH else len(chunk)  # one compiled shape
+        cot = [np.zeros((rows,) + tuple(v.aval.shape), dtype) for v in targets]  # filled in numpy: no dispatch
+        for c, v in zip(cot, targets):
+            for r, d in enumerate(chunk):
+                if v in d:
+                    c[r] = np.reshape(np.asarray(d[v]), v.aval.shape)
+        out.append(np.asarray(run(list(leaves), [jnp.asarray(c) for c in cot]), np.float64)[:len(chunk)])
+    return np.concatenate(out)
+
+
+def _order(graph, v):
+    p = graph.producer.get(v)
+    return -1 if p is None else p
+
+
+def exact_gradient(graph: jg.Graph, leaves, point: Point, *, edits=None, scales=None) -> np.ndarray:
+    """The flattened gradient with ``edits`` (equation -> edit) and ``scales`` (edge -> a) all applied."""
+    sc = None if not scales else {e: jnp.asarray(a, jnp.result_type(*leaves)) for e, a in scales.items()}
+    g = jax.grad(lambda ls: jg.evaluate(graph, ls, edits=edits, scales=sc, frozen=point.frozen))(list(leaves))
+    return np.concatenate([np.ravel(np.asarray(x, np.float64)) for x in g])
+
+
+def candidate_gradients(graph, leaves, cands) -> np.ndarray:
+    """``(len(cands), n_params)``: the flattened gradient of each candidate (one vmapped pass, op by op)."""
+    switched = {}
+    for k, c in enumerate(cands):
+        for i, edit in c.edits.items():
+            switched.setdefault(i, []).append((k, edit))
+    dtype = jnp.result_type(*leaves)
+
+    def flat_grad(w):
+        g = jax.grad(lambda ls: jg.evaluate(graph, ls, switched=switched, switch=w))(list(leaves))
+        return jnp.concatenate([jnp.ravel(l).astype(jnp.float64) for l in g])
+
+    return np.asarray(jax.vmap(flat_grad)(jnp.eye(len(cands), dtype=dtype)), np.float64)

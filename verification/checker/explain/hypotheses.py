@@ -1,0 +1,259 @@
+"""Explanation by hypothesis: alternative references, each autodiff with one derivative rule changed.
+
+For a failing gradient ``M`` (manual) against ``G`` (``jax.grad``), every hypothesis ``H`` is the gradient
+of the same loss with one rule edited (:mod:`verification.checker.explain.derivative_edits`).  A hypothesis *fits*
+when ``||M - H|| <= fit_rtol * ||M - G||`` (:mod:`verification.checker.base.fits`).
+
+* **Single-equation changes**, all at once by linearity (:mod:`verification.checker.explain.edit_effects`):
+  an edge scaled by a fitted constant ``a`` (0 a dropped path, -1 a flipped sign, a reduction's size
+  mean and sum confused, 2 or 1/2 a factor 2, else a wrong constant) and every rule edit.
+* **Loop-wide changes**: the same change at every instance of one loop-body line (a scan or Python loop
+  unrolled, ``while_loop`` inlined), and the same scaling of every use of one value on one line.  These
+  chain: screened by their first-order effect, the best few evaluated exactly (:data:`MAX_MULTI_EXACT`,
+  :data:`MAX_GROUP_SCALES`).
+* **Long loops kept whole**: each change of a scan body made at every iteration, one edit of the scan
+  with an exact effect (:mod:`verification.checker.explain.loop_bodies`).
+* **Two sites**, when nothing else fits: pairs of changes screened by least squares, the best few
+  evaluated exactly (:mod:`verification.checker.explain.two_sites`).
+* **Ranking** (:mod:`verification.checker.explain.ranking`): when nothing fits, the source lines ordered by how
+  much of the error a change at that line alone can explain, among the sites consistent with the
+  agreeing leaves.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Tuple
+
+import jax
+import jax.extend.core as jcore
+import numpy as np
+
+from verification.checker.jaxpr import graph as jg
+from verification.checker.explain import edit_effects as le
+from verification.checker.explain import loop_bodies
+from verification.checker.explain import ranking
+from verification.checker.explain import derivative_edits
+from verification.checker.explain import scale_causes
+from verification.checker.explain import two_sites
+from verification.checker.base.fits import Fitter, Hypothesis
+
+MAX_MULTI_EXACT = 8  # multi-equation rule changes evaluated exactly (best first-order screens first)
+MAX_GROUP_SCALES = 8  # loop-wide scalings evaluated exactly (best linear screens first)
+NEAR_CANONICAL = 0.5  # a chained group's first-order scale is tried with the canonical scales this close
+WIDE_BUDGET = 2 ** 27  # entries of the wide search's effect matrix (1 GiB of float64): past it, the narrow result stands
+WIDE_ROWS_PER_EDGE = 9  # the effect matrix's rows per edge: its scaling and a bound on its rule edits
+
+
+def _flat(tree):
+    return np.concatenate([np.ravel(np.asarray(l, np.float64)) for l in jax.tree.leaves(tree)] or [np.zeros(0)])
+
+
+def _read(point, v):
+    return jg.read_atom(point.values, v)
+
+
+def _local(graph, point, i, edit=None):
+    e = graph.eqns[i]
+    return le.local_cotangents(e, [_read(point, v) for v in e.invars], [point.cotangents.get(v) for v in e.outvars],
+                               edit)
+
+
+def _edge_deltas(graph, point, true, allowed):
+    """For each edge ``(i, j)`` in ``allowed`` (edge indices): ``{input var: the cotangent equation i sends
+    it}`` (its scaling's direction); ``true`` caches each equation's local cotangents."""
+    out = []
+    for i, j in (graph.edges[k] for k in allowed):
+        if i not in true:
+            true[i] = _local(graph, point, i)
+        out.append({graph.eqns[i].invars[j]: true[i][j]})
+    return out
+
+
+def _edit_delta(graph, point, i, edit, true):
+    """The change an edit of equation ``i``'s rule makes to the cotangents of its inputs (``true``: the
+    true rule's, by equation)."""
+    eqn = graph.eqns[i]
+    if hasattr(edit, "input_deltas"):  # a loop body's change: computed with its loop's others, in one pass
+        return edit.input_deltas()
+    if hasattr(edit, "delta") and len(eqn.outvars) == 1 and eqn.outvars[0] in point.cotangents:
+        g = point.cotangents[eqn.outvars[0]]
+        return {eqn.invars[j]: d for j, d in edit.delta(eqn, [_read(point, v) for v in eqn.invars], g).items()
+                if isinstance(eqn.invars[j], jcore.Var)}
+    if i not in true:
+        true[i] = _local(graph, point, i)
+    new = _local(graph, point, i, edit)
+    d = {}
+    for v, t, n in zip(graph.eqns[i].invars, true[i], new):
+        if t is not None and isinstance(v, jcore.Var):
+            d[v] = d.get(v, 0) + (n - t)
+    return d
+
+
+def scalings(graph, C, fit: Fitter, allowed) -> List[Hypothesis]:
+    """Every edge whose scaling by one constant reproduces ``D``, grouped by equal effect (column ``c`` of
+    ``C`` is edge ``allowed[c]``)."""
+    norms = np.linalg.norm(C, axis=0)
+    groups = []  # [(effect, [(specificity, Hypothesis)])], latest equation first within a group
+    for c in np.argsort(-np.asarray(allowed, int)):  # latest equation first: the order backward visits them
+        k = allowed[c]
+        if norms[c] == 0:
+            continue
+        am1 = float(fit.D @ C[:, c] / norms[c] ** 2)  # the best a - 1
+        effect = am1 * C[:, c]
+        res = fit.residual(effect)
+        if res > fit.fit_rtol:
+            continue
+        i, j = graph.edges[k]
+        cause, text = scale_causes.classify(graph, i, j, 1 + am1)
+        h = Hypothesis(cause, i, graph.describe(i, instance=True), f"manual equals autodiff if {text}", res, 1 + am1)
+        spec = scale_causes.specificity(cause, text)
+        for e, members in groups:
+            if np.linalg.norm(e - effect) <= fit.fit_rtol * fit.nD:
+                members.append((spec, h))
+                break
+        else:
+            groups.append((effect, [(spec, h)]))
+    out: List[Hypothesis] = []
+    for _, members in groups:  # one effect: one hypothesis per meaningful cause, each with all its sites
+        best = min(spec for spec, _ in members)
+        kinds = []
+        for spec, h in members:
+            if (spec <= 1 or spec == best) and h.cause not in kinds:
+                kinds.append(h.cause)
+        for cause in kinds:
+            same = sorted((m for m in members if m[1].cause == cause), key=lambda m: m[0])
+            h = same[0][1]
+            h.equivalent = [m.where for _, m in same[1:] if m.where != h.where]
+            h.sites = [m.eqn for _, m in same]
+            out.append(h)
+    return out
+
+
+def _scale_groups(graph) -> Dict[tuple, List[int]]:
+    """Edges scaled together: every instance of one loop-body line's input, and every use of one value on
+    one source line (``1 + lv - exp(lv)``)."""
+    groups: Dict[tuple, List[int]] = {}
+    for k, (i, j) in enumerate(graph.edges):
+        line = graph.user_line(i)
+        if not line:
+            continue
+        groups.setdefault(("loop", graph.key(i), j), []).append(k)
+        groups.setdefault(("line", line, graph.eqns[i].invars[j]), []).append(k)
+    seen, out = set(), {}
+    for key, ks in groups.items():
+        if len(ks) > 1 and tuple(ks) not in seen:
+            seen.add(tuple(ks))
+            out[key] = ks
+    return out
+
+
+def _group_scalings(graph, exact, groups, C, col_of, G, fit) -> List[Hypothesis]:
+    """Loop-wide and line-wide scalings (``groups``, :func:`_scale_groups`): screened by their first-order
+    effect, then evaluated exactly (``exact(scales=...)``) at the canonical scales and the fitted one."""
+    screened = []
+    for key, ks in groups.items():
+        col = C[:, [col_of[k] for k in ks]].sum(axis=1)
+        n = float(col @ col)
+        if n == 0:
+            continue
+        am1 = float(fit.D @ col / n)
+        screened.append((fit.residual(am1 * col), key, ks, 1 + am1))
+    out = []
+    for _, key, ks, a_lin in sorted(screened, key=lambda t: t[0])[:MAX_GROUP_SCALES]:
+        near = [c for c in scale_causes.CANONICAL_SCALES if abs(a_lin - c) <= NEAR_CANONICAL * max(1.0, abs(c))]
+        for a in (*near, a_lin):
+            H = exact(scales={graph.edges[k]: a for k in ks})
+            if fit.fits(H - G):
+                i, j = graph.edges[ks[-1]]
+                cause, text = scale_causes.classify(graph, i, j, a)
+                n_sites = len({graph.edges[k][0] for k in ks})
+                where = "in all instances of a loop body" if key[0] == "loop" else "at every use of that value on the line"
+                out.append(Hypothesis(cause, i, graph.describe(i), f"manual equals autodiff if {text}, {where} "
+                                      f"({n_sites} sites)", fit.residual(H - G), a,
+                                      sites=sorted({graph.edges[k][0] for k in ks})))
+                break
+    return out
+
+
+def explain(graph, leaves, manual, reference, fit_rtol) -> Tuple[List[Hypothesis], List[str]]:
+    """Every hypothesis that fits, rule edits first (they are the more specific), each with its site; and
+    when none fits, the three source lines :mod:`verification.checker.explain.ranking` ranks first.
+
+    Cost follows the bug: the search runs first at the sites consistent with the comparison (an input that
+    depends on every failing leaf and no agreeing one, :func:`verification.checker.explain.ranking.consistent_sites`),
+    on the failing leaves' entries only.  Only when nothing fits there is it widened to every equation,
+    and only while its effects fit in :data:`WIDE_BUDGET` entries."""
+    M, G = _flat(manual), _flat(reference)
+    D = M - G
+    if not np.all(np.isfinite(D)) or np.linalg.norm(D) == 0:
+        return [], []
+    point = le.at_point(graph, leaves)
+    sites = ranking.consistent_sites(graph, leaves, D)
+    cols = ranking.failing_columns(leaves, D)
+    found, ranked = _search(graph, leaves, point, D, G, fit_rtol, sites, cols)
+    if found:
+        return found, ranked
+    if WIDE_ROWS_PER_EDGE * len(graph.edges) * D.size <= WIDE_BUDGET:
+        found, ranked_wide = _search(graph, leaves, point, D, G, fit_rtol, None, None)
+        return found, (ranked_wide or ranked)
+    return found, ranked
+
+
+def _search(graph, leaves, point, D, G, fit_rtol, sites, cols):
+    """The hypotheses at ``sites`` (``None``: every equation), judged on the entries ``cols`` (``None``:
+    all): ``(found, ranked)``."""
+    if cols is not None:
+        D, G = D[cols], G[cols]
+    fit = Fitter(D, fit_rtol)
+    exact = (lambda **kw: le.exact_gradient(graph, leaves, point, **kw)[cols]) if cols is not None else \
+        (lambda **kw: le.exact_gradient(graph, leaves, point, **kw))
+    cands = derivative_edits.candidates(graph, point.values, sites=sites) + loop_bodies.candidates(graph, point, sites)
+    singles = [c for c in cands if len(c.edits) == 1]
+    multi = [c for c in cands if len(c.edits) > 1]
+    true = {}
+    allowed = [k for k, (i, _) in enumerate(graph.edges) if sites is None or i in sites]
+    edge_deltas = _edge_deltas(graph, point, true, allowed)
+    members = {}  # (equation, edit) -> row of the edit's first-order effect
+    for c in singles + multi:
+        for i, e in c.edits.items():
+            members.setdefault((i, id(e)), (len(members), i, e))
+    E = le.pullbacks(graph, leaves, point, edge_deltas + [_edit_delta(graph, point, i, e, true)
+                                                          for _, i, e in members.values()], cols=cols)
+    C = E[:len(edge_deltas)].T  # (n_params, n_allowed): scaling edge allowed[c] by a changes the gradient by (a - 1) C_c
+    col_of = {k: c for c, k in enumerate(allowed)}
+    rows = E[len(edge_deltas):]
+
+    def first_order(c):
+        return sum(rows[members[(i, id(e))][0]] for i, e in c.edits.items())
+
+    R = np.stack([first_order(c) for c in singles]) if singles else np.zeros((0, len(D)))  # exact: one equation
+    found, in_loops = [], []  # in_loops: (hypothesis, effect) of loop-body changes, merged by equal effect
+    for c, d in zip(singles, R):
+        if fit.fits(d):
+            h = _from_candidate(graph, c, fit.residual(d))
+            same = next((f for f, e in in_loops if f.cause == h.cause and
+                         np.linalg.norm(e - d) <= fit.fit_rtol * fit.nD), None) if c.where else None
+            if same is not None:
+                same.equivalent += [h.where] if h.where != same.where and h.where not in same.equivalent else []
+                continue
+            found.append(h)
+            if c.where:
+                in_loops.append((h, d))
+    # Edits at several equations chain: screened by their first-order effect, the best few evaluated exactly.
+    for c in sorted(multi, key=lambda c: fit.residual(first_order(c)))[:MAX_MULTI_EXACT]:
+        H = exact(edits=c.edits)
+        if fit.fits(H - G):
+            found.append(_from_candidate(graph, c, fit.residual(H - G)))
+    found += scalings(graph, C, fit, allowed)
+    groups = {key: ks for key, ks in _scale_groups(graph).items() if all(k in col_of for k in ks)}
+    if not found:
+        found += _group_scalings(graph, exact, groups, C, col_of, G, fit)
+    if not found:
+        found += two_sites.pairs(graph, exact, groups, singles, R, C, col_of, G, fit)
+    consistent = ranking.consistent_sites(graph, leaves, D) if cols is None else sites
+    return found, ([] if found else ranking.rank_lines(graph, singles, R, C, fit.D, sites=consistent, allowed=allowed))
+
+
+def _from_candidate(graph, c, res):
+    where = c.where or graph.describe(c.eqn, instance=len(c.edits) == 1)
+    return Hypothesis(c.cause, c.eqn, where, f"manual equals autodiff if {c.text}", res,
+                      also_at=sorted({graph.describe(i) for i in c.edits if i != c.eqn}), sites=sorted(c.edits))

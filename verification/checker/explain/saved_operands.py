@@ -1,0 +1,127 @@
+"""Wrong saved operands: a product's backward computed with another forward value in place of the operand
+it should have saved (a pre-activation for the activation, ``h_t`` for ``h_{t-1}``, a flipped kernel).
+
+:func:`operand_edit` is the edit; :func:`saved_candidates` the values tried at one product;
+:func:`loop_saved` the same change at every instance of a loop-body product, taken from the neighbouring
+iteration or the mirrored instance.
+"""
+from __future__ import annotations
+
+from typing import Dict, List
+
+import jax
+import jax.extend.core as jcore
+import jax.numpy as jnp
+import numpy as np
+
+from verification.checker.jaxpr import graph as jg
+
+MAX_SAVED_CANDIDATES = 8  # forward values tried in place of a product's saved operand, nearest first
+MAX_LOOP_SAVED = 24  # loop-wide saved-operand changes (neighbouring iteration, mirrored instance)
+
+
+def operand_edit(j: int, u) -> jg.Edit:
+    """A two-operand product (``mul`` or ``dot_general``) whose cotangent to operand ``j`` is computed with
+    the forward value ``u`` in place of the other operand; operand ``1 - j`` keeps its rule.  ``u`` may be
+    a variable of the program instead, read (reshaped to the operand) where the edit runs: a loop body's
+    value at each iteration."""
+    if isinstance(u, jcore.Var):
+        var = u
+
+        def edit(eqn, invals, outs, read):
+            shape = jnp.shape(invals[1 - j])
+            return operand_edit(j, jax.lax.stop_gradient(jnp.reshape(read(var), shape)))(eqn, invals, outs, read)
+
+        return edit
+
+    def edit(eqn, invals, outs, read):
+        bind = lambda a, b: eqn.primitive.bind(a, b, **eqn.primitive.get_bind_params(eqn.params))  # noqa: E731
+        s = [jax.lax.stop_gradient(v) for v in invals]
+        dev = [v - w for v, w in zip(invals, s)]
+        other = [None, None]
+        other[1 - j], other[j] = u, dev[j]
+        keep = [None, None]
+        keep[1 - j], keep[j] = dev[1 - j], s[j]
+        return [jax.lax.stop_gradient(outs[0]) + bind(*keep) + bind(*other)]
+
+    def delta(eqn, invals, g):  # bilinear: the cotangent to j changes by that of bind with (u - other)
+        ins = list(invals)
+        ins[1 - j] = u - invals[1 - j]
+        _, vjp = jax.vjp(lambda x: eqn.primitive.bind(*(ins[:j] + [x] + ins[j + 1:]),
+                                                      **eqn.primitive.get_bind_params(eqn.params)), invals[j])
+        return {j: vjp(g)[0]}
+
+    edit.delta = delta
+    return edit
+
+
+def saved_candidates(graph, values, v, i, inputs=False):
+    """``(variable, its value, what)`` of other forward values with ``v``'s shape (or size, reshaped) that a hand derivation might save instead
+    of ``v``: the input of the op that made ``v`` (through reshapes: a pre-activation for the activation),
+    then every value of that shape, nearest to equation ``i`` first, earlier or later."""
+    out, true = [], values.get(v)
+
+    def offer(u, what):
+        if len(out) >= MAX_SAVED_CANDIDATES or u is v or not jg.is_float(u) or any(u is c for c, _, _ in out):
+            return
+        if int(np.prod(u.aval.shape)) != int(np.prod(v.aval.shape)):
+            return
+        x = jnp.reshape(values[u], v.aval.shape)
+        if true is None or not bool(jnp.array_equal(x, true)):
+            out.append((u, x, what))
+
+    p = graph.producer.get(v)
+    while (p is not None and jg.op_name(graph.eqns[p]) in jg.PLUMBING and len(graph.eqns[p].invars) == 1
+           and isinstance(graph.eqns[p].invars[0], jcore.Var)):
+        p = graph.producer.get(graph.eqns[p].invars[0])
+    if p is not None:
+        for u in graph.eqns[p].invars:
+            offer(u, f"the input of {graph.describe(p)} (e.g. a pre-activation instead of the activation)")
+    for k in sorted(range(len(graph.eqns)), key=lambda k: abs(k - i)):
+        for u in graph.eqns[k].outvars:
+            if u.aval.shape == v.aval.shape:
+                offer(u, f"the output of {graph.describe(k)}{' (computed later)' if k > i else ''}")
+    for n, u in enumerate(graph.closed.jaxpr.invars if inputs else ()):  # a loop body's carries and slices
+        offer(u, f"the loop body's input {graph.leaf_names[n]}")
+    return out
+
+
+def loop_saved(graph, values) -> List[tuple]:
+    """In a loop body (a product at one line, repeated): the saved operand taken from the neighbouring
+    iteration's value of the same line (``h_t`` for ``h_{t-1}``) or from the mirrored instance (a kernel
+    flipped), at every instance at once: ``(site, {equation: edit}, text)`` each."""
+    keys: Dict[tuple, List[int]] = {}
+    for i, e in enumerate(graph.eqns):
+        if jg.op_name(e) in ("mul", "dot_general") and i in graph.live and graph.user_line(i):
+            keys.setdefault(graph.key(i), []).append(i)
+    producers: Dict[tuple, List[int]] = {}
+    for i, e in enumerate(graph.eqns):
+        if graph.user_line(i) and len(e.outvars) == 1 and jg.is_float(e.outvars[0]):
+            producers.setdefault(graph.key(i), []).append(i)
+    out = []
+    for inst in keys.values():
+        if len(inst) < 2:
+            continue
+        where = graph.describe(inst[0])
+        for j in (0, 1):
+            saved = [graph.eqns[i].invars[1 - j] for i in inst]
+            if not all(isinstance(v, jcore.Var) for v in saved):
+                continue
+            options = [("the mirrored instance's operand (a flipped kernel)", saved[::-1])]
+            for pk, pinst in producers.items():
+                if len(pinst) != len(inst) or graph.eqns[pinst[0]].outvars[0].aval.shape != saved[0].aval.shape:
+                    continue
+                for s in (-1, 0, 1):
+                    seq = [graph.eqns[pinst[k + s]].outvars[0] if 0 <= k + s < len(pinst) else saved[k]
+                           for k in range(len(inst))]
+                    options.append((f"the output of {graph.describe(pinst[0])} from iteration {'t' if s == 0 else f't{s:+d}'}"
+                                    " of the same pass (e.g. h_t where h_{t-1} belongs)", seq))
+            for what, seq in options:
+                if all(u is v for u, v in zip(seq, saved)) or len(out) >= MAX_LOOP_SAVED:
+                    continue
+                if all(bool(jnp.array_equal(values[u], values[v])) for u, v in zip(seq, saved)):
+                    continue
+                edits = {i: operand_edit(j, values[u]) for i, u in zip(inst, seq) if u is not saved[inst.index(i)]}
+                out.append((max(inst), edits, f"the backward of {where} uses {what} in place of operand {2 - j} "
+                                              f"in the cotangent to operand {j + 1}, in all {len(inst)} instances"))
+    return out

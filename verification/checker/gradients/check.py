@@ -1,0 +1,322 @@
+"""``check_gradients``: compare anyone's hand-derived gradient with ``jax.grad``, and say where and why it differs.
+
+>>> import jax, jax.numpy as jnp
+>>> def loss(w, x):
+...     return jnp.mean(jnp.tanh(x @ w) ** 2)
+>>> def my_grad(w, x):  # d/dw mean(tanh(xw)^2) = x^T (2 tanh(xw) (1 - tanh^2(xw))) / m
+...     t = jnp.tanh(x @ w)
+...     return x.T @ (2 * t * (1 - t ** 2)) / x.shape[0]
+>>> w, x = jnp.ones(3), jnp.arange(6.0).reshape(2, 3) / 6
+>>> report = check_gradients(loss, my_grad, w, x)
+>>> report.passed
+True
+>>> report.raise_if_failed() is report  # for tests
+True
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, List, Optional
+
+import jax
+import numpy as np
+
+from verification.checker.base import finite_differences as fd
+from verification.checker.explain import hypotheses as hy
+from verification.checker.jaxpr import graph as jg
+from verification.checker.gradients import blame_rules
+from verification.checker.explain import kinks
+from verification.checker.base import sampled_differences as sampled
+from verification.checker.base.compare import LeafResult, compare_leaf, compare_leaves
+from verification.checker.base.leaves import DiffLeaves
+from verification.checker.explain.patterns import Diagnosis, diagnose
+from verification.checker.base.fits import Hypothesis
+from verification.checker.explain.localize import Localization, localize, tapped, true_cotangents
+from verification.checker.base.report import CheckReport, json_number
+from verification.checker.base.taylor import TaylorResult, taylor_test
+from verification.checker.base.tolerances import FD_RTOL, FIT_RTOL, RTOL_BY_DTYPE, default_atol, precision_of
+
+REG_KWARGS = ("l1", "l2", "reg", "lam", "weight_decay")  # regulariser strengths switched off in the second run
+SCHEMA = "verification.check_gradients/3"
+
+
+@dataclasses.dataclass
+class GradientReport(CheckReport):
+    """What :func:`check_gradients` found.  ``to_json()`` follows the schema in docs/checker.md."""
+
+    SCHEMA = SCHEMA
+
+    leaves: List[LeafResult]
+    rtol: float
+    structure_error: str = ""
+    diagnoses: List[Diagnosis] = dataclasses.field(default_factory=list)
+    finite_differences: Optional[List[LeafResult]] = None
+    unregularised_passed: Optional[bool] = None
+    localization: Optional[Localization] = None
+    hypotheses: List[Hypothesis] = dataclasses.field(default_factory=list)
+    notes: List[str] = dataclasses.field(default_factory=list)  # e.g. leaves passed at a kink
+    precision: str = "float64"  # the dtype the check was judged in
+    taylor: Optional[TaylorResult] = None  # the Taylor-remainder test, when asked for
+    ranked: List[str] = dataclasses.field(default_factory=list)  # no hypothesis fits: the 3 likeliest sites
+
+    @property
+    def passed(self) -> bool:
+        ok = not self.structure_error and all(l.passed for l in self.leaves)
+        ok = ok and all(l.passed for l in (self.finite_differences or []))
+        return ok and (self.taylor is None or self.taylor.passed)
+
+    def __str__(self):
+        lines = [f"{'leaf':<22} {'shape':<12} {'max abs':>10} {'max rel':>10} {'worst':<10} {'cs231n band':<27} verdict"]
+        for l in self.leaves:
+            lines.append(f"{l.path:<22} {str(l.shape):<12} {l.max_abs:>10.2e} {l.max_rel:>10.2e} "
+                         f"{str(list(l.worst_index)):<10} {l.band:<27} {'PASS' if l.passed else 'FAIL'}")
+        if self.structure_error:
+            lines.append(f"structure: {self.structure_error}")
+        for l in self.finite_differences or []:
+            lines.append(f"fd {l.path:<19} {str(l.shape):<12} {l.max_abs:>10.2e} {l.max_rel:>10.2e} "
+                         f"{str(list(l.worst_index)):<10} {'(central differences)':<27} {'PASS' if l.passed else 'FAIL'}")
+        if self.taylor is not None:
+            lines.append(str(self.taylor))
+        if self.unregularised_passed is not None:
+            lines.append(f"with the regulariser off: {'PASS' if self.unregularised_passed else 'FAIL'}")
+        lines.append(f"overall: {'PASS' if self.passed else 'FAIL'} (rtol {self.rtol:g}, {self.precision})")
+        lines += [f"note: {n}" for n in self.notes]
+        if self.localization is not None and self.localization.first_wrong is not None:
+            lines += [f"where: {l}" for l in self.localization.lines()]
+        for d in self.diagnoses:
+            lines.append(f"diagnosis: {d.leaf}: {d.cause}" + (f" at {d.where}" if d.where else "") + f" -- {d.evidence}")
+        if self.ranked:
+            lines.append("likeliest sites (no hypothesis fits): " + "; ".join(self.ranked))
+        for h in self.hypotheses[1:]:
+            lines.append(f"also fits: {h.cause} at {h.where} -- {h.explanation}")
+        return "\n".join(lines)
+
+    def failure_title(self) -> str:
+        return "hand-derived gradient does not match jax.grad"
+
+    def json_fields(self):
+        """Schema ``verification.check_gradients/3`` (docs/checker.md)."""
+        by_leaf = {d.leaf: d for d in self.diagnoses}
+        num = json_number
+
+        def leaf(l):
+            d = by_leaf.get(l.path)
+            return {"leaf": l.path, "shape": list(l.shape), "max_abs": num(l.max_abs), "max_rel": num(l.max_rel),
+                    "elem_rel": num(l.elem_rel), "worst_index": list(l.worst_index), "passed": l.passed,
+                    "cause": d and d.cause, "where": d and d.where, "evidence": d and d.evidence}
+
+        t = self.taylor
+        return {"rtol": self.rtol, "precision": self.precision, "structure_error": self.structure_error or None,
+                "leaves": [leaf(l) for l in self.leaves],
+                "localization": None if self.localization is None else dataclasses.asdict(self.localization),
+                "hypotheses": [h.as_dict() for h in self.hypotheses], "ranked": self.ranked, "notes": self.notes,
+                "unregularised_passed": self.unregularised_passed,
+                "taylor": None if t is None else {"slope": num(t.slope), "passed": t.passed, "steps": t.steps,
+                                                  "remainders": t.remainders}}
+
+
+def check_gradients(loss_fn: Callable[..., Any], manual_fn: Callable[..., Any], params, *args, rtol=None, atol=None,
+                    finite_differences=False, taylor=False, diagnose_failures=True, deltas=None, leaf_names=None,
+                    **kwargs) -> GradientReport:
+    r"""Compare ``manual_fn(params, *args, **kwargs)`` (a grads pytree) with ``jax.grad(loss_fn)`` at the same point.
+
+    The argument order of every check: the function first, the hand-derived rule second, then the point
+    (as ``check_vjp(f, f_vjp, *args)`` and ``jax.test_util.check_vjp``).  Structure first, then leaf by
+    leaf; leaves are named by their paths in ``params`` (``jax.tree_util.keystr``), or by ``leaf_names``.
+    ``rtol`` defaults to the params' dtype (:data:`RTOL_BY_DTYPE`: float64 1e-12, float32 1e-5, bfloat16
+    4e-2, float16 5e-3), and ``atol`` to ``rtol`` times the largest entry of the whole autodiff gradient
+    (:func:`default_atol`): a leaf whose entries cancel (a bias's sum of deltas) carries the rounding of
+    its terms, not of its small value.  With ``finite_differences=True`` the manual gradient is also
+    compared with central differences.  If a regulariser strength in ``kwargs`` (named as in
+    ``REG_KWARGS``) is non-zero, the check is run again with it set to 0, as cs231n advises, and both runs
+    feed the diagnosis.  With ``taylor=True`` the Taylor-remainder test (:func:`verification.taylor_test`)
+    is a second opinion that needs no step size and no autodiff.
+
+    When leaves fail, the report says *where* and *why* (docs/checker.md):
+
+    * **At a kink** (relu or abs at exactly 0, a tie in max): a leaf whose every manual entry lies between
+      the one-sided differences is a valid subgradient and passes, with a note.
+    * **Localisation**: the leaves in the order the backward pass reaches them, the first that fails, the
+      last that agrees before it, and the operations and source lines in between.  ``deltas`` maps the
+      names of values marked with :func:`verification.tap` in ``loss_fn`` to your hand-derived
+      :math:`\partial J/\partial(\text{value})`; each is checked against autodiff's, and the first wrong
+      one in backward order is named.
+    * **Hypotheses**: autodiff with one derivative rule changed at one equation; every change that
+      reproduces the manual gradient is listed.
+    * **Patterns** of a whole leaf (a batch size, transposed, L1/L2 terms, swapped leaves, overflow), a
+      layer on top of the hypotheses.
+    """
+    rtol, atol, precision = _tolerances(loss_fn, manual_fn, params, rtol, atol)
+    split = DiffLeaves(params)
+    if not split.all_inexact:  # int / bool leaves, functions inside an equinox Module: held fixed, with a note
+        return _check_inexact_leaves(split, loss_fn, manual_fn, args, kwargs, leaf_names, precision,
+                                     dict(rtol=rtol, atol=atol, finite_differences=finite_differences, taylor=taylor,
+                                          diagnose_failures=diagnose_failures, deltas=deltas))
+    loss = lambda p: loss_fn(p, *args, **kwargs)  # noqa: E731
+    manual, (ref, how) = manual_fn(params, *args, **kwargs), _autodiff(loss, params)
+    atol = default_atol(rtol, ref) if atol is None else atol
+    results, structure_error = compare_leaves(manual, ref, rtol, atol, leaf_names)
+    report = GradientReport(results, rtol, structure_error, precision=precision)
+    if how:
+        report.notes.append(how)
+    if finite_differences and not structure_error:
+        n = sum(int(np.size(l)) for l in jax.tree.leaves(params))
+        if n <= sampled.FULL_MAX:
+            report.finite_differences = compare_leaves(manual, fd.gradient(loss, params), max(rtol, FD_RTOL), atol,
+                                                       leaf_names)[0]
+        else:  # random directions, sampled coordinates, narrowing: a few hundred evaluations at any size
+            report.finite_differences = sampled.check_leaves(loss, params, manual, [l.path for l in results])
+            report.notes.append(sampled.note(n))
+    if taylor:
+        report.taylor = taylor_test(loss, params, manual)
+    reg, off = _unregularised(report, loss_fn, manual_fn, params, args, kwargs, rtol, atol)
+    if report.passed or not diagnose_failures:
+        return report
+    if structure_error:
+        report.diagnoses = diagnose(manual, ref, params, args, report, strengths=reg, off=off)
+        return report
+    graph = _guarded(report, "tracing the loss", lambda: jg.trace(loss, params, [l.path for l in report.leaves]))
+    if graph is not None:
+        if _guarded(report, "the kink test", lambda: kinks.passes_at_kinks(graph, loss, params, manual, ref, report, rtol,
+                                                                              atol)):
+            return report
+        if _guarded(report, "the custom rules", lambda: blame_rules.blame_rules(graph, loss, params, manual, report, rtol,
+                                                                            atol)):
+            return report
+        report.localization = _guarded(report, "localisation",
+                                       lambda: localize(graph, {l.path: l.passed for l in report.leaves}))
+        if deltas is not None and report.localization is not None:
+            _check_deltas(report.localization, loss_fn, params, args, kwargs, deltas, rtol)
+        report.hypotheses, report.ranked = _guarded(report, "the hypotheses", lambda: hy.explain(
+            graph, jax.tree.leaves(params), manual, ref, FIT_RTOL[precision])) or ([], [])
+    patterns = diagnose(manual, ref, params, args, report, strengths=reg, off=off)
+    report.diagnoses = [_merge(d, report) for d in patterns]
+    return report
+
+
+def _check_inexact_leaves(split, loss_fn, manual_fn, args, kwargs, names, precision, options) -> GradientReport:
+    """The check over the floating leaves of ``params`` only, the others held fixed (:class:`DiffLeaves`)."""
+    if not split.leaves:
+        raise ValueError(f"params: expected at least one floating-point leaf to differentiate, got none "
+                         f"({', '.join(split.skipped[:6])})")
+    manual = manual_fn(split.params, *args, **kwargs)
+    try:
+        selected = split.select(manual)
+    except ValueError as e:  # a gradient leaf missing: a structure error, as for any other pytree mismatch
+        report = GradientReport([], options["rtol"] or RTOL_BY_DTYPE[precision], str(e), precision=precision)
+        report.notes.append(split.note())
+        return report
+    if names is not None and len(names) == len(split.flat):
+        names = [names[k] for k in split.positions]
+    loss_d = lambda leaves, *a, **k: loss_fn(split.rebuild(leaves), *a, **k)  # noqa: E731
+    def manual_d(leaves, *a, **k):  # at the checked point, the hand gradient already computed
+        same = len(a) == len(args) and all(x is y for x, y in zip(a, args)) and k.keys() == kwargs.keys() \
+            and all(k[n] is kwargs[n] for n in k)
+        if leaves is split.leaves and same:
+            return selected
+        return split.select(manual_fn(split.rebuild(leaves), *a, **k))
+
+    report = check_gradients(loss_d, manual_d, split.leaves, *args, leaf_names=names or split.names, **options,
+                             **kwargs)
+    report.notes.insert(0, split.note())
+    return report
+
+
+def _guarded(report, stage, fn):
+    """``fn()``, or ``None`` with a note when a construct of the loss is beyond the diagnosis: the
+    comparison (the verdict) stands, and what could not be said is said, never a raw traceback."""
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001 -- any program: the report says what stopped, and where
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        report.notes.append(f"diagnosis: {stage} stopped ({type(e).__name__}: {first}); the comparison above "
+                            "stands, the diagnosis is partial")
+        return None
+
+
+def _tolerances(loss_fn, manual_fn, params, rtol, atol):
+    """Checked arguments, and ``(rtol, atol, precision)`` with ``rtol`` from the params' dtype."""
+    for name, fn in (("loss_fn", loss_fn), ("manual_fn", manual_fn)):
+        if not callable(fn):
+            raise TypeError(f"{name}: expected a callable, got {type(fn).__name__}")
+    for name, tol in (("rtol", rtol), ("atol", atol)):
+        if tol is not None and not (isinstance(tol, (int, float)) and tol >= 0):
+            raise ValueError(f"{name}: expected a tolerance >= 0, got {tol!r}")
+    precision = precision_of(params)
+    return (RTOL_BY_DTYPE[precision] if rtol is None else rtol), atol, precision
+
+
+def _autodiff(loss, params):
+    """``(reference gradient, note)``: ``jax.grad`` of the loss (note ``None``), or forward mode where
+    reverse mode has no rule (``lax.while_loop``), with a clear error when ``loss_fn`` does not return a
+    scalar (the order ``check_gradients(loss_fn, manual_fn, ...)`` swapped, as it was before version 0.2)."""
+    out = jax.eval_shape(loss, params)
+    if jax.tree.structure(out).num_leaves != 1 or jax.tree.leaves(out)[0].shape != ():
+        raise TypeError("loss_fn: expected a function returning a scalar loss, got one returning "
+                        f"{jax.tree.map(lambda o: o.shape, out)}; the order is check_gradients(loss_fn, manual_fn, "
+                        "params, *args) (swapped in verification 0.2)")
+    try:
+        return jax.grad(loss)(params), None
+    except (TypeError, ValueError) as e:  # integer leaves, a while_loop in reverse mode, ...: say so, not a traceback
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    try:  # a while_loop has no reverse rule but a forward one: one JVP per parameter entry
+        return jax.jacfwd(loss)(params), (f"the reference is forward-mode autodiff (jax.jacfwd): jax.grad cannot "
+                                          f"differentiate the loss ({first})")
+    except (TypeError, ValueError):
+        raise ValueError(f"loss_fn: jax.grad cannot differentiate it at params ({first}), nor jax.jacfwd; the "
+                         "reference gradient needs float leaves only") from None
+
+
+def _unregularised(report, loss_fn, manual_fn, params, args, kwargs, rtol, atol):
+    """With a non-zero regulariser strength in ``kwargs``: the check again with it off.  Returns the
+    strengths and ``(manual, autodiff)`` without them (or ``({}, None)``)."""
+    reg = {k: v for k, v in kwargs.items() if k in REG_KWARGS and np.any(np.asarray(v) != 0)}
+    if not reg:
+        return reg, None
+    off = {**kwargs, **{k: 0.0 for k in reg}}
+    m0 = manual_fn(params, *args, **off)
+    r0 = _autodiff(lambda p: loss_fn(p, *args, **off), params)[0]
+    res0, err0 = compare_leaves(m0, r0, rtol, atol)
+    report.unregularised_passed = not err0 and all(l.passed for l in res0)
+    return reg, (m0, r0)
+
+
+def _check_deltas(loc, loss_fn, params, args, kwargs, deltas, rtol):
+    """Each tapped delta against the true cotangent; the first wrong one in backward order."""
+    names = [t[0] for t in tapped(loss_fn, params, *args, **kwargs)]
+    unknown = sorted(set(deltas) - set(names))
+    if unknown:
+        raise ValueError(f"deltas: no tap named {unknown} in loss_fn; its taps are {names}")
+    true = true_cotangents(loss_fn, params, *args, **kwargs)
+    for name in reversed(names):  # backward order
+        if name in deltas:
+            r = compare_leaf(name, deltas[name], true[name], rtol)
+            loc.deltas.append({"name": name, "max_rel": r.max_rel, "passed": r.passed, "worst_index": r.worst_index})
+            if not r.passed and loc.first_wrong_delta is None:
+                loc.first_wrong_delta = name
+
+
+def _merge(d: Diagnosis, report: GradientReport) -> Diagnosis:
+    """A leaf's diagnosis: a whole-leaf pattern if one fits, else the best hypothesis; with a site either way."""
+    loc, hyps = report.localization, report.hypotheses
+    if d.cause == "unknown" and hyps:
+        h = hyps[0]
+        extra = f" ({len(hyps) - 1} more hypotheses fit, listed below)" if len(hyps) > 1 else ""
+        alts = f"; equivalent sites: {', '.join(h.equivalent[:3])}" if h.equivalent else ""
+        return Diagnosis(d.leaf, h.cause, h.explanation + alts + extra, h.where)
+    if hyps:
+        return dataclasses.replace(d, where=hyps[0].where, evidence=f"{d.evidence}; {hyps[0].explanation}")
+    if report.ranked and d.cause == "unknown":
+        return dataclasses.replace(d, where="; ".join(report.ranked),
+                                   evidence=d.evidence + "; no single-rule change reproduces it: the sites are ranked "
+                                   "by how much of the error a change there explains")
+    if loc is not None and loc.between:
+        where = loc.between[0] if d.cause != "unknown" else "; ".join(loc.between[:4])
+        return dataclasses.replace(d, where=where,
+                                   evidence=d.evidence + ("; no single-rule change reproduces it" if d.cause == "unknown" else ""))
+    return d
+
+
+def assert_gradients_match(loss_fn, manual_fn, params, *args, **kwargs) -> GradientReport:
+    """pytest helper: :func:`check_gradients` then :meth:`GradientReport.raise_if_failed`."""
+    return check_gradients(loss_fn, manual_fn, params, *args, **kwargs).raise_if_failed()
