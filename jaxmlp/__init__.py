@@ -1,6 +1,15 @@
-"""jaxmlp: multilayer perceptrons with hand-derived backprop, verified against autodiff."""
+"""jaxmlp: multilayer perceptrons with hand-derived backprop, verified against autodiff.
+
+``__all__`` is the network, its derivatives and the least-squares solver, plus two namespaces:
+:mod:`jaxmlp.optim` (the optimizers) and :mod:`jaxmlp.train` (``train.train``, ``train.manual_grad``,
+``train.autodiff_grad``, ``train.Checkpointer``).  The other submodules are loaded too, so that
+``jaxmlp.data.spiral()`` or ``jaxmlp.population.train_population`` work after ``import jaxmlp``, and
+are documented as modules: :mod:`jaxmlp.data`, :mod:`jaxmlp.checkpoint`, :mod:`jaxmlp.population`,
+:mod:`jaxmlp.distributed`, :mod:`jaxmlp.sharding`, :mod:`jaxmlp.samplers`, :mod:`jaxmlp.loop`.
+"""
 from jaxmlp.activations import ACTIVATIONS, Activation, get_activation
-from jaxmlp import checkpoint, data, distributed, loop, optim, population, samplers, sharding, train
+from jaxmlp import optim, train
+from jaxmlp import checkpoint, data, distributed, loop, population, samplers, sharding  # modules, not in __all__
 from jaxmlp.network import (Backward, ValueAndInputGrads, backward, batch_stats_update, forward, loss, predict,
                             value_and_grad, value_and_input_grads, value_grad_and_state)
 from jaxmlp.batchnorm import BatchNorm, BNState, bn_backward, bn_forward
@@ -34,9 +43,6 @@ __all__ = [
     "batch_stats_update",
     "bn_backward",
     "bn_forward",
-    "checkpoint",
-    "data",
-    "distributed",
     "dense_backward",
     "dense_forward",
     "forward",
@@ -48,18 +54,14 @@ __all__ = [
     "lemma1_grad",
     "levenberg_marquardt",
     "lm_step",
-    "loop",
     "loss",
     "loss_with_manual_vjp",
     "optim",
     "penalty",
     "penalty_grad",
-    "population",
     "predict",
     "residual_jacobian",
     "residuals",
-    "samplers",
-    "sharding",
     "train",
     "value_and_grad",
     "value_and_input_grads",

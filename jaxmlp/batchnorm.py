@@ -25,6 +25,13 @@ flax stores the biased one.  The DNN Maths (2020-01-12) formula has no :math:`\e
 a constant feature) and no :math:`\gamma, \beta`: see ``python -m verification --errata``.
 A dense bias before BN is redundant (:math:`\beta` absorbs it, :math:`\mu` removes it):
 build such models with ``use_bias=False``.
+
+In a model (``MLP(..., batchnorm=True)``) batch norm follows every hidden affine layer, before its
+activation, with ``Dense(W, b, gamma, beta)`` holding :math:`\gamma, \beta`.  Train mode uses the batch
+statistics, so a training batch of 1 row is an error; :func:`jaxmlp.value_grad_and_state` returns the
+running statistics updated (:func:`jaxmlp.value_and_grad` does not take them).  Eval mode
+(:func:`jaxmlp.predict` with ``state=``) uses the running statistics and accepts any batch size.
+Lemma 1 and the Levenberg-Marquardt Jacobian are per example, so they refuse batch-norm models.
 """
 from __future__ import annotations
 

@@ -3,7 +3,12 @@
 Shapes, ranks and dtypes are static, so they are checked even while tracing
 under ``jax.jit``.  Values (NaN/Inf, label ranges, one-hot rows) can only be
 checked on concrete arrays: these checks run outside ``jit`` and are skipped
-automatically while tracing (pass ``check=False`` to skip them eagerly too).
+automatically while tracing (pass ``check=False`` to skip them eagerly too), so
+inside a jitted training loop they cost nothing.
+
+A mismatch raises ``ValueError`` or ``TypeError`` naming the argument or layer
+(``x``, ``params[1].W``, ...), the expected value or shape and the actual one.
+Float data are cast to the params' dtype; complex or bool data are rejected.
 """
 from __future__ import annotations
 

@@ -20,6 +20,10 @@ sum_squares            :math:`\|Z-Y\|_F^2`                                    :m
 mse                    :math:`\frac1{m n_L}\|Z-Y\|_F^2`                       :math:`2(Z-Y)/(m n_L)`
 sigmoid_bce            :math:`\frac1m\sum(\mathrm{softplus}(Z)-Y\odot Z)`     :math:`(\sigma(Z)-Y)/m`
 =====================  =====================================================  ==============================
+
+``sigmoid_quadratic`` is Higham & Higham's eq. (6); ``sum_squares`` is the loss of the PyTorch tutorial
+program in Matrix Backprop (2019-05-15).  Labels ``y`` are targets of shape (m, n_L), or, for a head
+with ``classes`` (``softmax_cross_entropy``), integer classes of shape (m,) (one-hot encoded).
 """
 from __future__ import annotations
 

@@ -50,7 +50,8 @@ def _one_example(model: MLP, params, x, y):
 
 
 def lemma1_grad(model: MLP, params, x, y, *, l1=0.0, l2=0.0, check=True):
-    """The batch gradient rebuilt from Lemma 1 per example (vmapped), plus the penalty."""
+    """The same gradient as :func:`jaxmlp.value_and_grad`, by Higham & Higham's Lemma 1 one example at a
+    time (``vmap``-ped over the batch), plus the penalty.  Per example, so it refuses batch-norm models."""
     if model.batchnorm:
         raise ValueError("model.batchnorm: Lemma 1 is per example, but batch norm couples the examples of a batch")
     x, y = checks.check_all(model, params, x, y, l1, l2, check)

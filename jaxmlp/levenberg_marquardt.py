@@ -50,7 +50,9 @@ DAMPINGS = ("trainlm", "nielsen")
 
 
 def lm_step(J, r, mu, form="auto"):
-    """The LM step :math:`\\delta p` for Jacobian ``J`` (R, n), residuals ``r`` (R,), damping ``mu``."""
+    """The LM step :math:`\\delta p` for Jacobian ``J`` (R, n), residuals ``r`` (R,), damping ``mu``,
+    solved by Cholesky in ``form`` ``"normal"`` (n x n) or ``"woodbury"`` (R x R); ``"auto"`` takes the
+    smaller system."""
     if form not in FORMS:
         raise ValueError(f"form: expected one of {list(FORMS)}, got {form!r}")
     if jnp.ndim(J) != 2 or jnp.shape(r) != jnp.shape(J)[:1]:
@@ -104,7 +106,23 @@ class LMResult(NamedTuple):
 
 def levenberg_marquardt(model, params, x, y, *, max_iters=100, damping="trainlm", form="auto", mu0=None,
                         cost_tol=0.0, grad_tol=1e-12, mu_max=1e10, check=True) -> LMResult:
-    """Train ``params`` by Levenberg-Marquardt inside one ``lax.while_loop`` (jittable, model static)."""
+    r"""Train ``params`` by Levenberg-Marquardt inside one ``lax.while_loop`` (jittable, model static).
+
+    Args:
+      model, params, x, y: a least-squares model (head ``sigmoid_quadratic``, ``sum_squares`` or ``mse``;
+        no batch norm: the Jacobian is per example) and its data.
+      max_iters: trial steps at most.
+      damping: ``"trainlm"`` (MATLAB) or ``"nielsen"`` (gain ratio); see the module docstring.
+      form: ``"auto"``, ``"normal"`` or ``"woodbury"`` (:func:`lm_step`).
+      mu0: the first damping (default: that of the schedule).
+      cost_tol, grad_tol, mu_max: stop once the cost :math:`\|r\|^2 \le` ``cost_tol``, the gradient
+        :math:`\|J^\top r\|_\infty \le` ``grad_tol``, or :math:`\mu >` ``mu_max``.
+      check: the value checks of the data (:mod:`jaxmlp.checks`); shapes are always checked.
+
+    Returns:
+      :class:`LMResult` ``(params, cost, mu, accepted, n_iters, reason)``: the final params and the
+      histories of every trial step; :meth:`LMResult.stop_reason` says why it stopped.
+    """
     check_least_squares(model)
     if damping not in DAMPINGS:
         raise ValueError(f"damping: expected one of {list(DAMPINGS)}, got {damping!r}")

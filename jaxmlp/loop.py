@@ -13,7 +13,9 @@ One step is
 .. math::  (J, g) = \mathrm{grad\_fn}(\theta, x_I, y_I),\qquad
            (u, s) = \mathrm{optimizer.update}(g, s, \theta),\qquad \theta \leftarrow \theta + u,
 
-with the batch :math:`I` from :mod:`jaxmlp.samplers`.
+with the batch :math:`I` from :mod:`jaxmlp.samplers` and ``grad_fn`` a
+:class:`~jaxmlp.gradient_functions.GradFn` (its ``with_state`` for batch norm).
+:func:`check_loop_args` holds the entry checks both callers share.
 """
 from __future__ import annotations
 
@@ -25,7 +27,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxmlp import samplers, values
+from jaxmlp import checks, samplers, values
+
+__all__ = ["Carry", "Chunk", "History", "STATIC_ARGNAMES", "all_finite", "check_loop_args", "compiled_steps", "drive",
+           "guard_names", "initial_carry", "progress_bar", "row_weights", "run_steps"]
 
 
 class Carry(NamedTuple):
@@ -56,19 +61,61 @@ def row_weights(x, rows=None):
     return None if rows is None or rows == x.shape[0] else (jnp.arange(x.shape[0]) < rows).astype(x.dtype)
 
 
-def full_data(grad_fn, params, x, y, weights=None):
-    """``grad_fn`` on the whole data set, the padding rows (weight 0) left out: ``grad_fn(params, x, y[, weights])``."""
-    return grad_fn(params, x, y) if weights is None else grad_fn(params, x, y, weights)
+def check_loop_args(x, y, steps, scheme, batch_size, log_every, start_step, optimizer, state, check_finite,
+                    rows=None) -> int:
+    r"""The entry checks :func:`jaxmlp.train.train` and :func:`jaxmlp.population.train_population` share;
+    returns the batch size :math:`b` (1 when ``batch_size`` is ``None``).
+
+    Args:
+      x, y: the data set, ``x`` (N, n_0) with :math:`N \ge 1` finite rows, ``y`` with N rows.
+      steps, log_every, start_step: ints, ``steps`` and ``log_every`` >= 1, ``start_step`` >= 0.
+      scheme: one of :data:`jaxmlp.samplers.SCHEMES`.
+      batch_size: :math:`1 \le b \le N_{real}`; ``"sgd_shuffle"`` takes :math:`b = 1`.
+      optimizer: an ``optax.GradientTransformation``.
+      state: batch norm's running statistics or ``None``; with them a sampled batch needs :math:`b \ge 2`.
+      check_finite: a bool.
+      rows: the real rows :math:`N_{real} \le N` before any padding (default: all of them).
+    """
+    if scheme not in samplers.SCHEMES:
+        raise ValueError(f"scheme: expected one of {list(samplers.SCHEMES)}, got {scheme!r}")
+    for name, v, lo in (("steps", steps, 1), ("log_every", log_every, 1), ("start_step", start_step, 0)):
+        values.check_int(name, v, lo=lo)
+    x, y = checks.as_array("x", x), checks.as_array("y", y)
+    n = jnp.shape(x)[0] if jnp.ndim(x) else 0
+    if n < 1:
+        raise ValueError(f"x: expected at least one example (shape (N, n_0) with N >= 1), got shape {jnp.shape(x)}")
+    if jnp.shape(y)[:1] != (n,):
+        raise ValueError(f"y: expected {n} rows to match x, got shape {jnp.shape(y)}")
+    for name, a in (("x", x), ("y", y)):
+        checks.check_finite(name, a)
+    n = n if rows is None else values.check_int("rows", rows, lo=1, hi=n)
+    b = values.check_int("batch_size", 1 if batch_size is None else batch_size, lo=1, hi=n)
+    if scheme == "sgd_shuffle" and b != 1:
+        raise ValueError(f"batch_size: sgd_shuffle uses one example per step, got {batch_size!r}; use 'minibatch'")
+    if state is not None and scheme != "full_batch" and b < 2:
+        raise ValueError(f"batch_size: batch norm in train mode needs batches of >= 2 rows, got {b} ({scheme})")
+    if not isinstance(check_finite, bool):
+        raise TypeError(f"check_finite: expected a bool, got {check_finite!r}")
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(f"optimizer: expected an optax.GradientTransformation, got {type(optimizer).__name__}")
+    return int(b)
 
 
 def run_steps(carry: Carry, x, y, key, start, *, grad_fn, optimizer, scheme, batch_size, block, n_blocks,
               check_finite, rows=None):
-    """``n_blocks`` logging blocks of ``block`` steps from step ``start``; returns ``(carry, losses (n_blocks,))``.
+    r"""``n_blocks`` logging blocks of ``block`` steps from step ``start``; returns ``(carry, losses (n_blocks,))``.
 
     ``losses[i]`` is the full-data objective after block ``i``.  With ``check_finite`` every step also
     reduces ``isfinite`` over the batch loss, each gradient leaf and each updated parameter leaf (fused by
     XLA into the step); from the first non-finite step on, updates are dropped so the carry keeps the
     last good params, and ``carry.bad`` records ``(step, index into guard_names)``.
+
+    Args:
+      carry: the :class:`Carry` at step ``start``; ``x`` (N, n_0), ``y`` (N,) or (N, n_L): the data.
+      grad_fn: a :class:`jaxmlp.gradient_functions.GradFn`; each step calls ``grad_fn(params, xb, yb, w)``
+        (``w`` the row weights on the full data set, else ``None``), or ``grad_fn.with_state`` when the
+        carry holds batch norm's running statistics.
+      rows: the real rows :math:`N_{real}` before padding rows of weight 0 (:func:`row_weights`).
     """
     n = x.shape[0] if rows is None else rows  # the samplers draw from the real rows only
     weights = row_weights(x, rows)  # built once per compiled call, not per step
@@ -82,9 +129,8 @@ def run_steps(carry: Carry, x, y, key, start, *, grad_fn, optimizer, scheme, bat
             if scheme != "sgd_replacement":
                 idx, perm = samplers.epoch_indices(key, step, perm, n, batch_size)
             xb, yb = x[idx], y[idx]
-        if carry.bn_state is None:
-            value, grads = full_data(grad_fn, carry.params, xb, yb, weights) if scheme == "full_batch" \
-                else grad_fn(carry.params, xb, yb)
+        if carry.bn_state is None:  # a model without batch norm: no state to thread (GradFn.__call__)
+            value, grads = grad_fn(carry.params, xb, yb, weights if scheme == "full_batch" else None)
             new_bn = None
         else:
             value, grads, new_bn = grad_fn.with_state(carry.params, xb, yb, carry.bn_state)
@@ -106,7 +152,7 @@ def run_steps(carry: Carry, x, y, key, start, *, grad_fn, optimizer, scheme, bat
         idx = (samplers.replacement_indices(key, block_start, block, n, batch_size)
                if scheme == "sgd_replacement" else steps)
         carry, _ = jax.lax.scan(one_step, carry, (steps, idx))
-        return carry, full_data(grad_fn, carry.params, x, y, weights)[0]
+        return carry, grad_fn(carry.params, x, y, weights)[0]
 
     starts = start + block * jnp.arange(n_blocks, dtype=jnp.int32)
     return jax.lax.scan(one_block, carry, starts)

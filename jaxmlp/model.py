@@ -36,7 +36,7 @@ INIT_SCHEMES = ("higham", "cs231n", "normal", "xavier", "glorot", "he")
 
 @dataclasses.dataclass(frozen=True)
 class MLP:
-    """Static, hashable description of a multilayer perceptron.
+    """Static, hashable description of a multilayer perceptron: a ``jax.jit`` static argument.
 
     Args:
       sizes: layer widths ``(n_0, n_1, ..., n_L)``; ``n_0`` is the input width.
@@ -116,6 +116,11 @@ def init(model: MLP, key: jax.Array, scheme: str = "xavier", dtype=jnp.float32):
     * ``"he"``: :math:`W\sim\mathcal N(0, 2/fan_{in})`, :math:`b=0`.
 
     Batch-norm layers start at :math:`\gamma = 1, \beta = 0`.
+
+    Returns:
+      a tuple of one :class:`~jaxmlp.dense.Dense` ``(W, b, gamma, beta)`` per layer: ``W``
+      :math:`(n_{l-1}, n_l)`, ``b`` :math:`(n_l,)` (``None`` without bias), ``gamma`` and ``beta``
+      :math:`(n_l,)` on batch-norm layers (else ``None``).
     """
     if not isinstance(model, MLP):
         raise TypeError(f"model: expected a jaxmlp.MLP, got {type(model).__name__}")
@@ -153,7 +158,12 @@ def init(model: MLP, key: jax.Array, scheme: str = "xavier", dtype=jnp.float32):
 
 
 def init_state(model: MLP, dtype=jnp.float32):
-    """Batch-norm running statistics (mean 0, variance 1) for each hidden layer; ``None`` entries elsewhere."""
+    """Batch-norm running statistics (mean 0, variance 1) for each hidden layer; ``None`` entries elsewhere.
+
+    Batch norm's state is threaded functionally: :func:`jaxmlp.value_grad_and_state` returns it updated,
+    :func:`jaxmlp.predict` (``state=``) evaluates with it, and :func:`jaxmlp.train.train` (``state=``)
+    carries it through every step.
+    """
     from jaxmlp.batchnorm import BNState
 
     return tuple(BNState(jnp.zeros((n,), dtype), jnp.ones((n,), dtype)) if model.has_bn(l) else None

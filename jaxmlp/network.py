@@ -19,6 +19,11 @@ differentials), with :math:`\delta^l = \partial J/\partial Z^l`:
 
 The 1/m of a mean loss lives in :math:`\delta^L` alone (Batch Backprop (2019-05-06) writes the
 loss as a sum but the gradients with 1/m; here the two agree).
+
+The pieces sit beside their derivatives: :func:`forward` and :func:`backward` here,
+:func:`jaxmlp.dense.dense_forward` / :func:`~jaxmlp.dense.dense_backward`, the activations of
+:data:`jaxmlp.activations.ACTIVATIONS`, the heads of :data:`jaxmlp.heads.HEADS`, and
+:func:`jaxmlp.regularizers.penalty` / :func:`~jaxmlp.regularizers.penalty_grad`.
 """
 from __future__ import annotations
 
@@ -88,7 +93,7 @@ class Backward(NamedTuple):
 
 
 class ValueAndInputGrads(NamedTuple):
-    """What :func:`value_and_input_grads` returns."""
+    """What :func:`value_and_input_grads` returns: ``(value, grads, input_grad, target_grad)``."""
 
     value: Any
     grads: Any
@@ -141,7 +146,7 @@ def _new_state(model, state, stats, m):
 
 
 def value_and_grad(model: MLP, params, x, y, *, l1=0.0, l2=0.0, check=True, weights=None):
-    r"""``(J, grads)`` by the hand-derived backward pass; grads mirror ``params``.
+    r"""``(J, grads)`` by the hand-derived backward pass, always (never ``jax.grad``); grads mirror ``params``.
 
     A batch-norm model trains on batch statistics here; :func:`value_grad_and_state` also returns the
     running statistics updated, and :func:`value_and_input_grads` the derivatives in ``x`` and ``y``.
@@ -193,7 +198,8 @@ def batch_stats_update(model: MLP, params, x, state):
 def predict(model: MLP, params, x, *, check=True, state=None):
     """Network output: the head's output activation of :math:`Z^L` (probabilities, sigmoid, or identity).
 
-    Batch-norm models predict in eval mode and need their running ``state``.
+    Batch-norm models predict in eval mode and need their running ``state``
+    (:func:`jaxmlp.init_state`, updated by :func:`value_grad_and_state`); any batch size works there.
     """
     if getattr(model, "batchnorm", False) and state is None:
         raise ValueError("state: a batchnorm model predicts with its running statistics; pass state=...")

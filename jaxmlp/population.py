@@ -27,9 +27,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxmlp import checks, loop, samplers, values
-from jaxmlp.gradient_functions import check_data
-from jaxmlp.train import check_loop_args
+from jaxmlp import loop, samplers, values
+from jaxmlp.gradient_functions import GradFn, as_grad_fn, check_data
+
+__all__ = ["PopulationResult", "population_size", "train_population"]
 
 
 class PopulationResult(NamedTuple):
@@ -72,7 +73,7 @@ def _major(tree):
 
 
 @functools.cache
-def _losses(grad_fn):
+def _losses(grad_fn: GradFn):
     """Each member's full-data objective (jitted and cached per gradient function)."""
     return jax.jit(jax.vmap(lambda p, x, y: grad_fn(p, x, y)[0], in_axes=(0, None, None)))
 
@@ -97,11 +98,15 @@ def train_population(grad_fn: Callable, optimizer: optax.GradientTransformation,
                \qquad I_i(t) = \mathrm{sample}(k_i, t)
 
     where the sample depends only on the member's key and the step (see :mod:`jaxmlp.samplers`).
+
+    Returns:
+      :class:`PopulationResult` ``(params, opt_state, steps, losses (P, n_logs), non_finite_step (P,))``.
     """
     P = population_size(params)
     keys = values.as_key("keys", keys, shape=(P,))
-    b = check_loop_args(x, y, steps, scheme, batch_size, log_every, 0, optimizer, None, check_finite)
+    b = loop.check_loop_args(x, y, steps, scheme, batch_size, log_every, 0, optimizer, None, check_finite)
     check_data(grad_fn, jax.tree.map(lambda a: a[0], params), x, y, check=check)
+    grad_fn = as_grad_fn(grad_fn)
     x, y = jnp.asarray(x), jnp.asarray(y)
     opt_state = jax.vmap(optimizer.init)(params)
     if hyperparams:

@@ -4,8 +4,9 @@ r"""Jitted training loops: full batch, SGD with and without replacement, mini-ba
 sampling schemes of :mod:`jaxmlp.samplers`, checkpoints written by
 :mod:`jaxmlp.checkpoint` (:class:`Checkpointer` says where and how often), and
 the non-finite guard.  The gradient is pluggable: :func:`manual_grad` (the
-hand-derived backward) and :func:`autodiff_grad` (``jax.grad``) have the same
-signature, and so does any ``(params, x, y) -> (J, grads)`` of your own.
+hand-derived backward) and :func:`autodiff_grad` (``jax.grad``) make a
+:class:`~jaxmlp.gradient_functions.GradFn` with the same signature, and any
+``(params, x, y) -> (J, grads)`` of your own works too.
 """
 from __future__ import annotations
 
@@ -18,11 +19,31 @@ import optax
 
 import jaxmlp.checkpoint
 import jaxmlp.distributed
-from jaxmlp import checks, loop, samplers, values
-from jaxmlp.gradient_functions import (ModelGrad, as_model_grad, autodiff_grad, check_data, manual_grad,  # noqa: F401
-                                       model_of)  # train.manual_grad etc.
+from jaxmlp import loop, values
+from jaxmlp.gradient_functions import AutodiffGrad, ManualGrad, as_grad_fn, as_model_grad, check_data
 
-SCHEMES = samplers.SCHEMES
+__all__ = ["Checkpointer", "NonFiniteError", "TrainResult", "autodiff_grad", "manual_grad", "resume_point", "train"]
+
+
+def manual_grad(model, *, l1=0.0, l2=0.0) -> ManualGrad:
+    r"""The gradient by jaxmlp's hand-derived backward pass, for :func:`train` and
+    :func:`jaxmlp.population.train_population`: a :class:`~jaxmlp.gradient_functions.ManualGrad`.
+
+    Called as ``(params, x, y, weights=None)`` it gives :math:`(J, \partial J/\partial\theta)` of
+    :func:`jaxmlp.value_and_grad` with penalties ``l1``, ``l2``; ``.with_state(params, x, y, state)`` gives
+    ``(J, grads, new_state)`` for batch norm.  It carries ``model``, so the loops check the data against it.
+
+    >>> import jaxmlp
+    >>> manual_grad(jaxmlp.MLP((2, 3, 1), "tanh", "mse"), l2=1e-3).l2
+    0.001
+    """
+    return ManualGrad(model, l1, l2)
+
+
+def autodiff_grad(model, *, l1=0.0, l2=0.0) -> AutodiffGrad:
+    """The same as :func:`manual_grad` by ``jax.value_and_grad(jaxmlp.loss)``: an
+    :class:`~jaxmlp.gradient_functions.AutodiffGrad` with the same signature (the reference to compare with)."""
+    return AutodiffGrad(model, l1, l2)
 
 
 class TrainResult(NamedTuple):
@@ -33,35 +54,6 @@ class TrainResult(NamedTuple):
     steps: np.ndarray  # (n_logs,) step index of each logged loss, starting at start_step
     losses: np.ndarray  # (n_logs,) full-data objective after that many steps
     state: Any = None  # batch-norm running statistics, when training a batchnorm model
-
-
-def check_loop_args(x, y, steps, scheme, batch_size, log_every, start_step, optimizer, state, check_finite,
-                    rows=None):
-    """The checks :func:`train` and :func:`jaxmlp.population.train_population` share; returns the batch size
-    (``rows``: the real rows before any padding, default all of them)."""
-    if scheme not in SCHEMES:
-        raise ValueError(f"scheme: expected one of {list(SCHEMES)}, got {scheme!r}")
-    for name, v, lo in (("steps", steps, 1), ("log_every", log_every, 1), ("start_step", start_step, 0)):
-        values.check_int(name, v, lo=lo)
-    x, y = checks.as_array("x", x), checks.as_array("y", y)
-    n = jnp.shape(x)[0] if jnp.ndim(x) else 0
-    if n < 1:
-        raise ValueError(f"x: expected at least one example (shape (N, n_0) with N >= 1), got shape {jnp.shape(x)}")
-    if jnp.shape(y)[:1] != (n,):
-        raise ValueError(f"y: expected {n} rows to match x, got shape {jnp.shape(y)}")
-    for name, a in (("x", x), ("y", y)):
-        checks.check_finite(name, a)
-    n = n if rows is None else values.check_int("rows", rows, lo=1, hi=n)
-    b = values.check_int("batch_size", 1 if batch_size is None else batch_size, lo=1, hi=n)
-    if scheme == "sgd_shuffle" and b != 1:
-        raise ValueError(f"batch_size: sgd_shuffle uses one example per step, got {batch_size!r}; use 'minibatch'")
-    if state is not None and scheme != "full_batch" and b < 2:
-        raise ValueError(f"batch_size: batch norm in train mode needs batches of >= 2 rows, got {b} ({scheme})")
-    if not isinstance(check_finite, bool):
-        raise TypeError(f"check_finite: expected a bool, got {check_finite!r}")
-    if not isinstance(optimizer, optax.GradientTransformation):
-        raise TypeError(f"optimizer: expected an optax.GradientTransformation, got {type(optimizer).__name__}")
-    return int(b)
 
 
 class Checkpointer(NamedTuple):
@@ -119,9 +111,16 @@ def train(grad_fn: Callable, optimizer: optax.GradientTransformation, params, x,
           check_finite: bool = True, check: bool = True, rows: Optional[int] = None) -> TrainResult:
     r"""Run optimizer steps ``start_step, ..., start_step + steps - 1`` and log the full-data objective every ``log_every``.
 
+    The loop is jitted: a ``lax.scan`` over steps, run in chunks with the progress bar (tqdm) moved
+    and checkpoints written between them (:mod:`jaxmlp.loop`).  Step :math:`t` is
+
+    .. math::  (J, g) = \mathrm{grad\_fn}(\theta_t, x_{I_t}, y_{I_t}),\qquad
+               (u, s_{t+1}) = \mathrm{optimizer.update}(g, s_t, \theta_t),\qquad \theta_{t+1} = \theta_t + u
+
     Args:
-      grad_fn: ``(params, x, y) -> (J, grads)``, e.g. :func:`manual_grad` or
-        :func:`autodiff_grad`.  Pass the same object again to reuse the compiled loop.
+      grad_fn: a :class:`~jaxmlp.gradient_functions.GradFn` from :func:`manual_grad` or
+        :func:`autodiff_grad` (which carries its model, so the data are checked against it), or any
+        ``(params, x, y) -> (J, grads)`` of your own.  Pass the same object again to reuse the compiled loop.
       optimizer: any ``optax.GradientTransformation`` (hand-written or Optax).
       x, y: the whole training set (targets as ``grad_fn`` takes them).
       key: PRNG key for the sampling scheme (:mod:`jaxmlp.samplers`).
@@ -161,11 +160,13 @@ def train(grad_fn: Callable, optimizer: optax.GradientTransformation, params, x,
     >>> r.steps.tolist(), bool(r.losses[-1] < r.losses[0])
     ([0, 500, 1000], True)
     """
-    b = check_loop_args(x, y, steps, scheme, batch_size, log_every, start_step, optimizer, state, check_finite, rows)
+    b = loop.check_loop_args(x, y, steps, scheme, batch_size, log_every, start_step, optimizer, state, check_finite,
+                             rows)
     key = values.as_key("key", key)
     check_data(grad_fn, params, x, y, check=check, state=state)
     x, y = jnp.asarray(x), jnp.asarray(y)
     rows = _padded_rows(grad_fn, rows, x.shape[0], state)
+    grad_fn = as_grad_fn(grad_fn)
     end = start_step + steps
     every, resumed = None, None
     if checkpoint is not None:
@@ -178,7 +179,7 @@ def train(grad_fn: Callable, optimizer: optax.GradientTransformation, params, x,
     if resumed is not None:
         history = loop.History([int(s) for s in resumed.history_steps], [resumed.history_losses])
     else:
-        history = loop.History([start_step], [jnp.atleast_1d(loop.full_data(grad_fn, params, x, y, loop.row_weights(x, rows))[0])])
+        history = loop.History([start_step], [jnp.atleast_1d(grad_fn(params, x, y, loop.row_weights(x, rows))[0])])
 
     def run(carry, chunk, guarded):
         return loop.compiled_steps(carry, x, y, key, jnp.asarray(chunk.start, jnp.int32), grad_fn=grad_fn,
