@@ -8,12 +8,25 @@ Three parts, imported in one direction (docs/layout.md):
   :func:`check_custom_jvp`, :func:`check_vjp`, :func:`check_jvp` and :func:`check_hvp` check
   ``custom_vjp`` / ``custom_jvp`` rules, hand-written VJPs and JVPs and curvature products, and
   :func:`check_rules` every custom rule reachable from a model, where it runs.  Every check
-  takes the function first, the hand-derived rule second, then the point.
+  takes the function first, the hand-derived rule second, then the point:
+  ``check_gradients(loss_fn, manual_fn, params, *args)``, ``check_vjp(f, f_vjp, *args)``,
+  ``check_jvp(f, f_jvp, *args)``, ``check_hvp(loss_fn, hvp_fn, params, *args)``, and
+  ``check_custom_vjp(f, *args)`` / ``check_custom_jvp(f, *args)`` for a decorated function (its rule
+  is inside).  Each has a pytest helper that raises on failure (``assert_gradients_match``,
+  ``assert_custom_vjp_correct``, ...).  What is listed in ``__all__`` is the public interface; the
+  modules under :mod:`verification.checker` are internal.
 * :mod:`verification.catalogue`: planted bugs in model families written as people write them, and
   wrong rules; ``python -m verification --bugs`` scores the checker on them.
 * :mod:`verification.suite`: the rows that prove jaxmlp's formulas (``python -m verification``).
 
 :func:`configure` switches on float64 and the strict numerics the checks are judged under.
+
+Tolerances and causes: a check's default ``rtol`` comes from the lowest floating dtype of its params or
+arguments, through ``RTOL_BY_DTYPE`` (``F64_RTOL``, ``F32_RTOL``, ``F16_RTOL``, ``BF16_RTOL``);
+``FD_RTOL`` is the tolerance against central differences.  Each is defined once, with its reason, in
+:mod:`verification.checker.base.tolerances` (the API reference renders them, values and reasons, as a
+table).  ``CAUSES`` is the one vocabulary of cause codes, shared by gradient reports and rule reports
+(docs/checker.md gives the mapping from the codes of older schemas).
 """
 import jax
 

@@ -32,7 +32,13 @@ _RECORDING = [False]
 
 
 def tap(name: str, x):
-    """Mark ``x`` as the intermediate ``name`` (identity outside the checker)."""
+    """Mark ``x`` as the intermediate ``name`` (identity outside the checker).
+
+    Inside a loss given to :func:`verification.check_gradients`, pass your hand-derived
+    ``dJ/dx`` as ``deltas={name: ...}``: each marked value's delta is compared with
+    autodiff's cotangent there, and the report's localisation names the first wrong one in backward
+    order (``first_wrong_delta``).  Public as ``verification.tap``.
+    """
     if _RECORDING[0]:
         _SEEN.append((name, jnp.shape(x), jnp.result_type(x)))
     probe = _PROBES.get(name)

@@ -123,14 +123,15 @@ def check_gradients(loss_fn: Callable[..., Any], manual_fn: Callable[..., Any], 
     The argument order of every check: the function first, the hand-derived rule second, then the point
     (as ``check_vjp(f, f_vjp, *args)`` and ``jax.test_util.check_vjp``).  Structure first, then leaf by
     leaf; leaves are named by their paths in ``params`` (``jax.tree_util.keystr``), or by ``leaf_names``.
-    ``rtol`` defaults to the params' dtype (:data:`RTOL_BY_DTYPE`: float64 1e-12, float32 1e-5, bfloat16
-    4e-2, float16 5e-3), and ``atol`` to ``rtol`` times the largest entry of the whole autodiff gradient
-    (:func:`default_atol`): a leaf whose entries cancel (a bias's sum of deltas) carries the rounding of
-    its terms, not of its small value.  With ``finite_differences=True`` the manual gradient is also
-    compared with central differences.  If a regulariser strength in ``kwargs`` (named as in
-    ``REG_KWARGS``) is non-zero, the check is run again with it set to 0, as cs231n advises, and both runs
-    feed the diagnosis.  With ``taylor=True`` the Taylor-remainder test (:func:`verification.taylor_test`)
-    is a second opinion that needs no step size and no autodiff.
+    ``rtol`` defaults to the params' lowest floating dtype (``RTOL_BY_DTYPE`` of
+    :mod:`verification.checker.base.tolerances`, one named constant per dtype), and ``atol`` to ``rtol``
+    times the largest entry of the whole autodiff gradient (:func:`default_atol`): a leaf whose entries
+    cancel (a bias's sum of deltas) carries the rounding of its terms, not of its small value.  With
+    ``finite_differences=True`` the manual gradient is also compared with central differences.  If a
+    regulariser strength in ``kwargs`` (named as in ``REG_KWARGS``) is non-zero, the check is run again
+    with it set to 0, as cs231n advises, and both runs feed the diagnosis.  With ``taylor=True`` the
+    Taylor-remainder test (:func:`verification.taylor_test`) is a second opinion that needs no step size
+    and no autodiff.
 
     When leaves fail, the report says *where* and *why* (docs/checker.md):
 
@@ -145,6 +146,13 @@ def check_gradients(loss_fn: Callable[..., Any], manual_fn: Callable[..., Any], 
       reproduces the manual gradient is listed.
     * **Patterns** of a whole leaf (a batch size, transposed, L1/L2 terms, swapped leaves, overflow), a
       layer on top of the hypotheses.
+
+    Returns a :class:`GradientReport`: ``str(report)`` is a table with one line per leaf (path, worst
+    element, absolute and relative error, cs231n's relative-error band, verdict) and the diagnosis;
+    ``report.passed``, ``report.diagnoses`` (each with its ``cause``, a key of ``verification.CAUSES``);
+    ``report.to_json()`` follows the schema ``SCHEMA`` (docs/checker.md lists its fields);
+    ``report.raise_if_failed()`` for tests (or :func:`assert_gradients_match`).  Works for any loss, not
+    only jaxmlp's networks; integer, bool and non-array leaves of ``params`` are held fixed, with a note.
     """
     rtol, atol, precision = _tolerances(loss_fn, manual_fn, params, rtol, atol)
     split = DiffLeaves(params)

@@ -114,6 +114,10 @@ def check_rules(fn: Callable, *args, rtol=None) -> RulesReport:
     :math:`\dot y = J \dot x` (JVP), with random and unit probes, block by block.  ``fn`` is any callable:
     a jitted model, a ``functools.partial``, a lambda; ``args`` any pytrees (integer leaves held fixed,
     non-array leaves closed over).  Rules inside other rules' primals are found when those run.
+
+    Returns a :class:`verification.RulesReport`: one row per rule (kind, name, definition line, call
+    sites), each checked at its first ``MAX_CALLS_CHECKED`` calls, one per call site first; ``to_json()``
+    follows the schema ``SCHEMA``.
     """
     if not callable(fn):
         raise TypeError(f"fn: expected a callable, got {type(fn).__name__}")

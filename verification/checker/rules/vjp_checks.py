@@ -132,7 +132,14 @@ def check_custom_vjp(f: Callable, *args, rtol=None, finite_differences=False, ba
     the report says which.  ``nondiff_argnums`` are held fixed; pytree arguments are checked leaf by
     leaf.  Each (output leaf, input leaf) block gets random cotangents and, when small, every unit
     cotangent (the full Jacobian).  With ``batched=True`` the arguments carry a leading batch axis: the
-    rule is checked under ``jax.vmap``, and the vmapped pullbacks against per-example calls.
+    rule is checked under ``jax.vmap``, and the vmapped pullbacks against per-example calls.  ``f`` may
+    also be any callable that calls exactly one ``custom_vjp`` rule; with several it raises and points to
+    :func:`verification.check_rules`.
+
+    Returns a :class:`verification.RuleReport`: one row per block (and the primal output), ``findings``
+    that explain the failing blocks (causes from ``verification.CAUSES``), ``to_json()`` and
+    ``raise_if_failed()``.  The default ``rtol`` is that of the arguments' lowest floating dtype
+    (``RTOL_BY_DTYPE`` of :mod:`verification.checker.base.tolerances`).
 
     >>> import jax, jax.numpy as jnp
     >>> @jax.custom_vjp
