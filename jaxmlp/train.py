@@ -138,8 +138,9 @@ def train(grad_fn: Callable, optimizer: optax.GradientTransformation, params, x,
         Inf gradient propagates into them); only when it fails is the chunk replayed with a per-step
         guard inside the jitted scan, which finds the exact step and leaf and keeps the params from
         before it.  ``False`` removes the check.
-      check: the entry checks of the data and params (:func:`check_data`: finiteness, label range and
-        dtype, one-hot rows, shapes and params against the model), once, before anything runs.
+      check: the entry checks of the data and params (:func:`~jaxmlp.gradient_functions.check_data`:
+        finiteness, label range and dtype, one-hot rows, shapes and params against the model), once,
+        before anything runs.
         ``False`` skips the value checks (shapes are always checked).
       rows: the real rows of ``x`` and ``y``, when padding rows follow them
         (:func:`jaxmlp.distributed.shard_dataset` pads to a multiple of the device count).  The loss, the

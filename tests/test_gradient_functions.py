@@ -113,3 +113,21 @@ def test_package_all_names_two_submodules():
     assert jaxmlp.data.higham_points()[0].shape == (10, 2)  # the other submodules still load with the package
     for mod in (gf, loop, train, population):
         assert all(hasattr(mod, n) for n in mod.__all__), mod.__name__
+
+
+@pytest.mark.parametrize("wrap", [lambda g: g, jax.jit])
+def test_padding_rows_weigh_nothing_in_the_loop(wrap):
+    """``rows=9`` of 12: every step and every logged loss weighs the 3 padding rows 0 (GradFn's ``weights``)."""
+    kw = dict(key=jax.random.key(0), steps=6, log_every=3, progress=False)
+    padded = train.train(wrap(train.manual_grad(MODEL)), optim.sgd(0.5), P0, X, Y, rows=9, **kw)
+    real = train.train(train.manual_grad(MODEL), optim.sgd(0.5), P0, X[:9], Y[:9], **kw)
+    np.testing.assert_allclose(padded.losses, real.losses, rtol=1e-12)
+    assert _close(padded.params, real.params)
+
+
+def test_padding_rows_need_a_grad_fn_that_weighs_rows():
+    def own(params, x, y):
+        return jaxmlp.value_and_grad(MODEL, params, x, y, check=False)
+
+    with pytest.raises(TypeError, match=r"grad_fn: padded data \(rows=9 of 12\) needs a grad_fn that weighs rows"):
+        train.train(own, optim.sgd(0.5), P0, X, Y, key=jax.random.key(0), steps=1, rows=9, progress=False)
