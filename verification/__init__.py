@@ -32,15 +32,13 @@ import jax
 
 from verification.checker.base.causes import CAUSES
 from verification.checker.base.compare import LeafResult
+from verification.checker.base.findings import Diagnosis, Hypothesis, RuleFinding
 from verification.checker.rules.check_rules import RulesReport, check_rules
 from verification.checker.rules.curvature import assert_hvp_correct, check_hvp
 from verification.checker.gradients.check import GradientReport, assert_gradients_match, check_gradients
-from verification.checker.explain.hypotheses import Hypothesis
 from verification.checker.rules.jvp_checks import assert_custom_jvp_correct, assert_jvp_correct, check_custom_jvp, check_jvp
 from verification.checker.explain.localize import Localization, tap
-from verification.checker.explain.patterns import Diagnosis
 from verification.checker.base.report import CheckReport
-from verification.checker.rules.diagnosis import RuleFinding
 from verification.checker.rules.report import RuleReport
 from verification.checker.base.taylor import TaylorResult, taylor_test
 from verification.checker.base.tolerances import BF16_RTOL, F16_RTOL, F32_RTOL, F64_RTOL, FD_RTOL, RTOL_BY_DTYPE

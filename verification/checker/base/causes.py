@@ -3,14 +3,17 @@
 Every ``cause`` a report carries (a :class:`verification.Diagnosis`, a :class:`verification.Hypothesis`,
 a :class:`verification.RuleFinding`) is a key of :data:`CAUSES`.  Where the manual result is a constant
 ``c`` times the reference (a whole leaf, one edge of the traced loss, one block of a rule),
-:func:`name_scale` names it, with one threshold (:data:`verification.checker.base.tolerances.SCALE_MATCH_RTOL`):
+:func:`name_scale` names it, with one threshold (:data:`verification.checker.base.tolerances.SCALE_MATCH_RTOL`),
+and :func:`scale_cause` gives the cause with its sentence, each check saying it in its own words:
 
 >>> name_scale(-1.0), name_scale(32.0, sizes=(32,)), name_scale(0.5), name_scale(0.7)
 ('sign_flipped', 'mean_sum_confused', 'factor_2', 'wrong_constant')
+>>> scale_cause(0.25, (4,), {"mean_sum_confused": lambda n: f"a mean over {n} taken as a sum"}, "a constant")
+('mean_sum_confused', 'a mean over 4 taken as a sum')
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Callable, Iterable, Mapping, Optional, Tuple, Union
 
 from verification.checker.base.tolerances import SCALE_MATCH_RTOL
 
@@ -93,3 +96,22 @@ def name_scale(c: float, sizes: Iterable[int] = ()) -> str:
     if near(c, 2.0) or near(c, 0.5):
         return "factor_2"
     return "wrong_constant"
+
+
+Sentence = Union[str, Callable[[Optional[int]], str]]
+
+
+def scale_cause(c: float, sizes: Iterable[int], sentences: Mapping[str, Sentence],
+                otherwise: Sentence) -> Tuple[str, str]:
+    """The one scale-to-cause mapper: ``(cause, sentence)`` of "manual = ``c`` x reference".
+
+    The cause is :func:`name_scale` ``(c, sizes)``; the sentence is the caller's ``sentences[cause]``, or
+    ``otherwise`` for a cause it has no words of its own for.  A sentence is a string, or a function of
+    the size ``n`` that ``c`` matches (:func:`reduction_match`; ``None`` unless the cause is
+    ``mean_sum_confused``)."""
+    sizes = list(sizes)
+    cause = name_scale(c, sizes)
+    say = sentences.get(cause, otherwise)
+    if not callable(say):
+        return cause, say
+    return cause, say(reduction_match(c, sizes) if cause == "mean_sum_confused" else None)

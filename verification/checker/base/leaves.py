@@ -7,6 +7,10 @@ is held fixed at its value, and the report names it in a note.  The hand-written
 anything at a skipped leaf (``None`` as ``equinox.filter_grad`` returns, a ``float0`` zero, an integer
 zero) or leave it out: its leaves are matched to the params' by their paths.
 
+The rule checks take the differentiable leaves of a rule's arguments the same way
+(:class:`verification.checker.rules.args.Args` is a :class:`DiffLeaves` over the argument tuple, its
+leaves named by the primal's parameter names and its ``nondiff_argnums`` held).
+
 >>> import jax.numpy as jnp
 >>> p = {"W": jnp.ones((2, 2)), "step": jnp.array(3), "act": jnp.tanh}
 >>> s = DiffLeaves(p)
@@ -27,10 +31,18 @@ from verification.checker.base.compare import leaf_name
 
 
 def is_inexact_array(x) -> bool:
-    """A floating (or complex) array, or a Python float: a leaf with a gradient."""
+    """The one test of a leaf with a gradient: a floating (or complex) array, or a Python float."""
     if isinstance(x, float):
         return True
     return isinstance(x, (jax.Array, np.ndarray, np.generic)) and jnp.issubdtype(x.dtype, jnp.inexact)
+
+
+def is_traceable(x) -> bool:
+    """A leaf that can be an input of a traced program: an array or a Python number of *any* dtype, an
+    integer or a bool included.  Not a test of a gradient (that is :func:`is_inexact_array`): it splits a
+    program's arguments into the values a jaxpr takes as inputs and the others (functions, strings, an
+    equinox Module's methods), which are held in the program as constants."""
+    return isinstance(x, (jax.Array, np.ndarray, np.generic, int, float, complex, bool))
 
 
 def _kind(x) -> str:
@@ -38,48 +50,57 @@ def _kind(x) -> str:
     return str(dtype) if dtype is not None else type(x).__name__
 
 
-def _flat(tree):
-    """``[(name, leaf)]`` of ``tree``, ``None`` kept as a leaf (``filter_grad``'s empty slots)."""
-    flat = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: x is None)[0]
-    return [(leaf_name(p), x) for p, x in flat]
-
-
 class DiffLeaves:
-    """The inexact array leaves of ``params`` (``leaves``, named ``names`` by their paths), the skipped
-    ones (``skipped``: ``"name (kind)"``), and the way back to a full params pytree (:meth:`rebuild`)."""
+    """The inexact array leaves of ``tree`` (``leaves``, named ``names`` by their paths), the skipped
+    ones (``skipped``: ``"name (kind)"``), and the way back to a full tree (:meth:`rebuild`).
 
-    def __init__(self, params):
-        self.params = params
-        flat, self.treedef = jax.tree.flatten(params)
-        named = _flat(params)
-        self.flat = flat
-        self.positions = [k for k, x in enumerate(flat) if is_inexact_array(x)]
-        names = [n for n, x in named if x is not None]
+    ``name(path)`` names a leaf by its path (:func:`verification.checker.base.compare.leaf_name`
+    unless given); ``held(path)`` holds an inexact leaf fixed all the same (a rule's
+    ``nondiff_argnums``)."""
+
+    def __init__(self, tree, name=leaf_name, held=None):
+        self.params, self._name = tree, name
+        named, self.treedef = jax.tree_util.tree_flatten_with_path(tree)
+        self.flat = [x for _, x in named]
+        self.positions = [k for k, (p, x) in enumerate(named)
+                          if is_inexact_array(x) and not (held is not None and held(p))]
+        names = [name(p) for p, _ in named]
         self.names = [names[k] for k in self.positions]
-        self.leaves = [jnp.asarray(flat[k]) for k in self.positions]
-        self.skipped = [f"{names[k]} ({_kind(x)})" for k, x in enumerate(flat) if k not in set(self.positions)]
+        self.leaves = [jnp.asarray(self.flat[k]) for k in self.positions]
+        chosen = set(self.positions)
+        self.skipped = [f"{names[k]} ({_kind(x)})" for k, x in enumerate(self.flat) if k not in chosen]
 
     @property
     def all_inexact(self) -> bool:
         return not self.skipped
 
     def rebuild(self, leaves) -> Any:
-        """``params`` with its inexact leaves replaced by ``leaves`` (the others as they were)."""
+        """The tree with its differentiable leaves replaced by ``leaves`` (the others as they were)."""
         flat = list(self.flat)
         for k, leaf in zip(self.positions, leaves):
             flat[k] = leaf
         return jax.tree.unflatten(self.treedef, flat)
 
+    def _named(self, tree):
+        """``[(name, leaf)]`` of ``tree``, ``None`` kept as a leaf (``filter_grad``'s empty slots)."""
+        flat = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: x is None)[0]
+        return [(self._name(p), x) for p, x in flat]
+
     def select(self, grads) -> List[Any]:
-        """The leaves of ``grads`` at the paths of the inexact leaves of ``params``; a ``ValueError`` that
-        names the missing paths when ``grads`` lacks some."""
-        by_name = dict(_flat(grads))
+        """The leaves of ``grads`` at the paths of the differentiable leaves (at their positions when
+        ``grads`` has the tree's structure); a ``ValueError`` that names the missing paths when ``grads``
+        lacks some."""
+        flat, treedef = jax.tree.flatten(grads)
+        if treedef == self.treedef:
+            return [flat[k] for k in self.positions]
+        named = self._named(grads)
+        by_name = dict(named)
         missing = [n for n in self.names if by_name.get(n) is None]
         if missing:
             raise ValueError(f"the hand gradient has no leaf at {missing[:4]}{' ...' if len(missing) > 4 else ''}; "
                              f"expected one at every floating leaf of params ({len(self.names)}: "
                              f"{self.names[:4]}{' ...' if len(self.names) > 4 else ''}), got leaves at "
-                             f"{[n for n, x in _flat(grads) if x is not None][:6]}")
+                             f"{[n for n, x in named if x is not None][:6]}")
         return [by_name[n] for n in self.names]
 
     def note(self) -> str:

@@ -34,7 +34,8 @@ from verification.checker.explain import ranking
 from verification.checker.explain import derivative_edits
 from verification.checker.explain import scale_causes
 from verification.checker.explain import two_sites
-from verification.checker.base.fits import Fitter, Hypothesis
+from verification.checker.base.findings import Hypothesis
+from verification.checker.base.fits import Fitter
 
 MAX_MULTI_EXACT = 8  # multi-equation rule changes evaluated exactly (best first-order screens first)
 MAX_GROUP_SCALES = 8  # loop-wide scalings evaluated exactly (best linear screens first)

@@ -29,57 +29,29 @@ regulariser_wrong           the check passes with the regulariser off and fails 
 """
 from __future__ import annotations
 
-import dataclasses
-from typing import Optional
-
 import jax
 import numpy as np
 
 from verification.checker.base import causes
+from verification.checker.base.findings import Diagnosis
+from verification.checker.base.fits import fits, least_squares
 from verification.checker.base.tolerances import PATTERN_FIT_RTOL
 
 
-@dataclasses.dataclass
-class Diagnosis:
-    leaf: str
-    cause: str  # a code of the vocabulary (verification.checker.base.causes.CAUSES)
-    evidence: str
-    where: Optional[str] = None  # "op at file:line" where the error enters, when located
-
-
-def _close(x, y):
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    return x.shape == y.shape and np.linalg.norm(x - y) <= PATTERN_FIT_RTOL * max(np.linalg.norm(y), 1e-300)
-
-
-def _fit(d, basis):
-    """Least-squares ``d ≈ α basis``: returns (α, relative residual)."""
-    d, basis = np.ravel(d).astype(np.float64), np.ravel(basis).astype(np.float64)
-    nb = basis @ basis
-    if nb == 0:
-        return 0.0, np.inf
-    alpha = (d @ basis) / nb
-    return alpha, np.linalg.norm(d - alpha * basis) / max(np.linalg.norm(d), 1e-300)
-
-
 def _scale_cause(c, batch_sizes):
-    cause = causes.name_scale(c, batch_sizes)
-    if cause == "mean_sum_confused":
-        m = causes.reduction_match(c, batch_sizes)
-        if causes.near(c, m):
-            return cause, f"manual = {c:.6g} x autodiff, and m = {m} is the batch size: a 1/m missing"
-        return cause, f"manual = autodiff / {1 / c:.6g}, and m = {m}: the loss sums but the gradient averages"
-    if cause == "sign_flipped":
-        return cause, "manual = -1 x autodiff"
-    if cause == "factor_2":
-        return cause, f"manual = {c:.6g} x autodiff: a 1/2 in the loss (e.g. 1/2 ||.||^2) is dropped or doubled"
-    return cause, f"manual = {c:.6g} x autodiff (a constant factor)"
+    return causes.scale_cause(c, batch_sizes, {
+        "mean_sum_confused": lambda m: (
+            f"manual = {c:.6g} x autodiff, and m = {m} is the batch size: a 1/m missing" if causes.near(c, m)
+            else f"manual = autodiff / {1 / c:.6g}, and m = {m}: the loss sums but the gradient averages"),
+        "sign_flipped": "manual = -1 x autodiff",
+        "factor_2": f"manual = {c:.6g} x autodiff: a 1/2 in the loss (e.g. 1/2 ||.||^2) is dropped or doubled"},
+        f"manual = {c:.6g} x autodiff (a constant factor)")
 
 
 def _leaf_cause(a, b, p, batch_sizes, strengths):
     a, b, p = (np.asarray(t, np.float64) for t in (a, b, p))
-    if a.shape != b.shape or (a.ndim == 2 and a.shape[0] == a.shape[1] and not _close(a, b)):
-        if a.ndim == 2 and a.T.shape == b.shape and _close(a.T, b):
+    if a.shape != b.shape or (a.ndim == 2 and a.shape[0] == a.shape[1] and not fits(a, b, PATTERN_FIT_RTOL)):
+        if a.ndim == 2 and a.T.shape == b.shape and fits(a.T, b, PATTERN_FIT_RTOL):
             return "transposed", f"manual has shape {a.shape}; its transpose equals autodiff's {b.shape}"
         if a.shape != b.shape:
             return "shape", f"manual shape {a.shape} vs autodiff {b.shape}"
@@ -87,22 +59,22 @@ def _leaf_cause(a, b, p, batch_sizes, strengths):
         n = int(np.sum(~np.isfinite(a)))
         return "overflow", (f"{n} non-finite manual entries where autodiff is finite: an exp/log overflowed "
                             f"(use logsumexp / a stable log-sigmoid)")
-    c, res = _fit(a, b)
+    c, res = least_squares(a, b)
     if res <= PATTERN_FIT_RTOL and c != 0:
         return _scale_cause(c, batch_sizes)
     d = a - b
     lam = ", ".join(f"{k}={v:g}" for k, v in strengths.items())
     for name, basis in (("L2", p), ("L1", np.sign(p))):
-        alpha, res = _fit(d, basis)
+        alpha, res = least_squares(d, basis)
         if res <= PATTERN_FIT_RTOL and alpha != 0:
             kind = "extra" if alpha > 0 else "missing"
             sym = "lambda W" if name == "L2" else "lambda sign(W)"
             return f"{name.lower()}_{kind}", (f"manual - autodiff = {alpha:+.6g} x {sym.split(' ', 1)[1]}, i.e. a {kind} "
                                       f"{name} term with lambda = {abs(alpha):.6g}" + (f" (given {lam})" if lam else ""))
-    alpha, res = _fit(d, np.ones_like(d))
+    alpha, res = least_squares(d, np.ones_like(d))
     if res <= PATTERN_FIT_RTOL:
         return "constant_offset", f"manual - autodiff = {alpha:+.6g} everywhere (a constant where a sign(W) or W belongs?)"
-    alpha, res = _fit(d, 1 - np.sign(p))
+    alpha, res = least_squares(d, 1 - np.sign(p))
     if res <= PATTERN_FIT_RTOL and alpha != 0:
         return "l1_without_sign", (f"manual - autodiff = {alpha:.6g} x (1 - sign(W)): the L1 gradient adds lambda = "
                                    f"{alpha:.6g} where lambda sign(W) belongs")
@@ -122,7 +94,7 @@ def diagnose(manual, ref, params, args, report, strengths, off=None):
         found = _leaf_cause(m_leaves[i], r_leaves[i], p_leaves[i], batch_sizes, strengths)
         if found is None:
             for j, rj in enumerate(r_leaves):
-                if j != i and _close(m_leaves[i], rj):
+                if j != i and fits(m_leaves[i], rj, PATTERN_FIT_RTOL):
                     found = ("wrong_leaf", f"manual {name} equals autodiff's {report.leaves[j].path}: "
                                             f"gradients assigned to the wrong leaf/layer")
                     break

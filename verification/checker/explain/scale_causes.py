@@ -86,19 +86,19 @@ def classify(graph, i, j, a):
     sizes = list(reduced_sizes(eqn, j))
     if const is not None and name == "div" and j == 0:
         sizes += _mean_count(graph, eqn, const) + ([int(const)] if _mean_count(graph, eqn, const) else [])
-    cause = causes.name_scale(a, sizes)
-    if cause == "path_dropped":
-        return cause, f"the backward of {where} drops the path to {operand} (a forgotten term)"
-    if cause == "sign_flipped":
-        return cause, f"the backward of {where} flips the sign of the cotangent to {operand}"
-    if cause == "mean_sum_confused":
-        return cause, _mean_sum_text(eqn, j, a, where, sizes)
-    if cause == "factor_2":
-        return cause, f"the backward of {where} is {a:.6g} x the true one (a factor 2: a 1/2 dropped or doubled)"
-    if const is not None:
-        used = const * a if name == "mul" else const / a  # the backward of x / c is g / c
-        return cause, f"the backward of {where} uses the constant {used:.6g} where the forward uses {const:g}"
-    return cause, f"the backward of {where} is scaled by {a:.6g} (a wrong constant)"
+
+    def wrong_constant(_):
+        if const is not None:
+            used = const * a if name == "mul" else const / a  # the backward of x / c is g / c
+            return f"the backward of {where} uses the constant {used:.6g} where the forward uses {const:g}"
+        return f"the backward of {where} is scaled by {a:.6g} (a wrong constant)"
+
+    return causes.scale_cause(a, sizes, {
+        "path_dropped": f"the backward of {where} drops the path to {operand} (a forgotten term)",
+        "sign_flipped": f"the backward of {where} flips the sign of the cotangent to {operand}",
+        "mean_sum_confused": lambda _: _mean_sum_text(eqn, j, a, where, sizes),
+        "factor_2": f"the backward of {where} is {a:.6g} x the true one (a factor 2: a 1/2 dropped or doubled)"},
+        wrong_constant)
 
 
 # Among edges with the same effect, the one whose scale means the most names the group: a reduction's

@@ -12,7 +12,7 @@ from typing import List
 import numpy as np
 
 from verification.checker.explain import scale_causes
-from verification.checker.base.fits import Hypothesis
+from verification.checker.base.findings import Hypothesis
 
 MAX_PAIRS_EXACT = 6  # two-site candidates evaluated exactly
 PAIR_POOL = 200  # single changes (most aligned with the error first) combined into pairs

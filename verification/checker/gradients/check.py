@@ -29,8 +29,8 @@ from verification.checker.explain import kinks
 from verification.checker.base import sampled_differences as sampled
 from verification.checker.base.compare import LeafResult, compare_leaf, compare_leaves
 from verification.checker.base.leaves import DiffLeaves
-from verification.checker.explain.patterns import Diagnosis, diagnose
-from verification.checker.base.fits import Hypothesis
+from verification.checker.explain.patterns import diagnose
+from verification.checker.base.findings import Diagnosis, Hypothesis
 from verification.checker.explain.localize import Localization, localize, tapped, true_cotangents
 from verification.checker.base.report import CheckReport, json_number
 from verification.checker.base.taylor import TaylorResult, taylor_test

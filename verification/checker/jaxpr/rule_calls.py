@@ -12,16 +12,11 @@ from typing import Any, Callable, Dict, List, Sequence
 import jax
 import jax.core
 import jax.extend.core as jcore
-import numpy as np
 
+from verification.checker.base.leaves import is_traceable
 from verification.checker.jaxpr import inline, source_lines
 
 RULE_CALLS = {"custom_vjp_call": "custom_vjp", "custom_vjp_call_jaxpr": "custom_vjp", "custom_jvp_call": "custom_jvp"}
-
-
-
-def is_array(x) -> bool:
-    return isinstance(x, (jax.Array, np.ndarray, np.generic, int, float, complex, bool))
 
 
 def flat_program(fn: Callable, args: Sequence[Any], rules: bool = False):
@@ -29,7 +24,7 @@ def flat_program(fn: Callable, args: Sequence[Any], rules: bool = False):
     (non-array leaves of ``args``, an equinox Module's functions, held as constants); with ``rules``, every
     custom rule's call replaced by its primal."""
     flat, treedef = jax.tree.flatten(tuple(args))
-    arrays = [k for k, x in enumerate(flat) if is_array(x)]
+    arrays = [k for k, x in enumerate(flat) if is_traceable(x)]
 
     def on_arrays(*xs):
         full = list(flat)
@@ -138,7 +133,7 @@ def without_rules(fn: Callable, args: Sequence[Any]) -> Callable:
     flat, _ = flat_program(fn, args, rules=True)
 
     def run(*new_args):
-        leaves = [x for x in jax.tree.leaves(tuple(new_args)) if is_array(x)]
+        leaves = [x for x in jax.tree.leaves(tuple(new_args)) if is_traceable(x)]
         return jax.tree.unflatten(out_tree, jax.core.eval_jaxpr(flat.jaxpr, flat.consts, *leaves))
 
     return run

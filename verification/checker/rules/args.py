@@ -17,14 +17,11 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from verification.checker.base.compare import compare_leaf, leaf_name
+from verification.checker.base.leaves import DiffLeaves, is_inexact_array
 from verification.checker.jaxpr import rule_calls
 from verification.checker.rules.diagnosis import where_of
 from verification.checker.rules.linear_maps import Leaf, reference_dtype
 from verification.checker.base.tolerances import FD_RTOL_BY_DTYPE, RTOL_BY_DTYPE, default_atol, precision_of
-
-
-def _inexact(x) -> bool:
-    return isinstance(x, float) or (hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.inexact))
 
 
 def unwrap(f):
@@ -63,65 +60,51 @@ def decorated(f, kind: str, rule_attr: str, args, batched: bool):
     return where, a, one_rule, rule_f, ref_f
 
 
-class Args:
+class Args(DiffLeaves):
     """The differentiable leaves of ``args`` (inexact leaves outside ``nondiff``), named by the primal's
-    parameter names, and the way back to the full argument tuple."""
+    parameter names, and the way back to the full argument tuple (:meth:`rebuild`, a tuple)."""
 
     def __init__(self, fn, args, nondiff=()):
         self.args, self.nondiff = tuple(args), tuple(nondiff)
         try:
-            names = list(inspect.signature(fn).parameters)
+            params = list(inspect.signature(fn).parameters)
         except (TypeError, ValueError):
-            names = []
-        self.slots, self.leaves, self.names = [], [], []
-        for pos, a in enumerate(self.args):
-            if pos in self.nondiff:
-                continue
-            base = names[pos] if pos < len(names) else f"arg{pos}"
-            for k, (path, leaf) in enumerate(jax.tree_util.tree_flatten_with_path(a)[0]):
-                if _inexact(leaf):
-                    self.slots.append((pos, k))
-                    self.leaves.append(jnp.asarray(leaf))
-                    self.names.append(_join(base, leaf_name(path) if path else ""))
+            params = []
+
+        def name(path):
+            pos = path[0].idx
+            return _join(params[pos] if pos < len(params) else f"arg{pos}", leaf_name(path[1:]) if path[1:] else "")
+
+        super().__init__(self.args, name=name, held=lambda path: path[0].idx in self.nondiff)
         if not self.leaves:
             raise ValueError("args: expected at least one floating-point argument to differentiate, got none "
                              f"(dtypes {[getattr(a, 'dtype', type(a).__name__) for a in self.args]})")
 
-    def rebuild(self, leaves) -> tuple:
-        """The full argument tuple with the differentiable leaves replaced by ``leaves``."""
-        args = list(self.args)
-        for pos in sorted({p for p, _ in self.slots}):
-            flat, treedef = jax.tree.flatten(args[pos])
-            for (p, k), leaf in zip(self.slots, leaves):
-                if p == pos:
-                    flat[k] = leaf
-            args[pos] = jax.tree.unflatten(treedef, flat)
-        return tuple(args)
-
-    def select(self, per_arg) -> List[Any]:
-        """The differentiable leaves of a tuple shaped like ``args`` (a pullback's cotangents), or None."""
+    def cotangents(self, per_arg):
+        """The differentiable leaves of a tuple shaped like ``args`` (a pullback's cotangents: one per
+        argument, with the leaves of its argument wherever that has a differentiable one), or None."""
         if not isinstance(per_arg, (tuple, list)) or len(per_arg) != len(self.args):
             return None
-        out = []
-        for pos, k in self.slots:
-            leaves = jax.tree.leaves(per_arg[pos])
-            if len(leaves) != len(jax.tree.leaves(self.args[pos])):
-                return None
-            out.append(leaves[k])
-        return out
+        flat, start, chosen = [], 0, set(self.positions)
+        for c, a in zip(per_arg, self.args):
+            n = len(jax.tree.leaves(a))
+            if chosen & set(range(start, start + n)):
+                flat += jax.tree.leaves(c)
+                if len(flat) != start + n:
+                    return None
+            else:
+                flat += self.flat[start:start + n]
+            start += n
+        return self.select(jax.tree.unflatten(self.treedef, flat))
 
     def tangents(self, leaves) -> tuple:
         """A tangent tuple shaped like ``args``: ``leaves`` at the differentiable leaves, float0 zeros at
         integer leaves, zeros at held floats (the convention of ``jax.jvp``)."""
-        out = []
-        for pos, a in enumerate(self.args):
-            flat, treedef = jax.tree.flatten(a)
-            flat = [np.zeros(np.shape(x), jax.dtypes.float0) if not _inexact(x) else jnp.zeros_like(x) for x in flat]
-            for (p, k), leaf in zip(self.slots, leaves):
-                if p == pos:
-                    flat[k] = leaf
-            out.append(jax.tree.unflatten(treedef, flat))
-        return tuple(out)
+        flat = [jnp.zeros_like(x) if is_inexact_array(x) else np.zeros(np.shape(x), jax.dtypes.float0)
+                for x in self.flat]
+        for k, leaf in zip(self.positions, leaves):
+            flat[k] = leaf
+        return jax.tree.unflatten(self.treedef, flat)
 
     def space(self) -> List[Leaf]:
         return [Leaf(n, l.shape, l.dtype) for n, l in zip(self.names, self.leaves)]
@@ -151,17 +134,6 @@ def primal_values(args: Args, space, ref_out) -> dict:
     values = {n: np.asarray(l, np.float64) for n, l in zip(args.names, args.leaves)}
     values.update({s.name: np.asarray(o, np.float64) for s, o in zip(space, jax.tree.leaves(ref_out))})
     return values
-
-
-def vmap_rows(fn, args: Args, probes, names, tol):
-    """``fn(leaves, probe)`` (a list of result leaves) vmapped over the leading axis, against one call per
-    example: the rows of ``batched=True``, named ``names`` (``None``: ``out[i]``)."""
-    vm = jax.vmap(fn)(args.leaves, probes)
-    names = [f"out[{i}]" for i in range(len(vm))] if names is None else names
-    n = args.leaves[0].shape[0]
-    per = [fn([l[b] for l in args.leaves], [p[b] for p in probes]) for b in range(n)]
-    refs = [np.stack([np.asarray(p[i]) for p in per]) for i in range(len(vm))]
-    return [compare_leaf(name, vm[i], refs[i], tol, default_atol(tol, refs[i])) for i, name in enumerate(names)]
 
 
 def tolerance(precision: str, rtol, fd: bool) -> float:

@@ -33,7 +33,8 @@ import numpy as np
 
 from verification.checker.rules.linear_maps import compare_maps
 from verification.checker.rules.args import Args, check_callables, precision_line, reference_dtype, tolerance
-from verification.checker.rules.diagnosis import RuleFinding, explain, where_of
+from verification.checker.base.findings import RuleFinding
+from verification.checker.rules.diagnosis import explain, where_of
 from verification.checker.rules.report import RuleReport
 from verification.checker.base.tolerances import FIT_RTOL
 

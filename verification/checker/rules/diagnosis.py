@@ -29,33 +29,19 @@ unknown                none fits; the block and worst index still say where
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Callable, Dict, List, Sequence
 
 import numpy as np
 
 from verification.checker.base import causes
+from verification.checker.base.findings import RuleFinding
+from verification.checker.base.fits import fits, max_norm
 from verification.checker.rules.linear_maps import Block, Leaf, embed, reference_dtype
 
 
-@dataclasses.dataclass
-class RuleFinding:
-    """A cause for one failing block, with its evidence and where the rule sits."""
-
-    output: str
-    input: str
-    cause: str
-    explanation: str
-    where: str = ""  # the rule's function and file:line
-
-    def as_dict(self):
-        return dataclasses.asdict(self)
-
-
 def _fits(a, b, fit):
-    """``a ~ b`` relative to the size of the mismatch they are meant to explain."""
-    scale = max(float(np.max(np.abs(b))) if b.size else 0.0, 1e-300)
-    return a.shape == b.shape and float(np.max(np.abs(a - b))) <= fit * scale
+    """``a ~ b`` relative to the largest entry of ``b`` (the one fit test, in the max norm)."""
+    return fits(a, b, fit, norm=max_norm)
 
 
 def _scale(R, F):
@@ -123,13 +109,13 @@ def _scale_finding(c: float, dims: Sequence[int]):
     the problem, not the one the rule reduces over.  So sizes of 2 are left out, and a factor 2 stays
     ``factor_2`` (the commoner mistake) even where some axis has 2 entries."""
     dims = [n for n in dims if n > 2]
-    cause = causes.name_scale(c, dims)
-    text = {"path_dropped": "the rule is ~0 times the reference: the term is missing",
-            "sign_flipped": "the rule has the opposite sign",
-            "mean_sum_confused": f"the rule is {c:g} times the reference: a sum and a mean over "
-                                 f"{causes.reduction_match(c, dims)} entries confused",
-            "factor_2": f"the rule is {c:g} times the reference: a factor 2 dropped or doubled"}
-    return cause, text.get(cause, f"the rule is {c:.6g} times the reference: a wrong constant")
+    return causes.scale_cause(c, dims, {
+        "path_dropped": "the rule is ~0 times the reference: the term is missing",
+        "sign_flipped": "the rule has the opposite sign",
+        "mean_sum_confused": lambda n: f"the rule is {c:g} times the reference: a sum and a mean over {n} entries "
+                                       "confused",
+        "factor_2": f"the rule is {c:g} times the reference: a factor 2 dropped or doubled"},
+        f"the rule is {c:.6g} times the reference: a wrong constant")
 
 
 def where_of(fn) -> str:

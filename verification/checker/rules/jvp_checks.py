@@ -26,12 +26,11 @@ import jax
 import jax.numpy as jnp
 
 from verification.checker.base import finite_differences as fd
-from verification.checker.rules.linear_maps import compare_maps, probe_set
-from verification.checker.rules.args import (Args, check_callables, decorated, out_space, precision_line, primal_row,
-                                    primal_values, reference_dtype, tolerance, vmap_rows)
-from verification.checker.rules.diagnosis import explain, primal_finding, where_of
+from verification.checker.rules.args import Args, check_callables, decorated, out_space
+from verification.checker.rules.diagnosis import where_of
+from verification.checker.rules.linear_maps import reference_dtype
 from verification.checker.rules.report import RuleReport
-from verification.checker.base.tolerances import FIT_RTOL
+from verification.checker.rules.skeleton import batched_rows, reference_of, rule_report
 
 
 def jvp_report(kind, rule_jvp, ref_fn, args: Args, *, rtol=None, where="", force_fd=False) -> RuleReport:
@@ -41,49 +40,31 @@ def jvp_report(kind, rule_jvp, ref_fn, args: Args, *, rtol=None, where="", force
     autodiff (or directional finite differences) differentiates for the reference.
     """
     ref_leaves = args.upcast()
-    reference = "finite differences" if force_fd else "autodiff of the primal"
     ref_out = ref_fn(*ref_leaves)
-    if not force_fd:
-        try:
-            jax.jvp(ref_fn, ref_leaves, [jnp.zeros_like(l) for l in ref_leaves])
-        except Exception as e:  # noqa: BLE001 -- any failure to forward-differentiate the primal
-            reference, force_fd = f"finite differences (the primal cannot be differentiated: {type(e).__name__})", True
+    reference, found = reference_of(lambda: jax.jvp(ref_fn, ref_leaves, [jnp.zeros_like(l) for l in ref_leaves]),
+                                    force_fd, "differentiated")
+
     def reference_t(t):
-        if force_fd:
+        if found is None:
             return fd.directional(ref_fn, ref_leaves, t, fd.step_for(reference_dtype()))
         return jax.tree.leaves(jax.jvp(ref_fn, ref_leaves, list(t))[1])
 
     space, treedef = out_space(ref_out)
     got_out, _ = rule_jvp(args.leaves, [jnp.zeros_like(l) for l in args.leaves])
-    report_err = ""
-    if jax.tree.structure(got_out) != treedef:
-        report_err = f"the rule's output {jax.tree.structure(got_out)} vs the primal's {treedef}"
 
     def rule(t):
         _, tout = rule_jvp(args.leaves, t)
         leaves = jax.tree.leaves(tout)
         return leaves if len(leaves) == len(space) else [None] * len(space)
 
-    tol = tolerance(args.precision, rtol, force_fd)
-    blocks = compare_maps(rule, reference_t, args.space(), space, tol, probe_is_input=True,
-                          ref_dtype=reference_dtype())
-    report = RuleReport(kind, reference, blocks, tol, precision_line(args.precision, reference),
-                        structure_error=report_err)
-    if not report_err:
-        report.primal = primal_row(got_out, ref_out, tol)
-    if not report.passed:
-        report.findings = explain(blocks, rule, reference_t, args.space(), [s.name for s in space], mode="jvp",
-                                  fit=FIT_RTOL[args.precision], primals=primal_values(args, space, ref_out),
-                                  where=where)
-        if report.primal is not None and not report.primal.passed:
-            report.findings.insert(0, primal_finding(where))
-    return report
+    return rule_report(kind, "jvp", args, rule=rule, reference_map=reference_t, space=space, treedef=treedef,
+                       got_out=got_out, ref_out=ref_out, reference=reference, fd=found is None, rtol=rtol,
+                       where=where)
 
 
-def batched_rows(rule_jvp, args: Args, tol):
-    """The rule vmapped over the leading axis against one call per example, on random tangents."""
-    ts = [jnp.asarray(probe_set(s, 7 + j)[0], s.dtype) for j, s in enumerate(args.space())]
-    return vmap_rows(lambda ls, t: jax.tree.leaves(rule_jvp(ls, t)[1]), args, ts, None, tol)
+def _tangents_out(rule_jvp):
+    """``(leaves, tangent leaves) -> output tangent leaves`` of ``rule_jvp(leaves, tangents) -> (out, tangent_out)``."""
+    return lambda ls, t: jax.tree.leaves(rule_jvp(ls, t)[1])
 
 
 def check_custom_jvp(f: Callable, *args, rtol=None, finite_differences=False, batched=False) -> RuleReport:
@@ -106,7 +87,7 @@ def check_custom_jvp(f: Callable, *args, rtol=None, finite_differences=False, ba
     report = jvp_report("custom_jvp", lambda ls, t: jax.jvp(rule_f, list(ls), list(t)), ref_f, a, rtol=rtol,
                         where=where, force_fd=finite_differences)
     if batched:
-        report.batched = batched_rows(lambda ls, t: jax.jvp(one_rule, list(ls), list(t)), a, report.rtol)
+        report.batched = batched_rows(_tangents_out(lambda ls, t: jax.jvp(one_rule, list(ls), list(t))), a, report.rtol)
     return report
 
 
@@ -133,7 +114,7 @@ def check_jvp(f: Callable, f_jvp: Callable, *args, rtol=None, finite_differences
     report = jvp_report("jvp", jax.vmap(one) if batched else one, jax.vmap(ref) if batched else ref, a, rtol=rtol,
                         where=where_of(f_jvp), force_fd=finite_differences)
     if batched:
-        report.batched = batched_rows(one, a, report.rtol)
+        report.batched = batched_rows(_tangents_out(one), a, report.rtol)
     return report
 
 

@@ -12,7 +12,7 @@ from typing import List, Optional
 from verification.checker.base.compare import LeafResult
 from verification.checker.rules.linear_maps import Block
 from verification.checker.base.report import CheckReport, json_number
-from verification.checker.rules.diagnosis import RuleFinding
+from verification.checker.base.findings import RuleFinding
 
 SCHEMA = "verification.check_rule/2"
 

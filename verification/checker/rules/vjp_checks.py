@@ -35,13 +35,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from verification.checker.rules.linear_maps import Leaf, compare_maps, probe_set
 from verification.checker.base.finite_differences import jacobian as fd_jacobian
-from verification.checker.rules.args import (Args, check_callables, decorated, out_space, precision_line,
-                                    primal_row, primal_values, reference_dtype, tolerance, vmap_rows)
-from verification.checker.rules.diagnosis import explain, primal_finding, where_of
+from verification.checker.rules.args import Args, check_callables, decorated, out_space
+from verification.checker.rules.diagnosis import where_of
+from verification.checker.rules.linear_maps import Leaf, reference_dtype
 from verification.checker.rules.report import RuleReport
-from verification.checker.base.tolerances import FIT_RTOL
+from verification.checker.rules.skeleton import batched_rows, reference_of, rule_report
 
 
 def pullback_of(fn, example_leaves):
@@ -66,21 +65,18 @@ def vjp_report(kind, rule_pb, got_out, ref_fn, args: Args, *, rtol=None, where="
     differences) differentiates for the reference.
     """
     ref_leaves = args.upcast()
-    reference, pb = "autodiff of the primal", None
-    if force_fd:
-        reference = "finite differences"
-    else:
-        try:
-            ref_out, pb = jax.vjp(ref_fn, *ref_leaves)
-            pb(jax.tree.map(jnp.zeros_like, ref_out))  # a while_loop fails only here, at transposition
-        except Exception as e:  # noqa: BLE001 -- any failure to reverse-differentiate the primal
-            reference = f"finite differences (the primal cannot be reverse-differentiated: {type(e).__name__})"
-            pb = None
+
+    def autodiff():
+        ref_out, pb = jax.vjp(ref_fn, *ref_leaves)
+        pb(jax.tree.map(jnp.zeros_like, ref_out))  # a while_loop fails only here, at transposition
+        return ref_out, pb
+
+    reference, found = reference_of(autodiff, force_fd, "reverse-differentiated")
+    ref_out, pb = found if found is not None else (None, None)
     if pb is None:
         jac, ref_out = fd_jacobian(ref_fn, ref_leaves)
     space, treedef = out_space(ref_out)
-    same = jax.tree.structure(got_out) == treedef
-    if same:
+    if jax.tree.structure(got_out) == treedef:
         space = [Leaf(s.name, s.shape, jnp.result_type(l)) for s, l in zip(space, jax.tree.leaves(got_out))]
     unravel_in = ravel_pytree(ref_leaves)[1]
     malformed = []
@@ -96,31 +92,13 @@ def vjp_report(kind, rule_pb, got_out, ref_fn, args: Args, *, rtol=None, where="
             malformed.append(True)
         return res if res is not None else [None] * len(args.leaves)
 
-    tol = tolerance(args.precision, rtol, pb is None)
-    blocks = compare_maps(rule, reference_ct, space, args.space(), tol, probe_is_input=False,
-                          ref_dtype=reference_dtype())
-    report = RuleReport(kind, reference, blocks, tol, precision_line(args.precision, reference))
-    if same:
-        report.primal = primal_row(got_out, ref_out, tol)
-    else:
-        report.structure_error = f"the rule's output {jax.tree.structure(got_out)} vs the primal's {treedef}"
-    if malformed:
-        report.structure_error = (f"the pullback must return a tuple with one cotangent per argument "
-                                  f"({len(args.args)}), shaped like the arguments")
-    if not report.passed:
-        report.findings = explain(blocks, rule, reference_ct, space, args.names, mode="vjp",
-                                  fit=FIT_RTOL[args.precision], primals=primal_values(args, space, ref_out),
-                                  where=where)
-        if report.primal is not None and not report.primal.passed:
-            report.findings.insert(0, primal_finding(where))
-    return report
+    def structure_error():
+        return (f"the pullback must return a tuple with one cotangent per argument ({len(args.args)}), shaped "
+                "like the arguments") if malformed else ""
 
-
-def batched_rows(rule_ct, args: Args, space, tol):
-    """The rule vmapped over the leading axis against one call per example, on random cotangents."""
-    n = args.leaves[0].shape[0]
-    cts = [jnp.asarray(probe_set(Leaf(s.name, (n, *s.shape), s.dtype), 7 + j)[0], s.dtype) for j, s in enumerate(space)]
-    return vmap_rows(rule_ct, args, cts, args.names, tol)
+    return rule_report(kind, "vjp", args, rule=rule, reference_map=reference_ct, space=space, treedef=treedef,
+                       got_out=got_out, ref_out=ref_out, reference=reference, fd=pb is None, rtol=rtol, where=where,
+                       structure_error=structure_error)
 
 
 def check_custom_vjp(f: Callable, *args, rtol=None, finite_differences=False, batched=False) -> RuleReport:
@@ -155,7 +133,7 @@ def check_custom_vjp(f: Callable, *args, rtol=None, finite_differences=False, ba
     if batched:
         one = [l[0] for l in a.leaves]
         space = out_space(jax.eval_shape(one_rule, *one))[0]
-        report.batched = batched_rows(pullback_of(one_rule, one), a, space, report.rtol)
+        report.batched = batched_rows(pullback_of(one_rule, one), a, report.rtol, out=space)
     return report
 
 
@@ -179,7 +157,7 @@ def check_vjp(f: Callable, f_vjp: Callable, *args, rtol=None, finite_differences
 
     def one_ct(ls, ct):
         _, td = out_space(jax.eval_shape(lambda *q: f(*a.rebuild(q)), *ls))
-        return a.select(f_vjp(*a.rebuild(ls))[1](jax.tree.unflatten(td, ct)))
+        return a.cotangents(f_vjp(*a.rebuild(ls))[1](jax.tree.unflatten(td, ct)))
 
     ref = lambda *ls: f(*a.rebuild(ls))  # noqa: E731
     if batched:
@@ -188,11 +166,11 @@ def check_vjp(f: Callable, f_vjp: Callable, *args, rtol=None, finite_differences
     else:
         got_out, pb = f_vjp(*a.args)  # one call: its pullback serves every probe
         td = jax.tree.structure(got_out)
-        rule_pb = lambda ct: a.select(pb(jax.tree.unflatten(td, ct)))  # noqa: E731
+        rule_pb = lambda ct: a.cotangents(pb(jax.tree.unflatten(td, ct)))  # noqa: E731
     report = vjp_report("vjp", rule_pb, got_out, jax.vmap(ref) if batched else ref, a, rtol=rtol,
                         where=where_of(f_vjp), force_fd=finite_differences)
     if batched:
-        report.batched = batched_rows(one_ct, a, out_space(jax.eval_shape(ref, *one))[0], report.rtol)
+        report.batched = batched_rows(one_ct, a, report.rtol, out=out_space(jax.eval_shape(ref, *one))[0])
     return report
 
 

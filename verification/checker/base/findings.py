@@ -1,0 +1,70 @@
+"""The findings a report carries: why a check failed, each with a ``cause`` of the one vocabulary
+(:data:`verification.checker.base.causes.CAUSES`) and a sentence that says it.
+
+There are three types, not one, because they answer three different questions and carry different
+evidence; one type would need fields that are meaningless for two of the three:
+
+* :class:`Hypothesis`: one change of a derivative rule *at a site of the traced loss* (an equation, or a
+  pair of them) that reproduces the hand gradient.  It carries the site (``eqn``, ``sites``,
+  ``also_at``, ``equivalent``), how well it fits (``residual``) and the fitted ``scale``; a gradient
+  report lists every hypothesis that fits (``GradientReport.hypotheses``, JSON schema
+  ``verification.check_gradients/3``).
+* :class:`Diagnosis`: the verdict on *one leaf* of a gradient check: a whole-leaf pattern if one fits
+  (transposed, an L2 term missing, ...), else the best hypothesis, with the site where the error
+  enters when one is known (``GradientReport.diagnoses``).
+* :class:`RuleFinding`: the cause of *one failing block* (output leaf, input leaf) of a custom rule's
+  Jacobian, and the rule function (``RuleReport.findings``, schema ``verification.check_rule/2``).
+
+All three are public (``verification.Hypothesis``, ``verification.Diagnosis``,
+``verification.RuleFinding``); their fields are their JSON.
+
+>>> RuleFinding("out", "x", "sign_flipped", "the rule has the opposite sign").as_dict()["cause"]
+'sign_flipped'
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import List, Optional
+
+
+@dataclasses.dataclass
+class Hypothesis:
+    """A change of one derivative rule (or two) inside the traced loss that reproduces the hand gradient."""
+
+    cause: str  # a code of the documented vocabulary (verification.CAUSES)
+    eqn: int  # equation index in the traced loss
+    where: str  # "tanh at model.py:12"
+    explanation: str  # "manual equals autodiff if ..."
+    residual: float  # ||M - H|| / ||M - G||
+    scale: Optional[float] = None  # for scalings: the fitted a
+    equivalent: List[str] = dataclasses.field(default_factory=list)  # other sites with the same effect
+    also_at: List[str] = dataclasses.field(default_factory=list)  # the same change made at these sites too
+    sites: List[int] = dataclasses.field(default_factory=list)  # every equation index named above
+    changes: int = 1  # distinct rule changes: 2 for a two-site (or two-operand) pair
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class Diagnosis:
+    """The verdict on one failing leaf of a gradient check."""
+
+    leaf: str
+    cause: str  # a code of the vocabulary (verification.checker.base.causes.CAUSES)
+    evidence: str
+    where: Optional[str] = None  # "op at file:line" where the error enters, when located
+
+
+@dataclasses.dataclass
+class RuleFinding:
+    """A cause for one failing block, with its evidence and where the rule sits."""
+
+    output: str
+    input: str
+    cause: str
+    explanation: str
+    where: str = ""  # the rule's function and file:line
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
