@@ -1,5 +1,11 @@
 """One verification row's comparison: the worst leaf of a pytree comparison, built on the checker's
-:func:`verification.checker.base.compare.compare_leaves`."""
+:func:`verification.checker.base.compare.compare_leaves`.
+
+>>> import jax.numpy as jnp
+>>> c = compare_trees({"w": jnp.array([1.0, 2.0])}, {"w": jnp.array([1.0, 2.0 + 1e-9])}, rtol=1e-6)
+>>> c.ok, c.where
+(True, "['w'][1]")
+"""
 from __future__ import annotations
 
 import dataclasses

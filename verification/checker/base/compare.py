@@ -4,13 +4,13 @@ Each leaf's error is *normwise*, ``max|a - b| / max(max|b|, tiny)``, so that a
 leaf whose entries are near zero does not turn rounding noise into a huge
 elementwise ratio.  A non-finite entry of ``a`` where ``b`` is finite counts as
 an infinite error.  :func:`compare_leaves` gives the per-leaf results (the
-gradient checker's table); :func:`compare_trees` folds them into one worst-leaf
-:class:`Comparison` (a verification row).
+gradient checker's table); the suite folds them into one worst-leaf row
+(:func:`verification.suite.comparison.compare_trees`).
 
 >>> import jax.numpy as jnp
->>> c = compare_trees({"w": jnp.array([1.0, 2.0])}, {"w": jnp.array([1.0, 2.0 + 1e-9])}, rtol=1e-6)
->>> c.ok, c.where
-(True, "['w'][1]")
+>>> leaves, structure_error = compare_leaves({"w": jnp.array([1.0, 2.0])}, {"w": jnp.array([1.0, 2.0 + 1e-9])}, rtol=1e-6)
+>>> leaves[0].passed, leaves[0].where, structure_error
+(True, "['w'][1]", '')
 """
 from __future__ import annotations
 

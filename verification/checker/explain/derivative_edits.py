@@ -27,12 +27,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from verification.checker.jaxpr import graph as jg
+from verification.checker.jaxpr import interpreter
+from verification.checker.explain import edits as ed
 from verification.checker.explain import saved_operands as saved
 
 # Elementwise derivatives written in terms of the op's output y, as people derive them by hand.
 OUTPUT_FORM = {"tanh": lambda u: 1 - u * u, "logistic": lambda u: u * (1 - u), "exp": lambda u: u,
                "sqrt": lambda u: 0.5 / u}
-PIECEWISE = ("max", "min", "custom_jvp_call[relu]", "abs", "custom_jvp_call[leaky_relu]")
+PIECEWISE = jg.KINKS_AT_TIES + jg.KINKS_AT_ZERO
 NOT_ELEMENTWISE_RULES = jg.PLUMBING | {"neg", "mul", "div", "add", "sub", "reduce_sum", "dot_general",
                                        "reduce_max", "reduce_min", "select_n"}
 STANDARD_MATMUL = (((1,), (0,)), ((), ()))
@@ -42,23 +44,15 @@ STANDARD_MATMUL = (((1,), (0,)), ((), ()))
 class Candidate:
     cause: str  # a code of verification.CAUSES
     eqn: int  # the equation named as the site (the latest, for a shared change)
-    edits: Dict[int, jg.Edit]  # equation -> its edited rule
+    edits: Dict[int, ed.Edit]  # equation -> its edited rule
     text: str  # "the derivative of tanh at model.py:12 is left out (treated as 1)"
     where: Optional[str] = None  # the site's name where it is not equation ``eqn`` itself (a line in a loop body)
 
 
 def saved_values(graph: jg.Graph, leaves) -> Dict:
     """Every forward value at this point, by variable (the leaves, the constants and each equation's outputs)."""
-    jaxpr = graph.closed.jaxpr
-    values = dict(zip(jaxpr.invars, leaves))
-    values.update(zip(jaxpr.constvars, graph.closed.consts))
-
-    def record(eqn, invals, outs, read):
-        values.update((v, jax.lax.stop_gradient(o)) for v, o in zip(eqn.outvars, outs))
-        return outs
-
-    jg.evaluate(graph, leaves, edits={i: record for i in range(len(graph.eqns))})
-    return values
+    saved = lambda i, eqn, invals, env: [jax.lax.stop_gradient(o) for o in interpreter.bind(eqn, invals)]  # noqa: E731
+    return interpreter.run(graph.closed, leaves, saved)
 
 
 def candidates(graph: jg.Graph, values, sites=None) -> List[Candidate]:
@@ -127,14 +121,14 @@ def _per_equation(graph, values, sites=None, body=False):
         if name == "select_n":
             yield from _select_edits(i, eqn, where)
         if name in ("max", "min") and n_vars == 2 and len(float_vars) == 2:
-            yield _one("wrong_branch", i, _loser_edit, f"the backward of {where} sends the cotangent to the input "
+            yield _one("wrong_branch", i, ed.Edit(_loser_edit), f"the backward of {where} sends the cotangent to the input "
                                                        "that lost (the mask inverted)")
         if name in ("reduce_max", "reduce_min") and not body:  # its masks are this iteration's
             yield from _routing_edits(i, eqn, where, values)
         if name in ("mul", "dot_general") and n_vars == 2:
             for j in float_vars:
                 if name == "mul":
-                    yield _one("derivative_dropped", i, jg.product_edit(j, lambda a, b: jnp.ones((), a.dtype)),
+                    yield _one("derivative_dropped", i, ed.product_edit(j, lambda a, b: jnp.ones((), a.dtype)),
                                f"the backward of {where} leaves out the factor (operand {2 - j}) in the cotangent "
                                f"to operand {j + 1}")
                 for u, x, what in saved.saved_candidates(graph, values, eqn.invars[1 - j], i, inputs=body):
@@ -146,15 +140,15 @@ def _per_equation(graph, values, sites=None, body=False):
 
 
 def _elementwise(graph, values, i, eqn, where, name, pos, body=False):
-    yield _one("derivative_dropped", i, jg.unary_edit(lambda x, y: jnp.ones_like(x), pos),
+    yield _one("derivative_dropped", i, ed.unary_edit(lambda x, y: jnp.ones_like(x), pos),
                f"the derivative of {where} is left out (treated as 1)")
-    yield _one("derivative_at_output", i, jg.unary_edit(lambda x, y, e=eqn: jg.local_derivative(e, y), pos),
+    yield _one("derivative_at_output", i, ed.unary_edit(lambda x, y, e=eqn: ed.local_derivative(e, y), pos),
                f"the derivative of {where} is evaluated at its output instead of its input")
     if name in OUTPUT_FORM:
-        yield _one("derivative_at_input", i, jg.unary_edit(lambda x, y, f=OUTPUT_FORM[name]: f(x), pos),
+        yield _one("derivative_at_input", i, ed.unary_edit(lambda x, y, f=OUTPUT_FORM[name]: f(x), pos),
                    f"the derivative of {where} is written in terms of its output but evaluated at its input")
     if name in PIECEWISE:
-        yield _one("wrong_branch", i, jg.unary_edit(lambda x, y, e=eqn: 1 - jg.local_derivative(e, x), pos),
+        yield _one("wrong_branch", i, ed.unary_edit(lambda x, y, e=eqn: 1 - ed.local_derivative(e, x), pos),
                    f"the derivative of {where} is taken from the other branch (the mask is inverted)")
         p = None if body else graph.producer.get(eqn.invars[pos])  # (in a body, its offset is this iteration's)
         if p is not None and jg.op_name(graph.eqns[p]) in ("add", "sub"):
@@ -163,7 +157,7 @@ def _elementwise(graph, values, i, eqn, where, name, pos, body=False):
             var_in = [v for v in inner.invars if isinstance(v, jcore.Var)]
             if lits and len(var_in) == 1 and var_in[0].aval.shape == eqn.invars[pos].aval.shape:
                 u = values[var_in[0]]
-                yield _one("wrong_threshold", i, jg.unary_edit(lambda x, y, e=eqn, u=u: jg.local_derivative(e, u),
+                yield _one("wrong_threshold", i, ed.unary_edit(lambda x, y, e=eqn, u=u: ed.local_derivative(e, u),
                                                                pos),
                            f"the mask of {where} is computed before the offset {float(lits[0].val):g} of "
                            f"{graph.describe(p)} (a margin or threshold left out)")
@@ -212,15 +206,14 @@ def _matmul_form(j, form):
         sA, sB = jax.lax.stop_gradient(A), jax.lax.stop_gradient(B)
         keep = (A - sA) @ sB if j == 1 else sA @ (B - sB)
         other = sB if j == 0 else sA
-        changed = jg.linear_with_transpose(lambda g: form(g, other), outs[0], invals[j])
+        changed = ed.linear_with_transpose(lambda g: form(g, other), outs[0], invals[j])
         return [jax.lax.stop_gradient(outs[0]) + keep + changed]
 
     def delta(eqn, invals, g):
         A, B = invals
         return {j: form(g, B) - g @ B.T if j == 0 else form(g, A) - A.T @ g}
 
-    edit.delta = delta
-    return edit
+    return ed.Edit(edit, delta)
 
 
 def _loser_edit(eqn, invals, outs, read):
@@ -246,23 +239,22 @@ def _routing_edits(i, eqn, where, values):
         masks.append(("the neighbouring window's position", jnp.roll(hit, 1, axis=kept[-1])))
     for what, mask in masks:
         def edit(eqn, invals, outs, read, mask=mask):
-            dev = invals[0] - jax.lax.stop_gradient(invals[0])
-            return [jax.lax.stop_gradient(outs[0]) + jnp.sum(mask * dev, axis=axes)]
+            return [jax.lax.stop_gradient(outs[0]) + jnp.sum(mask * ed.deviation(invals[0]), axis=axes)]
 
-        yield _one("wrong_selection", i, edit, f"the backward of {where} routes the cotangent to {what}")
+        yield _one("wrong_selection", i, ed.Edit(edit), f"the backward of {where} routes the cotangent to {what}")
 
 
 def _select_edits(i, eqn, where):
     """The backward of ``select_n(p, *cases)`` taking the wrong branch: always case ``k``, or (two cases)
     always the case not taken."""
     n = len(eqn.invars) - 1
-    dev = lambda t: t - jax.lax.stop_gradient(t)  # noqa: E731
+    dev = ed.deviation
 
     def always(k):
         def edit(eqn, invals, outs, read):
             return [jax.lax.stop_gradient(outs[0]) + dev(jnp.broadcast_to(invals[1 + k], outs[0].shape))]
 
-        return edit
+        return ed.Edit(edit)
 
     def flip(eqn, invals, outs, read):
         p, a, b = invals
@@ -273,4 +265,4 @@ def _select_edits(i, eqn, where):
             yield _one("wrong_branch", i, always(k), f"the backward of {where} always takes branch {k + 1} of {n} "
                                                      "(the derivative of one case used everywhere)")
     if n == 2 and all(jg.is_float(v) for v in eqn.invars[1:]):
-        yield _one("wrong_branch", i, flip, f"the backward of {where} sends the cotangent to the branch not taken")
+        yield _one("wrong_branch", i, ed.Edit(flip), f"the backward of {where} sends the cotangent to the branch not taken")

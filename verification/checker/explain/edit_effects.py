@@ -18,11 +18,12 @@ import dataclasses
 from typing import Any, Dict, Sequence
 
 import jax
-import jax.extend.core as jcore
 import jax.numpy as jnp
 import numpy as np
 
 from verification.checker.jaxpr import graph as jg
+from verification.checker.jaxpr import interpreter
+from verification.checker.explain.edits import evaluate
 
 SHIFT_OPS = ("reduce_max", "reduce_min", "argmax", "argmin", "stop_gradient")
 ZERO_COTANGENT_RTOL = 1e-9  # a shift's cotangent below this (relative to the largest) is zero up to rounding
@@ -45,7 +46,7 @@ def at_point(graph: jg.Graph, leaves) -> Point:
     probes = [jnp.zeros(v.aval.shape, v.aval.dtype) for v in outs]
 
     def f(pr):
-        return jg.evaluate(graph, leaves, probes=dict(zip(outs, pr)), outputs=outs)
+        return evaluate(graph, leaves, probes=dict(zip(outs, pr)), outputs=outs)
 
     (loss, vals), vjp = jax.vjp(f, probes)
     cots = dict(zip(outs, vjp((jnp.ones_like(loss), [jnp.zeros_like(v) for v in vals]))[0]))
@@ -65,29 +66,27 @@ def at_point(graph: jg.Graph, leaves) -> Point:
 
 
 def _fill_non_float(graph, values):
+    """The values ``values`` lacks (integer and boolean outputs), computed; the others kept."""
+
+    def missing(i, eqn, invals, env):
+        known = [env.get(v) for v in eqn.outvars]
+        return known if all(x is not None for x in known) else [
+            x if x is not None else o for x, o in zip(known, interpreter.bind(eqn, invals))]
+
     jaxpr = graph.closed.jaxpr
-    read = lambda v: v.val if isinstance(v, jcore.Literal) else values[v]  # noqa: E731
-    for e in jaxpr.eqns:
-        if all(values.get(v) is not None for v in e.outvars):
-            continue
-        out = e.primitive.bind(*[read(v) for v in e.invars], **e.primitive.get_bind_params(e.params))
-        for v, o in zip(e.outvars, out if e.primitive.multiple_results else [out]):
-            if values.get(v) is None:
-                values[v] = o
+    interpreter.run(jaxpr, [values[v] for v in jaxpr.invars], missing, env=values)
 
 
 def local_cotangents(eqn, invals, g, edit=None):
     """The cotangents equation ``eqn`` sends to its floating inputs for output cotangents ``g`` (a list),
     by its true rule or, with ``edit``, the edited one.  ``None`` for non-floating inputs."""
     pos = [j for j, v in enumerate(eqn.invars) if jg.is_float(v)]
-    bind_params = eqn.primitive.get_bind_params(eqn.params)
 
     def f(*xs):
         ins = list(invals)
         for j, x in zip(pos, xs):
             ins[j] = x
-        out = eqn.primitive.bind(*ins, **bind_params)
-        outs = list(out) if eqn.primitive.multiple_results else [out]
+        outs = interpreter.bind(eqn, ins)
         if edit is not None:
             outs = edit(eqn, ins, outs, None)
         return outs
@@ -114,7 +113,7 @@ def pullbacks(graph: jg.Graph, leaves, point: Point, deltas: Sequence[Dict[Any, 
     dtype = jnp.result_type(*leaves)
 
     def forward(ls):
-        return jg.evaluate(graph, ls, frozen=point.frozen, outputs=targets)[1]
+        return evaluate(graph, ls, frozen=point.frozen, outputs=targets)[1]
 
     def one(ls, cot):
         _, vjp = jax.vjp(forward, ls)
@@ -145,7 +144,7 @@ def _order(graph, v):
 def exact_gradient(graph: jg.Graph, leaves, point: Point, *, edits=None, scales=None) -> np.ndarray:
     """The flattened gradient with ``edits`` (equation -> edit) and ``scales`` (edge -> a) all applied."""
     sc = None if not scales else {e: jnp.asarray(a, jnp.result_type(*leaves)) for e, a in scales.items()}
-    g = jax.grad(lambda ls: jg.evaluate(graph, ls, edits=edits, scales=sc, frozen=point.frozen))(list(leaves))
+    g = jax.grad(lambda ls: evaluate(graph, ls, edits=edits, scales=sc, frozen=point.frozen))(list(leaves))
     return np.concatenate([np.ravel(np.asarray(x, np.float64)) for x in g])
 
 
@@ -158,7 +157,7 @@ def candidate_gradients(graph, leaves, cands) -> np.ndarray:
     dtype = jnp.result_type(*leaves)
 
     def flat_grad(w):
-        g = jax.grad(lambda ls: jg.evaluate(graph, ls, switched=switched, switch=w))(list(leaves))
+        g = jax.grad(lambda ls: evaluate(graph, ls, switched=switched, switch=w))(list(leaves))
         return jnp.concatenate([jnp.ravel(l).astype(jnp.float64) for l in g])
 
     return np.asarray(jax.vmap(flat_grad)(jnp.eye(len(cands), dtype=dtype)), np.float64)

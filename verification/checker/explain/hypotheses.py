@@ -28,6 +28,7 @@ import jax.extend.core as jcore
 import numpy as np
 
 from verification.checker.jaxpr import graph as jg
+from verification.checker.jaxpr import interpreter
 from verification.checker.explain import edit_effects as le
 from verification.checker.explain import loop_bodies
 from verification.checker.explain import ranking
@@ -49,7 +50,7 @@ def _flat(tree):
 
 
 def _read(point, v):
-    return jg.read_atom(point.values, v)
+    return interpreter.read(point.values, v)
 
 
 def _local(graph, point, i, edit=None):
@@ -73,9 +74,9 @@ def _edit_delta(graph, point, i, edit, true):
     """The change an edit of equation ``i``'s rule makes to the cotangents of its inputs (``true``: the
     true rule's, by equation)."""
     eqn = graph.eqns[i]
-    if hasattr(edit, "input_deltas"):  # a loop body's change: computed with its loop's others, in one pass
+    if edit.input_deltas is not None:  # a loop body's change: computed with its loop's others, in one pass
         return edit.input_deltas()
-    if hasattr(edit, "delta") and len(eqn.outvars) == 1 and eqn.outvars[0] in point.cotangents:
+    if edit.delta is not None and len(eqn.outvars) == 1 and eqn.outvars[0] in point.cotangents:
         g = point.cotangents[eqn.outvars[0]]
         return {eqn.invars[j]: d for j, d in edit.delta(eqn, [_read(point, v) for v in eqn.invars], g).items()
                 if isinstance(eqn.invars[j], jcore.Var)}

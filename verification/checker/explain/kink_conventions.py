@@ -13,11 +13,12 @@ import jax.extend.core as jcore
 import jax.numpy as jnp
 
 from verification.checker.jaxpr import graph as jg
+from verification.checker.jaxpr import interpreter
+from verification.checker.explain import edits as ed
 from verification.checker.jaxpr import source_lines
 from verification.checker.explain.derivative_edits import Candidate
 
 # Ops whose derivative jumps at 0 and whose tie points a hand derivation may assign to either side.
-KINK_OPS = ("custom_jvp_call[relu]", "abs", "custom_jvp_call[leaky_relu]")
 COMPARISONS = ("ge", "gt", "le", "lt")
 MAX_KINK_GROUPS = 3  # kinds of kink combined (3 ** groups candidates)
 
@@ -30,7 +31,7 @@ def kink_conventions(graph: jg.Graph, values: Dict) -> List[Candidate]:
     for i, eqn in enumerate(graph.eqns):
         name = jg.op_name(eqn)
         var_in = [j for j, v in enumerate(eqn.invars) if isinstance(v, jcore.Var)]
-        if name in KINK_OPS and len(var_in) == 1:
+        if name in jg.KINKS_AT_ZERO and len(var_in) == 1:
             x = values.get(eqn.invars[var_in[0]])
             if x is not None and bool(jnp.any(x == 0)):
                 groups.setdefault(name, []).append((i, [_kink_side(eqn, var_in[0], s) for s in (1.0, -1.0)]))
@@ -61,16 +62,16 @@ def kink_conventions(graph: jg.Graph, values: Dict) -> List[Candidate]:
 def _kink_side(eqn, pos, side):
     def derivative(x, y):
         nudged = jnp.where(x == 0, side * jnp.finfo(x.dtype).tiny, x)
-        return jg.local_derivative(eqn, nudged)
+        return ed.local_derivative(eqn, nudged)
 
-    return jg.unary_edit(derivative, pos)
+    return ed.unary_edit(derivative, pos)
 
 
 def _tie_mask(graph, values, pred):
     p = graph.producer.get(pred)
     if p is None or graph.eqns[p].primitive.name not in COMPARISONS or p not in graph.live:
         return None
-    a, b = (v.val if isinstance(v, jcore.Literal) else values.get(v) for v in graph.eqns[p].invars)
+    a, b = (interpreter.read(values, v) if isinstance(v, jcore.Literal) or v in values else None for v in graph.eqns[p].invars)
     if a is None or b is None:
         return None
     tie = jnp.asarray(a) == jnp.asarray(b)
@@ -79,11 +80,9 @@ def _tie_mask(graph, values, pred):
 
 def _tie_flip(tie):
     """The backward of ``select_n(p, a, b)`` sends the cotangent to the other case where the comparison ties."""
-    dev = lambda t: t - jax.lax.stop_gradient(t)  # noqa: E731
-
     def edit(eqn, invals, outs, read):
         p, a, b = invals
         flipped = jnp.where(jnp.broadcast_to(tie, p.shape), jnp.logical_not(p), p)
-        return [jax.lax.stop_gradient(outs[0]) + jax.lax.select_n(flipped, dev(a), dev(b))]
+        return [jax.lax.stop_gradient(outs[0]) + jax.lax.select_n(flipped, ed.deviation(a), ed.deviation(b))]
 
-    return edit
+    return ed.Edit(edit)

@@ -12,11 +12,13 @@ from __future__ import annotations
 from typing import List
 
 import jax
+import jax.extend.core as jcore
 import numpy as np
 
 from verification.checker.base import finite_differences as fd
 from verification.checker.explain import edit_effects as le
 from verification.checker.jaxpr import graph as jg
+from verification.checker.jaxpr import interpreter
 from verification.checker.explain import kink_conventions
 from verification.checker.explain import derivative_edits
 from verification.checker.base.compare import compare_leaves
@@ -31,16 +33,16 @@ def kinks_at(graph, leaves) -> List[str]:
     found = []
 
     def val(v):
-        return np.asarray(v.val if isinstance(v, jg.jcore.Literal) else values.get(v))
+        return np.asarray(interpreter.read(values, v) if isinstance(v, jcore.Literal) or v in values else None)
 
     for i, eqn in enumerate(graph.eqns):
         name = jg.op_name(eqn)
         ins = [val(v) for v in eqn.invars]
         if any(x.dtype == object for x in ins) or i not in graph.live:
             continue
-        if name in ("abs", "custom_jvp_call[relu]", "sign") and np.any(ins[0] == 0):
+        if name in jg.KINKS_AT_ZERO + ("sign",) and np.any(ins[0] == 0):  # sign: its value jumps at 0
             found.append(graph.describe(i))
-        elif name in ("max", "min", "ge", "gt", "le", "lt") and len(ins) == 2 and np.any(ins[0] == ins[1]):
+        elif name in jg.KINKS_AT_TIES + ("ge", "gt", "le", "lt") and len(ins) == 2 and np.any(ins[0] == ins[1]):
             found.append(graph.describe(i))
     return found
 

@@ -18,17 +18,33 @@ checked against the true cotangent at that point, and the first wrong one in bac
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 
 from verification.checker.jaxpr import graph as jg
 
-_PROBES: Dict[str, object] = {}  # name -> additive probe while true_cotangents runs
-_SEEN: List[tuple] = []  # (name, shape, dtype) in call order while recording
-_RECORDING = [False]
+class _Taps(NamedTuple):
+    """What :func:`tap` does while the checker runs a loss: record each tap, or add a probe to it."""
+
+    seen: Optional[List[tuple]]  # (name, shape, dtype) in call order, while recording
+    probes: Dict[str, Any]  # name -> additive probe
+
+
+_ACTIVE: contextvars.ContextVar[Optional[_Taps]] = contextvars.ContextVar("verification_taps", default=None)
+
+
+@contextlib.contextmanager
+def _tapping(taps: _Taps):
+    token = _ACTIVE.set(taps)
+    try:
+        yield taps
+    finally:
+        _ACTIVE.reset(token)
 
 
 def tap(name: str, x):
@@ -39,21 +55,20 @@ def tap(name: str, x):
     autodiff's cotangent there, and the report's localisation names the first wrong one in backward
     order (``first_wrong_delta``).  Public as ``verification.tap``.
     """
-    if _RECORDING[0]:
-        _SEEN.append((name, jnp.shape(x), jnp.result_type(x)))
-    probe = _PROBES.get(name)
+    taps = _ACTIVE.get()
+    if taps is None:
+        return x
+    if taps.seen is not None:
+        taps.seen.append((name, jnp.shape(x), jnp.result_type(x)))
+    probe = taps.probes.get(name)
     return x if probe is None else x + probe
 
 
 def tapped(loss, params, *args, **kwargs) -> List[tuple]:
     """``(name, shape, dtype)`` of every :func:`tap` in ``loss``, in forward order."""
-    _SEEN.clear()
-    _RECORDING[0] = True
-    try:
+    with _tapping(_Taps([], {})) as taps:
         jax.eval_shape(lambda p: loss(p, *args, **kwargs), params)
-    finally:
-        _RECORDING[0] = False
-    return list(_SEEN)
+    return list(taps.seen)
 
 
 def true_cotangents(loss, params, *args, **kwargs) -> Dict[str, jax.Array]:
@@ -62,11 +77,8 @@ def true_cotangents(loss, params, *args, **kwargs) -> Dict[str, jax.Array]:
     zeros = {name: jnp.zeros(shape, dtype) for name, shape, dtype in taps}
 
     def probed(probes):
-        _PROBES.update(probes)
-        try:
+        with _tapping(_Taps(None, probes)):
             return loss(params, *args, **kwargs)
-        finally:
-            _PROBES.clear()
 
     return jax.grad(probed)(zeros)
 

@@ -29,6 +29,8 @@ import numpy as np
 from verification.checker.base import finite_differences as fd
 from verification.checker.jaxpr import inline
 from verification.checker.jaxpr import graph as jg
+from verification.checker.jaxpr import interpreter
+from verification.checker.explain import edits as ed
 from verification.checker.explain import derivative_edits
 from verification.checker.explain import scale_causes
 
@@ -51,7 +53,7 @@ class _Scan:
     def __init__(self, graph, point, i):
         self.graph, self.point, self.i = graph, point, i
         self.eqn = graph.eqns[i]
-        self.invals = [jg.read_atom(point.values, v) for v in self.eqn.invars]
+        self.invals = [interpreter.read(point.values, v) for v in self.eqn.invars]
         self.changes = []  # (cause, text, where): change k runs where the index is k
         self.loop = None
         self._deltas = None
@@ -67,7 +69,7 @@ class _Scan:
         self.loop = _Loop(self, self.eqn, self.invals, "")
         line = self.graph.user_line(self.i)
         loop = f"the loop at {line}" if line else "the loop"  # a scan, a fori_loop, or a while_loop at this point
-        return [derivative_edits.Candidate(cause, self.i, {self.i: _ScanEdit(self, k)},
+        return [derivative_edits.Candidate(cause, self.i, {self.i: _scan_edit(self, k)},
                                      f"{text}, at every one of the {self.loop.length} iterations of {loop}", where)
                 for k, (cause, text, where) in enumerate(self.changes)]
 
@@ -124,14 +126,14 @@ class _Program:
         changes = [(c.edits, c.cause, c.text, g.describe(c.eqn)) for c in derivative_edits.body_changes(g, values)]
         for b, j in g.edges:
             if jg.op_name(g.eqns[b]) not in jg.PLUMBING:
-                changes += [({b: _scaled_input(j, a)}, *scale_causes.classify(g, b, j, a), g.describe(b))
+                changes += [({b: ed.scaled_input(j, a)}, *scale_causes.classify(g, b, j, a), g.describe(b))
                             for a in scale_causes.CANONICAL_SCALES]
         self.changes = changes
         for edits, cause, text, where in changes:
             self.switch(root.add(cause, text + context, where), edits)
         for b, e in enumerate(g.eqns):
             if b in g.live and e.primitive.name in ("scan", "cond"):
-                ins, line = [jg.read_atom(values, v) for v in e.invars], g.user_line(b) or "?"
+                ins, line = [interpreter.read(values, v) for v in e.invars], g.user_line(b) or "?"
                 self.units[b] = (_Loop(root, e, ins, f" (inside the inner loop at {line}){context}")
                                  if e.primitive.name == "scan" else _Cond(root, e, ins, line, context))
 
@@ -144,10 +146,10 @@ class _Program:
     def run(self, args, k):
         """This program's outputs on ``args`` with change ``k`` made where it lies in this program."""
         every = [v for e in self.graph.eqns for v in e.outvars]
-        _, values = jg.evaluate(self.graph, args, outputs=every)  # for an edit that reads a value saved later
+        _, values = ed.evaluate(self.graph, args, outputs=every)  # for an edit that reads a value saved later
         known = {v: jax.lax.stop_gradient(u) for v, u in zip(every, values)}
-        units = {b: (lambda eqn, invals, outs, read, u=u: u.run(invals, k)) for b, u in self.units.items()}
-        out = jg.evaluate(self.graph, args, switched=self.switched, switch=k, known=known, edits=units or None)
+        units = {b: ed.Edit(lambda eqn, invals, outs, read, u=u: u.run(invals, k)) for b, u in self.units.items()}
+        out = ed.evaluate(self.graph, args, switched=self.switched, switch=k, known=known, edits=units or None)
         return out if isinstance(out, list) else [out]
 
 
@@ -203,27 +205,7 @@ class _Cond:
         return list(jax.lax.switch(invals[0], fns, *invals[1:]))
 
 
-class _ScanEdit:
+def _scan_edit(scan: _Scan, k: int) -> ed.Edit:
     """The edit of the scan equation that makes change ``k`` of its body at every iteration."""
-
-    def __init__(self, scan: _Scan, k: int):
-        self.scan, self.k = scan, k
-
-    def __call__(self, eqn, invals, outs, read):
-        return self.scan.run(invals, jnp.asarray(self.k))
-
-    def input_deltas(self):
-        return self.scan.deltas()[self.k]
-
-
-def _scaled_input(j, a):
-    """An edit whose cotangent to input ``j`` is ``a`` times the true one (``a x + (1 - a) sg(x)``)."""
-
-    def edit(eqn, invals, outs, read):
-        ins = list(invals)
-        x = ins[j]
-        ins[j] = a * x + (1 - a) * jax.lax.stop_gradient(x)
-        out = eqn.primitive.bind(*ins, **eqn.primitive.get_bind_params(eqn.params))
-        return list(out) if eqn.primitive.multiple_results else [out]
-
-    return edit
+    return ed.Edit(lambda eqn, invals, outs, read: scan.run(invals, jnp.asarray(k)),
+                      input_deltas=lambda: scan.deltas()[k])

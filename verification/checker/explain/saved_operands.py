@@ -15,12 +15,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from verification.checker.jaxpr import graph as jg
+from verification.checker.jaxpr import interpreter
+from verification.checker.explain import edits as ed
 
 MAX_SAVED_CANDIDATES = 8  # forward values tried in place of a product's saved operand, nearest first
 MAX_LOOP_SAVED = 24  # loop-wide saved-operand changes (neighbouring iteration, mirrored instance)
 
 
-def operand_edit(j: int, u) -> jg.Edit:
+def operand_edit(j: int, u) -> ed.Edit:
     """A two-operand product (``mul`` or ``dot_general``) whose cotangent to operand ``j`` is computed with
     the forward value ``u`` in place of the other operand; operand ``1 - j`` keeps its rule.  ``u`` may be
     a variable of the program instead, read (reshaped to the operand) where the edit runs: a loop body's
@@ -32,10 +34,10 @@ def operand_edit(j: int, u) -> jg.Edit:
             shape = jnp.shape(invals[1 - j])
             return operand_edit(j, jax.lax.stop_gradient(jnp.reshape(read(var), shape)))(eqn, invals, outs, read)
 
-        return edit
+        return ed.Edit(edit)
 
     def edit(eqn, invals, outs, read):
-        bind = lambda a, b: eqn.primitive.bind(a, b, **eqn.primitive.get_bind_params(eqn.params))  # noqa: E731
+        bind = lambda a, b: interpreter.bind(eqn, [a, b])[0]  # noqa: E731
         s = [jax.lax.stop_gradient(v) for v in invals]
         dev = [v - w for v, w in zip(invals, s)]
         other = [None, None]
@@ -47,12 +49,10 @@ def operand_edit(j: int, u) -> jg.Edit:
     def delta(eqn, invals, g):  # bilinear: the cotangent to j changes by that of bind with (u - other)
         ins = list(invals)
         ins[1 - j] = u - invals[1 - j]
-        _, vjp = jax.vjp(lambda x: eqn.primitive.bind(*(ins[:j] + [x] + ins[j + 1:]),
-                                                      **eqn.primitive.get_bind_params(eqn.params)), invals[j])
+        _, vjp = jax.vjp(lambda x: interpreter.bind(eqn, ins[:j] + [x] + ins[j + 1:])[0], invals[j])
         return {j: vjp(g)[0]}
 
-    edit.delta = delta
-    return edit
+    return ed.Edit(edit, delta)
 
 
 def saved_candidates(graph, values, v, i, inputs=False):

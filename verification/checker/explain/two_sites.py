@@ -11,7 +11,7 @@ from typing import List
 
 import numpy as np
 
-from verification.checker.explain import scale_causes
+from verification.checker.explain import edits as ed, scale_causes
 from verification.checker.base.findings import Hypothesis
 
 MAX_PAIRS_EXACT = 6  # two-site candidates evaluated exactly
@@ -24,7 +24,7 @@ def _both(e1, e2):
     def edit(eqn, invals, outs, read):
         return [a + b - o for a, b, o in zip(e1(eqn, invals, outs, read), e2(eqn, invals, outs, read), outs)]
 
-    return edit
+    return ed.Edit(edit)
 
 
 def pairs(graph, exact, groups, singles, R, C, col_of, G, fit) -> List[Hypothesis]:

@@ -1,14 +1,9 @@
-"""A loss function as a list of equations: where each parameter leaf enters, with the user's source lines,
-and an interpreter that re-runs the equations with one derivative rule edited.
+"""A loss function as a list of equations: where each parameter leaf enters, with the user's source lines.
+The equations are run by :mod:`verification.checker.jaxpr.interpreter`, and re-run with a derivative
+edited by :mod:`verification.checker.explain.edits`.
 
 The equations come from ``jax.make_jaxpr`` (which inlines ``jit``); higher-order equations
-(``custom_jvp_call``, ``custom_vjp_call``, control flow) stay whole units.  Edits never change the
-forward values, only the derivatives, by the stop-gradient identity
-
-.. math::  y' = \\mathrm{sg}(y) + L\\big(x - \\mathrm{sg}(x)\\big),
-
-whose value is :math:`y` and whose derivative with respect to :math:`x` is the linear map :math:`L` of our
-choice: autodiff of the edited program is autodiff with exactly one rule changed.
+(``custom_jvp_call``, ``custom_vjp_call``, control flow) stay whole units.
 """
 from __future__ import annotations
 
@@ -27,6 +22,11 @@ from verification.checker.jaxpr.source_lines import library_line, user_line
 PLUMBING = {"broadcast_in_dim", "reshape", "convert_element_type", "squeeze", "expand_dims", "transpose", "copy",
             "stop_gradient", "is_finite", "sign", "iota", "eq", "ne", "lt", "le", "gt", "ge",
             "pjit", "jit", "slice", "concatenate", "reduce_max", "argmax"}
+
+# The one list of kinks (op names as :func:`op_name` writes them): elementwise ops of one input whose
+# derivative jumps at 0, and ops of two inputs whose derivative jumps where they tie.
+KINKS_AT_ZERO = ("abs", "custom_jvp_call[relu]", "custom_jvp_call[leaky_relu]")
+KINKS_AT_TIES = ("max", "min")
 
 
 
@@ -148,140 +148,5 @@ def graph_of(closed, leaf_names: Sequence[str], treedef=None) -> Graph:
     return Graph(closed, list(leaf_names), treedef, uses, edges, producer)
 
 
-def _sg_dev(x):
-    """``x - sg(x)``: value 0, derivative identity."""
-    return x - jax.lax.stop_gradient(x)
-
-
-def read_atom(values, v):
-    """The value of ``v`` in ``values``, or a literal's own value."""
-    return v.val if isinstance(v, jcore.Literal) else values[v]
-
-
 def is_float(v) -> bool:
     return isinstance(v, jcore.Var) and jnp.issubdtype(v.aval.dtype, jnp.inexact)
-
-
-Edit = Callable[[Any, List[Any], List[Any], Callable], List[Any]]  # (eqn, invals, outvals, read) -> new outvals
-# An edit may carry ``edit.delta(eqn, invals, g) -> {input position: change of its cotangent}``: the change
-# of the rule in closed form, for output cotangent ``g``, so that its effect needs no autodiff of the edit.
-
-
-def evaluate(graph: Graph, leaves: Sequence[Any], *, edits: Optional[Dict[int, Edit]] = None,
-             scales: Optional[Dict[tuple, Any]] = None, switched: Optional[Dict[int, List[tuple]]] = None,
-             switch=None, frozen=(), probes: Optional[Dict[Any, Any]] = None, outputs: Sequence[Any] = (),
-             known: Optional[Dict[Any, Any]] = None):
-    """Run the equations on ``leaves``.
-
-    ``edits[i]`` replaces equation ``i``'s outputs by an edited version (same values, other derivatives);
-    ``scales[(i, j)]`` multiplies the cotangent that equation ``i`` sends to its input ``j`` by a scalar
-    (``a x + (1 - a) sg(x)``: value ``x``, derivative ``a``).  ``switched[i]`` lists ``(k, edit)`` pairs
-    whose edit is weighted by ``switch[k]``: with a one-hot ``switch``, exactly edit ``k`` is on, so one
-    program, vmapped over the rows of the identity, gives every edit's gradient.  An integer ``switch``
-    selects edit ``switch`` alone (``lax.switch``: the others are never computed, for a loop over many).  Variables in ``frozen``
-    pass no cotangent (a max-shift whose true cotangent is zero stays zero under any edit); ``probes[v]``
-    is added to ``v`` (zeros: their gradient is ``v``'s true cotangent).  With ``outputs``, returns
-    ``(loss, [value of each var in outputs])``.  ``known`` holds values of this same point that an
-    edit may read before their equation runs (a value saved later in a loop body); a program with several
-    outputs (a loop body) returns all of them.
-    """
-    env = {}
-    jaxpr = graph.closed.jaxpr
-
-    def read(v):
-        if isinstance(v, jcore.Literal):
-            return v.val
-        return env[v] if v in env or known is None else known[v]
-
-    select = switch is not None and jnp.issubdtype(jnp.result_type(switch), jnp.integer)
-    for v, c in zip(jaxpr.constvars, graph.closed.consts):
-        env[v] = c
-    for v, x in zip(jaxpr.invars, leaves):
-        env[v] = x
-    for i, eqn in enumerate(jaxpr.eqns):
-        invals = [read(v) for v in eqn.invars]
-        if scales:
-            for j, v in enumerate(eqn.invars):
-                a = scales.get((i, j))
-                if a is not None:
-                    x = invals[j]
-                    invals[j] = a.astype(x.dtype) * x + (1 - a).astype(x.dtype) * jax.lax.stop_gradient(x)
-        out = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(eqn.params))
-        outs = list(out) if eqn.primitive.multiple_results else [out]
-        if edits and i in edits:
-            outs = edits[i](eqn, invals, outs, read)
-        if switched and i in switched and select:  # only the edit whose index is ``switch`` runs
-            ks = jnp.asarray([k for k, _ in switched[i]])
-            which = jnp.sum(jnp.where(ks == switch, jnp.arange(1, len(ks) + 1), 0))
-            fns = [lambda base=outs: base] + [lambda e=e, base=outs: e(eqn, invals, base, read) for _, e in switched[i]]
-            outs = list(jax.lax.switch(which, fns))
-        elif switched and i in switched:
-            base = outs
-            for k, edit in switched[i]:
-                w = switch[k]
-                outs = [o + w.astype(o.dtype) * (e - b) for o, e, b in zip(outs, edit(eqn, invals, base, read), base)]
-        for v, o in zip(eqn.outvars, outs):
-            if v in frozen:
-                o = jax.lax.stop_gradient(o)
-            if probes and v in probes:
-                o = o + probes[v]
-            env[v] = o
-    out = read(jaxpr.outvars[0]) if len(jaxpr.outvars) == 1 else [read(v) for v in jaxpr.outvars]
-    return (out, [read(v) for v in outputs]) if outputs else out
-
-
-def unary_edit(derivative: Callable, position: int = 0) -> Edit:
-    """An edit of an elementwise equation of one variable input (at ``position``; the others are literals):
-    its derivative becomes ``derivative(x, y)``."""
-
-    def edit(eqn, invals, outs, read):
-        x, y = invals[position], outs[0]
-        d = jax.lax.stop_gradient(derivative(jax.lax.stop_gradient(x), jax.lax.stop_gradient(y)))
-        return [jax.lax.stop_gradient(y) + d * _sg_dev(x)]
-
-    def delta(eqn, invals, g):
-        x = invals[position]
-        y = _bind(eqn, invals)
-        return {position: g * (derivative(x, y) - local_derivative(eqn, x))}
-
-    edit.delta = delta
-    return edit
-
-
-def _bind(eqn, invals):
-    out = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(eqn.params))
-    return out[0] if eqn.primitive.multiple_results else out
-
-
-def local_derivative(eqn, x):
-    """The elementwise derivative at ``x`` of an equation with one variable input (the rest literals)."""
-    bind_params = eqn.primitive.get_bind_params(eqn.params)
-
-    def f(u):
-        args = [u if isinstance(v, jcore.Var) else v.val for v in eqn.invars]
-        out = eqn.primitive.bind(*args, **bind_params)
-        return out[0] if eqn.primitive.multiple_results else out
-
-    if eqn.primitive.name.startswith("custom_vjp"):  # no forward rule: elementwise, its pullback of ones is the same
-        y, pullback = jax.vjp(f, x)
-        return pullback(jnp.ones_like(y))[0]
-    return jax.jvp(f, (x,), (jnp.ones_like(x),))[1]
-
-
-def product_edit(operand: int, factor: Callable) -> Edit:
-    """An edit of ``a * b``: the cotangent to operand ``operand`` is multiplied by ``factor(a, b)`` (from the
-    saved values) instead of by the other operand; the other operand keeps its rule."""
-
-    def edit(eqn, invals, outs, read):
-        saved = [jax.lax.stop_gradient(v) for v in invals]
-        keep = saved[operand] * _sg_dev(invals[1 - operand])
-        changed = factor(*saved) * _sg_dev(invals[operand])
-        return [jax.lax.stop_gradient(outs[0]) + keep + changed]
-
-    return edit
-
-
-def linear_with_transpose(backward: Callable, y, x):
-    """A term with value 0 whose reverse-mode rule sends the cotangent ``g`` of ``y`` to ``backward(g)`` at ``x``."""
-    forward = jax.linear_transpose(backward, jnp.zeros_like(y))  # dx -> L(dx), the map whose transpose is backward
-    return forward(_sg_dev(x))[0]

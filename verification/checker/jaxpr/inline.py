@@ -23,6 +23,8 @@ import jax
 import jax.extend.core as jcore
 import numpy as np
 
+from verification.checker.jaxpr.interpreter import bind, read, run
+
 CALLS = ("pjit", "jit", "closed_call", "core_call", "remat2", "checkpoint", "remat")
 RESOLVED = ("cond", "while") + CALLS
 CUSTOM_CALLS = ("custom_vjp_call", "custom_vjp_call_jaxpr", "custom_jvp_call")
@@ -39,9 +41,6 @@ class _Flat:
         self.values: Dict[Any, Any] = {}  # var -> its value at the point
         self.rules = False  # inline custom rules' primals too
         self.static = False  # inline calls only, evaluating nothing (a loop body: no single point)
-
-    def read(self, v):
-        return v.val if isinstance(v, jcore.Literal) else self.values[v]
 
     def const(self, value):
         v = jcore.Var(jax.typeof(value))
@@ -99,8 +98,9 @@ def inline_calls(closed) -> Any:
 
 
 def _rebuilt(flat, closed):
-    outer = _run(flat, closed.jaxpr, {})
-    outvars = [outer.get(v, v) if isinstance(v, jcore.Var) else v for v in closed.jaxpr.outvars]
+    top = closed.jaxpr
+    outer = _run(flat, top, dict(zip(top.constvars, top.constvars)), top.invars)
+    outvars = [outer[v] if isinstance(v, jcore.Var) else v for v in top.outvars]
     jaxpr = jcore.Jaxpr(list(closed.jaxpr.constvars) + flat.constvars, list(closed.jaxpr.invars), outvars, flat.eqns,
                         closed.jaxpr.effects, debug_info=closed.jaxpr.debug_info)
     return jcore.ClosedJaxpr(jaxpr, list(closed.consts) + flat.consts)
@@ -113,57 +113,51 @@ def _closed_call(flat, closed, args):
 
 
 def _call(flat, jaxpr, args, rename):
-    rename = dict(rename)
-    rename.update(zip(jaxpr.invars, args))
-    rename = _run(flat, jaxpr, rename)
-    return [rename.get(v, v) if isinstance(v, jcore.Var) else v for v in jaxpr.outvars]
+    rename = _run(flat, jaxpr, dict(rename), args)
+    return [rename[v] if isinstance(v, jcore.Var) else v for v in jaxpr.outvars]
 
 
-def _run(flat, jaxpr, rename):
-    """Append ``jaxpr``'s equations (inner variables renamed to outer atoms by ``rename``) to ``flat``."""
-    sub = lambda v: rename.get(v, v) if isinstance(v, jcore.Var) else v  # noqa: E731
-    for eqn in jaxpr.eqns:
-        ins = [sub(v) for v in eqn.invars]
-        name = eqn.primitive.name
-        outs = None
-        if len(flat.eqns) < MAX_EQNS:
-            if flat.static and name not in CALLS:
-                pass
-            elif name == "cond":
-                index = int(np.asarray(flat.read(ins[0])))
-                branches = eqn.params["branches"]
-                outs = _closed_call(flat, branches[min(max(index, 0), len(branches) - 1)], ins[1:])
-            elif name == "while":
-                outs = _while(flat, eqn, ins)
-            elif flat.rules and name in CUSTOM_CALLS:
-                outs = _closed_call(flat, eqn.params["call_jaxpr"], ins)
-            elif name in CALLS:
-                inner = eqn.params.get("jaxpr") or eqn.params.get("call_jaxpr")
-                if isinstance(inner, jcore.ClosedJaxpr):
-                    outs = _closed_call(flat, inner, ins)
-                elif inner is not None:
-                    outs = _call(flat, inner, ins, {})
-        if outs is None:  # an ordinary equation (or a unit): fresh outputs, evaluated at the point
-            new = [jcore.Var(v.aval) for v in eqn.outvars]
-            flat.eqns.append(eqn.replace(invars=ins, outvars=new))
-            if flat.static:
-                for v, o in zip(eqn.outvars, new):
-                    rename[v] = o
-                continue
-            vals = eqn.primitive.bind(*[flat.read(v) for v in ins], **eqn.primitive.get_bind_params(eqn.params))
-            for v, o in zip(new, vals if eqn.primitive.multiple_results else [vals]):
-                flat.values[v] = o
-            outs = new
-        for v, o in zip(eqn.outvars, outs):
-            rename[v] = o
-    return rename
+def _run(flat, jaxpr, rename, args):
+    """Append ``jaxpr``'s equations to ``flat``, run by the one interpreter over an environment of outer
+    atoms: ``rename`` maps the inner constants (and receives every inner variable), ``args`` are the outer
+    atoms of the inputs.  Returns the environment."""
+    return run(jaxpr, args, lambda i, eqn, invals, env: _inline_eqn(flat, eqn, env), env=rename)
+
+
+def _inline_eqn(flat, eqn, rename):
+    """The outer atoms of one equation's outputs: its body inlined, or the equation itself appended (and,
+    at a point, evaluated there)."""
+    ins = [v if isinstance(v, jcore.Literal) else rename[v] for v in eqn.invars]  # outer atoms, literals kept
+    name = eqn.primitive.name
+    outs = None
+    if len(flat.eqns) < MAX_EQNS and not (flat.static and name not in CALLS):
+        if name == "cond":
+            index = int(np.asarray(read(flat.values, ins[0])))
+            branches = eqn.params["branches"]
+            outs = _closed_call(flat, branches[min(max(index, 0), len(branches) - 1)], ins[1:])
+        elif name == "while":
+            outs = _while(flat, eqn, ins)
+        elif flat.rules and name in CUSTOM_CALLS:
+            outs = _closed_call(flat, eqn.params["call_jaxpr"], ins)
+        elif name in CALLS:
+            inner = eqn.params.get("jaxpr") or eqn.params.get("call_jaxpr")
+            if isinstance(inner, jcore.ClosedJaxpr):
+                outs = _closed_call(flat, inner, ins)
+            elif inner is not None:
+                outs = _call(flat, inner, ins, {})
+    if outs is None:  # an ordinary equation (or a unit): fresh outputs, evaluated at the point
+        outs = [jcore.Var(v.aval) for v in eqn.outvars]
+        flat.eqns.append(eqn.replace(invars=ins, outvars=outs))
+        if not flat.static:
+            flat.values.update(zip(outs, bind(eqn, [read(flat.values, v) for v in ins])))
+    return outs
 
 
 def _while(flat, eqn, ins):
     p = eqn.params
     nc, nb = p["cond_nconsts"], p["body_nconsts"]
     cond_consts, body_consts, carry = ins[:nc], ins[nc:nc + nb], ins[nc + nb:]
-    trips = _trips(p, *[[flat.read(v) for v in vs] for vs in (cond_consts, body_consts, carry)])
+    trips = _trips(p, *[[read(flat.values, v) for v in vs] for vs in (cond_consts, body_consts, carry)])
     if trips > MAX_TRIPS:
         raise ValueError(f"while_loop: more than {MAX_TRIPS} iterations at this point; taken not to end")
     if trips * (len(p["body_jaxpr"].jaxpr.eqns) + len(p["cond_jaxpr"].jaxpr.eqns)) > UNROLL_MAX:
@@ -196,8 +190,5 @@ def _as_scan(flat, eqn, body_consts, carry, trips):
     new = [jcore.Var(v.aval) for v in eqn.outvars]
     flat.eqns.append(jcore.new_jaxpr_eqn(list(body_consts) + list(carry), new, template.primitive, params,
                                          body.effects, eqn.source_info))
-    vals = template.primitive.bind(*[flat.read(v) for v in list(body_consts) + list(carry)],
-                                   **template.primitive.get_bind_params(params))
-    for v, o in zip(new, vals):
-        flat.values[v] = o
+    flat.values.update(zip(new, bind(template, [read(flat.values, v) for v in list(body_consts) + list(carry)], params)))
     return new

@@ -11,10 +11,9 @@ from typing import Any, Callable, Dict, List, Sequence
 
 import jax
 import jax.core
-import jax.extend.core as jcore
 
-from verification.checker.base.leaves import is_traceable
-from verification.checker.jaxpr import inline, source_lines
+from verification.checker.base.leaves import is_traceable, put
+from verification.checker.jaxpr import inline, interpreter, source_lines
 
 RULE_CALLS = {"custom_vjp_call": "custom_vjp", "custom_vjp_call_jaxpr": "custom_vjp", "custom_jvp_call": "custom_jvp"}
 
@@ -27,10 +26,7 @@ def flat_program(fn: Callable, args: Sequence[Any], rules: bool = False):
     arrays = [k for k, x in enumerate(flat) if is_traceable(x)]
 
     def on_arrays(*xs):
-        full = list(flat)
-        for k, x in zip(arrays, xs):
-            full[k] = x
-        return jax.tree.leaves(fn(*jax.tree.unflatten(treedef, full)))
+        return jax.tree.leaves(fn(*jax.tree.unflatten(treedef, put(flat, arrays, xs))))
 
     values = [flat[k] for k in arrays]
     with jax.disable_jit():
@@ -42,13 +38,7 @@ def flat_program(fn: Callable, args: Sequence[Any], rules: bool = False):
 
 def forward_values(closed, values) -> Dict[Any, Any]:
     """Every variable's value at this point."""
-    env = dict(zip(closed.jaxpr.invars, values))
-    env.update(zip(closed.jaxpr.constvars, closed.consts))
-    for eqn in closed.jaxpr.eqns:
-        ins = [v.val if isinstance(v, jcore.Literal) else env[v] for v in eqn.invars]
-        out = eqn.primitive.bind(*ins, **eqn.primitive.get_bind_params(eqn.params))
-        env.update(zip(eqn.outvars, out if eqn.primitive.multiple_results else [out]))
-    return env
+    return interpreter.run(closed, values)
 
 
 @dataclasses.dataclass(eq=False)
@@ -99,16 +89,15 @@ def rule_rows(closed, values) -> List[RuleRow]:
         thunk = eqn.params.get("bwd") or eqn.params.get("jvp_jaxpr_fun") or eqn.params.get("jvp_jaxpr_thunk")
         rule = " at ".join(_src(getattr(thunk, "debug_info", None)))
         row = rows.setdefault((kind, name, defined, rule), RuleRow(kind, name, defined, rule, []))
-        ins = [v.val if isinstance(v, jcore.Literal) else env[v] for v in eqn.invars]
+        ins = [interpreter.read(env, v) for v in eqn.invars]
         row.calls.append(RuleCall(source_lines.user_line(eqn) or "?", ins, eqn))
     return list(rows.values())
 
 
 def rule_and_primal(eqn):
     """``(rule_fn, primal_fn)`` of one call: the call itself (its rule applies) and its undecorated primal."""
-    params = eqn.primitive.get_bind_params(eqn.params)
     cj = eqn.params["call_jaxpr"]
-    rule = lambda *xs: tuple(eqn.primitive.bind(*xs, **params))  # noqa: E731
+    rule = lambda *xs: tuple(interpreter.bind(eqn, xs))  # noqa: E731
     primal = lambda *xs: tuple(jax.core.eval_jaxpr(cj.jaxpr, cj.consts, *xs))  # noqa: E731
     primal.__signature__ = inspect.Signature([inspect.Parameter(n, inspect.Parameter.POSITIONAL_ONLY)
                                               for n in _input_names(eqn)])  # the reports name the rule's inputs

@@ -1,0 +1,59 @@
+"""The one jaxpr interpreter: every evaluation of a traced program in the checker is this loop.
+
+As ``eval_jaxpr`` in ``jax/_src/core.py``: :func:`read` an atom (a literal's own value, or a variable's
+value in the environment), :func:`bind` one equation to its input values, and :func:`run` the equations in
+order, writing each output into the environment.  An analysis changes what one equation computes through
+``on_eqn`` (an edited derivative, a probe, a renaming into another program) and never writes the loop
+again.
+
+>>> import jax, jax.numpy as jnp
+>>> closed = jax.make_jaxpr(lambda x: jnp.sin(x) * 2.0)(1.0)
+>>> env = run(closed, [jnp.asarray(0.5)])
+>>> float(read(env, closed.jaxpr.outvars[0])) == 2 * float(jnp.sin(0.5))
+True
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import jax.extend.core as jcore
+
+OnEqn = Callable[[int, Any, List[Any], Dict[Any, Any]], List[Any]]  # (index, eqn, input values, env) -> outputs
+
+
+def read(env: Dict[Any, Any], atom) -> Any:
+    """The value of ``atom``: a literal's own value, else the variable's value in ``env``."""
+    return atom.val if isinstance(atom, jcore.Literal) else env[atom]
+
+
+def bind(eqn, invals: Sequence[Any], params: Optional[Dict[str, Any]] = None) -> List[Any]:
+    """Equation ``eqn`` applied to ``invals`` (with ``params`` in place of its own), as a list of outputs."""
+    primitive = eqn.primitive
+    out = primitive.bind(*invals, **primitive.get_bind_params(eqn.params if params is None else params))
+    return list(out) if primitive.multiple_results else [out]
+
+
+def run(closed, args: Sequence[Any], on_eqn: Optional[OnEqn] = None, *,
+        env: Optional[Dict[Any, Any]] = None) -> Dict[Any, Any]:
+    """Run ``closed`` (a ``ClosedJaxpr``, or a ``Jaxpr`` whose constants ``env`` holds) on ``args``; returns
+    the environment, every variable's value.
+
+    ``on_eqn(i, eqn, invals, env)`` computes equation ``i``'s outputs in place of :func:`bind` (it may
+    call :func:`bind` itself and change what it returns).  ``env`` is written in place: values given there
+    beforehand (a value an edit reads before its equation runs) are read until their equation overwrites
+    them.
+    """
+    jaxpr = getattr(closed, "jaxpr", closed)
+    env = {} if env is None else env
+    env.update(zip(jaxpr.constvars, getattr(closed, "consts", ())))
+    env.update(zip(jaxpr.invars, args))
+    for i, eqn in enumerate(jaxpr.eqns):
+        invals = [read(env, v) for v in eqn.invars]
+        outs = bind(eqn, invals) if on_eqn is None else on_eqn(i, eqn, invals, env)
+        env.update(zip(eqn.outvars, outs))
+    return env
+
+
+def outputs(closed, env: Dict[Any, Any]) -> List[Any]:
+    """The values of ``closed``'s outputs in ``env``."""
+    return [read(env, v) for v in getattr(closed, "jaxpr", closed).outvars]
