@@ -43,8 +43,8 @@ def fits(x, y, rtol: float, norm=np.linalg.norm, size=None) -> bool:
 
 
 def least_squares(d, basis):
-    """Least-squares ``d ≈ α basis``: ``(α, residual)``, the residual relative to ``d``; ``(0, inf)`` for a
-    zero basis."""
+    """Least-squares ``d ≈ α basis``: ``(α, residual)``, the residual relative to ``d``; ``(0, inf)``
+    for a zero basis."""
     d, basis = np.ravel(d).astype(np.float64), np.ravel(basis).astype(np.float64)
     nb = basis @ basis
     if nb == 0:

@@ -45,6 +45,14 @@ def is_traceable(x) -> bool:
     return isinstance(x, (jax.Array, np.ndarray, np.generic, int, float, complex, bool))
 
 
+def put(flat, positions, values) -> list:
+    """A copy of the leaves ``flat`` with ``values`` at ``positions``: a pytree's leaves, some replaced."""
+    out = list(flat)
+    for k, x in zip(positions, values):
+        out[k] = x
+    return out
+
+
 def _kind(x) -> str:
     dtype = getattr(x, "dtype", None)
     return str(dtype) if dtype is not None else type(x).__name__
@@ -76,10 +84,7 @@ class DiffLeaves:
 
     def rebuild(self, leaves) -> Any:
         """The tree with its differentiable leaves replaced by ``leaves`` (the others as they were)."""
-        flat = list(self.flat)
-        for k, leaf in zip(self.positions, leaves):
-            flat[k] = leaf
-        return jax.tree.unflatten(self.treedef, flat)
+        return jax.tree.unflatten(self.treedef, put(self.flat, self.positions, leaves))
 
     def _named(self, tree):
         """``[(name, leaf)]`` of ``tree``, ``None`` kept as a leaf (``filter_grad``'s empty slots)."""

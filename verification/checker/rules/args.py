@@ -17,7 +17,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from verification.checker.base.compare import compare_leaf, leaf_name
-from verification.checker.base.leaves import DiffLeaves, is_inexact_array
+from verification.checker.base.leaves import DiffLeaves, is_inexact_array, put
 from verification.checker.jaxpr import rule_calls
 from verification.checker.rules.diagnosis import where_of
 from verification.checker.rules.linear_maps import Leaf, reference_dtype
@@ -72,8 +72,8 @@ class Args(DiffLeaves):
             params = []
 
         def name(path):
-            pos = path[0].idx
-            return _join(params[pos] if pos < len(params) else f"arg{pos}", leaf_name(path[1:]) if path[1:] else "")
+            pos, sub = path[0].idx, path[1:]
+            return _join(params[pos] if pos < len(params) else f"arg{pos}", leaf_name(sub) if sub else "")
 
         super().__init__(self.args, name=name, held=lambda path: path[0].idx in self.nondiff)
         if not self.leaves:
@@ -100,11 +100,9 @@ class Args(DiffLeaves):
     def tangents(self, leaves) -> tuple:
         """A tangent tuple shaped like ``args``: ``leaves`` at the differentiable leaves, float0 zeros at
         integer leaves, zeros at held floats (the convention of ``jax.jvp``)."""
-        flat = [jnp.zeros_like(x) if is_inexact_array(x) else np.zeros(np.shape(x), jax.dtypes.float0)
-                for x in self.flat]
-        for k, leaf in zip(self.positions, leaves):
-            flat[k] = leaf
-        return jax.tree.unflatten(self.treedef, flat)
+        zeros = [jnp.zeros_like(x) if is_inexact_array(x) else np.zeros(np.shape(x), jax.dtypes.float0)
+                 for x in self.flat]
+        return jax.tree.unflatten(self.treedef, put(zeros, self.positions, leaves))
 
     def space(self) -> List[Leaf]:
         return [Leaf(n, l.shape, l.dtype) for n, l in zip(self.names, self.leaves)]

@@ -28,12 +28,12 @@ from __future__ import annotations
 from typing import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from verification.checker.rules.linear_maps import compare_maps
 from verification.checker.rules.args import Args, check_callables, precision_line, reference_dtype, tolerance
 from verification.checker.base.findings import RuleFinding
+from verification.checker.base.leaves import is_inexact_array
 from verification.checker.rules.diagnosis import explain, where_of
 from verification.checker.rules.report import RuleReport
 from verification.checker.base.tolerances import FIT_RTOL
@@ -121,8 +121,7 @@ def _split_loss(loss_fn, hvp_fn, kind):
 
 def _reference_products(a: Args, args, loss, model_fn, outer):
     """``which -> (direction leaves -> product leaves)`` in the reference dtype, ``which`` a kind."""
-    ref_args = tuple(jax.tree.map(lambda x: x.astype(reference_dtype()) if jnp.issubdtype(jnp.result_type(x), jnp.inexact)
-                                  else x, args))
+    ref_args = tuple(jax.tree.map(lambda x: x.astype(reference_dtype()) if is_inexact_array(x) else x, args))
     p_ref = a.rebuild(a.upcast())[0]
 
     def product(which):

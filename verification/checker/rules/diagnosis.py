@@ -112,8 +112,8 @@ def _scale_finding(c: float, dims: Sequence[int]):
     return causes.scale_cause(c, dims, {
         "path_dropped": "the rule is ~0 times the reference: the term is missing",
         "sign_flipped": "the rule has the opposite sign",
-        "mean_sum_confused": lambda n: f"the rule is {c:g} times the reference: a sum and a mean over {n} entries "
-                                       "confused",
+        "mean_sum_confused": lambda n: (f"the rule is {c:g} times the reference: a sum and a mean over "
+                                        f"{n} entries confused"),
         "factor_2": f"the rule is {c:g} times the reference: a factor 2 dropped or doubled"},
         f"the rule is {c:.6g} times the reference: a wrong constant")
 

@@ -41,8 +41,8 @@ def jvp_report(kind, rule_jvp, ref_fn, args: Args, *, rtol=None, where="", force
     """
     ref_leaves = args.upcast()
     ref_out = ref_fn(*ref_leaves)
-    reference, found = reference_of(lambda: jax.jvp(ref_fn, ref_leaves, [jnp.zeros_like(l) for l in ref_leaves]),
-                                    force_fd, "differentiated")
+    zeros = [jnp.zeros_like(l) for l in ref_leaves]
+    reference, found = reference_of(lambda: jax.jvp(ref_fn, ref_leaves, zeros), force_fd, "differentiated")
 
     def reference_t(t):
         if found is None:
@@ -63,7 +63,7 @@ def jvp_report(kind, rule_jvp, ref_fn, args: Args, *, rtol=None, where="", force
 
 
 def _tangents_out(rule_jvp):
-    """``(leaves, tangent leaves) -> output tangent leaves`` of ``rule_jvp(leaves, tangents) -> (out, tangent_out)``."""
+    """``(leaves, tangents) -> output tangent leaves`` of ``rule_jvp(leaves, tangents) -> (out, tangent_out)``."""
     return lambda ls, t: jax.tree.leaves(rule_jvp(ls, t)[1])
 
 
@@ -87,7 +87,8 @@ def check_custom_jvp(f: Callable, *args, rtol=None, finite_differences=False, ba
     report = jvp_report("custom_jvp", lambda ls, t: jax.jvp(rule_f, list(ls), list(t)), ref_f, a, rtol=rtol,
                         where=where, force_fd=finite_differences)
     if batched:
-        report.batched = batched_rows(_tangents_out(lambda ls, t: jax.jvp(one_rule, list(ls), list(t))), a, report.rtol)
+        one = lambda ls, t: jax.jvp(one_rule, list(ls), list(t))  # noqa: E731
+        report.batched = batched_rows(_tangents_out(one), a, report.rtol)
     return report
 
 

@@ -36,9 +36,9 @@ def reference_of(autodiff: Callable, force_fd: bool, cannot: str):
         return f"finite differences (the primal cannot be {cannot}: {type(e).__name__})", None
 
 
-def rule_report(kind: str, mode: str, args: Args, *, rule: Callable, reference_map: Callable, space: List[Leaf],
-                treedef, got_out, ref_out, reference: str, fd: bool, rtol=None, where: str = "",
-                structure_error: Callable[[], str] = lambda: "") -> RuleReport:
+def rule_report(kind: str, mode: str, args: Args, *, rule: Callable, reference_map: Callable,
+                space: List[Leaf], treedef, got_out, ref_out, reference: str, fd: bool, rtol=None,
+                where: str = "", structure_error: Callable[[], str] = lambda: "") -> RuleReport:
     """The report of a first-order rule check.
 
     ``rule(probe)`` and ``reference_map(probe)`` map a probe (a list of leaves) to the result leaves: for
@@ -83,4 +83,5 @@ def batched_rows(fn: Callable, args: Args, tol: float, out: List[Leaf] = None) -
     n = args.leaves[0].shape[0]
     per = [fn([l[b] for l in args.leaves], [p[b] for p in probes]) for b in range(n)]
     refs = [np.stack([np.asarray(p[i]) for p in per]) for i in range(len(vm))]
-    return [compare_leaf(name, vm[i], refs[i], tol, default_atol(tol, refs[i])) for i, name in enumerate(names)]
+    return [compare_leaf(name, vm[i], refs[i], tol, default_atol(tol, refs[i]))
+            for i, name in enumerate(names)]

@@ -93,12 +93,12 @@ def vjp_report(kind, rule_pb, got_out, ref_fn, args: Args, *, rtol=None, where="
         return res if res is not None else [None] * len(args.leaves)
 
     def structure_error():
-        return (f"the pullback must return a tuple with one cotangent per argument ({len(args.args)}), shaped "
-                "like the arguments") if malformed else ""
+        return (f"the pullback must return a tuple with one cotangent per argument ({len(args.args)}), "
+                "shaped like the arguments") if malformed else ""
 
-    return rule_report(kind, "vjp", args, rule=rule, reference_map=reference_ct, space=space, treedef=treedef,
-                       got_out=got_out, ref_out=ref_out, reference=reference, fd=pb is None, rtol=rtol, where=where,
-                       structure_error=structure_error)
+    return rule_report(kind, "vjp", args, rule=rule, reference_map=reference_ct, space=space,
+                       treedef=treedef, got_out=got_out, ref_out=ref_out, reference=reference, fd=pb is None,
+                       rtol=rtol, where=where, structure_error=structure_error)
 
 
 def check_custom_vjp(f: Callable, *args, rtol=None, finite_differences=False, batched=False) -> RuleReport:
