@@ -33,7 +33,6 @@ import jax
 from verification.checker.base.causes import CAUSES
 from verification.checker.base.compare import LeafResult
 from verification.checker.base.findings import Diagnosis, Hypothesis, RuleFinding
-from verification.checker.base.findings import Diagnosis, Hypothesis, RuleFinding
 from verification.checker.rules.check_rules import RulesReport, check_rules
 from verification.checker.rules.curvature import assert_hvp_correct, check_hvp
 from verification.checker.gradients.check import GradientReport, assert_gradients_match, check_gradients
