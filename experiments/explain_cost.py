@@ -26,7 +26,7 @@ import verification
 from experiments import common
 from verification import check_gradients
 from verification.checker.jaxpr import graph as jg
-from verification.checker.explain import derivative_edits
+from verification.checker.explain import derivative_edits, edits
 from verification.suite.problems import mlp_problem
 
 SIZES = (8, 32, 32, 32, 32, 4)  # 5 layers
@@ -45,11 +45,11 @@ def mutations(graph, leaves, rng):
     for k in rng.permutation(len(pool))[:N_MUTATIONS]:
         kind, what = pool[k]
         if kind == "edit":
-            grad = jax.jit(jax.grad(lambda ls, c=what: jg.evaluate(graph, ls, edits=c.edits)))(list(leaves))
+            grad = jax.jit(jax.grad(lambda ls, c=what: edits.evaluate(graph, ls, edits.Changes(edits=c.edits))))(list(leaves))
             yield f"{what.cause}: {what.text}", what.eqn, grad
         else:
             (i, j), a = what
-            grad = jax.jit(jax.grad(lambda ls: jg.evaluate(graph, ls, scales={(i, j): jnp.asarray(a)})))(list(leaves))
+            grad = jax.jit(jax.grad(lambda ls: edits.evaluate(graph, ls, edits.Changes(scales={(i, j): jnp.asarray(a)}))))(list(leaves))
             yield f"edge scaled by {a:g}: {graph.describe(i)} input {j + 1}", i, grad
 
 

@@ -9,7 +9,7 @@ r"""The one finite-difference module of the checker: every numerical derivative 
 * :func:`jacobian`: the dense Jacobian of a small vector map (a VJP's reference when the primal cannot be
   reverse-differentiated).
 
-The step comes from the dtype (:data:`verification.checker.base.tolerances.FD_STEP_BY_DTYPE`) unless given.
+Every step comes from one rule, :func:`step_for` (the dtype and the scheme), unless given.
 
 >>> import jax.numpy as jnp
 >>> g = gradient(lambda w: jnp.sum(w ** 3), jnp.array([1.0, 2.0]))
@@ -25,15 +25,32 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from verification.checker.base.tolerances import FD_STEP_BY_DTYPE
+from verification.checker.base.tolerances import DIRECTION_STEP, FD_STEP, FD_STEP_BY_DTYPE
 
 CHUNK = 256  # coordinates evaluated at once: bounds the memory to CHUNK copies of the parameters ...
 COPY_BUDGET = 2 ** 24  # ... and to this many parameter entries in all (128 MiB of float64 copies at 1e6 parameters)
 
 
-def step_for(dtype) -> float:
-    """The central-difference step of ``dtype`` (float64 unless float32 is all the machine has)."""
-    return FD_STEP_BY_DTYPE["float32" if jnp.dtype(dtype) == jnp.float32 else "float64"]
+SCHEMES = ("central", "direction", "one_sided")
+
+
+def step_for(dtype, scheme: str = "central") -> float:
+    """The one step rule of every finite difference the checker takes.
+
+    * ``central``, along a coordinate: :data:`~verification.checker.base.tolerances.FD_STEP_BY_DTYPE`
+      (float64 unless float32 is all the machine has);
+    * ``direction``, a central difference along a random unit direction in float64:
+      :data:`~verification.checker.base.tolerances.DIRECTION_STEP`;
+    * ``one_sided``, the two sides of a kink: ``FD_STEP`` in float64, :math:`\\sqrt{\\epsilon}` of a lower
+      precision.
+    """
+    if scheme == "central":
+        return FD_STEP_BY_DTYPE["float32" if jnp.dtype(dtype) == jnp.float32 else "float64"]
+    if scheme == "direction":
+        return DIRECTION_STEP
+    if scheme == "one_sided":
+        return FD_STEP if jnp.dtype(dtype) == jnp.float64 else float(np.sqrt(np.finfo(jnp.dtype(dtype)).eps))
+    raise ValueError(f"scheme: expected one of {SCHEMES}, got {scheme!r}")
 
 
 def _coordinate_map(f, idx, n_params: int):

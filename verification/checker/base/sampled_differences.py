@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from verification.checker.base.compare import LeafResult
-from verification.checker.base.tolerances import FD_STEP
+from verification.checker.base import finite_differences as fd
 
 FULL_MAX = 4096  # parameters up to which every coordinate is differenced (2n loss evaluations)
 DIRECTIONS = 2  # random unit directions per leaf
@@ -42,7 +42,6 @@ COORDINATES = 16  # sampled coordinates per leaf: a quarter the largest entries 
 # m.v for a random unit v) + the rounding of the differences.  In float64 with a step of 6e-6 along v the
 # truncation and cancellation errors are ~1e-10 of the loss: ~1e-7 of that scale at a million entries.
 SAMPLED_RTOL = 1e-5
-DIRECTION_STEP = 6e-6  # eps^(1/3): balances truncation (t^2) against cancellation (eps / t) along a unit direction
 NOISE_EPS = 64 * np.finfo(np.float64).eps  # the rounding of a loss evaluation, relative to |J|
 
 
@@ -118,7 +117,7 @@ def check_leaves(loss: Callable, params, manual, names: Sequence[str], seed: int
         dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
         V[:DIRECTIONS, start:start + n] = dirs
         V[DIRECTIONS + np.arange(len(coords)), start + coords] = 1.0
-        steps = np.r_[np.full(DIRECTIONS, DIRECTION_STEP), np.full(len(coords), FD_STEP)]
+        steps = np.r_[np.full(DIRECTIONS, fd.step_for(jnp.float64, "direction")), np.full(len(coords), fd.step_for(jnp.float64))]
         up, down = (np.asarray(t, np.float64) for t in J.batch(x, jnp.asarray(V), jnp.asarray(steps)))
         d, noise = (up - down) / (2 * steps), NOISE_EPS * (np.abs(up) + np.abs(down)) / (2 * steps)
         err = np.abs(np.r_[dirs @ m, m[coords]] - d)
@@ -129,7 +128,7 @@ def check_leaves(loss: Callable, params, manual, names: Sequence[str], seed: int
         if w >= DIRECTIONS:
             worst_at = np.unravel_index(int(coords[w - DIRECTIONS]), shape)
         elif worst > SAMPLED_RTOL:
-            worst_at = np.unravel_index(_narrow(J, x, np.arange(start, start + n), dirs[w], m, DIRECTION_STEP), shape)
+            worst_at = np.unravel_index(_narrow(J, x, np.arange(start, start + n), dirs[w], m, fd.step_for(jnp.float64, "direction")), shape)
         else:
             worst_at = ()
         out.append(LeafResult(name, shape, worst_abs, worst, worst, tuple(int(i) for i in worst_at),

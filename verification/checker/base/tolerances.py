@@ -65,6 +65,9 @@ RTOL_BY_DTYPE = {"float64": F64_RTOL, "float32": F32_RTOL, "bfloat16": BF16_RTOL
 # them is ~eps^(1/3) of the scale: 1e-6 in float64 (eps 2.2e-16, error ~1e-10), 5e-3 in float32 when x64
 # is off (eps 1.2e-7, error ~2e-5).  The tolerances leave a factor of ~10-100 over that error.
 FD_STEP_BY_DTYPE = {"float64": FD_STEP, "float32": 5e-3}
+# Along a random unit direction in float64 the step is eps^(1/3) ~ 6e-6: it balances the truncation error
+# (t^2) against cancellation (eps / t) of a loss that moves along every coordinate at once.
+DIRECTION_STEP = 6e-6
 FD_RTOL_BY_DTYPE = {"float64": FD_RTOL, "float32": 2e-3}
 
 # A whole-leaf pattern (verification/checker/explain/patterns.py) fits when it explains manual - autodiff to this

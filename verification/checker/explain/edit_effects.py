@@ -23,7 +23,7 @@ import numpy as np
 
 from verification.checker.jaxpr import graph as jg
 from verification.checker.jaxpr import interpreter
-from verification.checker.explain.edits import evaluate
+from verification.checker.explain.edits import Changes, evaluate, evaluate_outputs
 
 SHIFT_OPS = ("reduce_max", "reduce_min", "argmax", "argmin", "stop_gradient")
 ZERO_COTANGENT_RTOL = 1e-9  # a shift's cotangent below this (relative to the largest) is zero up to rounding
@@ -46,7 +46,7 @@ def at_point(graph: jg.Graph, leaves) -> Point:
     probes = [jnp.zeros(v.aval.shape, v.aval.dtype) for v in outs]
 
     def f(pr):
-        return evaluate(graph, leaves, probes=dict(zip(outs, pr)), outputs=outs)
+        return evaluate_outputs(graph, leaves, outs, Changes(probes=dict(zip(outs, pr))))
 
     (loss, vals), vjp = jax.vjp(f, probes)
     cots = dict(zip(outs, vjp((jnp.ones_like(loss), [jnp.zeros_like(v) for v in vals]))[0]))
@@ -113,7 +113,7 @@ def pullbacks(graph: jg.Graph, leaves, point: Point, deltas: Sequence[Dict[Any, 
     dtype = jnp.result_type(*leaves)
 
     def forward(ls):
-        return evaluate(graph, ls, frozen=point.frozen, outputs=targets)[1]
+        return evaluate_outputs(graph, ls, targets, Changes(frozen=point.frozen))[1]
 
     def one(ls, cot):
         _, vjp = jax.vjp(forward, ls)
@@ -144,7 +144,7 @@ def _order(graph, v):
 def exact_gradient(graph: jg.Graph, leaves, point: Point, *, edits=None, scales=None) -> np.ndarray:
     """The flattened gradient with ``edits`` (equation -> edit) and ``scales`` (edge -> a) all applied."""
     sc = None if not scales else {e: jnp.asarray(a, jnp.result_type(*leaves)) for e, a in scales.items()}
-    g = jax.grad(lambda ls: evaluate(graph, ls, edits=edits, scales=sc, frozen=point.frozen))(list(leaves))
+    g = jax.grad(lambda ls: evaluate(graph, ls, Changes(edits=edits, scales=sc, frozen=point.frozen)))(list(leaves))
     return np.concatenate([np.ravel(np.asarray(x, np.float64)) for x in g])
 
 
@@ -157,7 +157,7 @@ def candidate_gradients(graph, leaves, cands) -> np.ndarray:
     dtype = jnp.result_type(*leaves)
 
     def flat_grad(w):
-        g = jax.grad(lambda ls: evaluate(graph, ls, switched=switched, switch=w))(list(leaves))
+        g = jax.grad(lambda ls: evaluate(graph, ls, Changes(switched=switched, switch=w)))(list(leaves))
         return jnp.concatenate([jnp.ravel(l).astype(jnp.float64) for l in g])
 
     return np.asarray(jax.vmap(flat_grad)(jnp.eye(len(cands), dtype=dtype)), np.float64)

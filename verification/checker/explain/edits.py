@@ -8,7 +8,7 @@ whose value is :math:`y` and whose derivative with respect to :math:`x` is the l
 choice: autodiff of the edited program is autodiff with exactly one rule changed.  :func:`deviation` is
 :math:`x - \mathrm{sg}(x)` and :func:`scaled` the edge scaling :math:`a x + (1 - a)\,\mathrm{sg}(x)` (value
 :math:`x`, derivative :math:`a`); :func:`evaluate` runs the loss through the one interpreter
-(:func:`verification.checker.jaxpr.interpreter.run`) with edits, scalings, switches and probes.
+(:func:`verification.checker.jaxpr.interpreter.run`) with :class:`Changes`: edits, scalings, switches, probes.
 
 >>> import jax, jax.numpy as jnp
 >>> f = lambda x: scaled(x, jnp.asarray(3.0)) ** 2
@@ -56,11 +56,8 @@ class Edit(NamedTuple):
         return self.apply(eqn, invals, outs, read)
 
 
-def evaluate(graph: Graph, leaves: Sequence[Any], *, edits: Optional[Dict[int, Edit]] = None,
-             scales: Optional[Dict[tuple, Any]] = None, switched: Optional[Dict[int, List[tuple]]] = None,
-             switch=None, frozen=(), probes: Optional[Dict[Any, Any]] = None, outputs: Sequence[Any] = (),
-             known: Optional[Dict[Any, Any]] = None):
-    """Run the equations on ``leaves``.
+class Changes(NamedTuple):
+    """What :func:`evaluate` changes in the traced loss (nothing, by default).
 
     ``edits[i]`` replaces equation ``i``'s outputs by an edited version (same values, other derivatives);
     ``scales[(i, j)]`` multiplies the cotangent that equation ``i`` sends to its input ``j`` by a scalar
@@ -69,11 +66,37 @@ def evaluate(graph: Graph, leaves: Sequence[Any], *, edits: Optional[Dict[int, E
     identity, gives every edit's gradient.  An integer ``switch`` selects edit ``switch`` alone
     (``lax.switch``: the others are never computed, for a loop over many).  Variables in ``frozen`` pass no
     cotangent (a max-shift whose true cotangent is zero stays zero under any edit); ``probes[v]`` is added
-    to ``v`` (zeros: their gradient is ``v``'s true cotangent).  With ``outputs``, returns ``(loss, [value of
-    each var in outputs])``.  ``known`` holds values of this same point that an edit may read before their
-    equation runs (a value saved later in a loop body); a program with several outputs (a loop body)
-    returns all of them.
+    to ``v`` (zeros: their gradient is ``v``'s true cotangent).
     """
+
+    edits: Optional[Dict[int, Edit]] = None
+    scales: Optional[Dict[tuple, Any]] = None
+    switched: Optional[Dict[int, List[tuple]]] = None
+    switch: Any = None
+    frozen: Any = ()
+    probes: Optional[Dict[Any, Any]] = None
+
+
+def evaluate(graph: Graph, leaves: Sequence[Any], changes: Changes = Changes(), *,
+             known: Optional[Dict[Any, Any]] = None):
+    """The loss at ``leaves`` with ``changes`` made (a program with several outputs, a loop body: all of
+    them).  ``known`` holds values of this same point that an edit may read before their equation runs (a
+    value saved later in a loop body)."""
+    env = _run(graph, leaves, changes, known)
+    outs = interpreter.outputs(graph.closed, env)
+    return outs[0] if len(outs) == 1 else outs
+
+
+def evaluate_outputs(graph: Graph, leaves: Sequence[Any], outputs: Sequence[Any], changes: Changes = Changes()):
+    """``(loss, [value of each variable in outputs])`` with ``changes`` made."""
+    env = _run(graph, leaves, changes, None)
+    outs = interpreter.outputs(graph.closed, env)
+    return (outs[0] if len(outs) == 1 else outs), [interpreter.read(env, v) for v in outputs]
+
+
+def _run(graph, leaves, changes: Changes, known):
+    """The environment of the edited run (:func:`verification.checker.jaxpr.interpreter.run`)."""
+    edits, scales, switched, switch, frozen, probes = changes
     select = switch is not None and jnp.issubdtype(jnp.result_type(switch), jnp.integer)
 
     def on_eqn(i, eqn, invals, env):
@@ -100,10 +123,7 @@ def evaluate(graph: Graph, leaves: Sequence[Any], *, edits: Optional[Dict[int, E
                 outs[n] = outs[n] + probes[v]
         return outs
 
-    env = interpreter.run(graph.closed, leaves, on_eqn, env=dict(known) if known else None)
-    outs = interpreter.outputs(graph.closed, env)
-    out = outs[0] if len(outs) == 1 else outs
-    return (out, [interpreter.read(env, v) for v in outputs]) if outputs else out
+    return interpreter.run(graph.closed, leaves, on_eqn, env=dict(known) if known else None)
 
 
 def local_derivative(eqn, x):

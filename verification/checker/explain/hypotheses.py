@@ -37,6 +37,7 @@ from verification.checker.explain import scale_causes
 from verification.checker.explain import two_sites
 from verification.checker.base.findings import Hypothesis
 from verification.checker.base.fits import Fitter
+from verification.checker.explain.search_state import Search
 
 MAX_MULTI_EXACT = 8  # multi-equation rule changes evaluated exactly (best first-order screens first)
 MAX_GROUP_SCALES = 8  # loop-wide scalings evaluated exactly (best linear screens first)
@@ -90,9 +91,9 @@ def _edit_delta(graph, point, i, edit, true):
     return d
 
 
-def scalings(graph, C, fit: Fitter, allowed) -> List[Hypothesis]:
-    """Every edge whose scaling by one constant reproduces ``D``, grouped by equal effect (column ``c`` of
-    ``C`` is edge ``allowed[c]``)."""
+def scalings(s: Search) -> List[Hypothesis]:
+    """Every edge whose scaling by one constant reproduces ``D``, grouped by equal effect."""
+    graph, C, fit, allowed = s.graph, s.edge_effects, s.fit, s.allowed
     norms = np.linalg.norm(C, axis=0)
     groups = []  # [(effect, [(specificity, Hypothesis)])], latest equation first within a group
     for c in np.argsort(-np.asarray(allowed, int)):  # latest equation first: the order backward visits them
@@ -148,12 +149,13 @@ def _scale_groups(graph) -> Dict[tuple, List[int]]:
     return out
 
 
-def _group_scalings(graph, exact, groups, C, col_of, G, fit) -> List[Hypothesis]:
-    """Loop-wide and line-wide scalings (``groups``, :func:`_scale_groups`): screened by their first-order
-    effect, then evaluated exactly (``exact(scales=...)``) at the canonical scales and the fitted one."""
+def _group_scalings(s: Search) -> List[Hypothesis]:
+    """Loop-wide and line-wide scalings (``s.groups``, :func:`_scale_groups`): screened by their first-order
+    effect, then evaluated exactly (``s.exact(scales=...)``) at the canonical scales and the fitted one."""
+    graph, fit, G = s.graph, s.fit, s.reference
     screened = []
-    for key, ks in groups.items():
-        col = C[:, [col_of[k] for k in ks]].sum(axis=1)
+    for key, ks in s.groups.items():
+        col = s.group_effect(ks)
         n = float(col @ col)
         if n == 0:
             continue
@@ -163,7 +165,7 @@ def _group_scalings(graph, exact, groups, C, col_of, G, fit) -> List[Hypothesis]
     for _, key, ks, a_lin in sorted(screened, key=lambda t: t[0])[:MAX_GROUP_SCALES]:
         near = [c for c in scale_causes.CANONICAL_SCALES if abs(a_lin - c) <= NEAR_CANONICAL * max(1.0, abs(c))]
         for a in (*near, a_lin):
-            H = exact(scales={graph.edges[k]: a for k in ks})
+            H = s.exact(scales={graph.edges[k]: a for k in ks})
             if fit.fits(H - G):
                 i, j = graph.edges[ks[-1]]
                 cause, text = scale_causes.classify(graph, i, j, a)
@@ -245,14 +247,15 @@ def _search(graph, leaves, point, D, G, fit_rtol, sites, cols):
         H = exact(edits=c.edits)
         if fit.fits(H - G):
             found.append(_from_candidate(graph, c, fit.residual(H - G)))
-    found += scalings(graph, C, fit, allowed)
     groups = {key: ks for key, ks in _scale_groups(graph).items() if all(k in col_of for k in ks)}
+    state = Search(graph, fit, G, exact, singles, R, allowed, C, groups, sites)
+    found += scalings(state)
     if not found:
-        found += _group_scalings(graph, exact, groups, C, col_of, G, fit)
+        found += _group_scalings(state)
     if not found:
-        found += two_sites.pairs(graph, exact, groups, singles, R, C, col_of, G, fit)
+        found += two_sites.pairs(state)
     consistent = ranking.consistent_sites(graph, leaves, D) if cols is None else sites
-    return found, ([] if found else ranking.rank_lines(graph, singles, R, C, fit.D, sites=consistent, allowed=allowed))
+    return found, ([] if found else ranking.rank_lines(state, sites=consistent))
 
 
 def _from_candidate(graph, c, res):

@@ -22,7 +22,7 @@ from verification.checker.jaxpr import interpreter
 from verification.checker.explain import kink_conventions
 from verification.checker.explain import derivative_edits
 from verification.checker.base.compare import compare_leaves
-from verification.checker.base.tolerances import FD_STEP, KINK_RTOL
+from verification.checker.base.tolerances import KINK_RTOL
 
 KINK_SAMPLE = 128  # entries of a leaf tested at a kink: the most differing ones, and as many at random
 
@@ -55,7 +55,7 @@ def one_sided_agree(loss, params, manual, ref, leaf_results, precision, atol):
     from jax.flatten_util import ravel_pytree
 
     m_flat, r_flat = np.asarray(ravel_pytree(manual)[0], np.float64), np.asarray(ravel_pytree(ref)[0], np.float64)
-    h = FD_STEP if precision == "float64" else float(np.sqrt(np.finfo(np.dtype(precision)).eps))
+    h = fd.step_for(precision, "one_sided")
     offsets = np.cumsum([0] + [int(np.prod(l.shape)) for l in leaf_results])
     rng = np.random.default_rng(0)
     ok, counts = {}, {}

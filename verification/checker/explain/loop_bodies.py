@@ -146,10 +146,10 @@ class _Program:
     def run(self, args, k):
         """This program's outputs on ``args`` with change ``k`` made where it lies in this program."""
         every = [v for e in self.graph.eqns for v in e.outvars]
-        _, values = ed.evaluate(self.graph, args, outputs=every)  # for an edit that reads a value saved later
+        _, values = ed.evaluate_outputs(self.graph, args, every)  # for an edit that reads a value saved later
         known = {v: jax.lax.stop_gradient(u) for v, u in zip(every, values)}
         units = {b: ed.Edit(lambda eqn, invals, outs, read, u=u: u.run(invals, k)) for b, u in self.units.items()}
-        out = ed.evaluate(self.graph, args, switched=self.switched, switch=k, known=known, edits=units or None)
+        out = ed.evaluate(self.graph, args, ed.Changes(edits=units or None, switched=self.switched, switch=k), known=known)
         return out if isinstance(out, list) else [out]
 
 

@@ -12,6 +12,7 @@ import jax.extend.core as jcore
 import numpy as np
 
 from verification.checker.jaxpr import graph as jg
+from verification.checker.explain.search_state import Search
 
 LEAF_FAILS_RTOL = 1e-8  # a leaf whose share of ||M - G|| is below this agrees (rounding)
 RANK_DIGITS = 6  # ranking scores equal to this many digits tie
@@ -49,11 +50,12 @@ def consistent_sites(graph, leaves, D) -> set:
     return out
 
 
-def rank_lines(graph, singles, R, C, D, top: int = 3, sites=None, allowed=None) -> List[str]:
+def rank_lines(s: Search, top: int = 3, sites=None) -> List[str]:
     """The source lines (``op at file:line``) ordered by how much of the error a change at that line alone
     explains: an edge scaled by its best constant, or a rule edit by its best factor.  Only equations in
     ``sites`` (:func:`consistent_sites`, when not empty) are ranked; ties go to the equation the backward
-    pass reaches first.  Column ``c`` of ``C`` is edge ``allowed[c]`` (every edge when ``None``)."""
+    pass reaches first."""
+    graph, D = s.graph, s.fit.D
     score: Dict[str, tuple] = {}
     nD = float(np.linalg.norm(D))
     name: Dict[str, str] = {}
@@ -67,10 +69,10 @@ def rank_lines(graph, singles, R, C, D, top: int = 3, sites=None, allowed=None) 
         if res < score.get(line, (np.inf, 0)):
             score[line], name[line] = res, graph.describe(i)
 
-    for c, k in enumerate(range(len(graph.edges)) if allowed is None else allowed):
+    for c, k in enumerate(s.allowed):
         i = graph.edges[k][0]
         if jg.op_name(graph.eqns[i]) not in jg.PLUMBING:
-            offer(i, C[:, c])
-    for c, d in zip(singles, R):
+            offer(i, s.edge_effects[:, c])
+    for c, d in zip(s.singles, s.edit_effects):
         offer(c.eqn, d)
     return [name[l] for l in sorted(score, key=score.get)[:top]]

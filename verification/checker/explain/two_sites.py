@@ -13,6 +13,7 @@ import numpy as np
 
 from verification.checker.explain import edits as ed, scale_causes
 from verification.checker.base.findings import Hypothesis
+from verification.checker.explain.search_state import Search
 
 MAX_PAIRS_EXACT = 6  # two-site candidates evaluated exactly
 PAIR_POOL = 200  # single changes (most aligned with the error first) combined into pairs
@@ -27,13 +28,15 @@ def _both(e1, e2):
     return ed.Edit(edit)
 
 
-def pairs(graph, exact, groups, singles, R, C, col_of, G, fit) -> List[Hypothesis]:
+def pairs(s: Search) -> List[Hypothesis]:
     """Two changes: rule edits (fixed effects) and scalings of an edge or of a loop-wide / line-wide group
     (free constants).  The :data:`PAIR_POOL` items most aligned with the error are paired, every pair
     screened at once by least squares on the first-order effects (from their Gram matrix), the best
     :data:`MAX_PAIRS_EXACT` evaluated exactly."""
-    items = [("edit", k, R[k]) for k in range(len(singles))] + [("scale", (k,), C[:, c]) for k, c in col_of.items()]
-    items += [("scale", tuple(ks), C[:, [col_of[k] for k in ks]].sum(axis=1)) for ks in groups.values()]
+    graph, fit, singles = s.graph, s.fit, s.singles
+    items = [("edit", k, s.edit_effects[k]) for k in range(len(singles))]
+    items += [("scale", (k,), s.edge_effects[:, c]) for k, c in s.column_of.items()]
+    items += [("scale", tuple(ks), s.group_effect(ks)) for ks in s.groups.values()]
     items = [it for it in items if np.linalg.norm(it[2]) > 0]
     if len(items) < 2:
         return []
@@ -81,12 +84,12 @@ def pairs(graph, exact, groups, singles, R, C, col_of, G, fit) -> List[Hypothesi
                 i, j = graph.edges[it[1][-1]]
                 cause, text = scale_causes.classify(graph, i, j, s)
                 parts.append((cause, i, text + (f" (at all {len(it[1])} of its uses)" if len(it[1]) > 1 else "")))
-        H = exact(edits=edits or None, scales=scales or None)
-        if fit.fits(H - G):
+        H = s.exact(edits=edits or None, scales=scales or None)
+        if fit.fits(H - s.reference):
             (c1, i1, t1), (c2, i2, t2) = sorted(parts, key=lambda p: -p[1])
             out.append(Hypothesis(c1, i1, graph.describe(i1),
                                   f"manual equals autodiff if two changes are made: {t1}; and {t2}",
-                                  fit.residual(H - G), also_at=[graph.describe(i2)], sites=sorted({i1, i2}), changes=2,
+                                  fit.residual(H - s.reference), also_at=[graph.describe(i2)], sites=sorted({i1, i2}), changes=2,
                                   equivalent=[graph.describe(i2)] if c1 != c2 else []))
             break
     return out
