@@ -59,7 +59,7 @@ CONSTANT_MODULES = (
     "verification.checker.rules.check_rules",
 )
 SCHEMA_MODULES = {  # a report's JSON schema string: {{SCHEMA_<kind>}}
-    "check_gradients": "verification.checker.gradients.check",
+    "check_gradients": "verification.checker.gradients.report",
     "check_rule": "verification.checker.rules.report",
     "check_rules": "verification.checker.rules.check_rules",
 }

@@ -35,7 +35,8 @@ from verification.checker.base.compare import LeafResult
 from verification.checker.base.findings import Diagnosis, Hypothesis, RuleFinding
 from verification.checker.rules.check_rules import RulesReport, check_rules
 from verification.checker.rules.curvature import assert_hvp_correct, check_hvp
-from verification.checker.gradients.check import GradientReport, assert_gradients_match, check_gradients
+from verification.checker.gradients.check import assert_gradients_match, check_gradients
+from verification.checker.gradients.report import GradientReport
 from verification.checker.rules.jvp_checks import assert_custom_jvp_correct, assert_jvp_correct, check_custom_jvp, check_jvp
 from verification.checker.explain.localize import Localization, tap
 from verification.checker.base.report import CheckReport

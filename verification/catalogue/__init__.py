@@ -16,7 +16,8 @@ from verification.catalogue import (causal_attention, conv2d_stride, crf_forward
                                     maxout_pool, residual_mlp, rk4_ode, rnn_scan, softmax_regression, tied_autoencoder,
                                     vae)
 from verification.catalogue.planted import Planted, judge, site_lines
-from verification.checker.gradients.check import GradientReport, check_gradients
+from verification.checker.gradients.check import check_gradients
+from verification.checker.gradients.report import GradientReport
 
 FIRST_FAMILIES = (dict_mlp, residual_mlp, tied_autoencoder, softmax_regression, layer_norm_net, huber_regression,
                   log_cosh_regression)

@@ -22,6 +22,7 @@ from verification.checker.jaxpr import interpreter
 from verification.checker.explain import kink_conventions
 from verification.checker.explain import derivative_edits
 from verification.checker.base.compare import compare_leaves
+from verification.checker.base.context import CheckContext, StageResult
 from verification.checker.base.tolerances import KINK_RTOL
 
 KINK_SAMPLE = 128  # entries of a leaf tested at a kink: the most differing ones, and as many at random
@@ -80,33 +81,42 @@ def one_sided_agree(loss, params, manual, ref, leaf_results, precision, atol):
     return ok, counts
 
 
-def passes_at_kinks(graph, loss, params, manual, ref, report, rtol, atol) -> bool:
-    """At a kink, accept valid subgradients leaf by leaf, or one consistent convention throughout."""
-    leaves = jax.tree.leaves(params)
-    kinks = kinks_at(graph, leaves)
+def passes_at_kinks(ctx: CheckContext) -> StageResult:
+    """At a kink, accept valid subgradients leaf by leaf, or one consistent convention throughout; settled
+    when every leaf is then accepted (and the other comparisons pass)."""
+    leaves = jax.tree.leaves(ctx.params)
+    kinks = kinks_at(ctx.graph, leaves)
     if not kinks:
-        return False
-    between, counts = one_sided_agree(loss, params, manual, ref, report.leaves, report.precision, atol)
-    for l in report.leaves:
+        return StageResult()
+    between, counts = one_sided_agree(ctx.loss, ctx.params, ctx.manual, ctx.reference, ctx.leaves, ctx.precision,
+                                      ctx.atol)
+    accepted, notes = [], []
+    for l in ctx.failing():
         if between.get(l.path):
-            l.passed = True
+            accepted.append(l.path)
             tested, differing = counts[l.path]
             sample = ("every entry that differs" if tested == differing else
                       f"each of {tested} of the {differing} entries that differ ({KINK_SAMPLE} that differ most, the "
                       "rest at random)")
-            report.notes.append(f"{l.path}: differs from autodiff at a kink ({'; '.join(kinks[:3])}) but {sample} "
-                                "lies between the one-sided differences: a valid subgradient")
-    if not report.passed:
-        _accept_kink_convention(graph, leaves, manual, report, rtol, atol)
-    return report.passed
+            notes.append(f"{l.path}: differs from autodiff at a kink ({'; '.join(kinks[:3])}) but {sample} "
+                         "lies between the one-sided differences: a valid subgradient")
+    others_pass = all(l.passed for l in ctx.finite_differences or ()) and ctx.taylor_passed is not False
+    if len(accepted) < len(ctx.failing()):
+        convention = _kink_convention(ctx.graph, leaves, ctx.manual, ctx.rtol, ctx.atol)
+        if convention is None:
+            return StageResult(tuple(accepted), (), tuple(notes), False)
+        accepted = [l.path for l in ctx.failing()]
+        notes.append(f"differs from autodiff only at kinks: it equals autodiff when {convention} "
+                     "(a consistent subgradient convention)")
+    return StageResult(tuple(accepted), (), tuple(notes), others_pass)
 
 
-def _accept_kink_convention(graph, leaves, manual, report, rtol, atol):
-    """Chained kinks: the manual gradient passes if it equals autodiff with one consistent one-sided
-    derivative at each kind of kink (``relu'(0) = 1`` throughout, say)."""
+def _kink_convention(graph, leaves, manual, rtol, atol):
+    """Chained kinks: the text of the one consistent one-sided derivative at each kind of kink with which
+    autodiff equals the manual gradient (``relu'(0) = 1`` throughout, say), or ``None``."""
     cands = kink_conventions.kink_conventions(graph, derivative_edits.saved_values(graph, leaves))
     if not cands:
-        return
+        return None
     H = le.candidate_gradients(graph, leaves, cands)
     treedef = jax.tree.structure(manual)
     shapes = [np.shape(l) for l in jax.tree.leaves(manual)]
@@ -115,8 +125,5 @@ def _accept_kink_convention(graph, leaves, manual, report, rtol, atol):
         ref = jax.tree.unflatten(treedef, [p.reshape(s) for p, s in zip(parts, shapes)])
         results, err = compare_leaves(manual, ref, rtol, atol)
         if not err and all(r.passed for r in results):
-            for l in report.leaves:
-                l.passed = True
-            report.notes.append(f"differs from autodiff only at kinks: it equals autodiff when {c.text} "
-                                "(a consistent subgradient convention)")
-            return
+            return c.text
+    return None

@@ -16,7 +16,7 @@ True
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable
 
 import jax
 import numpy as np
@@ -27,92 +27,17 @@ from verification.checker.jaxpr import graph as jg
 from verification.checker.gradients import blame_rules
 from verification.checker.explain import kinks
 from verification.checker.base import sampled_differences as sampled
-from verification.checker.base.compare import LeafResult, compare_leaf, compare_leaves
+from verification.checker.base.compare import compare_leaf, compare_leaves
+from verification.checker.base.context import CheckContext
 from verification.checker.base.leaves import DiffLeaves
 from verification.checker.explain.patterns import diagnose
-from verification.checker.base.findings import Diagnosis, Hypothesis
-from verification.checker.explain.localize import Localization, localize, tapped, true_cotangents
-from verification.checker.base.report import CheckReport, json_number
-from verification.checker.base.taylor import TaylorResult, taylor_test
+from verification.checker.base.findings import Diagnosis
+from verification.checker.explain.localize import localize, tapped, true_cotangents
+from verification.checker.gradients.report import GradientReport
+from verification.checker.base.taylor import taylor_test
 from verification.checker.base.tolerances import FD_RTOL, FIT_RTOL, RTOL_BY_DTYPE, default_atol, precision_of
 
 REG_KWARGS = ("l1", "l2", "reg", "lam", "weight_decay")  # regulariser strengths switched off in the second run
-SCHEMA = "verification.check_gradients/3"
-
-
-@dataclasses.dataclass
-class GradientReport(CheckReport):
-    """What :func:`check_gradients` found.  ``to_json()`` follows the schema in docs/checker.md."""
-
-    SCHEMA = SCHEMA
-
-    leaves: List[LeafResult]
-    rtol: float
-    structure_error: str = ""
-    diagnoses: List[Diagnosis] = dataclasses.field(default_factory=list)
-    finite_differences: Optional[List[LeafResult]] = None
-    unregularised_passed: Optional[bool] = None
-    localization: Optional[Localization] = None
-    hypotheses: List[Hypothesis] = dataclasses.field(default_factory=list)
-    notes: List[str] = dataclasses.field(default_factory=list)  # e.g. leaves passed at a kink
-    precision: str = "float64"  # the dtype the check was judged in
-    taylor: Optional[TaylorResult] = None  # the Taylor-remainder test, when asked for
-    ranked: List[str] = dataclasses.field(default_factory=list)  # no hypothesis fits: the 3 likeliest sites
-
-    @property
-    def passed(self) -> bool:
-        ok = not self.structure_error and all(l.passed for l in self.leaves)
-        ok = ok and all(l.passed for l in (self.finite_differences or []))
-        return ok and (self.taylor is None or self.taylor.passed)
-
-    def __str__(self):
-        lines = [f"{'leaf':<22} {'shape':<12} {'max abs':>10} {'max rel':>10} {'worst':<10} {'cs231n band':<27} verdict"]
-        for l in self.leaves:
-            lines.append(f"{l.path:<22} {str(l.shape):<12} {l.max_abs:>10.2e} {l.max_rel:>10.2e} "
-                         f"{str(list(l.worst_index)):<10} {l.band:<27} {'PASS' if l.passed else 'FAIL'}")
-        if self.structure_error:
-            lines.append(f"structure: {self.structure_error}")
-        for l in self.finite_differences or []:
-            lines.append(f"fd {l.path:<19} {str(l.shape):<12} {l.max_abs:>10.2e} {l.max_rel:>10.2e} "
-                         f"{str(list(l.worst_index)):<10} {'(central differences)':<27} {'PASS' if l.passed else 'FAIL'}")
-        if self.taylor is not None:
-            lines.append(str(self.taylor))
-        if self.unregularised_passed is not None:
-            lines.append(f"with the regulariser off: {'PASS' if self.unregularised_passed else 'FAIL'}")
-        lines.append(f"overall: {'PASS' if self.passed else 'FAIL'} (rtol {self.rtol:g}, {self.precision})")
-        lines += [f"note: {n}" for n in self.notes]
-        if self.localization is not None and self.localization.first_wrong is not None:
-            lines += [f"where: {l}" for l in self.localization.lines()]
-        for d in self.diagnoses:
-            lines.append(f"diagnosis: {d.leaf}: {d.cause}" + (f" at {d.where}" if d.where else "") + f" -- {d.evidence}")
-        if self.ranked:
-            lines.append("likeliest sites (no hypothesis fits): " + "; ".join(self.ranked))
-        for h in self.hypotheses[1:]:
-            lines.append(f"also fits: {h.cause} at {h.where} -- {h.explanation}")
-        return "\n".join(lines)
-
-    def failure_title(self) -> str:
-        return "hand-derived gradient does not match jax.grad"
-
-    def json_fields(self):
-        """Schema ``verification.check_gradients/3`` (docs/checker.md)."""
-        by_leaf = {d.leaf: d for d in self.diagnoses}
-        num = json_number
-
-        def leaf(l):
-            d = by_leaf.get(l.path)
-            return {"leaf": l.path, "shape": list(l.shape), "max_abs": num(l.max_abs), "max_rel": num(l.max_rel),
-                    "elem_rel": num(l.elem_rel), "worst_index": list(l.worst_index), "passed": l.passed,
-                    "cause": d and d.cause, "where": d and d.where, "evidence": d and d.evidence}
-
-        t = self.taylor
-        return {"rtol": self.rtol, "precision": self.precision, "structure_error": self.structure_error or None,
-                "leaves": [leaf(l) for l in self.leaves],
-                "localization": None if self.localization is None else dataclasses.asdict(self.localization),
-                "hypotheses": [h.as_dict() for h in self.hypotheses], "ranked": self.ranked, "notes": self.notes,
-                "unregularised_passed": self.unregularised_passed,
-                "taylor": None if t is None else {"slope": num(t.slope), "passed": t.passed, "steps": t.steps,
-                                                  "remainders": t.remainders}}
 
 
 def check_gradients(loss_fn: Callable[..., Any], manual_fn: Callable[..., Any], params, *args, rtol=None, atol=None,
@@ -177,29 +102,43 @@ def check_gradients(loss_fn: Callable[..., Any], manual_fn: Callable[..., Any], 
             report.notes.append(sampled.note(n))
     if taylor:
         report.taylor = taylor_test(loss, params, manual)
-    reg, off = _unregularised(report, loss_fn, manual_fn, params, args, kwargs, rtol, atol)
+    reg, off, report.unregularised_passed = _unregularised(loss_fn, manual_fn, params, args, kwargs, rtol, atol)
     if report.passed or not diagnose_failures:
         return report
-    if structure_error:
-        report.diagnoses = diagnose(manual, ref, params, args, report, strengths=reg, off=off)
-        return report
-    graph = _guarded(report, "tracing the loss", lambda: jg.trace(loss, params, [l.path for l in report.leaves]))
-    if graph is not None:
-        if _guarded(report, "the kink test", lambda: kinks.passes_at_kinks(graph, loss, params, manual, ref, report, rtol,
-                                                                              atol)):
+    if not structure_error:
+        ctx = CheckContext(loss, params, manual, ref, rtol, atol, precision, tuple(report.leaves),
+                           None if report.finite_differences is None else tuple(report.finite_differences),
+                           None if report.taylor is None else report.taylor.passed)
+        if _diagnose(report, ctx, (loss_fn, args, kwargs), deltas):
             return report
-        if _guarded(report, "the custom rules", lambda: blame_rules.blame_rules(graph, loss, params, manual, report, rtol,
-                                                                            atol)):
-            return report
-        report.localization = _guarded(report, "localisation",
-                                       lambda: localize(graph, {l.path: l.passed for l in report.leaves}))
-        if deltas is not None and report.localization is not None:
-            _check_deltas(report.localization, loss_fn, params, args, kwargs, deltas, rtol)
-        report.hypotheses, report.ranked = _guarded(report, "the hypotheses", lambda: hy.explain(
-            graph, jax.tree.leaves(params), manual, ref, FIT_RTOL[precision])) or ([], [])
-    patterns = diagnose(manual, ref, params, args, report, strengths=reg, off=off)
-    report.diagnoses = [_merge(d, report) for d in patterns]
+    report.diagnoses = [_merge(d, report) for d in diagnose(manual, ref, params, args, report, strengths=reg, off=off)]
     return report
+
+
+def _diagnose(report: GradientReport, ctx: CheckContext, program, deltas) -> bool:
+    """The diagnosis stages on the traced loss, in order; each returns what it found and only this writes the
+    report.  ``True`` when a stage settles the check (a valid subgradient at a kink, a wrong custom rule)."""
+    graph = _guarded(report, "tracing the loss", lambda: jg.trace(ctx.loss, ctx.params, [l.path for l in ctx.leaves]))
+    if graph is None:
+        return False
+    ctx = dataclasses.replace(ctx, graph=graph)
+    for stage, run in (("the kink test", kinks.passes_at_kinks), ("the custom rules", blame_rules.blame_rules)):
+        found = _guarded(report, stage, lambda: run(ctx))
+        if found is None:
+            continue
+        report.leaves = [dataclasses.replace(l, passed=True) if l.path in found.accepted else l for l in report.leaves]
+        report.diagnoses += list(found.diagnoses)
+        report.notes += list(found.notes)
+        if found.settled:
+            return True
+    report.localization = _guarded(report, "localisation", lambda: localize(graph, {l.path: l.passed for l in ctx.leaves}))
+    if deltas is not None and report.localization is not None:
+        loss_fn, args, kwargs = program
+        checked, first = _check_deltas(loss_fn, ctx.params, args, kwargs, deltas, ctx.rtol)
+        report.localization = dataclasses.replace(report.localization, deltas=checked, first_wrong_delta=first)
+    report.hypotheses, report.ranked = _guarded(report, "the hypotheses", lambda: hy.explain(
+        graph, jax.tree.leaves(ctx.params), ctx.manual, ctx.reference, FIT_RTOL[ctx.precision])) or ([], [])
+    return False
 
 
 def _check_inexact_leaves(split, loss_fn, manual_fn, args, kwargs, names, precision, options) -> GradientReport:
@@ -275,33 +214,34 @@ def _autodiff(loss, params):
                          "reference gradient needs float leaves only") from None
 
 
-def _unregularised(report, loss_fn, manual_fn, params, args, kwargs, rtol, atol):
+def _unregularised(loss_fn, manual_fn, params, args, kwargs, rtol, atol):
     """With a non-zero regulariser strength in ``kwargs``: the check again with it off.  Returns the
-    strengths and ``(manual, autodiff)`` without them (or ``({}, None)``)."""
+    strengths, ``(manual, autodiff)`` without them and whether they agree (or ``({}, None, None)``)."""
     reg = {k: v for k, v in kwargs.items() if k in REG_KWARGS and np.any(np.asarray(v) != 0)}
     if not reg:
-        return reg, None
+        return reg, None, None
     off = {**kwargs, **{k: 0.0 for k in reg}}
     m0 = manual_fn(params, *args, **off)
     r0 = _autodiff(lambda p: loss_fn(p, *args, **off), params)[0]
     res0, err0 = compare_leaves(m0, r0, rtol, atol)
-    report.unregularised_passed = not err0 and all(l.passed for l in res0)
-    return reg, (m0, r0)
+    return reg, (m0, r0), not err0 and all(l.passed for l in res0)
 
 
-def _check_deltas(loc, loss_fn, params, args, kwargs, deltas, rtol):
-    """Each tapped delta against the true cotangent; the first wrong one in backward order."""
+def _check_deltas(loss_fn, params, args, kwargs, deltas, rtol):
+    """Each tapped delta against the true cotangent: ``(results, the first wrong one in backward order)``."""
     names = [t[0] for t in tapped(loss_fn, params, *args, **kwargs)]
     unknown = sorted(set(deltas) - set(names))
     if unknown:
         raise ValueError(f"deltas: no tap named {unknown} in loss_fn; its taps are {names}")
     true = true_cotangents(loss_fn, params, *args, **kwargs)
+    checked, first = [], None
     for name in reversed(names):  # backward order
         if name in deltas:
             r = compare_leaf(name, deltas[name], true[name], rtol)
-            loc.deltas.append({"name": name, "max_rel": r.max_rel, "passed": r.passed, "worst_index": r.worst_index})
-            if not r.passed and loc.first_wrong_delta is None:
-                loc.first_wrong_delta = name
+            checked.append({"name": name, "max_rel": r.max_rel, "passed": r.passed, "worst_index": r.worst_index})
+            if not r.passed and first is None:
+                first = name
+    return checked, first
 
 
 def _merge(d: Diagnosis, report: GradientReport) -> Diagnosis:
