@@ -139,7 +139,8 @@ def _scale_groups(graph) -> Dict[tuple, List[int]]:
         line = graph.user_line(i)
         if not line:
             continue
-        groups.setdefault(("loop", graph.key(i), j), []).append(k)
+        first = graph.instances(i)[0]  # the loop-body line (graph.instance_groups), by its first instance
+        groups.setdefault(("loop", first, j), []).append(k)
         groups.setdefault(("line", line, graph.eqns[i].invars[j]), []).append(k)
     seen, out = set(), {}
     for key, ks in groups.items():

@@ -90,14 +90,11 @@ def loop_saved(graph, values) -> List[tuple]:
     """In a loop body (a product at one line, repeated): the saved operand taken from the neighbouring
     iteration's value of the same line (``h_t`` for ``h_{t-1}``) or from the mirrored instance (a kernel
     flipped), at every instance at once: ``(site, {equation: edit}, text)`` each."""
-    keys: Dict[tuple, List[int]] = {}
-    for i, e in enumerate(graph.eqns):
-        if jg.op_name(e) in ("mul", "dot_general") and i in graph.live and graph.user_line(i):
-            keys.setdefault(graph.key(i), []).append(i)
-    producers: Dict[tuple, List[int]] = {}
-    for i, e in enumerate(graph.eqns):
-        if graph.user_line(i) and len(e.outvars) == 1 and jg.is_float(e.outvars[0]):
-            producers.setdefault(graph.key(i), []).append(i)
+    live = graph.live
+    keys = graph.instance_groups(keep=lambda i: jg.op_name(graph.eqns[i]) in ("mul", "dot_general") and i in live
+                                 and bool(graph.user_line(i)))
+    producers = graph.instance_groups(keep=lambda i: bool(graph.user_line(i)) and len(graph.eqns[i].outvars) == 1
+                                      and jg.is_float(graph.eqns[i].outvars[0]))
     out = []
     for inst in keys.values():
         if len(inst) < 2:

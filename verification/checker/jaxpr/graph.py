@@ -49,7 +49,7 @@ class Graph:
     uses: Dict[int, List[int]]  # leaf index -> indices of the equations that read it directly
     edges: List[tuple]  # (equation, input position) of every floating input that depends on the params
     producer: Dict[Any, int]  # var -> index of the equation that computes it
-    _by_line: Optional[Dict[tuple, List[int]]] = dataclasses.field(default=None, repr=False)
+    _groups: Dict[str, Dict[tuple, List[int]]] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
     def eqns(self):
@@ -82,18 +82,31 @@ class Graph:
         if library:
             text += f" (in {library})"
         if instance and where:
-            same = self._instances().get(self.key(i)[:3], [i])
+            same = self.instances(i, by="line")
             if len(same) > 1:
                 leaf = self.nearest_leaf(i)
                 text += f" [{same.index(i) + 1} of {len(same)}{': ' + leaf if leaf else ''}]"
         return text
 
-    def _instances(self) -> Dict[tuple, List[int]]:
-        if self._by_line is None:
-            self._by_line = {}
+    def instance_groups(self, by: str = "op", keep: Optional[Callable[[int], bool]] = None) -> Dict[tuple, List[int]]:
+        """The one grouping of a line's instances (the iterations of a loop body, the layers of a Python loop,
+        the calls of a helper): equations with the same :meth:`key` (``by="op"``: the same op with the same
+        shapes and literals) or the same op at the same user and library line (``by="line"``), in program
+        order; with ``keep``, only the equations it accepts."""
+        if by not in ("op", "line"):
+            raise ValueError(f"by: expected 'op' or 'line', got {by!r}")
+        cache = self._groups.setdefault(by, {})
+        if not cache:
             for k in range(len(self.eqns)):
-                self._by_line.setdefault(self.key(k)[:3], []).append(k)
-        return self._by_line
+                cache.setdefault(self.key(k) if by == "op" else self.key(k)[:3], []).append(k)
+        if keep is None:
+            return cache
+        out = {key: [k for k in ks if keep(k)] for key, ks in cache.items()}
+        return {key: ks for key, ks in out.items() if ks}
+
+    def instances(self, i: int, by: str = "op") -> List[int]:
+        """The instances of equation ``i``'s line (:meth:`instance_groups`), ``i`` among them."""
+        return self.instance_groups(by)[self.key(i) if by == "op" else self.key(i)[:3]]
 
     def nearest_leaf(self, i: int) -> Optional[str]:
         """The parameter leaf read at equation ``i``, or else the one read last before it."""
