@@ -1,4 +1,6 @@
 """The three parts of verification import in one direction: the checker never loads jaxmlp or optax."""
+import ast
+import pathlib
 import subprocess
 import sys
 
@@ -28,3 +30,73 @@ def test_public_api_is_the_general_checker():
             "GradientReport", "RuleReport", "Diagnosis", "Hypothesis", "RuleFinding"} <= public
     assert not public & {"CHECKS", "run_checks", "Row"}
     assert all(hasattr(verification, n) for n in public)
+
+
+# The checker's rooms and the rooms each may import (docs/layout.md): base <- jaxpr <- explain <- gradients,
+# jaxpr <- rules <- gradients.
+ROOMS = {"base": {"base"}, "jaxpr": {"base", "jaxpr"}, "explain": {"base", "jaxpr", "explain"},
+         "rules": {"base", "jaxpr", "rules"}, "gradients": {"base", "jaxpr", "explain", "rules", "gradients"}}
+CHECKER = pathlib.Path(verification.__file__).parent / "checker"
+
+
+def _checker_imports():
+    """``{module: {imported checker modules}}`` for every module of verification.checker (imports inside
+    functions too)."""
+    out = {}
+    for path in CHECKER.rglob("*.py"):
+        name = ".".join(path.relative_to(CHECKER.parent.parent).with_suffix("").parts)
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("verification.checker"):
+                for alias in node.names:
+                    sub = f"{node.module}.{alias.name}"
+                    found.add(sub if (CHECKER.parent.parent / (sub.replace(".", "/") + ".py")).exists() else node.module)
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names if a.name.startswith("verification.checker")}
+        out[name.removesuffix(".__init__")] = found
+    return out
+
+
+def _room(module):
+    parts = module.split(".")
+    return parts[2] if len(parts) > 3 else None
+
+
+def test_every_checker_module_lives_in_a_room():
+    rooms = {_room(m) for m in _checker_imports()} - {None}
+    assert rooms == set(ROOMS), rooms
+    loose = [p.name for p in CHECKER.glob("*.py") if p.name != "__init__.py"]
+    assert not loose, f"modules outside the rooms: {loose}"
+
+
+def test_checker_imports_go_one_way():
+    wrong = [(m, i) for m, imports in _checker_imports().items() for i in imports
+             if _room(m) and _room(i) and _room(i) not in ROOMS[_room(m)]]
+    assert not wrong, wrong
+
+
+def test_no_import_circle_in_the_checker():
+    graph = _checker_imports()
+    state = {}
+
+    def visit(m, path):
+        if state.get(m) == "done":
+            return
+        assert state.get(m) != "open", " -> ".join(path + [m])
+        state[m] = "open"
+        for n in graph.get(m, ()):
+            if n in graph and n != m:
+                visit(n, path + [m])
+        state[m] = "done"
+
+    for m in graph:
+        visit(m, [])
+
+
+def test_no_module_name_uses_a_word_in_two_senses():
+    """'rule' is a custom_vjp / custom_jvp rule, never a primitive's derivative; 'linear' is a linear map
+    (a rule's Jacobian), never the linearity of an edit's effect."""
+    names = {str(p.relative_to(CHECKER)) for p in CHECKER.rglob("*.py")}
+    assert not [n for n in names if "rule" in pathlib.Path(n).stem and not n.startswith(("rules/", "jaxpr/rule_calls",
+                                                                                          "gradients/blame_rules"))]
+    assert [n for n in names if "linear" in n] == ["rules/linear_maps.py"]
