@@ -1,4 +1,6 @@
 """The public API: jit and eager, no recompilation, random architectures against jax.grad."""
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -56,9 +58,14 @@ def test_model_is_a_static_argument():
 
 def test_vmap_over_params():
     model, params, x, y = problem("softplus", "sigmoid_bce", 2, 4, 5)
-    stacked = jax.vmap(lambda k: jaxmlp.init(model, k, "higham", dtype=jnp.float64))(jax.random.split(jax.random.key(3), 4))
-    vg = jax.vmap(lambda p: jaxmlp.value_and_grad(model, p, x, y))(stacked)
-    ref = jax.vmap(lambda p: _autodiff(model, p, x, y))(stacked)
+
+    @jax.jit  # one program: eager vmap would compile each operation on its own
+    def run(keys):
+        stacked = jax.vmap(lambda k: jaxmlp.init(model, k, "higham", dtype=jnp.float64))(keys)
+        return jax.vmap(lambda p: jaxmlp.value_and_grad(model, p, x, y))(stacked), jax.vmap(
+            lambda p: _autodiff(model, p, x, y))(stacked)
+
+    vg, ref = run(jax.random.split(jax.random.key(3), 4))
     assert compare_trees(vg[1], ref, F64_RTOL).ok
 
 
@@ -106,6 +113,14 @@ def test_relu_derivative_at_zero_follows_jax_nn_relu():
     assert act.derivative(z, act.forward(z))[1] == 0
 
 
+@functools.partial(jax.jit, static_argnums=(0, 4, 5))
+def _jitted_grads(model, params, x, y, l1, l2):
+    """(value_and_grad's gradient, Lemma 1's, jax.grad's) in one compiled call: eager dispatch would compile
+    every operation again for every new shape (the eager calls: the tests above)."""
+    g = jaxmlp.value_and_grad(model, params, x, y, l1=l1, l2=l2)[1]
+    return g, jaxmlp.lemma1_grad(model, params, x, y, l1=l1, l2=l2), _autodiff(model, params, x, y, l1=l1, l2=l2)
+
+
 @settings(max_examples=8, deadline=None)
 @given(
     sizes=st.lists(st.integers(1, 6), min_size=2, max_size=5),
@@ -118,21 +133,21 @@ def test_relu_derivative_at_zero_follows_jax_nn_relu():
 )
 def test_random_architectures_match_autodiff(sizes, act, head, m, l1, l2, seed):
     model = jaxmlp.MLP(tuple(sizes), act, head)
-    k1, k2, k3 = jax.random.split(jax.random.key(seed), 3)
-    params = jaxmlp.init(model, k1, "higham", dtype=jnp.float64)
-    x = jax.random.normal(k2, (m, sizes[0]), jnp.float64)
+    rng = np.random.default_rng(seed)  # numpy draws: jax.random would compile its sampler for every new shape
+    params = tuple(jaxmlp.Dense(jnp.asarray(0.5 * rng.standard_normal((a, b))),  # jaxmlp.init's "higham" scheme
+                                jnp.asarray(0.5 * rng.standard_normal(b))) for a, b in zip(sizes[:-1], sizes[1:]))
+    x = jnp.asarray(rng.standard_normal((m, sizes[0])))
     if jaxmlp.get_head(head).classes:
-        y = jax.random.randint(k3, (m,), 0, sizes[-1])
+        y = jnp.asarray(rng.integers(0, sizes[-1], m))
     else:
-        y = jax.random.uniform(k3, (m, sizes[-1]), jnp.float64)
-    _, g = jaxmlp.value_and_grad(model, params, x, y, l1=l1, l2=l2)
-    ref = _autodiff(model, params, x, y, l1=l1, l2=l2)
+        y = jnp.asarray(rng.random((m, sizes[-1])))
+    g, g1, ref = _jitted_grads(model, params, x, y, l1, l2)
     cmp = compare_trees(g, ref, F64_RTOL)
     assert cmp.ok, cmp
-    assert compare_trees(jaxmlp.lemma1_grad(model, params, x, y, l1=l1, l2=l2), ref, F64_RTOL).ok
+    assert compare_trees(g1, ref, F64_RTOL).ok
 
 
 def test_float32_matches_autodiff_within_f32_tolerance():
     model, params, x, y = problem("tanh", "softmax_cross_entropy", 4, 16, 32, dtype=jnp.float32)
     _, g = jax.jit(lambda p: jaxmlp.value_and_grad(model, p, x, y, l2=1e-3))(params)
-    assert compare_trees(g, _autodiff(model, params, x, y, l2=1e-3), F32_RTOL).ok
+    assert compare_trees(g, jax.jit(lambda p: _autodiff(model, p, x, y, l2=1e-3))(params), F32_RTOL).ok
