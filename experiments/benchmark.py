@@ -1,4 +1,4 @@
-"""Performance benchmark (issue 7): jaxmlp's manual gradient vs jax.grad, PyTorch eager and the source documents' numpy loops.
+"""Performance benchmark: jaxmlp's manual gradient vs jax.grad, PyTorch eager and the source documents' numpy loops.
 
 For every configuration the jitted training step (gradient + SGD update) is
 timed with ``block_until_ready`` after a warm-up, as the median over repeats of

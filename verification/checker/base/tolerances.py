@@ -33,7 +33,7 @@ F32_RTOL = 1e-5
 FD_STEP = 1e-6
 FD_RTOL = 1e-6
 
-# Half precision (issue 8): the forward and backward run in the params' dtype,
+# Half precision: the forward and backward run in the params' dtype,
 # so every product and sum rounds at eps16 = 2^-11 ~ 4.9e-4 (float16) or
 # eps_bf16 = 2^-8 ~ 3.9e-3 (bfloat16).  A gradient leaf of a small network is
 # a few such roundings deep: ~10 eps relative, against float32 or autodiff.
