@@ -131,7 +131,8 @@ def _diagnose(report: GradientReport, ctx: CheckContext, program, deltas) -> boo
         report.notes += list(found.notes)
         if found.settled:
             return True
-    report.localization = _guarded(report, "localisation", lambda: localize(graph, {l.path: l.passed for l in ctx.leaves}))
+    passed = {l.path: l.passed for l in report.leaves}  # leaves accepted at a kink count as agreeing
+    report.localization = _guarded(report, "localisation", lambda: localize(graph, passed))
     if deltas is not None and report.localization is not None:
         loss_fn, args, kwargs = program
         checked, first = _check_deltas(loss_fn, ctx.params, args, kwargs, deltas, ctx.rtol)
