@@ -1,4 +1,6 @@
 """Every verification check passes, and the comparison machinery can fail."""
+import json
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -6,6 +8,7 @@ import pytest
 import jaxmlp
 from verification.suite import network
 from verification.suite import optimizers
+from verification.suite import rule_rows
 from verification.suite.comparison import compare_trees
 from verification.suite.registry import CHECKS
 
@@ -14,28 +17,59 @@ def _assert_rows_pass(rows):
     assert rows
     failed = [f"{r.name}: rel {r.max_rel:.2e} at {r.where}" for r in rows if not r.passed]
     assert not failed, failed
+    json.dumps([r.as_dict() for r in rows])  # python -m verification --json
 
 
-SPLIT = (network.network_grid, optimizers.optimizer_trajectories)  # run in parts below, to balance the workers
+# Sampled below (the whole sweeps: ``python -m verification --only net/matrix net/lemma1 optim/``).
+SAMPLED = (network.network_grid, optimizers.optimizer_trajectories)
 
 
-@pytest.mark.parametrize("check", [c for c in CHECKS if c.rows not in SPLIT], ids=lambda c: c.name)
+@pytest.mark.parametrize("check", [c for c in CHECKS if c.rows not in SAMPLED], ids=lambda c: c.name)
 def test_check_passes(check):
-    _assert_rows_pass(list(check.rows()))
+    rows = list(check.rows())
+    if check.rows is rule_rows.layer_rows:  # every layer and head rule (tests/test_rule_checks.py: the checkers)
+        assert len(rows) >= 13, [r.name for r in rows]
+    _assert_rows_pass(rows)
+
+
+NAMES = [name for name, *_ in optimizers.pairs(0.1, None)]
+PROBLEMS = ("quadratic", "rosenbrock", "mlp")
+F32_NAMES = ("sgd", "momentum_ema", "adam_no_bias_correction", "adamw_masked")  # both float32 tolerances
+
+
+def _sample(dtype):
+    """float64: each optimizer once, problems and schedules cycled over them; float32: the constant rate for
+    an alias and the two mappings (their own float32 tolerance) and adamw without a mask (Rosenbrock)."""
+    if dtype == "float64":
+        return lambda prob, kind, name: (prob, kind) == (PROBLEMS[NAMES.index(name) % 3],
+                                                         optimizers.SCHEDULES[NAMES.index(name) // 3 % 3])
+    return lambda prob, kind, name: (kind == "constant" and name in F32_NAMES
+                                     and prob == PROBLEMS[(NAMES.index(name) + 1) % 3])
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_optimizer_rows_pass(dtype):
-    """The constant rate on every problem; in float64 the schedules on the MLP too (every schedule on every
-    problem in both dtypes: ``python -m verification``)."""
-    rows = list(optimizers.trajectory_rows(jnp.dtype(dtype), scheduled_on="mlp" if dtype == "float64" else ""))
-    assert len(rows) >= 20 and (dtype == "float32" or any("/warmup_cosine/" in r.name for r in rows)), len(rows)
+    """A sample of the optimizer rows: every optimizer, problem and schedule, and both dtypes (every optimizer
+    on every problem with every schedule in both dtypes: ``python -m verification --only optim/``)."""
+    rows = list(optimizers.trajectory_rows(jnp.dtype(dtype), select=_sample(dtype)))
+    names = {r.name.split("/")[1] for r in rows}
+    if dtype == "float64":
+        assert len(rows) == len(NAMES) and names == set(NAMES), [r.name for r in rows]
+        assert {r.name.split("/")[-2] for r in rows} == set(PROBLEMS)
+        assert all(any(f"/{kind}/" in r.name for r in rows) for kind in optimizers.SCHEDULES[1:])
+    else:
+        assert names == set(F32_NAMES) and any(r.name.startswith("optim/adamw_masked/rosenbrock") for r in rows)
     _assert_rows_pass(rows)
 
 
 @pytest.mark.parametrize("act", sorted(jaxmlp.ACTIVATIONS))
 def test_network_grid_passes(act):
-    _assert_rows_pass(list(network.grid_rows(act)))
+    """Every activation with every regulariser and depth, on one head each, the heads cycled over the
+    activations (every head for every activation: ``python -m verification --only net/matrix net/lemma1``)."""
+    head = sorted(jaxmlp.HEADS)[sorted(jaxmlp.ACTIVATIONS).index(act) % len(jaxmlp.HEADS)]
+    rows = list(network.grid_rows(act, heads=[head]))
+    assert len(rows) == 2 * len(network.REGS), [r.name for r in rows]
+    _assert_rows_pass(rows)
 
 
 def test_compare_reports_leaf_and_index():

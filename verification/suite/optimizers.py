@@ -128,15 +128,16 @@ def optimizer_trajectories():
         yield from trajectory_rows(dtype)
 
 
-def trajectory_rows(dtype, scheduled_on=None):
+def trajectory_rows(dtype, select=None):
     """The optimizer rows for one dtype: every optimizer on every problem with every schedule, or, with
-    ``scheduled_on`` (a problem name; the suite's shorter sweep), the schedules on that problem only and the
-    constant rate on every problem."""
+    ``select`` (``select(problem, schedule, optimizer) -> bool``; the test suite's sample), those it keeps."""
     tol = OPT_F64_RTOL if dtype == jnp.float64 else OPT_F32_RTOL
     tag = jnp.dtype(dtype).name
     for prob, params, grad_fn, lr, mask in problems(dtype):
-        for kind in SCHEDULES if scheduled_on in (None, prob) else SCHEDULES[:1]:
+        for kind in SCHEDULES:
             for name, mine, base, how in pairs(lr, mask, kind):
+                if select is not None and not select(prob, kind, name):
+                    continue
                 if mask is None and name == "adamw_masked":
                     a_lr = schedule(kind, lr / 5)
                     mine, base = optim.adamw(a_lr, weight_decay=0.05), optax.adamw(a_lr, weight_decay=0.05)
