@@ -451,7 +451,6 @@ NOT_FUZZED = {
     "jaxmlp.lm_step": "a linear-algebra step on J and r; tests/test_errors.py lm_step_*",
     "jaxmlp.optim.weights_only": "a params mask for adamw; tests/test_optim.py",
     "jaxmlp.train.autodiff_grad": "the arguments of manual_grad (fuzzed), for the reference gradient",
-    "jaxmlp.train.check_loop_args": "the loops' shared checks, fuzzed through train and train_population",
     "jaxmlp.train.resume_point": "checkpoint resumption; tests/test_checkpoint.py",
     "jaxmlp.checkpoint.path_for": "a file name from a folder and a step",
     "jaxmlp.checkpoint.all_checkpoints": "lists a folder",
