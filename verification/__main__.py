@@ -13,6 +13,8 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="*", metavar="PREFIX", help="run only rows whose name starts with PREFIX")
     ap.add_argument("--failures", action="store_true", help="print only failing rows (and the summary)")
     ap.add_argument("--bugs", action="store_true", help="run the planted-bug catalogue and print the checker's accuracy")
+    ap.add_argument("--backward-only", action="store_true",
+                    help="with --bugs: run only the backward families (bugs marked on their backward lines)")
     ap.add_argument("--errata", action="store_true", help="check the source documents' printed formulas against their corrections")
     args = ap.parse_args(argv)
 
@@ -20,6 +22,8 @@ def main(argv=None) -> int:
 
     verification.configure()
     from verification.suite import run_checks
+    if args.bugs and args.backward_only:
+        return 0 if _backward_families() else 1
     if args.bugs:
         return _bugs()
     if args.errata:
@@ -104,7 +108,8 @@ def _bugs() -> int:
         print(f"{arch:<28} {bug.name:<42} {bug.cause:<24} {', '.join(sorted(causes)) or '(passed!)':<24} {'yes' if good else 'NO'}")
     print(f"\npattern accuracy: {ok}/{n} = {ok / n:.0%}")
     rules_ok = _rule_bugs()
-    targets = rules_ok and met and tot["false_fail"] == 0
+    backward_ok = _backward_families()
+    targets = rules_ok and backward_ok and met and tot["false_fail"] == 0
     return 0 if ok == n and targets else 1
 
 
@@ -128,6 +133,40 @@ def _rule_bugs() -> bool:
               f"{'yes' if ok else 'NO'}", flush=True)
     print(f"\nrule bugs explained: {good}/{len(CASES)}")
     return good == len(CASES)
+
+
+def _backward_families() -> bool:
+    """The backward families (hand backward passes and a custom_vjp bwd, each bug marked ``# bwd:`` on its
+    line): per bug, located and explained as above, and whether the report's ranked backward lines put the
+    marked line first / in the top 3.  False when a correct gradient or rule fails."""
+    from verification.catalogue import FIRST_SCORE_OF_BACKWARD_FAMILIES, run_backward
+
+    print(f"\nbackward families (each bug's line in the hand backward marked '# bwd:')\n"
+          f"{'family':<54} {'planted bug':<31} {'expected cause':<22} {'first finding':<22} loc  expl  "
+          f"bwd1 bwd3 s")
+    rows, false_fail = [], 0
+    for o in run_backward():
+        if o.planted is None:
+            if not o.located:
+                false_fail += 1
+                print(f"{o.family:<54} {'(correct ' + (o.variant or 'gradient') + ')':<31} FAILS "
+                      f"{o.error or ''}", flush=True)
+            continue
+        rows.append(o)
+        r = o.report
+        causes = [h.cause for h in getattr(r, "hypotheses", [])] or [f.cause for f in getattr(r, "findings", [])]
+        first = (causes[0] if causes else o.error[:22] or "(none)")
+        print(f"{o.family:<54} {o.planted.bug:<31} {o.planted.cause:<22} {first:<22} "
+              f"{'yes' if o.located else 'NO':<4} {'yes' if o.explained else 'NO':<5} "
+              f"{'yes' if o.bwd_first else 'NO':<4} {'yes' if o.bwd_top3 else 'NO':<4} {o.seconds:.1f}", flush=True)
+    n = max(len(rows), 1)
+    counts = {k: sum(getattr(o, k) for o in rows) for k in ("located", "explained", "bwd_first", "bwd_top3")}
+    print(f"\nbackward families: {len(rows)} bugs, " + ", ".join(f"{k} {v}/{len(rows)} {v / n:.0%}"
+                                                              for k, v in counts.items())
+          + f", checks raised {sum(bool(o.error) for o in rows)}, correct gradients failing {false_fail}")
+    print(f"first score of the backward families (before the checker's edits for them): "
+          f"{FIRST_SCORE_OF_BACKWARD_FAMILIES}")
+    return false_fail == 0
 
 
 if __name__ == "__main__":
