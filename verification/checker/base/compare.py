@@ -8,7 +8,8 @@ gradient checker's table); the suite folds them into one worst-leaf row
 (:func:`verification.suite.comparison.compare_trees`).
 
 >>> import jax.numpy as jnp
->>> leaves, structure_error = compare_leaves({"w": jnp.array([1.0, 2.0])}, {"w": jnp.array([1.0, 2.0 + 1e-9])}, rtol=1e-6)
+>>> a, b = {"w": jnp.array([1.0, 2.0])}, {"w": jnp.array([1.0, 2.0 + 1e-9])}
+>>> leaves, structure_error = compare_leaves(a, b, rtol=1e-6)
 >>> leaves[0].passed, leaves[0].where, structure_error
 (True, "['w'][1]", '')
 """

@@ -117,7 +117,10 @@ def check_leaves(loss: Callable, params, manual, names: Sequence[str], seed: int
         dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
         V[:DIRECTIONS, start:start + n] = dirs
         V[DIRECTIONS + np.arange(len(coords)), start + coords] = 1.0
-        steps = np.r_[np.full(DIRECTIONS, fd.step_for(jnp.float64, "direction")), np.full(len(coords), fd.step_for(jnp.float64))]
+        steps = np.r_[
+            np.full(DIRECTIONS, fd.step_for(jnp.float64, "direction")),
+            np.full(len(coords), fd.step_for(jnp.float64)),
+        ]
         up, down = (np.asarray(t, np.float64) for t in J.batch(x, jnp.asarray(V), jnp.asarray(steps)))
         d, noise = (up - down) / (2 * steps), NOISE_EPS * (np.abs(up) + np.abs(down)) / (2 * steps)
         err = np.abs(np.r_[dirs @ m, m[coords]] - d)
@@ -128,7 +131,10 @@ def check_leaves(loss: Callable, params, manual, names: Sequence[str], seed: int
         if w >= DIRECTIONS:
             worst_at = np.unravel_index(int(coords[w - DIRECTIONS]), shape)
         elif worst > SAMPLED_RTOL:
-            worst_at = np.unravel_index(_narrow(J, x, np.arange(start, start + n), dirs[w], m, fd.step_for(jnp.float64, "direction")), shape)
+            worst_at = np.unravel_index(
+                _narrow(J, x, np.arange(start, start + n), dirs[w], m, fd.step_for(jnp.float64, "direction")),
+                shape,
+            )
         else:
             worst_at = ()
         out.append(LeafResult(name, shape, worst_abs, worst, worst, tuple(int(i) for i in worst_at),

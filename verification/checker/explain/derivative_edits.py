@@ -121,8 +121,12 @@ def _per_equation(graph, values, sites=None, body=False):
         if name == "select_n":
             yield from _select_edits(i, eqn, where)
         if name in ("max", "min") and n_vars == 2 and len(float_vars) == 2:
-            yield _one("wrong_branch", i, ed.Edit(_loser_edit), f"the backward of {where} sends the cotangent to the input "
-                                                       "that lost (the mask inverted)")
+            yield _one(
+                "wrong_branch",
+                i,
+                ed.Edit(_loser_edit),
+                f"the backward of {where} sends the cotangent to the input that lost (the mask inverted)",
+            )
         if name in ("reduce_max", "reduce_min") and not body:  # its masks are this iteration's
             yield from _routing_edits(i, eqn, where, values)
         if name in ("mul", "dot_general") and n_vars == 2:
@@ -265,4 +269,9 @@ def _select_edits(i, eqn, where):
             yield _one("wrong_branch", i, always(k), f"the backward of {where} always takes branch {k + 1} of {n} "
                                                      "(the derivative of one case used everywhere)")
     if n == 2 and all(jg.is_float(v) for v in eqn.invars[1:]):
-        yield _one("wrong_branch", i, ed.Edit(flip), f"the backward of {where} sends the cotangent to the branch not taken")
+        yield _one(
+            "wrong_branch",
+            i,
+            ed.Edit(flip),
+            f"the backward of {where} sends the cotangent to the branch not taken",
+        )

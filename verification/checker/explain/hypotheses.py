@@ -42,7 +42,9 @@ from verification.checker.explain.search_state import Search
 MAX_MULTI_EXACT = 8  # multi-equation rule changes evaluated exactly (best first-order screens first)
 MAX_GROUP_SCALES = 8  # loop-wide scalings evaluated exactly (best linear screens first)
 NEAR_CANONICAL = 0.5  # a chained group's first-order scale is tried with the canonical scales this close
-WIDE_BUDGET = 2 ** 27  # entries of the wide search's effect matrix (1 GiB of float64): past it, the narrow result stands
+WIDE_BUDGET = (
+    2**27
+)  # entries of the wide search's effect matrix (1 GiB of float64): past it, the narrow result stands
 WIDE_ROWS_PER_EDGE = 9  # the effect matrix's rows per edge: its scaling and a bound on its rule edits
 
 
@@ -171,7 +173,11 @@ def _group_scalings(s: Search) -> List[Hypothesis]:
                 i, j = graph.edges[ks[-1]]
                 cause, text = scale_causes.classify(graph, i, j, a)
                 n_sites = len({graph.edges[k][0] for k in ks})
-                where = "in all instances of a loop body" if key[0] == "loop" else "at every use of that value on the line"
+                where = (
+                    "in all instances of a loop body"
+                    if key[0] == "loop"
+                    else "at every use of that value on the line"
+                )
                 out.append(Hypothesis(cause, i, graph.describe(i), f"manual equals autodiff if {text}, {where} "
                                       f"({n_sites} sites)", fit.residual(H - G), a,
                                       sites=sorted({graph.edges[k][0] for k in ks})))
@@ -223,7 +229,9 @@ def _search(graph, leaves, point, D, G, fit_rtol, sites, cols):
             members.setdefault((i, id(e)), (len(members), i, e))
     E = le.pullbacks(graph, leaves, point, edge_deltas + [_edit_delta(graph, point, i, e, true)
                                                           for _, i, e in members.values()], cols=cols)
-    C = E[:len(edge_deltas)].T  # (n_params, n_allowed): scaling edge allowed[c] by a changes the gradient by (a - 1) C_c
+    C = E[
+        : len(edge_deltas)
+    ].T  # (n_params, n_allowed): scaling edge allowed[c] by a changes the gradient by (a - 1) C_c
     col_of = {k: c for c, k in enumerate(allowed)}
     rows = E[len(edge_deltas):]
 

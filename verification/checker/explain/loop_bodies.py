@@ -149,7 +149,9 @@ class _Program:
         _, values = ed.evaluate_outputs(self.graph, args, every)  # for an edit that reads a value saved later
         known = {v: jax.lax.stop_gradient(u) for v, u in zip(every, values)}
         units = {b: ed.Edit(lambda eqn, invals, outs, read, u=u: u.run(invals, k)) for b, u in self.units.items()}
-        out = ed.evaluate(self.graph, args, ed.Changes(edits=units or None, switched=self.switched, switch=k), known=known)
+        out = ed.evaluate(
+            self.graph, args, ed.Changes(edits=units or None, switched=self.switched, switch=k), known=known
+        )
         return out if isinstance(out, list) else [out]
 
 

@@ -69,11 +69,16 @@ def _leaf_cause(a, b, p, batch_sizes, strengths):
         if res <= PATTERN_FIT_RTOL and alpha != 0:
             kind = "extra" if alpha > 0 else "missing"
             sym = "lambda W" if name == "L2" else "lambda sign(W)"
-            return f"{name.lower()}_{kind}", (f"manual - autodiff = {alpha:+.6g} x {sym.split(' ', 1)[1]}, i.e. a {kind} "
-                                      f"{name} term with lambda = {abs(alpha):.6g}" + (f" (given {lam})" if lam else ""))
+            return f"{name.lower()}_{kind}", (
+                f"manual - autodiff = {alpha:+.6g} x {sym.split(' ', 1)[1]}, i.e. a {kind} "
+                f"{name} term with lambda = {abs(alpha):.6g}" + (f" (given {lam})" if lam else "")
+            )
     alpha, res = least_squares(d, np.ones_like(d))
     if res <= PATTERN_FIT_RTOL:
-        return "constant_offset", f"manual - autodiff = {alpha:+.6g} everywhere (a constant where a sign(W) or W belongs?)"
+        return (
+            "constant_offset",
+            f"manual - autodiff = {alpha:+.6g} everywhere (a constant where a sign(W) or W belongs?)",
+        )
     alpha, res = least_squares(d, 1 - np.sign(p))
     if res <= PATTERN_FIT_RTOL and alpha != 0:
         return "l1_without_sign", (f"manual - autodiff = {alpha:.6g} x (1 - sign(W)): the L1 gradient adds lambda = "

@@ -56,8 +56,8 @@ def operand_edit(j: int, u) -> ed.Edit:
 
 
 def saved_candidates(graph, values, v, i, inputs=False):
-    """``(variable, its value, what)`` of other forward values with ``v``'s shape (or size, reshaped) that a hand derivation might save instead
-    of ``v``: the input of the op that made ``v`` (through reshapes: a pre-activation for the activation),
+    """``(variable, its value, what)`` of other forward values with ``v``'s shape (or size, reshaped) that a
+    hand derivation might save instead of ``v``: the input of the op that made ``v`` (through reshapes: a pre-activation for the activation),
     then every value of that shape, nearest to equation ``i`` first, earlier or later."""
     out, true = [], values.get(v)
 
@@ -111,8 +111,13 @@ def loop_saved(graph, values) -> List[tuple]:
                 for s in (-1, 0, 1):
                     seq = [graph.eqns[pinst[k + s]].outvars[0] if 0 <= k + s < len(pinst) else saved[k]
                            for k in range(len(inst))]
-                    options.append((f"the output of {graph.describe(pinst[0])} from iteration {'t' if s == 0 else f't{s:+d}'}"
-                                    " of the same pass (e.g. h_t where h_{t-1} belongs)", seq))
+                    options.append(
+                        (
+                            f"the output of {graph.describe(pinst[0])} from iteration {'t' if s == 0 else f't{s:+d}'}"
+                            " of the same pass (e.g. h_t where h_{t-1} belongs)",
+                            seq,
+                        )
+                    )
             for what, seq in options:
                 if all(u is v for u, v in zip(seq, saved)) or len(out) >= MAX_LOOP_SAVED:
                     continue

@@ -87,10 +87,19 @@ def pairs(s: Search) -> List[Hypothesis]:
         H = s.exact(edits=edits or None, scales=scales or None)
         if fit.fits(H - s.reference):
             (c1, i1, t1), (c2, i2, t2) = sorted(parts, key=lambda p: -p[1])
-            out.append(Hypothesis(c1, i1, graph.describe(i1),
-                                  f"manual equals autodiff if two changes are made: {t1}; and {t2}",
-                                  fit.residual(H - s.reference), also_at=[graph.describe(i2)], sites=sorted({i1, i2}), changes=2,
-                                  equivalent=[graph.describe(i2)] if c1 != c2 else []))
+            out.append(
+                Hypothesis(
+                    c1,
+                    i1,
+                    graph.describe(i1),
+                    f"manual equals autodiff if two changes are made: {t1}; and {t2}",
+                    fit.residual(H - s.reference),
+                    also_at=[graph.describe(i2)],
+                    sites=sorted({i1, i2}),
+                    changes=2,
+                    equivalent=[graph.describe(i2)] if c1 != c2 else [],
+                )
+            )
             break
     return out
 

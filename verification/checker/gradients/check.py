@@ -261,8 +261,11 @@ def _merge(d: Diagnosis, report: GradientReport) -> Diagnosis:
                                    "by how much of the error a change there explains")
     if loc is not None and loc.between:
         where = loc.between[0] if d.cause != "unknown" else "; ".join(loc.between[:4])
-        return dataclasses.replace(d, where=where,
-                                   evidence=d.evidence + ("; no single-rule change reproduces it" if d.cause == "unknown" else ""))
+        return dataclasses.replace(
+            d,
+            where=where,
+            evidence=d.evidence + ("; no single-rule change reproduces it" if d.cause == "unknown" else ""),
+        )
     return d
 
 

@@ -39,15 +39,19 @@ class GradientReport(CheckReport):
         return ok and (self.taylor is None or self.taylor.passed)
 
     def __str__(self):
-        lines = [f"{'leaf':<22} {'shape':<12} {'max abs':>10} {'max rel':>10} {'worst':<10} {'cs231n band':<27} verdict"]
+        lines = [
+            f"{'leaf':<22} {'shape':<12} {'max abs':>10} {'max rel':>10} {'worst':<10} {'cs231n band':<27} verdict"
+        ]
         for l in self.leaves:
             lines.append(f"{l.path:<22} {str(l.shape):<12} {l.max_abs:>10.2e} {l.max_rel:>10.2e} "
                          f"{str(list(l.worst_index)):<10} {l.band:<27} {'PASS' if l.passed else 'FAIL'}")
         if self.structure_error:
             lines.append(f"structure: {self.structure_error}")
         for l in self.finite_differences or []:
-            lines.append(f"fd {l.path:<19} {str(l.shape):<12} {l.max_abs:>10.2e} {l.max_rel:>10.2e} "
-                         f"{str(list(l.worst_index)):<10} {'(central differences)':<27} {'PASS' if l.passed else 'FAIL'}")
+            lines.append(
+                f"fd {l.path:<19} {str(l.shape):<12} {l.max_abs:>10.2e} {l.max_rel:>10.2e} "
+                f"{str(list(l.worst_index)):<10} {'(central differences)':<27} {'PASS' if l.passed else 'FAIL'}"
+            )
         if self.taylor is not None:
             lines.append(str(self.taylor))
         if self.unregularised_passed is not None:
@@ -57,7 +61,11 @@ class GradientReport(CheckReport):
         if self.localization is not None and self.localization.first_wrong is not None:
             lines += [f"where: {l}" for l in self.localization.lines()]
         for d in self.diagnoses:
-            lines.append(f"diagnosis: {d.leaf}: {d.cause}" + (f" at {d.where}" if d.where else "") + f" -- {d.evidence}")
+            lines.append(
+                f"diagnosis: {d.leaf}: {d.cause}"
+                + (f" at {d.where}" if d.where else "")
+                + f" -- {d.evidence}"
+            )
         if self.ranked:
             lines.append("likeliest sites (no hypothesis fits): " + "; ".join(self.ranked))
         for h in self.hypotheses[1:]:

@@ -69,7 +69,13 @@ class Graph:
         e = self.eqns[i]
         lits = tuple(float(v.val) if isinstance(v, jcore.Literal) and np.ndim(v.val) == 0
                      and np.issubdtype(np.asarray(v.val).dtype, np.number) else None for v in e.invars)
-        return (op_name(e), user_line(e), library_line(e), tuple(tuple(getattr(v.aval, "shape", ())) for v in e.invars), lits)
+        return (
+            op_name(e),
+            user_line(e),
+            library_line(e),
+            tuple(tuple(getattr(v.aval, "shape", ())) for v in e.invars),
+            lits,
+        )
 
     def describe(self, i: int, instance: bool = False) -> str:
         """``op at file:line`` (with the library line it ran, ``(in equinox/nn/_mlp.py:25)``).  With

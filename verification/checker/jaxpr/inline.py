@@ -190,5 +190,7 @@ def _as_scan(flat, eqn, body_consts, carry, trips):
     new = [jcore.Var(v.aval) for v in eqn.outvars]
     flat.eqns.append(jcore.new_jaxpr_eqn(list(body_consts) + list(carry), new, template.primitive, params,
                                          body.effects, eqn.source_info))
-    flat.values.update(zip(new, bind(template, [read(flat.values, v) for v in list(body_consts) + list(carry)], params)))
+    flat.values.update(
+        zip(new, bind(template, [read(flat.values, v) for v in list(body_consts) + list(carry)], params))
+    )
     return new

@@ -48,7 +48,8 @@ def _scan_frames(tb):
             continue
         if any(d in name for d in _LIBRARY_DIRS):
             if library is None:
-                library = f"{name.split(os.sep + 'site-packages' + os.sep)[-1].split(os.sep + 'dist-packages' + os.sep)[-1]}:{f.line_num}"
+                tail = name.split(os.sep + "site-packages" + os.sep)[-1].split(os.sep + "dist-packages" + os.sep)[-1]
+                library = f"{tail}:{f.line_num}"
             continue
         rel = os.path.relpath(name)
         return f"{rel if not rel.startswith('..') else name}:{f.line_num}", library

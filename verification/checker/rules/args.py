@@ -118,7 +118,10 @@ class Args(DiffLeaves):
 def out_space(out) -> Tuple[List[Leaf], Any]:
     """The leaves of a function's output (``out``, ``out[0]``, ``out['a']``) and its treedef."""
     flat, treedef = jax.tree_util.tree_flatten_with_path(out)
-    return [Leaf(_join("out", leaf_name(p) if p else ""), tuple(jnp.shape(l)), jnp.result_type(l)) for p, l in flat], treedef
+    return [
+        Leaf(_join("out", leaf_name(p) if p else ""), tuple(jnp.shape(l)), jnp.result_type(l))
+        for p, l in flat
+    ], treedef
 
 
 def primal_row(got_out, ref_out, tol: float):

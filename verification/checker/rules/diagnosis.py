@@ -68,7 +68,11 @@ def explain_block(b: Block, *, mode: str, fit: float, dims: Sequence[int], other
     if np.max(np.abs(R)) == 0:
         return finding("path_dropped", f"the rule returns zero for this block: the term of {inp} in {out} is missing")
     k = min(len(R), 3)  # the random probes
-    if k > 1 and all(_fits(R[0], R[i], fit) for i in range(1, k)) and not all(_fits(F[0], F[i], fit) for i in range(1, k)):
+    if (
+        k > 1
+        and all(_fits(R[0], R[i], fit) for i in range(1, k))
+        and not all(_fits(F[0], F[i], fit) for i in range(1, k))
+    ):
         ones = apply_ref_ones()
         tail = (f"correct only when the {probe} is 1: the rule ignores the {probe}" if ones is not None
                 and ones.shape == R[0].shape and _fits(R[0], ones, fit)
