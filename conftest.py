@@ -5,6 +5,7 @@ import shutil
 import tempfile
 
 import jax
+import pytest
 
 import verification
 
@@ -22,3 +23,20 @@ jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 # A script run in a subprocess with 8 simulated devices (tests/test_sharding.py), not a test module.
 collect_ignore = ["tests/sharded_check.py", "tests/multiprocess_worker.py"]
+
+
+def pytest_configure(config):
+    """``-n 2`` distributes by test, except that tests marked ``xdist_group`` (tests/test_multiprocess.py, whose
+    module fixtures start the process clusters its tests share) all run on one worker: by test alone, each
+    worker that ran one of them would start those clusters again.  (xdist's ``--dist loadgroup``, made the
+    default of ``-n``; the workers learn it from ``workerinput``.)"""
+    if getattr(config.option, "dist", "no") == "load":
+        config.option.dist = "loadgroup"
+    if getattr(config, "workerinput", {}).get("loadgroup"):
+        config.option.loadgroup = True
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """xdist's hook, before a worker starts: tell it that the tests are grouped."""
+    node.workerinput["loadgroup"] = node.config.getvalue("dist") == "loadgroup"

@@ -5,11 +5,12 @@
 DATA: ``digits`` (the 1347-row training split, the default), ``digits1797`` (all 1797 rows) or ``higham``
 (Higham & Higham's 10 points and 2-2-3-2 network); no row count needs to divide the processes.
 
-Modes: ``digits-SCHEME`` or ``digits-all`` (full batch, mini-batch and with replacement; 200 steps of scikit-learn's digits, data parallel),
-``grad`` (the manual gradient against jax.grad on the global batch), ``population`` (a population split
-over the processes), ``guard`` (a learning rate that overflows: the non-finite guard's report).
-Process 0 writes the result as JSON to OUT.json (params as lists); ``guard`` writes OUT.json.PID from
-every process.
+MODE is one mode or several joined by commas, run in order on one cluster start-up: ``digits-SCHEME`` or
+``digits-all`` (full batch, mini-batch and with replacement; 200 steps of the data, data parallel), ``grad``
+(the manual gradient against jax.grad on the global batch), ``population`` (a population split over the
+processes), ``guard`` (a learning rate that overflows: the non-finite guard's report).
+Process 0 writes the result as JSON to OUT.json (params as lists); with ``guard``, every process writes its
+own report to OUT.json.PID.
 """
 import json
 import sys
@@ -44,51 +45,52 @@ def main():
         params = jaxmlp.init(model, jax.random.key(0), "xavier", dtype=dtype)
     x, y = np.asarray(x, dtype), np.asarray(y)
     result = {"processes": jax.process_count(), "devices": len(jax.devices())}
-    if mode.startswith("digits"):
-        # every scheme with batches to split over the processes (sgd_shuffle uses one example a step)
-        schemes = ["full_batch", "minibatch", "sgd_replacement"] if mode == "digits-all" else [mode.split("-", 1)[1]]
-        xg, yg, rows = distributed.shard_dataset(x, y, mesh)
-        result["rows"], result["padded_rows"] = rows, int(xg.shape[0])
-        for scheme in schemes:  # one cluster start-up for every scheme
-            r = train.train(train.manual_grad(model, l2=1e-4), optim.sgd(0.1, momentum=0.9),
-                            sharding.replicate(params, mesh), xg, yg, key=jax.random.key(1), steps=200, scheme=scheme,
-                            batch_size=None if scheme == "full_batch" else batch, log_every=50, progress=False,
-                            rows=rows)
-            result[scheme] = {"params": [np.asarray(jaxmlp.values.host(l)).tolist() for l in jax.tree.leaves(r.params)],
-                              "losses": r.losses.tolist()}
-    elif mode == "grad":
-        xg, yg, rows = distributed.shard_dataset(x, y, mesh)
-        p, w = sharding.replicate(params, mesh), (np.arange(xg.shape[0]) < rows).astype(dtype)
-        _, g = jax.jit(lambda p, x, y: jaxmlp.value_and_grad(model, p, x, y, check=False, weights=w))(p, xg, yg)
-        ref = jax.jit(jax.grad(lambda p, x, y: jaxmlp.loss(model, p, x, y, check=False, weights=w)))(p, xg, yg)
-        rel = max(float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
-                  for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(ref)))
-        result["manual_vs_autodiff"] = rel
-        result["grad_replicated"] = all(l.sharding.is_fully_replicated for l in jax.tree.leaves(g))
-    elif mode == "population":
-        P = 6  # 1, 2 and 3 processes divide it
-        members = jax.vmap(lambda k: jaxmlp.init(model, k, "xavier", dtype=dtype))(jax.random.split(jax.random.key(5), P))
-        keys = jax.random.split(jax.random.key(6), P)
-        local = jax.tree.map(lambda a: distributed.local_rows(np.asarray(a)), members)
-        pg = jax.tree.map(lambda a: distributed.global_array(a, P, mesh), local)
-        xs, ys = x[:256], np.asarray(y)[:256]
-        r = population.train_population(train.manual_grad(model), optim.sgd(0.1), pg, xs, ys, keys=keys, steps=100,
-                                        scheme="minibatch", batch_size=32, log_every=50, progress=False)
-        result["params"] = [np.asarray(jaxmlp.values.host(l)).tolist() for l in jax.tree.leaves(r.params)]
-        result["params_sharded_over"] = len(jax.tree.leaves(r.params)[0].sharding.device_set)
-    elif mode == "guard":
-        xg, yg, rows = distributed.shard_dataset(x, y, mesh)
-        try:
-            train.train(train.manual_grad(model, l2=1.0), optim.sgd(1e300), sharding.replicate(params, mesh), xg, yg,
-                        key=jax.random.key(1), steps=50, log_every=10, progress=False, rows=rows)
-            result["guard"] = None
-        except train.NonFiniteError as e:
-            result["guard"] = {"step": int(e.step), "leaf": str(e.leaf), "message": str(e).splitlines()[0]}
-        with open(f"{out}.{pid}", "w") as f:
-            json.dump(result, f)
-        return
-    else:
-        raise ValueError(f"mode: expected digits-SCHEME, grad, population or guard, got {mode!r}")
+    xg, yg, rows = distributed.shard_dataset(x, y, mesh)
+    for m in mode.split(","):
+        if m.startswith("digits"):
+            # every scheme with batches to split over the processes (sgd_shuffle uses one example a step)
+            schemes = ["full_batch", "minibatch", "sgd_replacement"] if m == "digits-all" else [m.split("-", 1)[1]]
+            result["rows"], result["padded_rows"] = rows, int(xg.shape[0])
+            for scheme in schemes:  # one cluster start-up for every scheme
+                r = train.train(train.manual_grad(model, l2=1e-4), optim.sgd(0.1, momentum=0.9),
+                                sharding.replicate(params, mesh), xg, yg, key=jax.random.key(1), steps=200,
+                                scheme=scheme, batch_size=None if scheme == "full_batch" else batch, log_every=50,
+                                progress=False, rows=rows)
+                result[scheme] = {"params": [np.asarray(jaxmlp.values.host(l)).tolist()
+                                             for l in jax.tree.leaves(r.params)], "losses": r.losses.tolist()}
+        elif m == "grad":
+            p, w = sharding.replicate(params, mesh), (np.arange(xg.shape[0]) < rows).astype(dtype)
+            _, g = jax.jit(lambda p, x, y: jaxmlp.value_and_grad(model, p, x, y, check=False, weights=w))(p, xg, yg)
+            ref = jax.jit(jax.grad(lambda p, x, y: jaxmlp.loss(model, p, x, y, check=False, weights=w)))(p, xg, yg)
+            rel = max(float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
+                      for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(ref)))
+            result["manual_vs_autodiff"] = rel
+            result["grad_replicated"] = all(l.sharding.is_fully_replicated for l in jax.tree.leaves(g))
+        elif m == "population":
+            P = 6  # 1, 2 and 3 processes divide it
+            members = jax.vmap(lambda k: jaxmlp.init(model, k, "xavier", dtype=dtype))(
+                jax.random.split(jax.random.key(5), P))
+            keys = jax.random.split(jax.random.key(6), P)
+            local = jax.tree.map(lambda a: distributed.local_rows(np.asarray(a)), members)
+            pg = jax.tree.map(lambda a: distributed.global_array(a, P, mesh), local)
+            xs, ys = x[:256], np.asarray(y)[:256]
+            r = population.train_population(train.manual_grad(model), optim.sgd(0.1), pg, xs, ys, keys=keys,
+                                            steps=100, scheme="minibatch", batch_size=min(32, len(xs) // 2),
+                                            log_every=50, progress=False)
+            result["population"] = {
+                "params": [np.asarray(jaxmlp.values.host(l)).tolist() for l in jax.tree.leaves(r.params)],
+                "params_sharded_over": len(jax.tree.leaves(r.params)[0].sharding.device_set)}
+        elif m == "guard":
+            try:
+                train.train(train.manual_grad(model, l2=1.0), optim.sgd(1e300), sharding.replicate(params, mesh), xg,
+                            yg, key=jax.random.key(1), steps=50, log_every=10, progress=False, rows=rows)
+                guard = None
+            except train.NonFiniteError as e:
+                guard = {"step": int(e.step), "leaf": str(e.leaf), "message": str(e).splitlines()[0]}
+            with open(f"{out}.{pid}", "w") as f:
+                json.dump({"guard": guard}, f)
+        else:
+            raise ValueError(f"mode: expected digits-SCHEME, grad, population or guard, got {m!r}")
     if pid == 0:
         with open(out, "w") as f:
             json.dump(result, f)

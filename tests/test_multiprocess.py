@@ -19,6 +19,8 @@ import time
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.xdist_group("multiprocess")  # one worker: the module fixtures start their clusters once
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 WORKER = ROOT / "tests" / "multiprocess_worker.py"
 TIMEOUT_S = 240
@@ -67,13 +69,20 @@ def reap(procs, timeout=TIMEOUT_S):
 
 
 def run_worker(mode, n, tmp_path, dtype="float64", data="digits"):
-    port, out = free_port(), tmp_path / f"{mode}-{data}-{dtype}-{n}.json"
+    """One cluster start-up of ``n`` processes running ``mode`` (modes joined by commas run in turn); process
+    0's result, with every process's guard report in ``guards`` when ``guard`` is among the modes."""
+    d = tmp_path / f"{mode.replace(',', '+')}-{data}-{dtype}-{n}"
+    d.mkdir()
+    port, out = free_port(), d / "out.json"
     procs = start([[sys.executable, str(WORKER), mode, str(i), str(n), str(port), str(out), dtype, data]
-                   for i in range(n)], tmp_path)
+                   for i in range(n)], d)
     codes = reap(procs)
-    logs = "\n".join((tmp_path / f"proc{i}.log").read_text()[-2000:] for i in range(n))
+    logs = "\n".join((d / f"proc{i}.log").read_text()[-2000:] for i in range(n))
     assert codes == [0] * n, f"exit codes {codes}\n{logs}"
-    return json.loads(out.read_text())
+    result = json.loads(out.read_text())
+    if "guard" in mode.split(","):
+        result["guards"] = [json.loads(pathlib.Path(f"{out}.{i}").read_text())["guard"] for i in range(n)]
+    return result
 
 
 def max_rel(a, b):
@@ -85,13 +94,17 @@ SCHEMES = ["full_batch", "minibatch", "sgd_replacement"]
 # (data, process counts): neither 1797 on 2 nor 10 on 3 divides, so the padding rows are in play (1797 on 3
 # processes divides and needs no padding: measured once for docs/scale_out.md, left out of the suite for time)
 CASES = {"digits1797": (1, 2), "higham": (1, 3)}
+# What else each cluster start-up runs after the schemes (one start-up each, shared by the tests below).
+ALSO = {("digits1797", 2): ",grad,population,guard"}
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """200 steps of each data-parallel scheme, float64, for every (data, process count) of CASES."""
+    """200 steps of each data-parallel scheme, float64, and a population, for every (data, process count) of
+    CASES; the 2-process run also checks the manual gradient and the non-finite guard."""
     d = tmp_path_factory.mktemp("rows")
-    return {(data, n): run_worker("digits-all", n, d, data=data) for data, counts in CASES.items() for n in counts}
+    return {(data, n): run_worker("digits-all,population" + ALSO.get((data, n), ""), n, d, data=data)
+            for data, counts in CASES.items() for n in counts}
 
 
 @pytest.mark.parametrize("data,n", [(d, n) for d, counts in CASES.items() for n in counts if n > 1])
@@ -115,30 +128,21 @@ def test_two_processes_float32_bound(tmp_path):
     assert max_rel(two["minibatch"]["params"], one["minibatch"]["params"]) <= F32_RTOL
 
 
-def test_manual_gradient_under_two_processes(tmp_path):
-    r = run_worker("grad", 2, tmp_path)
-    assert r["devices"] == 2 and r["grad_replicated"]
+def test_manual_gradient_under_two_processes(runs):
+    r = runs["digits1797", 2]
+    assert r["devices"] == 2 and r["grad_replicated"] and r["padded_rows"] > r["rows"]  # padding rows weighted 0
     assert r["manual_vs_autodiff"] <= GRAD_RTOL, r
 
 
-@pytest.fixture(scope="module")
-def population_one(tmp_path_factory):
-    return run_worker("population", 1, tmp_path_factory.mktemp("population"))
-
-
-@pytest.mark.parametrize("n", [2, 3])
-def test_population_split_over_processes(n, tmp_path, population_one):
-    many, one = run_worker("population", n, tmp_path), population_one
-    assert many["params_sharded_over"] == n
+@pytest.mark.parametrize("data,n", [("digits1797", 2), ("higham", 3)])
+def test_population_split_over_processes(data, n, runs):
+    many, one = runs[data, n]["population"], runs[data, 1]["population"]
+    assert many["params_sharded_over"] == n and one["params_sharded_over"] == 1
     assert max_rel(many["params"], one["params"]) <= F64_RTOL
 
 
-def test_non_finite_guard_reports_the_same_on_every_process(tmp_path):
-    port, out = free_port(), tmp_path / "guard.json"
-    procs = start([[sys.executable, str(WORKER), "guard", str(i), "2", str(port), str(out)] for i in range(2)],
-                  tmp_path)
-    assert reap(procs) == [0, 0], (tmp_path / "proc0.log").read_text()[-2000:]
-    reports = [json.loads(pathlib.Path(f"{out}.{i}").read_text())["guard"] for i in range(2)]
+def test_non_finite_guard_reports_the_same_on_every_process(runs):
+    reports = runs["digits1797", 2]["guards"]
     assert reports[0] is not None and reports[0] == reports[1], reports
 
 
