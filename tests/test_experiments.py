@@ -8,9 +8,10 @@ import pytest
 from experiments.__main__ import EXPERIMENTS, SCRIPTS, main
 from jaxmlp import cli
 
-SHORT = {"higham": ["--steps", "2000", "--seeds", "2"], "lm-higham": ["--steps", "2000", "--seeds", "2"], "batchnorm": ["--steps", "40"], "spiral": ["--steps", "300"], "regression": [],
-         "testnets": [], "optimizers": ["--steps", "40"], "digits": ["--steps", "300"],
-         "higham-population": ["--steps", "2000", "--population", "8"]}
+SHORT = {"higham": ["--steps", "500", "--seeds", "2"], "lm-higham": ["--steps", "500", "--seeds", "2"],
+         "batchnorm": ["--steps", "10"], "spiral": ["--steps", "100"], "regression": [], "testnets": [],
+         "optimizers": ["--steps", "10"], "digits": ["--steps", "100"],
+         "higham-population": ["--steps", "500", "--population", "4"]}
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
