@@ -71,10 +71,7 @@ def _tie_mask(graph, values, pred):
     p = graph.producer.get(pred)
     if p is None or graph.eqns[p].primitive.name not in COMPARISONS or p not in graph.live:
         return None
-    a, b = (
-        interpreter.read(values, v) if isinstance(v, jcore.Literal) or v in values else None
-        for v in graph.eqns[p].invars
-    )
+    a, b = (interpreter.read(values, v, None) for v in graph.eqns[p].invars)
     if a is None or b is None:
         return None
     tie = jnp.asarray(a) == jnp.asarray(b)

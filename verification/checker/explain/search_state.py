@@ -7,6 +7,7 @@ leaves' entries, or all of them), to first order unless it is evaluated exactly 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
@@ -30,7 +31,7 @@ class Search:
     groups: Dict[tuple, List[int]] = dataclasses.field(default_factory=dict)  # edges scaled together
     sites: Optional[set] = None  # the equations searched (None: all)
 
-    @property
+    @functools.cached_property
     def column_of(self) -> Dict[int, int]:
         """Edge index -> its column of :attr:`edge_effects`."""
         return {k: c for c, k in enumerate(self.allowed)}

@@ -21,9 +21,15 @@ import jax.extend.core as jcore
 OnEqn = Callable[[int, Any, List[Any], Dict[Any, Any]], List[Any]]  # (index, eqn, input values, env) -> outputs
 
 
-def read(env: Dict[Any, Any], atom) -> Any:
-    """The value of ``atom``: a literal's own value, else the variable's value in ``env``."""
-    return atom.val if isinstance(atom, jcore.Literal) else env[atom]
+_REQUIRED = object()
+
+
+def read(env: Dict[Any, Any], atom, default: Any = _REQUIRED) -> Any:
+    """The value of ``atom``: a literal's own value, else the variable's value in ``env`` (or ``default``
+    where ``env`` lacks it, when one is given)."""
+    if isinstance(atom, jcore.Literal):
+        return atom.val
+    return env[atom] if default is _REQUIRED else env.get(atom, default)
 
 
 def bind(eqn, invals: Sequence[Any], params: Optional[Dict[str, Any]] = None) -> List[Any]:
