@@ -40,15 +40,16 @@ def grad(p, x, y, bug=None):
     dout = 2 * (o @ p["Wo"] - y) / n
     do = dout @ p["Wo"].T
     dpr = do @ v.T
-    dv = (s if bug == "dv_from_scores" else pr).T @ do
+    dv = (s if bug == "dv_from_scores" else pr).T @ do  # bwd: dv_from_scores
     if bug == "softmax_no_normaliser":
-        ds = pr * dpr
+        ds = pr * dpr  # bwd: softmax_no_normaliser
     else:
         ds = pr * (dpr - jnp.sum(dpr * pr, axis=1, keepdims=True))
-    ds = ds if bug == "scale_forgotten" else ds / jnp.sqrt(float(DK))
-    dq = (ds.T if bug in ("dq_transposed_delta", "roles_swapped") else ds) @ k
-    dq = dq * jnp.sqrt(float(DK)) if bug == "scale_forgotten_in_dq" else dq
-    dk = (ds @ q) if bug in ("dk_untransposed_delta", "roles_swapped") else ds.T @ q
+    ds = ds if bug == "scale_forgotten" else ds / jnp.sqrt(float(DK))  # bwd: scale_forgotten
+    dq = (ds.T if bug in ("dq_transposed_delta", "roles_swapped")  # bwd: dq_transposed_delta, roles_swapped
+          else ds) @ k
+    dq = dq * jnp.sqrt(float(DK)) if bug == "scale_forgotten_in_dq" else dq  # bwd: scale_forgotten_in_dq
+    dk = (ds @ q) if bug in ("dk_untransposed_delta", "roles_swapped") else ds.T @ q  # bwd: dk_untransposed_delta
     return {"Wq": x.T @ dq, "Wk": x.T @ dk, "Wv": x.T @ dv, "Wo": o.T @ dout}
 
 

@@ -38,19 +38,20 @@ def grad(p, x, y, bug=None):
     flat = h.reshape(m, OUT * OUT)
     dout = 2 * (flat @ p["V"] - y) / m
     dflat = dout @ p["V"].T
-    dz = dflat.reshape(m, OUT, OUT) * (1.0 if bug == "tanh_dropped" else 1 - h ** 2)
+    dz = dflat.reshape(m, OUT, OUT) * (1.0 if bug == "tanh_dropped" else 1 - h ** 2)  # bwd: tanh_dropped
     dw = jnp.zeros_like(p["w"])
     for a in range(K):
         for b in range(K):
             if bug == "kernel_flipped":  # convolution and correlation confused
-                patch = x[:, K - 1 - a:K - 1 - a + S * OUT:S, K - 1 - b:K - 1 - b + S * OUT:S]
+                patch = x[:, K - 1 - a:K - 1 - a + S * OUT:S, K - 1 - b:K - 1 - b + S * OUT:S]  # bwd: kernel_flipped
             elif bug == "stride_forgotten":  # the backward's windows taken with stride 1
-                patch = x[:, a:a + OUT, b:b + OUT]
+                patch = x[:, a:a + OUT, b:b + OUT]  # bwd: stride_forgotten
             else:
                 patch = x[:, a:a + S * OUT:S, b:b + S * OUT:S]
             dw = dw.at[a, b].set(jnp.sum(patch * dz))
-    dc = jnp.mean(dz) * m if bug == "bias_mean" else jnp.sum(dz)
-    dV = (flat.T @ dout) if bug != "readout_pre_activation" else z.reshape(m, -1).T @ dout
+    dc = jnp.mean(dz) * m if bug == "bias_mean" else jnp.sum(dz)  # bwd: bias_mean
+    dV = ((flat.T @ dout) if bug != "readout_pre_activation"
+          else z.reshape(m, -1).T @ dout)  # bwd: readout_pre_activation
     return {"w": dw, "c": dc, "V": dV}
 
 

@@ -42,14 +42,14 @@ def grad(p, x, y, bug=None):
     for t in reversed(range(1, T)):
         betas.insert(0, jax.nn.logsumexp(a + (e[t] + betas[0])[None, :], axis=1))
     norm = 0.0 if bug == "marginals_unnormalised" else log_z
-    node = jnp.exp(jnp.stack(alphas) + jnp.stack(betas) - norm)  # (T, K) node marginals
+    node = jnp.exp(jnp.stack(alphas) + jnp.stack(betas) - norm)  # (T, K) node marginals  # bwd: marginals_unnormalised
     edge = jnp.zeros_like(a)
     for t in range(1, T):
         later = betas[t] if bug != "beta_off_by_one" else betas[min(t + 1, T - 1)]
-        edge = edge + jnp.exp(alphas[t - 1][:, None] + a + (e[t] + later)[None, :] - norm)
+        edge = edge + jnp.exp(alphas[t - 1][:, None] + a + (e[t] + later)[None, :] - norm)  # bwd: beta_off_by_one
     gold_sign = -1.0 if bug == "gold_sign" else 1.0
-    de = node - gold_sign * y
-    da = edge - (0.0 if bug == "gold_transition_forgotten" else y[:-1].T @ y[1:])
+    de = node - gold_sign * y  # bwd: gold_sign
+    da = edge - (0.0 if bug == "gold_transition_forgotten" else y[:-1].T @ y[1:])  # bwd: gold_transition_forgotten
     return {"W": x.T @ de, "A": da}
 
 

@@ -31,13 +31,16 @@ def grad(p, x, y, bug=None):
     h = jax.nn.sigmoid(z1)
     z2 = h @ p["W2"] + p["b2"][None, :]
     P = jax.nn.softmax(z2, axis=1)
-    d2 = {"label_dropped": P / m, "label_sign": (P + y) / m, "no_mean": P - y}.get(bug, (P - y) / m)
-    dW2 = (z1 if bug == "saved_preactivation" else h).T @ d2
+    d2 = {"label_dropped": P / m, "label_sign": (P + y) / m,  # bwd: label_dropped, label_sign
+          "no_mean": P - y}.get(bug, (P - y) / m)  # bwd: no_mean
+    dW2 = (z1 if bug == "saved_preactivation" else h).T @ d2  # bwd: saved_preactivation
     dh = d2 @ p["W2"].T
-    d1 = {"sigmoid_at_z": dh * z1 * (1 - z1), "sigmoid_dropped": dh}.get(bug, dh * h * (1 - h))
-    db1 = d1.mean(0) if bug == "bias_mean" else d1.sum(0)
+    d1 = {"sigmoid_at_z": dh * z1 * (1 - z1),  # bwd: sigmoid_at_z
+          "sigmoid_dropped": dh}.get(bug, dh * h * (1 - h))  # bwd: sigmoid_dropped
+    db1 = d1.mean(0) if bug == "bias_mean" else d1.sum(0)  # bwd: bias_mean
     reg = {"l2_forgotten": 0.0, "l2_doubled": 2 * LAM}.get(bug, LAM)
-    return {"W1": x.T @ d1 + reg * p["W1"], "b1": db1, "W2": dW2 + LAM * p["W2"], "b2": d2.sum(0)}
+    return {"W1": x.T @ d1 + reg * p["W1"],  # bwd: l2_forgotten, l2_doubled
+            "b1": db1, "W2": dW2 + LAM * p["W2"], "b2": d2.sum(0)}
 
 
 def problem(seed=0):

@@ -37,8 +37,8 @@ def grad(p, x, y, bug=None):
     alpha = kinv @ y
     fit_weight = -1.0 if bug == "fit_sign" else 1.0
     logdet_weight = 2.0 if bug == "logdet_half_dropped" else 1.0
-    inner = logdet_weight * kinv - fit_weight * jnp.outer(alpha, alpha)
-    dk_dell = rbf * r2 / ell2 * (2.0 if bug != "lengthscale_chain_half" else 1.0) / 2
+    inner = logdet_weight * kinv - fit_weight * jnp.outer(alpha, alpha)  # bwd: logdet_half_dropped, fit_sign
+    dk_dell = rbf * r2 / ell2 * (2.0 if bug != "lengthscale_chain_half" else 1.0) / 2  # bwd: lengthscale_chain_half
     dk_dsf = rbf
     dk_dsn = jnp.exp(p["log_sn2"]) * jnp.eye(x.shape[0])
     tr = lambda a: 0.5 * jnp.sum(inner * a)  # noqa: E731  (1/2) tr(inner a), a symmetric

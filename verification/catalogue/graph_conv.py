@@ -35,10 +35,11 @@ def grad(p, x, y, bug=None):
     pooled = jnp.mean(h, axis=0)
     dout = 2 * (pooled @ p["R"] - y)
     dpooled = dout @ p["R"].T
-    dh = jnp.broadcast_to(dpooled if bug == "pool_as_sum" else dpooled / N_NODES, h.shape)
-    dagg = dh if bug == "tanh_dropped" else dh * (1 - h ** 2)
-    dmsg = dagg[SRC if bug == "scatter_by_source" else DST]  # the gather that undoes segment_sum
-    dmsg = dmsg if bug == "edge_weight_forgotten" else dmsg * c[:, None]
+    dh = jnp.broadcast_to(dpooled if bug == "pool_as_sum" else dpooled / N_NODES, h.shape)  # bwd: pool_as_sum
+    dagg = dh if bug == "tanh_dropped" else dh * (1 - h ** 2)  # bwd: tanh_dropped
+    # the gather that undoes segment_sum
+    dmsg = dagg[SRC if bug == "scatter_by_source" else DST]  # bwd: scatter_by_source
+    dmsg = dmsg if bug == "edge_weight_forgotten" else dmsg * c[:, None]  # bwd: edge_weight_forgotten
     return {"W": feats[SRC].T @ dmsg, "b": dagg.sum(0), "R": jnp.outer(pooled, dout)}
 
 

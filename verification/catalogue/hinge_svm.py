@@ -26,12 +26,13 @@ def grad(p, x, y, bug=None):
     s = x @ p["W"]
     correct = jnp.sum(s * y, axis=1, keepdims=True)
     margins = s - correct + DELTA
-    active = ((s - correct) > 0 if bug == "margin_left_out" else margins > 0).astype(s.dtype) * (1 - y)
+    active = ((s - correct) > 0 if bug == "margin_left_out"  # bwd: margin_left_out
+              else margins > 0).astype(s.dtype) * (1 - y)
     count = jnp.sum(active, axis=1, keepdims=True)
-    ds = active - (0.0 if bug == "correct_class_forgotten" else count * y)
+    ds = active - (0.0 if bug == "correct_class_forgotten" else count * y)  # bwd: correct_class_forgotten
     ds = ds / m
     reg = LAM if bug == "l2_half" else 2 * LAM
-    return {"W": x.T @ ds + reg * p["W"]}
+    return {"W": x.T @ ds + reg * p["W"]}  # bwd: l2_half
 
 
 def problem(seed=0):

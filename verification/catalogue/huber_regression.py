@@ -28,14 +28,15 @@ def grad(p, x, y, bug=None):
     h = jnp.tanh(x @ p["W1"] + p["b1"][None, :])
     z = x @ p["W1"] + p["b1"][None, :]
     out = h @ p["W2"] + p["b2"][None, :]
-    r = {"residual_sign": y - out}.get(bug, out - y)
+    r = {"residual_sign": y - out}.get(bug, out - y)  # bwd: residual_sign
     inner = jnp.abs(r) <= DELTA
-    quad = 2 * r if bug == "quad_half" else r
-    lin = (1.0 if bug == "delta_forgotten" else DELTA) * jnp.sign(r)
-    d = {"always_quadratic": quad, "always_linear": lin, "branches_swapped": jnp.where(inner, lin, quad)}.get(
+    quad = 2 * r if bug == "quad_half" else r  # bwd: quad_half
+    lin = (1.0 if bug == "delta_forgotten" else DELTA) * jnp.sign(r)  # bwd: delta_forgotten
+    d = {"always_quadratic": quad, "always_linear": lin,  # bwd: always_quadratic, always_linear
+         "branches_swapped": jnp.where(inner, lin, quad)}.get(  # bwd: branches_swapped
         bug, jnp.where(inner, quad, lin))
-    d = d if bug == "no_mean" else d / r.size
-    dz = d @ p["W2"].T * (1 - (z if bug == "tanh_at_z" else h) ** 2)
+    d = d if bug == "no_mean" else d / r.size  # bwd: no_mean
+    dz = d @ p["W2"].T * (1 - (z if bug == "tanh_at_z" else h) ** 2)  # bwd: tanh_at_z
     return {"W1": x.T @ dz, "b1": dz.sum(0), "W2": h.T @ d, "b2": d.sum(0)}
 
 

@@ -36,14 +36,15 @@ def grad(p, x, y, bug=None):
     n = c / s
     r = jnp.tanh(p["gamma"][None, :] * n + p["beta"][None, :])
     out = r @ p["W2"] + p["b2"][None, :]
-    dout = (2.0 if bug == "half_forgotten" else 1.0) * (out - y) / m
-    da = dout @ p["W2"].T * (1.0 if bug == "tanh_dropped" else 1 - r ** 2)
-    dn = da if bug == "gamma_forgotten" else da * p["gamma"][None, :]
-    mean_dn = 0.0 if bug == "mean_path_dropped" else jnp.mean(dn, axis=1, keepdims=True)
-    var_term = jnp.sum(dn * n, axis=1, keepdims=True) / (k - 1 if bug == "unbiased_variance" else k)
-    dh = (dn - mean_dn - (0.0 if bug == "variance_path_dropped" else n * var_term)) / s
-    dgamma = jnp.sum(da * (c if bug == "gamma_unnormalised" else n), axis=0)
-    dbeta = jnp.mean(da, axis=0) if bug == "beta_mean" else jnp.sum(da, axis=0)
+    dout = (2.0 if bug == "half_forgotten" else 1.0) * (out - y) / m  # bwd: half_forgotten
+    da = dout @ p["W2"].T * (1.0 if bug == "tanh_dropped" else 1 - r ** 2)  # bwd: tanh_dropped
+    dn = da if bug == "gamma_forgotten" else da * p["gamma"][None, :]  # bwd: gamma_forgotten
+    mean_dn = 0.0 if bug == "mean_path_dropped" else jnp.mean(dn, axis=1, keepdims=True)  # bwd: mean_path_dropped
+    var_term = jnp.sum(dn * n, axis=1, keepdims=True) / (  # bwd: unbiased_variance
+        k - 1 if bug == "unbiased_variance" else k)
+    dh = (dn - mean_dn - (0.0 if bug == "variance_path_dropped" else n * var_term)) / s  # bwd: variance_path_dropped
+    dgamma = jnp.sum(da * (c if bug == "gamma_unnormalised" else n), axis=0)  # bwd: gamma_unnormalised
+    dbeta = jnp.mean(da, axis=0) if bug == "beta_mean" else jnp.sum(da, axis=0)  # bwd: beta_mean
     return {"W1": x.T @ dh, "b1": dh.sum(0), "gamma": dgamma, "beta": dbeta, "W2": r.T @ dout,
             "b2": dout.sum(0)}
 

@@ -23,12 +23,13 @@ def grad(p, x, y, bug=None):
     z = x @ p["W1"] + p["b1"][None, :]
     h = jax.nn.sigmoid(z)
     out = h @ p["W2"] + p["b2"][None, :]
-    r = {"residual_sign": y - out}.get(bug, out - y)
-    d = {"cosh_chain_dropped": 1 / jnp.cosh(r), "log_dropped": jnp.sinh(r), "cosh_derivative_sign": -jnp.tanh(r),
-         "tanh_derivative": 1 - jnp.tanh(r) ** 2}.get(bug, jnp.tanh(r))
-    d = d if bug == "no_mean" else d / m
-    dW2 = (z if bug == "saved_preactivation" else h).T @ d
-    dz = d @ p["W2"].T * (z * (1 - z) if bug == "sigmoid_at_z" else h * (1 - h))
+    r = {"residual_sign": y - out}.get(bug, out - y)  # bwd: residual_sign
+    d = {"cosh_chain_dropped": 1 / jnp.cosh(r), "log_dropped": jnp.sinh(r),  # bwd: cosh_chain_dropped, log_dropped
+         "cosh_derivative_sign": -jnp.tanh(r),  # bwd: cosh_derivative_sign
+         "tanh_derivative": 1 - jnp.tanh(r) ** 2}.get(bug, jnp.tanh(r))  # bwd: tanh_derivative
+    d = d if bug == "no_mean" else d / m  # bwd: no_mean
+    dW2 = (z if bug == "saved_preactivation" else h).T @ d  # bwd: saved_preactivation
+    dz = d @ p["W2"].T * (z * (1 - z) if bug == "sigmoid_at_z" else h * (1 - h))  # bwd: sigmoid_at_z
     return {"W1": x.T @ dz, "b1": dz.sum(0), "W2": dW2, "b2": d.sum(0)}
 
 

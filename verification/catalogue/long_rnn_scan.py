@@ -48,19 +48,19 @@ def grad(p, x, y, bug=None):
     scale = 1.0 / (m if bug == "time_mean_forgotten" else steps * m)
     if bug == "half_forgotten":
         scale = 2 * scale  # d(0.5 e^2)/de taken as 2e
-    err = (y - hs @ p["V"]) if bug == "err_sign_flipped" else (hs @ p["V"] - y)
-    dout = scale * err  # (T, m, N_OUT)
-    g_v = jnp.einsum("tmh,tmo->ho", h_prev if bug == "readout_from_h_prev" else hs, dout)
+    err = (y - hs @ p["V"]) if bug == "err_sign_flipped" else (hs @ p["V"] - y)  # bwd: err_sign_flipped
+    dout = scale * err  # (T, m, N_OUT)  # bwd: time_mean_forgotten, half_forgotten
+    g_v = jnp.einsum("tmh,tmo->ho", h_prev if bug == "readout_from_h_prev" else hs, dout)  # bwd: readout_from_h_prev
 
     def backward(dh_next, saved):
         h_before, z, h_new, xt, d = saved
-        dh = d @ p["V"].T + (0.0 if bug == "truncated_bptt" else dh_next)
+        dh = d @ p["V"].T + (0.0 if bug == "truncated_bptt" else dh_next)  # bwd: truncated_bptt
         if bug == "tanh_prime_dropped":
-            dz = dh
+            dz = dh  # bwd: tanh_prime_dropped
         else:
-            dz = dh * (1 - (z if bug == "tanh_prime_from_z" else h_new) ** 2)
-        g_wh = (h_new if bug == "saved_h_next" else h_before).T @ dz
-        dh_prev = dz @ (p["Wh"] if bug == "wh_not_transposed" else p["Wh"].T)
+            dz = dh * (1 - (z if bug == "tanh_prime_from_z" else h_new) ** 2)  # bwd: tanh_prime_from_z
+        g_wh = (h_new if bug == "saved_h_next" else h_before).T @ dz  # bwd: saved_h_next
+        dh_prev = dz @ (p["Wh"] if bug == "wh_not_transposed" else p["Wh"].T)  # bwd: wh_not_transposed
         return dh_prev, (xt.T @ dz, g_wh, dz.sum(0))
 
     _, (g_wx, g_wh, g_b) = jax.lax.scan(backward, jnp.zeros_like(h0), (h_prev, zs, hs, x, dout), reverse=True)

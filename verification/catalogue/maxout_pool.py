@@ -40,19 +40,19 @@ def grad(p, x, y, bug=None):
     ds = (jax.nn.softmax(s, axis=1) - y) / m
     dr = ds @ p["W"].T
     if bug == "projection_as_constant":  # the division by the norm treated as a constant scale
-        dq = jnp.where(big, dr / norm, dr)
+        dq = jnp.where(big, dr / norm, dr)  # bwd: projection_as_constant
     else:
         dq = jnp.where(big, dr / norm - q * jnp.sum(dr * q) / norm ** 3, dr)
     if bug == "pool_to_all":
-        mask = jnp.ones_like(w)
+        mask = jnp.ones_like(w)  # bwd: pool_to_all
     elif bug == "pool_to_min":
-        mask = (w == jnp.min(w, axis=2, keepdims=True)).astype(w.dtype)
+        mask = (w == jnp.min(w, axis=2, keepdims=True)).astype(w.dtype)  # bwd: pool_to_min
     elif bug == "pool_average":
-        mask = jnp.full_like(w, 0.5)
+        mask = jnp.full_like(w, 0.5)  # bwd: pool_average
     else:
         mask = (w == jnp.max(w, axis=2, keepdims=True)).astype(w.dtype)
     du = (mask * dq[:, :, None]).reshape(m, U)
-    take_a = (a >= b) if bug != "maxout_mask_inverted" else (a < b)
+    take_a = (a >= b) if bug != "maxout_mask_inverted" else (a < b)  # bwd: maxout_mask_inverted
     da, db = jnp.where(take_a, du, 0.0), jnp.where(take_a, 0.0, du)
     return {"A": x.T @ da, "B": x.T @ db, "W": r.T @ ds}
 

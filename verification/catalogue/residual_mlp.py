@@ -28,14 +28,15 @@ def grad(p, x, y, bug=None):
     t = jnp.tanh(u)
     r = h + t
     out = r @ p["W3"] + p["b3"][None, :]
-    e = {"err_sign": y - out}.get(bug, out - y)
-    d_out = (e if bug == "square_half" else 2 * e) / m  # d/d out of mean(sum(err^2))
-    dW3 = (h if bug == "saved_skip_input" else r).T @ d_out
+    e = {"err_sign": y - out}.get(bug, out - y)  # bwd: err_sign
+    d_out = (e if bug == "square_half" else 2 * e) / m  # d/d out of mean(sum(err^2))  # bwd: square_half
+    dW3 = (h if bug == "saved_skip_input" else r).T @ d_out  # bwd: saved_skip_input
     dr = d_out @ p["W3"].T
-    du = {"tanh_at_u": dr * (1 - u ** 2), "block_tanh_dropped": dr}.get(bug, dr * (1 - t ** 2))
+    du = {"tanh_at_u": dr * (1 - u ** 2),  # bwd: tanh_at_u
+          "block_tanh_dropped": dr}.get(bug, dr * (1 - t ** 2))  # bwd: block_tanh_dropped
     skip = {"skip_forgotten": 0.0, "skip_twice": 2.0}.get(bug, 1.0)
-    dh = skip * dr + du @ p["W2"].T
-    dz1 = dh if bug == "layer1_tanh_dropped" else dh * (1 - h ** 2)
+    dh = skip * dr + du @ p["W2"].T  # bwd: skip_forgotten, skip_twice
+    dz1 = dh if bug == "layer1_tanh_dropped" else dh * (1 - h ** 2)  # bwd: layer1_tanh_dropped
     return {"W1": x.T @ dz1, "b1": dz1.sum(0), "W2": h.T @ du, "b2": du.sum(0), "W3": dW3, "b3": d_out.sum(0)}
 
 

@@ -35,8 +35,9 @@ def loss(p, x, y):
 def _field_vjp(p, u, g, bug):
     """(d f / d u)^T g and the parameter gradients of f at u."""
     k = jnp.tanh(u @ p["W"] + p["b"][None, :])
-    dz = g if bug == "field_tanh_dropped" else g * (1 - k ** 2)
-    return dz @ (p["W"] if bug == "field_w_not_transposed" else p["W"].T), u.T @ dz, dz.sum(0)
+    dz = g if bug == "field_tanh_dropped" else g * (1 - k ** 2)  # bwd: field_tanh_dropped
+    return (dz @ (p["W"] if bug == "field_w_not_transposed" else p["W"].T),  # bwd: field_w_not_transposed
+            u.T @ dz, dz.sum(0))
 
 
 def grad(p, x, y, bug=None):
@@ -58,14 +59,16 @@ def grad(p, x, y, bug=None):
         k2 = f(u + 0.5 * DT * k1)
         k3 = f(u + 0.5 * DT * k2)
         stages = [u, u + 0.5 * DT * k1, u + 0.5 * DT * k2, u + DT * k3]
-        gk = [DT / 6 * gu, w2 * DT / 6 * gu, w2 * DT / 6 * gu, DT / 6 * gu]  # cotangents of k1..k4
+        # cotangents of k1..k4
+        gk = [DT / 6 * gu, w2 * DT / 6 * gu, w2 * DT / 6 * gu, DT / 6 * gu]  # bwd: stage_weight_one
         gu_new = gu
         for s, back in ((3, DT), (2, 0.5 * DT), (1, 0.5 * DT), (0, None)):
             gin, dW, db = _field_vjp(p, stages[s], gk[s], bug)
             gW, gb = gW + dW, gb + db
             gu_new = gu_new + gin
             if back is not None:  # stage s's input is u + back * k_{s}: k_{s} gets back * gin
-                gk[s - 1] = gk[s - 1] + (0.0 if bug == "stage_chain_dropped" else back) * gin
+                gk[s - 1] = gk[s - 1] + (  # bwd: stage_chain_dropped
+                    0.0 if bug == "stage_chain_dropped" else back) * gin
         gu = gu_new
     return {"W": gW, "b": gb}
 

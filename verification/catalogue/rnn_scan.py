@@ -37,18 +37,19 @@ def grad(p, x, y, bug=None):
     g = {k: jnp.zeros_like(v) for k, v in p.items()}
     dh_next = jnp.zeros_like(hs[0])
     for t in reversed(range(steps)):
-        dout = 2 * (hs[t] @ p["V"] - y[t]) / (m if bug == "time_mean_forgotten" else steps * m)
+        dout = 2 * (hs[t] @ p["V"] - y[t]) / (  # bwd: time_mean_forgotten
+            m if bug == "time_mean_forgotten" else steps * m)
         g["V"] = g["V"] + hs[t].T @ dout
-        dh = dout @ p["V"].T + (0.0 if bug == "truncated_bptt" else dh_next)
+        dh = dout @ p["V"].T + (0.0 if bug == "truncated_bptt" else dh_next)  # bwd: truncated_bptt
         if bug == "last_step_tanh_dropped" and t == steps - 1:
-            dz = dh  # the first backward step, written before the loop, forgot tanh'
+            dz = dh  # the first backward step, written before the loop, forgot tanh'  # bwd: last_step_tanh_dropped
         else:
             dz = dh * (1 - hs[t] ** 2)
         h_prev = hs[t - 1] if t > 0 else jnp.zeros_like(hs[0])
         g["Wx"] = g["Wx"] + x[t].T @ dz
-        g["Wh"] = g["Wh"] + (hs[t] if bug == "saved_h_next" else h_prev).T @ dz
+        g["Wh"] = g["Wh"] + (hs[t] if bug == "saved_h_next" else h_prev).T @ dz  # bwd: saved_h_next
         g["b"] = g["b"] + dz.sum(0)
-        dh_next = dz @ (p["Wh"] if bug == "wh_not_transposed" else p["Wh"].T)
+        dh_next = dz @ (p["Wh"] if bug == "wh_not_transposed" else p["Wh"].T)  # bwd: wh_not_transposed
     return g
 
 

@@ -43,7 +43,7 @@ def logsumexp_vjp(bug, dtype):
         y = lse(x)
         return y, jnp.exp(x - y[:, None])
 
-    lse.defvjp(fwd, lambda p, g: (p if bug else g[:, None] * p,))
+    lse.defvjp(fwd, lambda p, g: (p if bug else g[:, None] * p,))  # bwd: logsumexp_vjp_ignores_cotangent
     return check_custom_vjp(lse, _data((3, 4), dtype, 1, 3.0))
 
 
@@ -55,7 +55,7 @@ def softplus_jvp(bug, dtype):
     @softplus.defjvp
     def _(primals, tangents):
         (x,), (t,) = primals, tangents
-        return softplus(x), (-1 if bug else 1) * jax.nn.sigmoid(x) * t
+        return softplus(x), (-1 if bug else 1) * jax.nn.sigmoid(x) * t  # bwd: softplus_jvp_sign
 
     return check_custom_jvp(softplus, _data((5,), dtype, 2, 2.0))
 
@@ -66,7 +66,7 @@ def matmul_vjp(bug, dtype):
         return x @ W
 
     mm.defvjp(lambda x, W: (x @ W, (x, W)),
-              lambda r, g: (g @ r[1].T, (g.T @ r[0]) if bug else r[0].T @ g))
+              lambda r, g: (g @ r[1].T, (g.T @ r[0]) if bug else r[0].T @ g))  # bwd: matmul_vjp_weight_transposed
     return check_custom_vjp(mm, _data((4, 3), dtype, 3), _data((3, 3), dtype, 4))
 
 
@@ -88,7 +88,8 @@ def newton_cbrt_vjp(bug, dtype):
         y = solve(a)
         return y, y
 
-    solve.defvjp(fwd, lambda y, g: ((-1 if bug else 1) * g / (3 * y ** 2 + 1),))
+    solve.defvjp(fwd, lambda y, g: (
+        (-1 if bug else 1) * g / (3 * y ** 2 + 1),))  # bwd: newton_while_loop_implicit_sign
     return check_custom_vjp(solve, _data((4,), dtype, 5, 2.0))
 
 
@@ -105,7 +106,7 @@ def layer_norm_vjp(bug, dtype):
 
     def bwd(r, g):
         xh, s = r
-        mean_g = 0 if bug else jnp.mean(g, axis=1, keepdims=True)
+        mean_g = 0 if bug else jnp.mean(g, axis=1, keepdims=True)  # bwd: layer_norm_vjp_missing_mean
         return ((g - mean_g - xh * jnp.mean(g * xh, axis=1, keepdims=True)) / s,)
 
     ln.defvjp(fwd, bwd)
@@ -122,7 +123,8 @@ def softmax_jvp(bug, dtype):
     def _(primals, tangents):
         (x,), (t,) = primals, tangents
         s = softmax(x)
-        return s, s * t if bug else s * (t - jnp.sum(s * t, axis=1, keepdims=True))
+        return s, (s * t if bug  # bwd: softmax_jvp_missing_subtraction
+                   else s * (t - jnp.sum(s * t, axis=1, keepdims=True)))
 
     return check_custom_jvp(softmax, _data((3, 4), dtype, 7))
 
@@ -132,7 +134,7 @@ def square_vjp(bug, dtype):
     def sq(x):
         return jnp.sum(x ** 2)
 
-    sq.defvjp(lambda x: (sq(x), x), lambda x, g: (g * x if bug else 2 * g * x,))
+    sq.defvjp(lambda x: (sq(x), x), lambda x, g: (g * x if bug else 2 * g * x,))  # bwd: square_vjp_missing_2
     return check_custom_vjp(sq, _data((4,), dtype, 8))
 
 
@@ -141,7 +143,8 @@ def product_vjp(bug, dtype):
     def mul(x, y):
         return x * y
 
-    mul.defvjp(lambda x, y: (x * y, (x, y)), lambda r, g: ((g * r[0], g * r[1]) if bug else (g * r[1], g * r[0])))
+    mul.defvjp(lambda x, y: (x * y, (x, y)),
+               lambda r, g: ((g * r[0], g * r[1]) if bug else (g * r[1], g * r[0])))  # bwd: product_vjp_swapped
     return check_custom_vjp(mul, _data((5,), dtype, 9), _data((5,), dtype, 10))
 
 
@@ -152,7 +155,7 @@ def affine_vjp(bug, dtype):
 
     def bwd(r, g):
         x, W, b = r
-        return g @ W.T, x.T @ g, jnp.zeros_like(b) if bug else jnp.sum(g, axis=0)
+        return g @ W.T, x.T @ g, jnp.zeros_like(b) if bug else jnp.sum(g, axis=0)  # bwd: affine_vjp_bias_dropped
 
     affine.defvjp(lambda x, W, b: (x @ W + b[None, :], (x, W, b)), bwd)
     return check_custom_vjp(affine, _data((4, 3), dtype, 11), _data((3, 2), dtype, 12), _data((2,), dtype, 13))
@@ -163,7 +166,8 @@ def tanh_jvp(bug, dtype):
     def th(x):
         return jnp.tanh(x)
 
-    th.defjvp(lambda p, t: (jnp.tanh(p[0]), (1 - jnp.tanh(p[0]) ** 2) * (1 if bug else t[0])))
+    th.defjvp(lambda p, t: (jnp.tanh(p[0]),
+                            (1 - jnp.tanh(p[0]) ** 2) * (1 if bug else t[0])))  # bwd: tanh_jvp_ignores_tangent
     return check_custom_jvp(th, _data((4,), dtype, 14))
 
 
@@ -174,7 +178,8 @@ def mean_vjp(bug, dtype):
 
     n = 6
     mean_rows.defvjp(lambda x: (mean_rows(x), None),
-                     lambda _, g: (jnp.broadcast_to(g, (n, g.shape[0])) / (1 if bug else n),))
+                     lambda _, g: (
+                         jnp.broadcast_to(g, (n, g.shape[0])) / (1 if bug else n),))  # bwd: mean_vjp_missing_1_over_n
     return check_custom_vjp(mean_rows, _data((n, 3), dtype, 15))
 
 
@@ -182,7 +187,8 @@ def dense_vjp(bug, dtype):
     f = lambda W, b, x: x @ W + b[None, :]  # noqa: E731
 
     def f_vjp(W, b, x):
-        return f(W, b, x), lambda g: (x.T @ g, jnp.mean(g, axis=0) if bug else jnp.sum(g, axis=0), g @ W.T)
+        return f(W, b, x), lambda g: (x.T @ g, jnp.mean(g, axis=0) if bug  # bwd: dense_hand_vjp_bias_mean
+                                      else jnp.sum(g, axis=0), g @ W.T)
 
     return check_vjp(f, f_vjp, _data((3, 2), dtype, 16), _data((2,), dtype, 17), _data((5, 3), dtype, 18))
 
@@ -193,7 +199,8 @@ def normalize_jvp(bug, dtype):
     def f_jvp(primals, tangents):
         (x,), (t,) = primals, tangents
         n = jnp.linalg.norm(x, axis=1, keepdims=True)
-        return f(x), t / n if bug else (t - x * jnp.sum(x * t, axis=1, keepdims=True) / n ** 2) / n
+        return f(x), (t / n if bug else  # bwd: normalize_hand_jvp_missing_projection
+                      (t - x * jnp.sum(x * t, axis=1, keepdims=True) / n ** 2) / n)
 
     return check_jvp(f, f_jvp, _data((2, 4), dtype, 19))
 
@@ -211,7 +218,7 @@ def hessian_as_gauss_newton(bug, dtype):
         t = model(w, x)
         d = 1 - t ** 2  # tanh'
         jv = d * (x @ v)
-        second = 0 if bug else t * (-2 * t * d) * (x @ v)  # dl/dz * tanh'' along v
+        second = 0 if bug else t * (-2 * t * d) * (x @ v)  # dl/dz * tanh'' along v  # bwd: hvp_is_gauss_newton
         return x.T @ (d * jv + second)
 
     return check_hvp((model, outer), hvp, w, x, kind="hessian")
@@ -222,7 +229,7 @@ def gauss_newton_factor(bug, dtype):
 
     def gn(w, v, x):
         d = 1 - model(w, x) ** 2
-        return (2 if bug else 1) * x.T @ (d * d * (x @ v))
+        return (2 if bug else 1) * x.T @ (d * d * (x @ v))  # bwd: gauss_newton_factor_2
 
     return check_hvp((model, outer), gn, w, x, kind="gauss_newton")
 
@@ -233,7 +240,7 @@ def primal_vjp(bug, dtype):
         return -jnp.logaddexp(-x, jnp.zeros_like(x))
 
     def fwd(x):  # a buggy forward: log(sigmoid) with log(1 + e^x) swapped in
-        return (jnp.logaddexp(x, jnp.zeros_like(x)) if bug else logsig(x)), x
+        return (jnp.logaddexp(x, jnp.zeros_like(x)) if bug else logsig(x)), x  # bwd: logsigmoid_fwd_wrong_primal
 
     logsig.defvjp(fwd, lambda x, g: (g * jax.nn.sigmoid(-x),))
     return check_custom_vjp(logsig, _data((4,), dtype, 22))
@@ -244,7 +251,8 @@ def sign_vjp(bug, dtype):
     def sin(x):
         return jnp.sin(x)
 
-    sin.defvjp(lambda x: (jnp.sin(x), x), lambda x, g: ((jnp.sign(g) if bug else g) * jnp.cos(x),))
+    sin.defvjp(lambda x: (jnp.sin(x), x),
+               lambda x, g: ((jnp.sign(g) if bug else g) * jnp.cos(x),))  # bwd: sin_vjp_sign_of_cotangent
     return check_custom_vjp(sin, _data((4,), dtype, 23))
 
 
@@ -256,7 +264,7 @@ def power_jvp(bug, dtype):
     @power.defjvp
     def _(n, primals, tangents):
         (x,), (t,) = primals, tangents
-        return x ** n, ((n - 1) if bug else n) * x ** (n - 1) * t
+        return x ** n, ((n - 1) if bug else n) * x ** (n - 1) * t  # bwd: power_jvp_nondiff_wrong_constant
 
     return check_custom_jvp(power, 3, _data((4,), dtype, 24))
 

@@ -27,13 +27,13 @@ def grad(p, x, y, bug=None):
     m = x.shape[0]
     z = (x @ p["W"] + p["b"][None, :]) / T
     P = jax.nn.softmax(z, axis=1)
-    dz = {"label_dropped": P, "label_sign": P + y,
-          "softmax_diagonal_only": -y * (1 - P)}.get(bug, P - y)  # dJ/dz times m
-    dz = dz if bug == "no_mean" else dz / m
-    ds = dz if bug == "temperature_forgotten" else dz / T
+    dz = {"label_dropped": P, "label_sign": P + y,  # bwd: label_dropped, label_sign
+          "softmax_diagonal_only": -y * (1 - P)}.get(bug, P - y)  # dJ/dz times m  # bwd: softmax_diagonal_only
+    dz = dz if bug == "no_mean" else dz / m  # bwd: no_mean
+    ds = dz if bug == "temperature_forgotten" else dz / T  # bwd: temperature_forgotten
     reg = {"l2_forgotten": 0.0, "l2_doubled": 2 * LAM}.get(bug, LAM)
-    db = ds.mean(0) if bug == "bias_mean" else ds.sum(0)
-    return {"W": x.T @ ds + reg * p["W"], "b": db}
+    db = ds.mean(0) if bug == "bias_mean" else ds.sum(0)  # bwd: bias_mean
+    return {"W": x.T @ ds + reg * p["W"], "b": db}  # bwd: l2_forgotten, l2_doubled
 
 
 def problem(seed=0):

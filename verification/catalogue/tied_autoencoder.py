@@ -24,15 +24,18 @@ def grad(p, x, y, bug=None):
     m = x.shape[0]
     z = jax.nn.sigmoid(x @ p["W"] + p["b"][None, :])
     xhat = z @ p["W"].T + p["c"][None, :]
-    e = {"err_sign": x - xhat}.get(bug, xhat - x)
-    d = (2 * e if bug == "half_forgotten" else e) / m  # dJ/dxhat
-    dc = d.mean(0) if bug == "c_mean" else d.sum(0)
+    e = {"err_sign": x - xhat}.get(bug, xhat - x)  # bwd: err_sign
+    d = (2 * e if bug == "half_forgotten" else e) / m  # dJ/dxhat  # bwd: half_forgotten
+    dc = d.mean(0) if bug == "c_mean" else d.sum(0)  # bwd: c_mean
     dz = d @ p["W"]
-    da = {"sigmoid_at_preactivation": dz * (x @ p["W"] + p["b"][None, :]) * (1 - (x @ p["W"] + p["b"][None, :])),
-          "sigmoid_dropped": dz}.get(bug, dz * z * (1 - z))
+    da = {"sigmoid_at_preactivation": dz * (x @ p["W"] + p["b"][None, :])  # bwd: sigmoid_at_preactivation
+          * (1 - (x @ p["W"] + p["b"][None, :])),
+          "sigmoid_dropped": dz}.get(bug, dz * z * (1 - z))  # bwd: sigmoid_dropped
     encoder = x.T @ da
-    decoder = {"decoder_transposed": z.T @ d}.get(bug, d.T @ z)  # W^T's gradient is z^T d, so W's is d^T z
-    dW = {"encoder_only": encoder, "decoder_only": decoder}.get(bug, encoder + decoder)
+    # W^T's gradient is z^T d, so W's is d^T z
+    decoder = {"decoder_transposed": z.T @ d}.get(bug, d.T @ z)  # bwd: decoder_transposed
+    dW = {"encoder_only": encoder, "decoder_only": decoder}.get(  # bwd: encoder_only, decoder_only
+        bug, encoder + decoder)
     return {"W": dW, "b": da.sum(0), "c": dc}
 
 

@@ -35,11 +35,13 @@ def grad(p, x, eps, bug=None):
     drec = 2 * (recon - x) / m
     dpre = drec * (1 - recon ** 2)
     dz = dpre @ p["D"].T
-    dmu = dz + (0.0 if bug == "kl_mu_forgotten" else mu / m)
+    dmu = dz + (0.0 if bug == "kl_mu_forgotten" else mu / m)  # bwd: kl_mu_forgotten
     half = 1.0 if bug in ("std_half_dropped", "all_halves_dropped") else 0.5
-    from_rec = 0.0 if bug == "noise_path_dropped" else dz * eps * std * half
+    from_rec = (0.0 if bug == "noise_path_dropped"  # bwd: noise_path_dropped
+                else dz * eps * std * half)  # bwd: std_half_dropped
     kl_lv = -0.5 * (1 - jnp.exp(logvar)) / m
-    dlv = from_rec + {"kl_sign": -kl_lv, "kl_half_dropped": 2 * kl_lv, "all_halves_dropped": 2 * kl_lv}.get(bug, kl_lv)
+    dlv = from_rec + {"kl_sign": -kl_lv, "kl_half_dropped": 2 * kl_lv,  # bwd: kl_sign, kl_half_dropped
+                      "all_halves_dropped": 2 * kl_lv}.get(bug, kl_lv)  # bwd: all_halves_dropped
     return {"Em": x.T @ dmu, "Ev": x.T @ dlv, "D": z.T @ dpre}
 
 
