@@ -44,7 +44,7 @@ def test_failure_names_leaf_index_band_and_serialises():
     assert [l.path for l in leaf] == ["[1].W"] and leaf[0].worst_index == (2, 1)
     assert leaf[0].band.startswith("wrong")
     d = json.loads(r.to_json())
-    assert d["schema"] == "verification.check_gradients/3" and d["passed"] is False
+    assert d["schema"] == "verification.check_gradients/4" and d["passed"] is False
     assert d["leaves"][2]["leaf"] == "[1].W" and d["leaves"][2]["cause"]
     assert {"leaf", "cause", "where", "evidence"} <= set(d["leaves"][2])
     with pytest.raises(AssertionError, match=re.escape("[1].W")):

@@ -8,7 +8,7 @@ evidence; one type would need fields that are meaningless for two of the three:
   pair of them) that reproduces the hand gradient.  It carries the site (``eqn``, ``sites``,
   ``also_at``, ``equivalent``), how well it fits (``residual``) and the fitted ``scale``; a gradient
   report lists every hypothesis that fits (``GradientReport.hypotheses``, JSON schema
-  ``verification.check_gradients/3``).
+  ``verification.check_gradients/4``).
 * :class:`Diagnosis`: the verdict on *one leaf* of a gradient check: a whole-leaf pattern if one fits
   (transposed, an L2 term missing, ...), else the best hypothesis, with the site where the error
   enters when one is known (``GradientReport.diagnoses``).
@@ -68,3 +68,36 @@ class RuleFinding:
 
     def as_dict(self):
         return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class BackwardFinding:
+    """Where the user's own backward code (a hand gradient, a rule's ``bwd`` or ``jvp``) goes wrong: the
+    ranked lines to fix and the first wrong value (``GradientReport.backward``, ``RuleReport.backward``;
+    docs/checker.md)."""
+
+    lines: List[str]  # "file:line code", the likeliest line to fix first
+    line: Optional[str]  # the first wrong value's line, "file:line"
+    code: str  # its source text
+    should_equal: str  # what it should compute: "∂L/∂z1 (the cotangent of ... at model.py:6)"
+    rel_error: float  # ||value - should|| / ||should||
+    inputs_ok: List[str]  # the inputs of that line that are right: "dh = ∂L/∂h ✔"
+    cause: str  # a code of the vocabulary (verification.CAUSES)
+    explanation: str  # how what it computes relates to what it should compute
+    repaired: bool = True  # replacing the value by what it should equal repairs every wrong leaf
+
+    def as_dict(self):
+        d = dataclasses.asdict(self)
+        d["first_wrong"] = {"line": d.pop("line"), "code": d.pop("code"), "should_equal": d.pop("should_equal"),
+                            "rel_error": d.pop("rel_error")}
+        return d
+
+    def headline(self) -> str:
+        """The answer in one or two sentences: the line to fix, what it should compute, and why."""
+        first = self.lines[0] if self.lines else (self.line or "")
+        text = f"fix {first}: {self.explanation}"
+        if self.line and not first.startswith(self.line):
+            text += f" (first wrong value at {self.line}: it should equal {self.should_equal})"
+        elif "should" not in self.explanation:
+            text += f"; it should equal {self.should_equal}"
+        return text

@@ -103,3 +103,10 @@ def default_atol(rtol: float, reference) -> float:
     leaf whose entries cancel (a bias's sum of deltas) is judged on."""
     sizes = [float(jnp.max(jnp.abs(l))) for l in jax.tree.leaves(reference) if np.size(l)]
     return rtol * max(sizes, default=0.0)
+
+# The backward localisation (verification/checker/backward/): a value of the user's gradient code "is" a
+# right quantity (a forward value, a true cotangent, a gradient leaf) when they differ by at most this
+# much of their norm.  The user's code computes the same quantity in another order or form: ~1e-15 (float64)
+# and ~1e-7 (float32) per operation, a few hundred operations deep at most; a wrong value is off by far
+# more (a mistake changes it by O(1e-3) or more).  Half precisions carry ~1e-3 per operation.
+BACKWARD_MATCH_RTOL = {"float64": 1e-8, "float32": 1e-4, "bfloat16": 5e-2, "float16": 2e-2}

@@ -16,6 +16,7 @@ True
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any, Callable
 
 import jax
@@ -27,7 +28,9 @@ from verification.checker.jaxpr import graph as jg
 from verification.checker.gradients import blame_rules
 from verification.checker.explain import kinks
 from verification.checker.base import sampled_differences as sampled
+from verification.checker.backward.check import locate
 from verification.checker.base.compare import compare_leaf, compare_leaves
+from verification.checker.explain import edit_effects
 from verification.checker.base.context import CheckContext
 from verification.checker.base.leaves import DiffLeaves
 from verification.checker.explain.patterns import diagnose
@@ -109,13 +112,13 @@ def check_gradients(loss_fn: Callable[..., Any], manual_fn: Callable[..., Any], 
         ctx = CheckContext(loss, params, manual, ref, rtol, atol, precision, tuple(report.leaves),
                            None if report.finite_differences is None else tuple(report.finite_differences),
                            None if report.taylor is None else report.taylor.passed)
-        if _diagnose(report, ctx, (loss_fn, args, kwargs), deltas):
+        if _diagnose(report, ctx, (loss_fn, manual_fn, args, kwargs), deltas, leaf_names):
             return report
     report.diagnoses = [_merge(d, report) for d in diagnose(manual, ref, params, args, report, strengths=reg, off=off)]
     return report
 
 
-def _diagnose(report: GradientReport, ctx: CheckContext, program, deltas) -> bool:
+def _diagnose(report: GradientReport, ctx: CheckContext, program, deltas, leaf_names=None) -> bool:
     """The diagnosis stages on the traced loss, in order; each returns what it found and only this writes the
     report.  ``True`` when a stage settles the check (a valid subgradient at a kink, a wrong custom rule)."""
     graph = _guarded(report, "tracing the loss", lambda: jg.trace(ctx.loss, ctx.params, [l.path for l in ctx.leaves]))
@@ -133,13 +136,30 @@ def _diagnose(report: GradientReport, ctx: CheckContext, program, deltas) -> boo
             return True
     passed = {l.path: l.passed for l in report.leaves}  # leaves accepted at a kink count as agreeing
     report.localization = _guarded(report, "localisation", lambda: localize(graph, passed))
+    loss_fn, manual_fn, args, kwargs = program
     if deltas is not None and report.localization is not None:
-        loss_fn, args, kwargs = program
         checked, first = _check_deltas(loss_fn, ctx.params, args, kwargs, deltas, ctx.rtol)
         report.localization = dataclasses.replace(report.localization, deltas=checked, first_wrong_delta=first)
     report.hypotheses, report.ranked = _guarded(report, "the hypotheses", lambda: hy.explain(
         graph, jax.tree.leaves(ctx.params), ctx.manual, ctx.reference, FIT_RTOL[ctx.precision])) or ([], [])
+    report.backward = _guarded(report, "the backward localisation", lambda: backward_of(
+        ctx, graph, loss_fn, manual_fn, args, kwargs))
     return False
+
+
+def backward_of(ctx: CheckContext, graph, loss_fn, manual_fn, args, kwargs):
+    """The line of ``manual_fn`` to fix (:mod:`verification.checker.backward`)."""
+    leaves, treedef = jax.tree.flatten(ctx.params)
+    names = [l.path for l in ctx.leaves]
+    point = edit_effects.at_point(graph, leaves)
+    user = lambda *ls: jax.tree.leaves(manual_fn(jax.tree.unflatten(treedef, ls), *args, **kwargs))  # noqa: E731
+    try:
+        params = list(inspect.signature(loss_fn).parameters)[1:]
+    except (TypeError, ValueError):
+        params = []
+    inputs = [(n, a) for n, a in zip(params, args) if hasattr(a, "shape")]
+    return locate(user, leaves, names, graph, point, jax.tree.leaves(ctx.reference), names,
+                  [not l.passed for l in ctx.leaves], ctx.precision, inputs=inputs)
 
 
 def _check_inexact_leaves(split, loss_fn, manual_fn, args, kwargs, names, precision, options) -> GradientReport:

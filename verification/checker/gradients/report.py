@@ -5,12 +5,12 @@ import dataclasses
 from typing import List, Optional
 
 from verification.checker.base.compare import LeafResult
-from verification.checker.base.findings import Diagnosis, Hypothesis
+from verification.checker.base.findings import BackwardFinding, Diagnosis, Hypothesis
 from verification.checker.base.report import CheckReport, json_number
 from verification.checker.base.taylor import TaylorResult
 from verification.checker.explain.localize import Localization
 
-SCHEMA = "verification.check_gradients/3"
+SCHEMA = "verification.check_gradients/4"
 
 
 @dataclasses.dataclass
@@ -31,6 +31,7 @@ class GradientReport(CheckReport):
     precision: str = "float64"  # the dtype the check was judged in
     taylor: Optional[TaylorResult] = None  # the Taylor-remainder test, when asked for
     ranked: List[str] = dataclasses.field(default_factory=list)  # no hypothesis fits: the 3 likeliest sites
+    backward: Optional[BackwardFinding] = None  # the line of the hand gradient to fix, when found
 
     @property
     def passed(self) -> bool:
@@ -39,7 +40,15 @@ class GradientReport(CheckReport):
         return ok and (self.taylor is None or self.taylor.passed)
 
     def __str__(self):
-        lines = [
+        lines = []
+        if self.backward is not None and not self.passed:
+            b = self.backward
+            lines.append(f"{b.cause}: {b.headline()}")
+            if b.inputs_ok:
+                lines.append("  its inputs that are right: " + "; ".join(b.inputs_ok))
+            if len(b.lines) > 1:
+                lines.append("  next likeliest lines: " + "; ".join(b.lines[1:3]))
+        lines += [
             f"{'leaf':<22} {'shape':<12} {'max abs':>10} {'max rel':>10} {'worst':<10} {'cs231n band':<27} verdict"
         ]
         for l in self.leaves:
@@ -76,7 +85,7 @@ class GradientReport(CheckReport):
         return "hand-derived gradient does not match jax.grad"
 
     def json_fields(self):
-        """Schema ``verification.check_gradients/3`` (docs/checker.md)."""
+        """Schema ``verification.check_gradients/4`` (docs/checker.md)."""
         by_leaf = {d.leaf: d for d in self.diagnoses}
         num = json_number
 
@@ -91,6 +100,7 @@ class GradientReport(CheckReport):
                 "leaves": [leaf(l) for l in self.leaves],
                 "localization": None if self.localization is None else dataclasses.asdict(self.localization),
                 "hypotheses": [h.as_dict() for h in self.hypotheses], "ranked": self.ranked, "notes": self.notes,
+                "backward": None if self.backward is None else self.backward.as_dict(),
                 "unregularised_passed": self.unregularised_passed,
                 "taylor": None if t is None else {"slope": num(t.slope), "passed": t.passed, "steps": t.steps,
                                                   "remainders": t.remainders}}

@@ -125,18 +125,18 @@ class Graph:
         return sorted(self.uses, key=lambda k: -max(self.uses[k], default=-1))
 
 
-def trace(loss: Callable, params, leaf_names: Sequence[str]) -> Graph:
+def trace(loss: Callable, params, leaf_names: Sequence[str], unroll_max: int = inline.UNROLL_MAX) -> Graph:
     """Trace ``loss(params)``; ``leaf_names`` name the flattened leaves of ``params``.
 
     Short loops are unrolled (tracing under ``jax.disable_jit``): every iteration is its own equations,
     with its own line and instance.  Where the program's scans would unroll into more than
-    :data:`verification.checker.jaxpr.inline.UNROLL_MAX` equations, each scan stays one equation, its body
-    edited as a whole (:mod:`verification.checker.explain.loop_bodies`): the cost no longer grows with the number
-    of iterations."""
+    ``unroll_max`` (:data:`verification.checker.jaxpr.inline.UNROLL_MAX`) equations, each scan stays one
+    equation, its body edited as a whole (:mod:`verification.checker.explain.loop_bodies`): the cost no longer
+    grows with the number of iterations."""
     leaves, treedef = jax.tree.flatten(params)
     f = lambda *ls: loss(jax.tree.unflatten(treedef, ls))  # noqa: E731
     closed = jax.make_jaxpr(f)(*leaves)
-    if inline.scan_size(closed.jaxpr) <= inline.UNROLL_MAX:
+    if inline.scan_size(closed.jaxpr) <= unroll_max:
         with jax.disable_jit():  # inline jit and unroll scan / fori_loop: their ops are visible, with their lines
             closed = jax.make_jaxpr(f)(*leaves)
     if inline.needs_inlining(closed.jaxpr):  # jit, cond, while_loop, checkpoint: the program run at this point

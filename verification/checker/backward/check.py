@@ -1,0 +1,25 @@
+"""The backward localisation of a failing check, from the traced loss (or primal) and the user's code.
+
+:func:`locate` traces the user's function of the parameter leaves (a hand gradient, or a rule's ``bwd``
+closed over its residuals and cotangent), builds the right quantities from the forward program at the
+point (:func:`verification.checker.backward.references.of_forward`) and returns the
+:class:`verification.checker.base.findings.BackwardFinding` of
+:func:`verification.checker.backward.first_wrong.localize`.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+from verification.checker.backward import first_wrong, program, references
+from verification.checker.base.findings import BackwardFinding
+
+
+def locate(user_fn: Callable, leaves: Sequence, names: Sequence[str], graph, point, expected: Sequence,
+           expected_names: Sequence[str], wrong: Sequence[bool], precision: str,
+           what: str = "L", inputs=()) -> Optional[BackwardFinding]:
+    """``user_fn(*leaves)`` returns a flat list of arrays that should equal ``expected`` (``wrong``: those
+    that do not); ``graph`` / ``point`` are the forward program at the point; ``inputs`` name its inputs
+    (``(name, array)``)."""
+    refs, wanted = references.of_forward(graph, point, expected, expected_names, precision, what, inputs)
+    prog = program.trace(user_fn, leaves, names)
+    return first_wrong.localize(prog, refs, wanted, wrong)

@@ -1,0 +1,161 @@
+"""Backward-code localisation: the line of the user's own gradient code to fix, what it should compute, why.
+
+Every value the hand gradient computes is evaluated and matched against the quantities known to be right
+(:mod:`verification.checker.backward.references`).  The **first wrong value** is the most upstream value
+on a path to a wrong leaf whose replacement by a right quantity repairs the wrong leaves (or the largest
+part of their error): what it should equal is that quantity.  The **blame** is its line, or first an
+unmatched factor it consumes that was built from right values only (a derivative written by hand); code
+that matches nothing but lies on no repair path (a user's algebraic shortcut) is never blamed.  **Why**
+(:mod:`verification.checker.backward.why`) compares what the line computes with what it should.
+"""
+from __future__ import annotations
+
+from typing import Any, List, Optional, Sequence, Tuple
+
+import jax.extend.core as jcore
+import numpy as np
+
+from verification.checker.backward import why as bc
+from verification.checker.backward.program import Program, code_at
+from verification.checker.backward.references import Match, Ref, References
+from verification.checker.base.findings import BackwardFinding
+from verification.checker.jaxpr import graph as jg
+
+CANDIDATES_PER_VALUE = 8  # right quantities tried as the replacement of one value (the most similar first)
+MAX_COTANGENTS = 64  # and every cotangent and gradient leaf of its shape, up to this many
+MAX_TESTED = 64  # values tried as the first wrong one, most upstream first
+MAX_REPLAYED = 20000  # and at most this many equations re-run for them in all (a long unrolled loop)
+PARTIAL_REPAIR = 0.5  # a replacement that removes at least this share of the error repairs "largely"
+
+
+def leaf_errors(outs: Sequence[np.ndarray], expected: Sequence[np.ndarray]) -> np.ndarray:
+    """Per output leaf: ``||out - expected|| / ||expected||`` (stacked candidates on axis 0 allowed)."""
+    errs = []
+    for o, e in zip(outs, expected):
+        e = np.asarray(e, np.float64)
+        o = np.asarray(o, np.float64)
+        axes = tuple(range(o.ndim - e.ndim, o.ndim))
+        diff = np.sqrt(np.sum((o - e) ** 2, axis=axes)) if axes else np.abs(o - e)
+        errs.append(diff / max(float(np.linalg.norm(e)), 1e-300))
+    return np.stack(errs, axis=-1)
+
+
+def localize(program: Program, refs: References, expected: Sequence[Ref], wrong: Sequence[bool],
+             ) -> Optional[BackwardFinding]:
+    """The first wrong value of ``program`` (whose outputs should equal the quantities ``expected``;
+    ``wrong`` marks the outputs that do not) and the ranked lines to fix, or ``None`` when no line of the
+    program is reached."""
+    outvars = list(program.outvars)
+    status = {v: refs.match(program.value(v)) for v in program.ancestors(outvars) if jg.is_float(v)}
+    base = leaf_errors([program.value(v) if isinstance(v, jcore.Var) else np.asarray(v.val) for v in outvars],
+                       [r.value for r in expected])
+    tol = refs.rtol
+    found = _first_wrong(program, refs, outvars, expected, wrong, status, base, tol)
+    if found is None:
+        return None
+    var, match, after = found
+    e = program.producer(var)
+    why = bc.explain(program, refs, var, match, status, tol)
+    lines = _ranked_lines(program, var, e, status, why)
+    if not lines:
+        return None
+    value = program.value(var)
+    should = refs.shaped(match, value.shape)
+    rel = float(np.linalg.norm(value - should) / max(float(np.linalg.norm(should)), 1e-300))
+    line = program.graph.user_line(e)
+    return BackwardFinding(
+        lines=lines, line=line, code=code_at(line), should_equal=match.ref.label, rel_error=rel,
+        inputs_ok=_inputs_ok(program, e, status), cause=why.cause, explanation=why.sentence,
+        repaired=bool(np.all(after <= max(tol * 100, 1e-6))))
+
+
+def _first_wrong(program, refs, outvars, expected, wrong, status, base, tol):
+    """``(var, match, errors after its replacement)`` of the most upstream value whose replacement by a
+    right quantity repairs the wrong outputs, else the one that removes the most error, else ``None``."""
+    wrong_idx = [k for k, w in enumerate(wrong) if w]
+    targets = [outvars[k] for k in wrong_idx if isinstance(outvars[k], jcore.Var)]
+    out_of = {v: k for k, v in enumerate(outvars) if isinstance(v, jcore.Var)}
+    total = float(np.sum(base))
+    best = None
+    tested = replayed = 0
+    for v in program.ancestors(targets):
+        m = status.get(v)
+        if v not in status or (m is not None and m.exact and not m.transposed):
+            continue
+        value = program.value(v)
+        if value is None or (value.size < 2 and v not in out_of):
+            continue
+        options = _replacements(refs, value, m, expected[out_of[v]] if v in out_of else None)
+        if not options:
+            continue
+        tested += 1
+        replayed += len(program.eqns) - program.producer(v)
+        outs = program.replaced(v, [refs.shaped(o, value.shape) for o in options])
+        errs = leaf_errors(outs, [r.value for r in expected])  # (candidates, leaves)
+        totals = errs.sum(axis=1)
+        k = int(np.argmin(totals))
+        if np.all(errs[k] <= max(100 * tol, 1e-6)):
+            return v, options[k], errs[k]
+        gain = 1 - totals[k] / max(total, 1e-300)
+        if gain >= PARTIAL_REPAIR and (best is None or gain > best[0] + 1e-3):
+            best = (gain, v, options[k], errs[k])
+        if tested >= MAX_TESTED or replayed >= MAX_REPLAYED:
+            break
+    return None if best is None else best[1:]
+
+
+def _replacements(refs: References, value, match: Optional[Match], expected: Optional[Ref]) -> List[Match]:
+    """What a value might have been meant to be: the expected output (for an output), the quantity it
+    equals up to a factor or a transpose, then the most similar right quantities of its shape."""
+    out: List[Match] = []
+    if expected is not None:
+        out.append(Match(expected, 1.0))
+    if match is not None:
+        out.append(Match(match.ref, 1.0, match.transposed))
+    ranked = [m for m, _ in refs.ranked(value)]
+    backward = [m for m in ranked if m.ref.kind != "value"][:MAX_COTANGENTS]
+    for m in ranked[:CANDIDATES_PER_VALUE] + backward:
+        if not any(o.ref is m.ref and o.transposed == m.transposed for o in out):
+            out.append(Match(m.ref, 1.0, m.transposed))
+    return out
+
+
+def _ranked_lines(program: Program, var, e: int, status, why) -> List[str]:
+    """The user's lines to fix, most likely first: the factor the cause blames (when it is another line),
+    the first wrong value's line, then the lines of its other unmatched inputs."""
+    ordered = []
+    if why.factor is not None:
+        ordered.append(program.line(why.factor))
+    ordered.append(program.graph.user_line(e))
+    for u in _unmatched_inputs(program, e, status):
+        ordered.append(program.line(u))
+    for u in program.ancestors([var])[::-1]:  # then upstream lines that match nothing, nearest first
+        if status.get(u, False) is None:
+            ordered.append(program.line(u))
+    seen, lines = set(), []
+    for line in ordered:
+        if line and line not in seen:
+            seen.add(line)
+            lines.append(f"{line} {code_at(line)}".rstrip())
+    return lines
+
+
+def _unmatched_inputs(program: Program, e: int, status) -> List[Any]:
+    return [u for u in program.eqns[e].invars if isinstance(u, jcore.Var) and jg.is_float(u)
+            and u in status and (status[u] is None or not status[u].exact)]
+
+
+def _inputs_ok(program: Program, e: int, status) -> List[str]:
+    """``"dh = ∂L/∂(...) ✔"`` for each input of equation ``e`` that equals a right quantity."""
+    out = []
+    invars = list(program.graph.closed.jaxpr.invars)
+    for u in program.eqns[e].invars:
+        if isinstance(u, jcore.Var) and u in invars:
+            out.append(f"{program.graph.leaf_names[invars.index(u)]} (the point) ✔")
+            continue
+        m = status.get(u) if isinstance(u, jcore.Var) else None
+        if m is not None and m.exact:
+            name = bc.name_of(program, u, status, program.graph.user_line(e))
+            out.append(f"{name} = {m.ref.label}{' (transposed)' if m.transposed else ''} ✔"
+                       if name != (m.ref.name or m.ref.label) else f"{name} ✔")
+    return out

@@ -1,0 +1,112 @@
+"""The user's backward code as a program whose every value can be read and replaced.
+
+:func:`trace` traces a hand-written gradient (or a rule's ``bwd``) with the same machinery as the loss
+(:func:`verification.checker.jaxpr.graph.trace`: ``jit``, ``checkpoint``, ``cond`` and ``while_loop``
+inlined, Python loops unrolled by tracing, short scans unrolled), so that each equation carries the
+user's line.  :meth:`Program.replaced` re-runs only what depends on one value, with that value replaced
+by a batch of candidates (``vmap``), through the one interpreter.
+"""
+from __future__ import annotations
+
+import dataclasses
+import linecache
+import re
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import jax
+import jax.extend.core as jcore
+import jax.numpy as jnp
+import numpy as np
+
+from verification.checker.jaxpr import graph as jg
+from verification.checker.jaxpr import interpreter
+
+# A backward program unrolls loops up to this many equations (a BPTT's forward and reverse scans over a
+# few dozen steps), so that each step's values meet the loss's per-step cotangents; past it a loop stays
+# one equation and is judged as a whole.
+UNROLL_MAX = 4096
+_ASSIGNED = re.compile(r"^\s*([A-Za-z_][\w\[\]'\", .]*?)\s*(?:[+\-*/@]?=)(?!=)")
+
+
+@dataclasses.dataclass
+class Program:
+    """A traced function of the parameter leaves, its values at the point, and who computes what."""
+
+    graph: jg.Graph
+    env: Dict[Any, Any]
+
+    @property
+    def eqns(self):
+        return self.graph.eqns
+
+    @property
+    def outvars(self):
+        return self.graph.closed.jaxpr.outvars
+
+    def value(self, var) -> Optional[np.ndarray]:
+        x = interpreter.read(self.env, var, None)
+        return None if x is None else np.asarray(x)
+
+    def producer(self, var) -> Optional[int]:
+        return self.graph.producer.get(var) if isinstance(var, jcore.Var) else None
+
+    def line(self, var) -> Optional[str]:
+        i = self.producer(var)
+        return None if i is None else self.graph.user_line(i)
+
+    def ancestors(self, outs) -> List[Any]:
+        """Every variable computed by an equation on a path to ``outs``, in program order."""
+        seen, stack = set(), [v for v in outs if isinstance(v, jcore.Var)]
+        while stack:
+            v = stack.pop()
+            if v in seen or self.producer(v) is None:
+                continue
+            seen.add(v)
+            stack.extend(u for u in self.eqns[self.producer(v)].invars if isinstance(u, jcore.Var))
+        return sorted(seen, key=lambda v: (self.producer(v), str(v)))
+
+    def replaced(self, var, candidates, targets=None) -> List[np.ndarray]:
+        """The program's outputs (or the values ``targets``) with ``var`` replaced by each of
+        ``candidates`` (stacked on axis 0): one batched run of the equations that depend on ``var``."""
+        start = self.producer(var)
+        outvars = self.outvars if targets is None else targets
+        last = max((self.producer(v) for v in outvars if self.producer(v) is not None), default=len(self.eqns))
+
+        def one(x):
+            touched = {var}
+
+            def on_eqn(i, eqn, invals, env):
+                if i < start or i > last or not any(isinstance(u, jcore.Var) and u in touched for u in eqn.invars):
+                    outs = [env[v] for v in eqn.outvars]
+                    return [x if v is var else o for v, o in zip(eqn.outvars, outs)]
+                touched.update(eqn.outvars)
+                return interpreter.bind(eqn, invals)
+
+            env = interpreter.run(self.graph.closed, [self.env[v] for v in self.graph.closed.jaxpr.invars], on_eqn,
+                                  env=dict(self.env))
+            return [jnp.asarray(interpreter.read(env, v)) for v in outvars]
+
+        stacked = jnp.asarray(np.stack([np.asarray(c) for c in candidates]), dtype=var.aval.dtype)
+        return [np.asarray(o) for o in jax.vmap(one)(stacked)]
+
+
+def trace(fn: Callable, leaves: Sequence[Any], names: Sequence[str]) -> Program:
+    """Trace ``fn(*leaves)`` (returning a flat list of arrays) and evaluate every value at ``leaves``."""
+    graph = jg.trace(lambda ls: fn(*ls), list(leaves), names, unroll_max=UNROLL_MAX)
+    env = interpreter.run(graph.closed, list(leaves))
+    return Program(graph, env)
+
+
+def code_at(line: Optional[str]) -> str:
+    """The source text of ``file:line`` (stripped, without a trailing comment), or ``""``."""
+    if not line or ":" not in line:
+        return ""
+    path, _, n = line.rpartition(":")
+    text = linecache.getline(path, int(n)) if n.isdigit() else ""
+    return text.split("  #")[0].strip()
+
+
+def assigned_name(line: Optional[str]) -> str:
+    """The name the code at ``line`` assigns (``dh`` of ``dh = dz @ W.T``), or ``""``."""
+    m = _ASSIGNED.match(code_at(line))
+    return m.group(1).strip() if m else ""

@@ -1,0 +1,193 @@
+"""The quantities known to be right at the checked point, and the test of whether a value of the user's
+backward code equals one of them.
+
+A hand-written gradient computes, line by line, values that the traced loss already knows: the forward
+values (recomputed, or saved), the parameters and the inputs, the true cotangent of every forward
+equation (:func:`verification.checker.explain.edit_effects.at_point`, one reverse pass), and the true
+gradient leaves.  :class:`References` holds them, indexed by shape, and :meth:`References.match` says
+whether an array equals one of them up to a transpose, a reshape that only adds or drops axes of size 1,
+and a constant factor (``c = 1``: the value is right; ``c = m``: right up to a batch size the user
+divides out later).
+
+>>> import numpy as np
+>>> refs = References("float64")
+>>> refs.add("value", "x", np.arange(6.0).reshape(2, 3))
+>>> m = refs.match(2 * np.arange(6.0).reshape(2, 3).T)
+>>> m.ref.label, m.transposed, round(m.factor, 6)
+('x', True, 2.0)
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
+
+from verification.checker.backward.derivatives import op_function
+from verification.checker.backward.program import assigned_name, code_at
+from verification.checker.base.tolerances import BACKWARD_MATCH_RTOL
+from verification.checker.jaxpr import graph as jg
+
+# A cosine this close to +-1 makes a candidate worth the exact test; the exact test decides.
+_COSINE_SLACK = 1e-6
+
+
+class Ref(NamedTuple):
+    """One quantity known to be right: ``kind`` is "value" (a forward value, a parameter or an input),
+    "cotangent" (the true ∂L/∂ of a forward value) or "gradient" (a true gradient leaf)."""
+
+    kind: str
+    label: str  # what it is, in the user's words: "∂L/∂(add at model.py:6)"
+    value: np.ndarray
+    var: Any = None  # the forward variable it belongs to (value / cotangent), else None
+    line: Optional[str] = None  # the user's line of that forward variable
+    name: str = ""  # its short name in the user's code ("h", "params['W1']"), where known
+    fn: str = ""  # a cotangent of an activation's input: the activation (a name of backward.derivatives.TABLE)
+
+
+class Match(NamedTuple):
+    """``value = factor * ref`` (with ``ref`` transposed where ``transposed``)."""
+
+    ref: Ref
+    factor: float
+    transposed: bool = False
+
+    @property
+    def exact(self) -> bool:
+        return abs(self.factor - 1.0) <= 1e-6
+
+
+def squeezed(shape) -> Tuple[int, ...]:
+    return tuple(int(n) for n in shape if n != 1)
+
+
+class References:
+    """The right quantities, by squeezed shape; :meth:`match` finds the one an array equals."""
+
+    def __init__(self, precision: str):
+        self.rtol = BACKWARD_MATCH_RTOL[precision]
+        self.refs: List[Ref] = []
+        self._seen: Dict[tuple, int] = {}
+        self._by_shape: Dict[Tuple[int, ...], List[Tuple[int, bool]]] = {}
+        self._stacked: Dict[Tuple[int, ...], tuple] = {}
+
+    def add(self, kind: str, label: str, value, var=None, line=None, name="", fn="") -> Optional[Ref]:
+        """Add a right quantity; an array equal to one already held (the cotangent of a broadcast and of
+        the sum it feeds) is kept once, under its first label."""
+        a = np.asarray(value, dtype=np.float64)
+        if a.size == 0 or not np.all(np.isfinite(a)) or not np.any(a):
+            return None
+        key = (a.shape, hash(a.tobytes()))
+        if key in self._seen:
+            return self.refs[self._seen[key]]
+        self._seen[key] = len(self.refs)
+        self.refs.append(Ref(kind, label, a, var, line, name, fn))
+        k = len(self.refs) - 1
+        self._by_shape.setdefault(squeezed(a.shape), []).append((k, False))
+        if a.ndim == 2 and min(a.shape) > 1:
+            self._by_shape.setdefault(squeezed(a.shape[::-1]), []).append((k, True))
+        self._stacked.clear()
+
+    def _stack(self, shape):
+        if shape not in self._stacked:
+            entries = self._by_shape.get(shape, [])
+            rows = [(self.refs[k].value.T if t else self.refs[k].value).ravel() for k, t in entries]
+            mat = np.stack(rows) if rows else np.zeros((0, int(np.prod(shape))))
+            self._stacked[shape] = (entries, mat, np.linalg.norm(mat, axis=1))
+        return self._stacked[shape]
+
+    def ranked(self, value, kinds=None) -> List[Tuple[Match, float]]:
+        """Every right quantity of ``value``'s shape (or its transpose), as the :class:`Match` that scales
+        it onto ``value`` best (whether or not it fits) with its cosine, most similar first."""
+        v = np.asarray(value, dtype=np.float64)
+        entries, mat, norms = self._stack(squeezed(v.shape))
+        if not entries:
+            return []
+        flat = v.ravel()
+        dots = mat @ flat
+        with np.errstate(divide="ignore", invalid="ignore"):
+            factor = np.where(norms > 0, dots / norms ** 2, 0.0)
+            cosine = np.abs(dots) / (norms * max(float(np.linalg.norm(flat)), 1e-300))
+        out = [(Match(self.refs[entries[i][0]], float(factor[i]), entries[i][1]), float(cosine[i]))
+               for i in np.argsort(-cosine, kind="stable")]
+        return [(m, c) for m, c in out if kinds is None or m.ref.kind in kinds]
+
+    def shaped(self, m: Match, shape) -> np.ndarray:
+        """The matched quantity in ``shape`` (transposed where the match says so), unscaled."""
+        a = m.ref.value.T if m.transposed else m.ref.value
+        return a.reshape(shape)
+
+    def fits(self, value, m: Match) -> bool:
+        """``value`` equals ``m.factor`` times the quantity, to :data:`BACKWARD_MATCH_RTOL` of its norm."""
+        v = np.asarray(value, dtype=np.float64)
+        r = m.factor * self.shaped(m, v.shape)
+        return bool(np.linalg.norm(v - r) <= self.rtol * max(np.linalg.norm(v), np.linalg.norm(r)))
+
+    def match(self, value, exact_only: bool = False) -> Optional[Match]:
+        """The right quantity ``value`` equals, up to a transpose and a constant factor (``None``: none
+        does, or ``value`` is zero or not finite).  An exact match (factor 1, untransposed) wins."""
+        v = np.asarray(value, dtype=np.float64)
+        if v.size < 2 or not np.all(np.isfinite(v)) or not np.any(v):
+            return None
+        found = []
+        for m, cosine in self.ranked(v):
+            if cosine < 1 - _COSINE_SLACK:
+                break
+            if self.fits(v, m):
+                found.append(m)
+        found = [m for m in found if not exact_only or (m.exact and not m.transposed)]
+        if not found:
+            return None
+        return min(found, key=lambda m: (not m.exact, m.transposed, _KIND_ORDER.get(m.ref.kind, 3)))
+
+
+_KIND_ORDER = {"gradient": 0, "cotangent": 1, "value": 2}
+
+
+def of_forward(graph, point, expected, names, precision: str, what: str = "L",
+               inputs: Sequence[Tuple[str, Any]] = ()) -> Tuple[References, List[Ref]]:
+    """The right quantities of a traced forward program at a point (``point`` of
+    :func:`verification.checker.explain.edit_effects.at_point`: every value and true cotangent): the
+    ``expected`` results first (the true gradient leaves, named ``names``), then the cotangents, the
+    forward values, the parameters and the inputs (``inputs``: ``(name, array)`` of the arguments, to name
+    them).  Returns the references and the expected ones, in order."""
+    refs = References(precision)
+    wanted = [refs.add("gradient", f"∂{what}/∂{n}", e, name=n) or Ref("gradient", f"∂{what}/∂{n}", np.asarray(e))
+              for n, e in zip(names, expected)]
+    consumers: Dict[Any, List[int]] = {}
+    for i, e in enumerate(graph.eqns):
+        for u in e.invars:
+            if jg.is_float(u):
+                consumers.setdefault(u, []).append(i)
+    def result(i):  # the value a line assigns: no equation of the same line reads it
+        line = graph.user_line(i)
+        return line is not None and all(graph.user_line(k) != line for v in graph.eqns[i].outvars
+                                        for k in consumers.get(v, []))
+
+    order = sorted(range(len(graph.eqns)), key=lambda i: (jg.op_name(graph.eqns[i]) in jg.PLUMBING, not result(i)))
+    named = {}
+    for i in order:
+        e, line = graph.eqns[i], graph.user_line(i)
+        for v in e.outvars:
+            name = assigned_name(line) if result(i) else ""
+            what_is = f"{name}" if name else f"{jg.op_name(e)} in `{code_at(line)}`"
+            named[v] = (name, what_is, graph.describe(i, instance=True))
+            if v in point.cotangents:
+                users = consumers.get(v, [])
+                fn = op_function(graph.eqns[users[0]]) if len(users) == 1 else ""
+                refs.add("cotangent", f"∂{what}/∂{what_is} (the cotangent of `{code_at(line)}`, {named[v][2]})",
+                         point.cotangents[v], v, line, name, fn)
+    for i in order:
+        for v in graph.eqns[i].outvars:
+            if jg.is_float(v) and point.values.get(v) is not None:
+                name, what_is, where = named[v]
+                refs.add("value", f"the forward value {what_is} ({where})", point.values[v], v,
+                         graph.user_line(i), name)
+    jaxpr = graph.closed.jaxpr
+    for v, n in zip(jaxpr.invars, graph.leaf_names):
+        refs.add("value", n, point.values[v], v, None, n)
+    for v in jaxpr.constvars:
+        x = point.values.get(v)
+        if x is not None and jg.is_float(v):
+            arg = next((n for n, a in inputs if np.shape(a) == np.shape(x) and np.array_equal(a, x)), "")
+            refs.add("value", f"the input {arg}" if arg else f"an input of shape {tuple(np.shape(x))}", x, v, None, arg)
+    return refs, wanted

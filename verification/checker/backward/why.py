@@ -1,0 +1,282 @@
+"""Why the first wrong line of the user's backward code is wrong: how what it computes relates to what
+it should compute, in the vocabulary of :data:`verification.checker.base.causes.CAUSES`.
+
+In order: a constant factor (sign, 2, a batch size, another constant), a transpose, zero, a derivative
+factor that is another function's derivative or the right one at the wrong value (``wrong_derivative``,
+``derivative_at_input``, ``derivative_at_output``; :mod:`verification.checker.backward.derivatives`), an
+operand that is another right quantity (the wrong saved value, a cotangent before the activation's
+derivative), a term missing or extra that is a right quantity.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Any, List, NamedTuple, Optional
+
+import jax.extend.core as jcore
+import numpy as np
+
+from verification.checker.backward import derivatives as bd
+from verification.checker.backward.program import Program, assigned_name
+from verification.checker.backward.references import Match, References
+from verification.checker.base import causes
+from verification.checker.jaxpr import graph as jg
+from verification.checker.jaxpr import interpreter
+
+
+class Why(NamedTuple):
+    cause: str
+    sentence: str
+    factor: Any = None  # the input of the wrong line to fix first (a hand-written derivative), or None
+
+
+_SCALE_WORDS = {
+    "sign_flipped": "the opposite sign",
+    "factor_2": lambda n: "off by a factor 2",
+    "mean_sum_confused": lambda n: f"off by the reduction size {n} (a mean taken as a sum, or 1/{n} applied twice)",
+    "path_dropped": "zero",
+}
+
+
+def sizes_of(program: Program) -> List[int]:
+    """The array sizes a 1/m or a mean can be confused with: every axis length of the inputs."""
+    vals = list(program.graph.closed.consts) + [program.env[v] for v in program.graph.closed.jaxpr.invars]
+    return sorted({int(n) for x in vals for n in np.shape(x) if int(n) > 1})
+
+
+def _scale_words(c: float, program: Program):
+    """The cause and words of a constant ``c``; in hand-written code a 2 or a 1/2 is a factor 2 first, even
+    where an axis has length 2."""
+    if causes.near(c, 2.0) or causes.near(c, 0.5):
+        return "factor_2", "off by a factor 2"
+    return causes.scale_cause(c, sizes_of(program), _SCALE_WORDS, "a wrong constant")
+
+
+def _fit(v, r):
+    rr = float(np.sum(r * r))
+    return float(np.sum(v * r)) / rr if rr > 0 else 0.0
+
+
+def _close(a, b, tol) -> bool:
+    return bool(np.linalg.norm(a - b) <= tol * max(float(np.linalg.norm(a)), float(np.linalg.norm(b)), 1e-300))
+
+
+def name_of(program: Program, var, status=None, at: Optional[str] = None) -> str:
+    """How the user calls ``var``: a literal's value, a parameter's path, the name its line assigns, or
+    (an operand computed inside line ``at`` itself) the right quantity it equals."""
+    if isinstance(var, jcore.Literal):
+        return repr(float(np.asarray(var.val))) if np.ndim(var.val) == 0 else "a constant"
+    if var in program.graph.closed.jaxpr.invars:
+        return program.graph.leaf_names[list(program.graph.closed.jaxpr.invars).index(var)]
+    m = (status or {}).get(var)
+    if program.line(var) == at or not assigned_name(program.line(var)):
+        if m is not None:
+            name = m.ref.name or m.ref.label
+            return f"{name}.T" if m.transposed else name
+        return "an intermediate value" if program.line(var) else "an input"
+    return assigned_name(program.line(var))
+
+
+def explain(program: Program, refs: References, var, match: Match, status, tol: float) -> Why:
+    v = np.asarray(program.value(var), np.float64)
+    r = refs.shaped(match, v.shape)
+    should = match.ref.label
+    if not np.any(v):
+        return Why("path_dropped", f"it computes zero; it should compute {should}")
+    c = _fit(v, r)
+    if _close(v, c * r, tol) and not causes.near(c, 1.0):
+        cause, words = _scale_words(c, program)
+        return Why(cause, f"it computes {c:.6g} × {should} ({words})")
+    if v.ndim == 2 and v.shape[0] == v.shape[1] and _close(v, r.T, tol):
+        return Why("transposed", f"it computes the transpose of {should}")
+    e = program.producer(var)
+    eqn = program.eqns[e]
+    at = program.graph.user_line(e)
+    for test in (lambda: _operand_swap(program, refs, eqn, r, status, tol, at, var),
+                 lambda: _factor(program, refs, eqn, r, status, tol, at),
+                 lambda: _wrong_axis(program, eqn, r, tol),
+                 lambda: _scaled_in_cone(program, var, r, status, tol),
+                 lambda: _unused_term(program, var, v, r, tol)):
+        found = test()
+        if found is not None:
+            return found
+    d = refs.match(v - r)
+    if d is not None:
+        term = f"{abs(d.factor):.6g} × {d.ref.label}" if not causes.near(abs(d.factor), 1.0) else d.ref.label
+        if d.factor < 0 and d.ref.kind == "cotangent":
+            return Why("path_dropped", f"a term is missing: it should add {term} (the path through that value)")
+        return Why("missing_term", f"it differs from {should} by a term {'extra' if d.factor > 0 else 'missing'}: "
+                                   f"{term}")
+    rel = float(np.linalg.norm(v - r) / max(float(np.linalg.norm(r)), 1e-300))
+    return Why("unknown", f"it should compute {should} (relative error {rel:.2g}); no constant factor, transpose, "
+                          "derivative or operand swap explains the difference")
+
+
+def _factor(program: Program, refs: References, eqn, r, status, tol, at) -> Optional[Why]:
+    """An elementwise product (or quotient) of a right value and a hand-written factor: is the factor the
+    wrong one?  The factor it needs is ``r / a``; the table names both."""
+    if eqn.primitive.name not in ("mul", "div") or len(eqn.invars) != 2:
+        return None
+    ins = eqn.invars
+    vals = [np.asarray(program.value(u) if isinstance(u, jcore.Var) else u.val, np.float64) for u in ins]
+    right = [isinstance(u, jcore.Var) and (u in program.graph.closed.jaxpr.invars or (status.get(u) is not None
+             and status[u].exact)) for u in ins]
+    known = [r_ or (isinstance(u, jcore.Var) and status.get(u) is not None) for r_, u in zip(right, ins)]
+    for j in (1, 0):  # the factor is input j, the other a right value
+        u, a = ins[j], vals[1 - j]
+        if not isinstance(u, jcore.Var) or right[j] or not known[1 - j] or vals[j].size < 2:
+            continue
+        with np.errstate(all="ignore"):
+            if eqn.primitive.name == "mul":
+                need = r / a
+            elif j == 1:
+                need = a / r
+            else:
+                need = r * a
+        mask = np.isfinite(need) & (np.abs(a) > 1e-12 * max(float(np.max(np.abs(a))), 1e-300))
+        got = np.broadcast_to(vals[j], need.shape)
+        if np.allclose(got[mask], need[mask], rtol=tol * 10, atol=0):
+            continue  # the factor is right: the line itself is wrong
+        return _name_factor(program, refs, u, got, need, mask, tol, name_of(program, u, status, at))
+    return None
+
+
+def _name_factor(program, refs, u, got, need, mask, tol, name) -> Optional[Why]:
+    args = {ref.name or ref.label: ref.value.reshape(need.shape) for ref in refs.refs
+            if ref.kind == "value" and ref.value.size == need.size}
+    mine = bd.identify(got, args, rtol=tol * 10)
+    right = bd.identify(need, args, rtol=tol * 10, where=mask)
+    c = _fit(got[mask], need[mask])
+    if _close(got[mask], c * need[mask], tol) and not causes.near(c, 1.0):
+        cause, words = _scale_words(c, program)
+        return Why(cause, f"its factor {name} is {c:.6g} × what it should be ({words})", u)
+    if right:
+        for m, marg in mine:
+            d, arg = next(((d, a) for d, a in right if d.form == m.form), right[0])
+            should = f"{d.name}'s derivative {d.text.format(a=arg)}"
+            if m.name != d.name:
+                return Why("wrong_derivative", f"its factor {name} is {m.name}'s derivative {m.text.format(a=marg)}; "
+                                               f"it should be {should}", u)
+            cause = "derivative_at_input" if m.form == "output" else "derivative_at_output"
+            return Why(cause, f"its factor {name} is {m.text.format(a=marg)}, {d.name}'s derivative in terms of its "
+                              f"{m.form} evaluated at {marg}; it should be {should}", u)
+        d, arg = right[0]
+        return Why("wrong_derivative", f"its factor {name} is not the local derivative; it should be {d.name}'s "
+                                       f"derivative {d.text.format(a=arg)}", u)
+    if mine:
+        m, marg = mine[0]
+        return Why("wrong_derivative", f"its factor {name} is {m.name}'s derivative {m.text.format(a=marg)}, "
+                                       "which is not the local derivative here", u)
+    return None
+
+
+def cone(program: Program, var, status) -> List[Any]:
+    """The values that ``var`` is computed from since the last right ones (those that match nothing, or
+    match only up to a factor), ``var`` included, in program order."""
+    seen, stack = set(), [var]
+    while stack:
+        w = stack.pop()
+        if w in seen or program.producer(w) is None:
+            continue
+        seen.add(w)
+        for u in program.eqns[program.producer(w)].invars:
+            m = status.get(u) if isinstance(u, jcore.Var) else None
+            if isinstance(u, jcore.Var) and jg.is_float(u) and not (m is not None and m.exact and not m.transposed):
+                stack.append(u)
+    return sorted(seen, key=program.producer)
+
+
+def _scaled_in_cone(program: Program, var, r, status, tol) -> Optional[Why]:
+    """One value ``w`` of the cone that, scaled by a constant, makes the line right (a constant dropped or
+    doubled inside a longer expression): ``v(c w)`` is affine in ``c``; the most upstream such ``w``."""
+    inside = cone(program, var, status)
+    inputs = [u for w in inside for u in program.eqns[program.producer(w)].invars
+              if isinstance(u, jcore.Var) and jg.is_float(u) and program.producer(u) is not None and u not in inside]
+    for w in sorted(set(inputs), key=program.producer) + inside:
+        x = program.value(w)
+        if x is None or w is var:
+            continue
+        ends = program.replaced(w, [np.zeros_like(x), x], targets=[var])[0].astype(np.float64)
+        alpha, beta = ends[0], ends[1] - ends[0]
+        if not np.any(beta):
+            continue
+        c = _fit(r - alpha, beta)
+        if not causes.near(c, 1.0) and _close(alpha + c * beta, r, tol * 10):
+            if causes.near(c, 0.0):
+                return Why("missing_term", f"its term {name_of(program, w, status)} should not be there", w)
+            cause, words = _scale_words(c, program)
+            return Why(cause, f"{name_of(program, w, status)} should be {c:.6g} × what it is ({words})", w)
+    return None
+
+
+def _unused_term(program: Program, var, v, r, tol) -> Optional[Why]:
+    """The difference is a value the user computed (and did not add): ``r - v = c x``."""
+    d = r - v
+    for w in program.graph.producer:
+        x = program.value(w)
+        if x is None or x.shape != v.shape or not jg.is_float(w) or not np.any(x) or w is var:
+            continue
+        c = _fit(d, x.astype(np.float64))
+        if _close(d, c * x, tol * 10):
+            term = name_of(program, w)
+            return Why("path_dropped" if causes.near(c, 1.0) else "missing_term",
+                       f"it leaves out {'' if causes.near(c, 1.0) else f'{c:.6g} × '}{term} "
+                       f"({program.line(w)}), a term it should add")
+    return None
+
+
+def _wrong_axis(program: Program, eqn, r, tol) -> Optional[Why]:
+    """A sum over the wrong axes: the same sum over other axes computes what the line should."""
+    if eqn.primitive.name != "reduce_sum":
+        return None
+    x = interpreter.read(program.env, eqn.invars[0])
+    axes = tuple(eqn.params["axes"])
+    for other in itertools.chain.from_iterable(itertools.combinations(range(np.ndim(x)), k) for k in
+                                               range(1, np.ndim(x) + 1)):
+        if other != axes:
+            out = np.asarray(np.sum(np.asarray(x, np.float64), axis=other))
+            if out.shape == r.shape and _close(out, r, tol * 10):
+                return Why("wrong_axis", f"it sums over axis {', '.join(map(str, axes))}; the sum over axis "
+                                         f"{', '.join(map(str, other))} is what it should compute")
+    return None
+
+
+def _operand_swap(program: Program, refs: References, eqn, r, status, tol, at, var=None) -> Optional[Why]:
+    """A right input of the wrong line (or of a value it is computed from since the last right ones) that
+    is not the one the line needs: with that input replaced by another right quantity, or by its transpose,
+    the line computes what it should.  The line that reads the input is blamed."""
+    target = var if var is not None else eqn.outvars[0]
+    users = [(program.eqns[program.producer(w)], w) for w in cone(program, target, status)]
+    tried = set()
+    for e, out in users[::-1]:
+        for u in e.invars:
+            if not (isinstance(u, jcore.Var) and jg.is_float(u)) or u in tried:
+                continue
+            tried.add(u)
+            m0 = status.get(u)
+            if not (u in program.graph.closed.jaxpr.invars or u in program.graph.closed.jaxpr.constvars
+                    or program.producer(u) is None or (m0 is not None and m0.exact)):
+                continue
+            x = program.value(u)
+            if x is None or x.size < 2:
+                continue
+            tries = [(m, m.ref.label) for m, _ in refs.ranked(x)[:12]]
+            tries = [(m, label) for m, label in tries
+                     if not _close(x, refs.shaped(m, x.shape), tol)
+                     and not (x.ndim == 2 and x.shape[0] == x.shape[1] and _close(x.T, refs.shaped(m, x.shape), tol))]
+            alts = [refs.shaped(m, x.shape) for m, _ in tries]
+            if x.ndim == 2 and x.shape[0] == x.shape[1]:
+                tries.append((None, "its transpose"))
+                alts.append(x.T)
+            if not alts:
+                continue
+            outs = program.replaced(u, alts, targets=[target])[0].astype(np.float64)
+            for (m, label), o in zip(tries, outs):
+                if o.shape == r.shape and _close(o, r, tol * 10):
+                    name = name_of(program, u, status, program.graph.user_line(program.producer(out)))
+                    if m is None:
+                        return Why("transposed_operand", f"its operand {name} should be transposed", out)
+                    if m.ref.kind == "cotangent" and m.ref.fn:
+                        return Why("derivative_dropped", f"it uses {name} where {label} belongs: the derivative of "
+                                                         f"the {m.ref.fn} is left out", out)
+                    return Why("wrong_saved_operand", f"it uses {name} where {label} belongs", out)
+    return None
