@@ -52,11 +52,15 @@ def main(argv=None) -> int:
 def _bugs() -> int:
     """The realistic-bug catalogue (per family: located, explained, false alarms; then the issue's targets,
     for the first families and the new ones apart), then the whole-leaf patterns."""
-    from verification.catalogue import FIRST_FAMILIES, FIRST_SCORE_OF_LONG_LOOPS, FIRST_SCORE_OF_NEW_FAMILIES, run
+    from verification.catalogue import (FAMILIES, FIRST_FAMILIES, FIRST_SCORE_OF_LONG_LOOPS,
+                                        FIRST_SCORE_OF_NEW_FAMILIES, bwd_lines, run)
+    from verification.catalogue.backward import line_hits
     from verification.suite.bugs import run_catalogue
 
-    fams, outcomes = {}, []
-    print(f"{'family':<38} {'planted bug':<26} {'expected cause':<22} {'first hypothesis':<22} loc  expl  s")
+    marks = {m.NAME: bwd_lines(m) for m in FAMILIES}
+    fams, outcomes, hits = {}, [], []
+    print(f"{'family':<38} {'planted bug':<26} {'expected cause':<22} {'first hypothesis':<22} loc  expl  "
+          "bwd1 bwd3 s")
     for o in run():
         f = fams.setdefault(o.family, {"bugs": 0, "located": 0, "explained": 0, "false_fail": 0, "seconds": []})
         if o.planted is None:
@@ -68,8 +72,11 @@ def _bugs() -> int:
         f["explained"] += o.explained
         f["seconds"].append(o.seconds)
         first = o.report.hypotheses[0].cause if o.report and o.report.hypotheses else o.error[:22] or "(none)"
+        b1, b3 = line_hits(o.report, marks[o.family][o.planted.bug]) if o.report is not None else (False, False)
+        hits.append((b1, b3))
         print(f"{o.family:<38} {o.planted.bug:<26} {o.planted.cause:<22} {first:<22} "
-              f"{'yes' if o.located else 'NO':<4} {'yes' if o.explained else 'NO':<5} {o.seconds:.1f}", flush=True)
+              f"{'yes' if o.located else 'NO':<4} {'yes' if o.explained else 'NO':<5} {'yes' if b1 else 'NO':<4} "
+              f"{'yes' if b3 else 'NO':<4} {o.seconds:.1f}", flush=True)
     print(f"\n{'family':<38} {'bugs':>4} {'located':>9} {'explained':>10} {'false FAILs':>12}")
     tot = {"bugs": 0, "located": 0, "explained": 0, "false_fail": 0}
     for name, f in fams.items():
@@ -98,6 +105,10 @@ def _bugs() -> int:
           "the benchmark: python -m experiments checker-speed")
     print(f"first score of the new families (before the checker's edits for them): {FIRST_SCORE_OF_NEW_FAMILIES}")
     print(f"first score of the long-loop family (scan kept whole): {FIRST_SCORE_OF_LONG_LOOPS}")
+    n_hits = max(len(hits), 1)
+    print(f"the marked backward line (# bwd:) first in report.backward.lines: {sum(h[0] for h in hits)}/{len(hits)} "
+          f"{sum(h[0] for h in hits) / n_hits:.0%} (target >= 90%), in the top 3: {sum(h[1] for h in hits)}/"
+          f"{len(hits)} {sum(h[1] for h in hits) / n_hits:.0%} (target >= 97%)")
 
     n = ok = 0
     print(f"\nwhole-leaf patterns on jaxmlp MLPs\n{'architecture':<28} {'planted bug':<42} {'expected':<24} "

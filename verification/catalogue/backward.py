@@ -62,6 +62,13 @@ def _names(entry: str, target: str) -> bool:
     return m is not None and f"{os.path.basename(m.group(1))}:{m.group(2)}" == target
 
 
+def line_hits(report, target: str):
+    """``(first, top3)``: the report's ranked backward lines put ``target`` ("file.py:LINE") first / in the
+    first three."""
+    ranked = backward_lines(report)
+    return bool(ranked) and _names(ranked[0], target), any(_names(e, target) for e in ranked[:3])
+
+
 def judge_rule(report, planted: Planted, bwd_target: str, site_target: str):
     """``(located, explained)`` of a rule report (see the module's docstring)."""
     findings = list(getattr(report, "findings", []) or [])
@@ -128,7 +135,5 @@ def run(families, seed: int = 0) -> Iterator[BackwardOutcome]:
             else:
                 second = sites[planted.also] if planted.also else ""
                 located, explained = judge(report, planted, sites[planted.site], second)
-            ranked = backward_lines(report)
-            yield BackwardOutcome(family.NAME, planted, report, located, explained,
-                                  bool(ranked) and _names(ranked[0], target),
-                                  any(_names(e, target) for e in ranked[:3]), seconds)
+            yield BackwardOutcome(family.NAME, planted, report, located, explained, *line_hits(report, target),
+                                  seconds)

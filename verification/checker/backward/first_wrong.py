@@ -60,11 +60,11 @@ def localize(program: Program, refs: References, expected: Sequence[Ref], wrong:
     if not lines:
         return None
     value = program.value(var)
-    should = refs.shaped(match, value.shape)
+    should = match.factor * refs.shaped(match, value.shape)
     rel = float(np.linalg.norm(value - should) / max(float(np.linalg.norm(should)), 1e-300))
     line = program.graph.user_line(e)
     return BackwardFinding(
-        lines=lines, line=line, code=code_at(line), should_equal=match.ref.label, rel_error=rel,
+        lines=lines, line=line, code=code_at(line), should_equal=bc.label_of(match), rel_error=rel,
         inputs_ok=_inputs_ok(program, e, status), cause=why.cause, explanation=why.sentence,
         repaired=bool(np.all(after <= max(tol * 100, 1e-6))))
 
@@ -85,12 +85,13 @@ def _first_wrong(program, refs, outvars, expected, wrong, status, base, tol):
         value = program.value(v)
         if value is None or (value.size < 2 and v not in out_of):
             continue
-        options = _replacements(refs, value, m, expected[out_of[v]] if v in out_of else None)
+        options = _replacements(refs, value, m, expected[out_of[v]] if v in out_of else None,
+                                _input_factors(program, v, status))
         if not options:
             continue
         tested += 1
         replayed += len(program.eqns) - program.producer(v)
-        outs = program.replaced(v, [refs.shaped(o, value.shape) for o in options])
+        outs = program.replaced(v, [o.factor * refs.shaped(o, value.shape) for o in options])
         errs = leaf_errors(outs, [r.value for r in expected])  # (candidates, leaves)
         totals = errs.sum(axis=1)
         k = int(np.argmin(totals))
@@ -104,9 +105,22 @@ def _first_wrong(program, refs, outvars, expected, wrong, status, base, tol):
     return None if best is None else best[1:]
 
 
-def _replacements(refs: References, value, match: Optional[Match], expected: Optional[Ref]) -> List[Match]:
+def _input_factors(program: Program, v, status) -> List[float]:
+    """The factors of the inputs of ``v``'s line that are right up to a constant (a user who carries ``m``
+    times the cotangent and divides by ``m`` at the end): ``v`` may be meant to carry the same factor."""
+    out = []
+    for u in program.eqns[program.producer(v)].invars:
+        m = status.get(u) if isinstance(u, jcore.Var) else None
+        if m is not None and not m.exact and abs(m.factor) > 0 and not any(abs(m.factor - c) < 1e-9 for c in out):
+            out.append(m.factor)
+    return out
+
+
+def _replacements(refs: References, value, match: Optional[Match], expected: Optional[Ref],
+                  factors: Sequence[float] = ()) -> List[Match]:
     """What a value might have been meant to be: the expected output (for an output), the quantity it
-    equals up to a factor or a transpose, then the most similar right quantities of its shape."""
+    equals up to a factor or a transpose, then the most similar right quantities of its shape; each also
+    times the factor its inputs carry (``factors``)."""
     out: List[Match] = []
     if expected is not None:
         out.append(Match(expected, 1.0))
@@ -117,7 +131,7 @@ def _replacements(refs: References, value, match: Optional[Match], expected: Opt
     for m in ranked[:CANDIDATES_PER_VALUE] + backward:
         if not any(o.ref is m.ref and o.transposed == m.transposed for o in out):
             out.append(Match(m.ref, 1.0, m.transposed))
-    return out
+    return out + [Match(o.ref, c, o.transposed) for c in factors for o in out]
 
 
 def _ranked_lines(program: Program, var, e: int, status, why) -> List[str]:

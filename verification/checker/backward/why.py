@@ -76,10 +76,16 @@ def name_of(program: Program, var, status=None, at: Optional[str] = None) -> str
     return assigned_name(program.line(var))
 
 
+def label_of(match: Match) -> str:
+    """What a value should equal, in words: the right quantity, times the factor the user carries."""
+    t = "the transpose of " if match.transposed else ""
+    return t + (match.ref.label if causes.near(match.factor, 1.0) else f"{match.factor:.6g} × {match.ref.label}")
+
+
 def explain(program: Program, refs: References, var, match: Match, status, tol: float) -> Why:
     v = np.asarray(program.value(var), np.float64)
-    r = refs.shaped(match, v.shape)
-    should = match.ref.label
+    r = match.factor * refs.shaped(match, v.shape)
+    should = label_of(match)
     if not np.any(v):
         return Why("path_dropped", f"it computes zero; it should compute {should}")
     c = _fit(v, r)

@@ -108,6 +108,10 @@ def check_gradients(loss_fn: Callable[..., Any], manual_fn: Callable[..., Any], 
     reg, off, report.unregularised_passed = _unregularised(loss_fn, manual_fn, params, args, kwargs, rtol, atol)
     if report.passed or not diagnose_failures:
         return report
+    blocked = not_finite(params, [l.path for l in results], args, loss)
+    if blocked:
+        report.notes.append(blocked)
+        return report
     if not structure_error:
         ctx = CheckContext(loss, params, manual, ref, rtol, atol, precision, tuple(report.leaves),
                            None if report.finite_differences is None else tuple(report.finite_differences),
@@ -188,6 +192,23 @@ def _check_inexact_leaves(split, loss_fn, manual_fn, args, kwargs, names, precis
                              **kwargs)
     report.notes.insert(0, split.note())
     return report
+
+
+def not_finite(params, names, args, loss) -> str:
+    """A note when the point cannot be judged (a NaN or inf in the params or the arguments, or a loss that
+    is not finite there): which leaf and entry; ``""`` when the point is finite."""
+    names = ["params" if n == "<root>" else n for n in names]
+    for name, x in list(zip(names, jax.tree.leaves(params))) + [(f"args[{k}]", a) for k, a in enumerate(args)]:
+        a = np.asarray(x) if hasattr(x, "shape") or isinstance(x, float) else None
+        if a is not None and np.issubdtype(a.dtype, np.inexact) and not np.all(np.isfinite(a)):
+            bad = np.argwhere(~np.isfinite(a))
+            where = [int(i) for i in bad[0]] if a.ndim else []
+            return (f"the point cannot be judged: {name} holds {a[tuple(bad[0])] if a.ndim else a} at {where} "
+                    f"({len(bad)} non-finite entries); no gradient diagnosis is made")
+    value = float(np.asarray(loss(params)))
+    if not np.isfinite(value):
+        return f"the point cannot be judged: the loss is {value} there; no gradient diagnosis is made"
+    return ""
 
 
 def _guarded(report, stage, fn):

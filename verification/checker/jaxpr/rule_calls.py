@@ -10,6 +10,7 @@ import re
 from typing import Any, Callable, Dict, List, Sequence
 
 import jax
+import jax.numpy as jnp
 import jax.core
 
 from verification.checker.base.leaves import is_traceable, put
@@ -119,10 +120,22 @@ def without_rules(fn: Callable, args: Sequence[Any]) -> Callable:
     """``fn`` with every custom rule replaced by its primal, as the program it runs at ``args`` (a ``cond``
     keeps the branch taken there): the reference of a rule found inside a callable."""
     out_tree = jax.tree.structure(jax.eval_shape(fn, *args))
-    flat, _ = flat_program(fn, args, rules=True)
+
+    def key(xs):
+        return tuple((tuple(jnp.shape(x)), jnp.result_type(x).name) for x in jax.tree.leaves(tuple(xs))
+                     if is_traceable(x))
+
+    # The program is traced at the arguments' dtypes and, for a float64 reference of float32 arguments, again
+    # at float64: a constant of the program (a float nondiff argument) takes the dtype of its trace.
+    wide = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64) if jax.config.jax_enable_x64 and is_traceable(x)
+                        and jnp.issubdtype(jnp.result_type(x), jnp.floating) else x, tuple(args))
+    flats = {key(args): flat_program(fn, args, rules=True)[0]}
+    if key(wide) not in flats:
+        flats[key(wide)] = flat_program(fn, wide, rules=True)[0]
 
     def run(*new_args):
         leaves = [x for x in jax.tree.leaves(tuple(new_args)) if is_traceable(x)]
+        flat = flats.get(key(new_args)) or next(iter(flats.values()))
         return jax.tree.unflatten(out_tree, jax.core.eval_jaxpr(flat.jaxpr, flat.consts, *leaves))
 
     return run
