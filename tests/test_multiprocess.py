@@ -29,7 +29,11 @@ TIMEOUT_S = 240
 F64_RTOL = 1e-12
 # float32: the same reordering at eps32 ~ 1.2e-7 per step, grown over 200 momentum steps: 1e-4 relative.
 F32_RTOL = 1e-4
-KILL_STEPS = 6000  # long enough that the kill lands after the first checkpoint (1500) and before the end
+# The CLI runs (Higham's points, 2 processes; every step all-reduces over gloo, ~1 ms on the 2-core CI machine,
+# several under load): long enough that the kill lands after the first checkpoint (500) and well before the end
+# (2500 steps later; the test polls for that checkpoint every 20 ms), short enough to run three times.
+CLI_STEPS = 3000
+CHECKPOINT_EVERY = 500
 GRAD_RTOL = 1e-12  # manual gradient vs jax.grad in float64 (verification.checker.base.tolerances.F64_RTOL)
 
 
@@ -94,16 +98,21 @@ SCHEMES = ["full_batch", "minibatch", "sgd_replacement"]
 # (data, process counts): neither 1797 on 2 nor 10 on 3 divides, so the padding rows are in play (1797 on 3
 # processes divides and needs no padding: measured once for docs/scale_out.md, left out of the suite for time)
 CASES = {"digits1797": (1, 2), "higham": (1, 3)}
-# What else each cluster start-up runs after the schemes (one start-up each, shared by the tests below).
-ALSO = {("digits1797", 2): ",grad,population,guard"}
+# What else each cluster start-up runs after the float64 schemes (one start-up each, shared by the tests below;
+# a start-up of 2 or 3 processes costs more than the modes it runs).  The population is always Higham's
+# network (tests/multiprocess_worker.py), so the 1-process Higham run is its reference for 2 and 3 processes;
+# the float32 mini-batch runs in the digits start-ups with x64 off for it.
+ALSO = {("digits1797", 1): ",digits-minibatch@float32",
+        ("digits1797", 2): ",digits-minibatch@float32,grad,population,guard",
+        ("higham", 1): ",population", ("higham", 3): ",population"}
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """200 steps of each data-parallel scheme, float64, and a population, for every (data, process count) of
-    CASES; the 2-process run also checks the manual gradient and the non-finite guard."""
+    """200 steps of each data-parallel scheme, float64, for every (data, process count) of CASES, and what
+    ALSO adds: the float32 mini-batch, the population, the manual gradient and the non-finite guard."""
     d = tmp_path_factory.mktemp("rows")
-    return {(data, n): run_worker("digits-all,population" + ALSO.get((data, n), ""), n, d, data=data)
+    return {(data, n): run_worker("digits-all" + ALSO.get((data, n), ""), n, d, data=data)
             for data, counts in CASES.items() for n in counts}
 
 
@@ -113,6 +122,7 @@ def test_n_processes_equal_one_for_any_row_count(scheme, data, n, runs):
     many, one = runs[data, n], runs[data, 1]
     assert many["processes"] == n and many["devices"] == n and one["processes"] == 1
     assert many["rows"] == one["rows"] == one["padded_rows"] and many["padded_rows"] % n == 0
+    assert many[scheme]["dtype"] == one[scheme]["dtype"] == "float64"
     rel = max_rel(many[scheme]["params"], one[scheme]["params"])
     assert rel <= F64_RTOL, rel
     assert max_rel([many[scheme]["losses"]], [one[scheme]["losses"]]) <= F64_RTOL  # every logged loss
@@ -122,10 +132,10 @@ def test_padding_is_in_play(runs):
     assert runs["digits1797", 2]["padded_rows"] == 1798 and runs["higham", 3]["padded_rows"] == 12
 
 
-def test_two_processes_float32_bound(tmp_path):
-    two = run_worker("digits-minibatch", 2, tmp_path, "float32", "digits1797")
-    one = run_worker("digits-minibatch", 1, tmp_path, "float32", "digits1797")
-    assert max_rel(two["minibatch"]["params"], one["minibatch"]["params"]) <= F32_RTOL
+def test_two_processes_float32_bound(runs):
+    two, one = runs["digits1797", 2]["minibatch@float32"], runs["digits1797", 1]["minibatch@float32"]
+    assert two["dtype"] == one["dtype"] == "float32"
+    assert max_rel(two["params"], one["params"]) <= F32_RTOL
 
 
 def test_manual_gradient_under_two_processes(runs):
@@ -136,7 +146,7 @@ def test_manual_gradient_under_two_processes(runs):
 
 @pytest.mark.parametrize("data,n", [("digits1797", 2), ("higham", 3)])
 def test_population_split_over_processes(data, n, runs):
-    many, one = runs[data, n]["population"], runs[data, 1]["population"]
+    many, one = runs[data, n]["population"], runs["higham", 1]["population"]  # Higham's network on every start-up
     assert many["params_sharded_over"] == n and one["params_sharded_over"] == 1
     assert max_rel(many["params"], one["params"]) <= F64_RTOL
 
@@ -146,29 +156,45 @@ def test_non_finite_guard_reports_the_same_on_every_process(runs):
     assert reports[0] is not None and reports[0] == reports[1], reports
 
 
-def _cli(port, pid, n, ck, out, *extra):
-    return [sys.executable, "-m", "jaxmlp", "train", "--coordinator", f"127.0.0.1:{port}", "--num-processes", str(n),
-            "--process-id", str(pid), "--steps", str(KILL_STEPS), "--log-every", "500", "--checkpoint-dir",
-            str(ck), "--checkpoint-every", "1500", "--out", str(out), *extra]
+def _cli(n, pid, port, ck, out, *extra):
+    """The ``jaxmlp train`` command of process ``pid`` of ``n`` (``n = 1``: a plain one-process run), float64,
+    Higham's 10 points, mini-batches of 4: the run that every test below makes, killed or resumed."""
+    cmd = [sys.executable, "-m", "jaxmlp", "train", "--steps", str(CLI_STEPS), "--log-every", "100",
+           "--checkpoint-dir", str(ck), "--checkpoint-every", str(CHECKPOINT_EVERY), "--out", str(out),
+           "--dtype", "float64", "--scheme", "minibatch", "--batch-size", "4", *extra]
+    return cmd + (["--coordinator", f"127.0.0.1:{port}", "--num-processes", str(n), "--process-id", str(pid)]
+                  if n > 1 else [])
 
 
-def test_kill_one_process_then_resume_is_bitwise(tmp_path):
-    """SIGKILL one of two processes mid-run: the survivor stops with an error within the heartbeat
-    timeout; both restarted with --resume end bitwise equal to an uninterrupted 2-process run."""
+def _run_cli(tmp_path, name, n, ck, *extra):
+    """The run on ``n`` processes to its end; its final checkpoint."""
     from jaxmlp import checkpoint
 
-    port, ref = free_port(), tmp_path / "ref"
-    ref.mkdir()
-    codes = reap(start([_cli(port, i, 2, ref / "ck", ref / "out") for i in range(2)], ref))
-    assert codes == [0, 0], (ref / "proc0.log").read_text()[-2000:]
+    port, d = free_port(), tmp_path / name
+    d.mkdir()
+    codes = reap(start([_cli(n, i, port, ck, d / "out", *extra) for i in range(n)], d))
+    assert codes == [0] * n, (d / "proc0.log").read_text()[-2000:]
+    return checkpoint.load(checkpoint.latest(d / "out" / "final"))
 
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory):
+    """The uninterrupted 2-process CLI run and its checkpoint folder (the newest 3 of every CHECKPOINT_EVERY
+    steps): the reference of the kill test and of the resume on other process counts."""
+    d = tmp_path_factory.mktemp("cli")
+    return _run_cli(d, "ref", 2, d / "ck_ref"), d / "ck_ref"
+
+
+def test_kill_one_process_then_resume_is_bitwise(tmp_path, two_process_run):
+    """SIGKILL one of two processes mid-run: the survivor stops with an error within the heartbeat
+    timeout; both restarted with --resume end bitwise equal to an uninterrupted 2-process run."""
     run = tmp_path / "run"
     run.mkdir()
     port = free_port()
-    procs = start([_cli(port, i, 2, run / "ck", run / "out") for i in range(2)], run)
+    procs = start([_cli(2, i, port, run / "ck", run / "out") for i in range(2)], run)
     deadline = time.monotonic() + TIMEOUT_S
     while not list((run / "ck").glob("ckpt_*.safetensors")) and time.monotonic() < deadline:
-        time.sleep(0.2)
+        time.sleep(0.02)
     assert list((run / "ck").glob("ckpt_*.safetensors")), "no checkpoint written before the kill"
     os.killpg(procs[1][0].pid, signal.SIGKILL)
     killed_at = time.monotonic()
@@ -180,53 +206,29 @@ def test_kill_one_process_then_resume_is_bitwise(tmp_path):
     assert "another task died" in log0 or "heartbeat" in log0 or "Connection" in log0, log0[-2000:]
     stray = [f.name for f in (run / "ck").iterdir() if not re.fullmatch(r"ckpt_\d+\.safetensors", f.name)]
     assert not stray, f"files other than complete checkpoints were left: {stray}"
+    assert not (run / "out" / "final").exists(), "the killed run wrote its final checkpoint"
 
-    port = free_port()
-    codes = reap(start([_cli(port, i, 2, run / "ck", run / "out", "--resume") for i in range(2)], run))
-    assert codes == [0, 0], (run / "proc0.log").read_text()[-2000:]
-    a = checkpoint.load(checkpoint.latest(ref / "out" / "final"))
-    b = checkpoint.load(checkpoint.latest(run / "out" / "final"))
-    assert a.step == b.step == KILL_STEPS
+    b = _run_cli(tmp_path, "resume", 2, run / "ck", "--resume")
+    a = two_process_run[0]
+    assert a.step == b.step == CLI_STEPS
     for u, v in zip(a.params, b.params):
         assert np.array_equal(np.asarray(u.W), np.asarray(v.W)) and np.array_equal(np.asarray(u.b), np.asarray(v.b))
     assert np.array_equal(a.history_losses, b.history_losses)
 
 
-def _run_cli(tmp_path, name, n, ck, *extra):
-    """``jaxmlp train`` on ``n`` processes (``n = 1``: a plain one-process run), float64, Higham's 10 points."""
-    port, d = free_port(), tmp_path / name
-    d.mkdir()
-    args = ["--steps", "400", "--log-every", "100", "--checkpoint-dir", str(ck), "--checkpoint-every", "200",
-            "--out", str(d / "out"), "--dtype", "float64", "--scheme", "minibatch", "--batch-size", "4", *extra]
-    cmd = [sys.executable, "-m", "jaxmlp", "train", *args]
-    if n > 1:
-        cmd += ["--coordinator", f"127.0.0.1:{port}", "--num-processes", str(n)]
-    codes = reap(start([cmd + (["--process-id", str(i)] if n > 1 else []) for i in range(n)], d))
-    assert codes == [0] * n, (d / "proc0.log").read_text()[-2000:]
-    from jaxmlp import checkpoint
-
-    return checkpoint.load(checkpoint.latest(d / "out" / "final"))
-
-
-@pytest.fixture(scope="module")
-def two_process_run(tmp_path_factory):
-    """The uninterrupted 2-process CLI run (400 steps, a checkpoint at 200) and its checkpoint folder."""
-    d = tmp_path_factory.mktemp("resume")
-    return _run_cli(d, "ref", 2, d / "ck_ref"), d / "ck_ref"
-
-
 @pytest.mark.parametrize("n", [1, 3])
 def test_resume_on_another_process_count(n, tmp_path, two_process_run):
-    """A checkpoint of a 2-process run (step 200 of 400) resumed on 1 and on 3 processes ends where the
-    uninterrupted 2-process run ends; --dtype float64 works without JAX_ENABLE_X64."""
+    """A checkpoint of a 2-process run (one checkpoint before its end) resumed on 1 and on 3 processes ends
+    where the uninterrupted 2-process run ends; --dtype float64 works without JAX_ENABLE_X64."""
     import shutil
 
     ref, ck_ref = two_process_run
     ck = tmp_path / "ck"
     ck.mkdir()
-    shutil.copy(next(ck_ref.glob("ckpt_*200.safetensors")), ck)  # the run as if stopped at step 200
+    before_end = CLI_STEPS - CHECKPOINT_EVERY
+    shutil.copy(ck_ref / f"ckpt_{before_end:010d}.safetensors", ck)  # the run as if stopped there
     resumed = _run_cli(tmp_path, f"resume{n}", n, ck, "--resume")
-    assert ref.step == resumed.step == 400 and np.asarray(ref.params[0].W).dtype == np.float64
+    assert ref.step == resumed.step == CLI_STEPS and np.asarray(ref.params[0].W).dtype == np.float64
     rel = max_rel([np.asarray(p.W) for p in resumed.params], [np.asarray(p.W) for p in ref.params])
     assert rel <= F64_RTOL, rel
     assert max_rel([resumed.history_losses], [ref.history_losses]) <= F64_RTOL
