@@ -66,24 +66,27 @@ class Program:
         return sorted(seen, key=lambda v: (self.producer(v), str(v)))
 
     def replaced(self, var, candidates, targets=None) -> List[np.ndarray]:
-        """The program's outputs (or the values ``targets``) with ``var`` replaced by each of
-        ``candidates`` (stacked on axis 0): one batched run of the equations that depend on ``var``."""
+        """The program's outputs (or the values ``targets``) with ``var`` (a computed value, a parameter or
+        an input) replaced by each of ``candidates`` (stacked on axis 0): one batched run of the equations
+        that depend on ``var``."""
         start = self.producer(var)
+        start = -1 if start is None else start  # a parameter or an input: any equation may read it
         outvars = self.outvars if targets is None else targets
         last = max((self.producer(v) for v in outvars if self.producer(v) is not None), default=len(self.eqns))
+        jaxpr = self.graph.closed.jaxpr
 
         def one(x):
             touched = {var}
 
             def on_eqn(i, eqn, invals, env):
                 if i < start or i > last or not any(isinstance(u, jcore.Var) and u in touched for u in eqn.invars):
-                    outs = [env[v] for v in eqn.outvars]
-                    return [x if v is var else o for v, o in zip(eqn.outvars, outs)]
+                    return [x if v is var else env[v] for v in eqn.outvars]
                 touched.update(eqn.outvars)
                 return interpreter.bind(eqn, invals)
 
-            env = interpreter.run(self.graph.closed, [self.env[v] for v in self.graph.closed.jaxpr.invars], on_eqn,
-                                  env=dict(self.env))
+            env = dict(self.env)
+            env[var] = x
+            env = interpreter.run(jaxpr, [env[v] for v in jaxpr.invars], on_eqn, env=env)
             return [jnp.asarray(interpreter.read(env, v)) for v in outvars]
 
         stacked = jnp.asarray(np.stack([np.asarray(c) for c in candidates]), dtype=var.aval.dtype)
