@@ -62,7 +62,7 @@ def test_nondiff_argnums_and_pytrees():
     assert r.passed, str(r)
     assert {b.input for b in r.blocks} == {"p['W']", "p['b']", "x"}
     js = json.loads(r.to_json())
-    assert js["schema"] == "verification.check_rule/2" and js["passed"] and len(js["blocks"]) == 3
+    assert js["schema"] == "verification.check_rule/3" and js["passed"] and len(js["blocks"]) == 3
 
 
 def test_jitted_and_vmapped_rule():

@@ -12,14 +12,19 @@ from typing import Callable, Optional, Sequence
 
 from verification.checker.backward import first_wrong, program, references
 from verification.checker.base.findings import BackwardFinding
+from verification.checker.explain import edit_effects
 
 
 def locate(user_fn: Callable, leaves: Sequence, names: Sequence[str], graph, point, expected: Sequence,
-           expected_names: Sequence[str], wrong: Sequence[bool], precision: str,
-           what: str = "L", inputs=()) -> Optional[BackwardFinding]:
+           expected_names: Sequence[str], wrong: Sequence[bool], precision: str, what: str = "L", inputs=(),
+           forward_leaves: Optional[Sequence] = None) -> Optional[BackwardFinding]:
     """``user_fn(*leaves)`` returns a flat list of arrays that should equal ``expected`` (``wrong``: those
-    that do not); ``graph`` / ``point`` are the forward program at the point; ``inputs`` name its inputs
+    that do not); ``graph`` is the forward program (a function of ``forward_leaves``, by default
+    ``leaves``) and ``point`` its values and true cotangents there (``None``: computed here by
+    :func:`verification.checker.explain.edit_effects.at_point`); ``inputs`` name the program's inputs
     (``(name, array)``)."""
+    if point is None:
+        point = edit_effects.at_point(graph, list(leaves if forward_leaves is None else forward_leaves))
     refs, wanted = references.of_forward(graph, point, expected, expected_names, precision, what, inputs)
     prog = program.trace(user_fn, leaves, names)
     return first_wrong.localize(prog, refs, wanted, wrong)

@@ -16,7 +16,7 @@ import jax.extend.core as jcore
 import numpy as np
 
 from verification.checker.backward import why as bc
-from verification.checker.backward.program import Program, code_at
+from verification.checker.backward.program import Program, code_at, silent_assignments
 from verification.checker.backward.references import Match, Ref, References
 from verification.checker.base.findings import BackwardFinding
 from verification.checker.jaxpr import graph as jg
@@ -80,7 +80,7 @@ def _first_wrong(program, refs, outvars, expected, wrong, status, base, tol):
     tested = replayed = 0
     for v in program.ancestors(targets):
         m = status.get(v)
-        if v not in status or (m is not None and m.exact and not m.transposed):
+        if v not in status or (m is not None and m.exact and not m.transposed and v not in out_of):
             continue
         value = program.value(v)
         if value is None or (value.size < 2 and v not in out_of):
@@ -146,6 +146,10 @@ def _ranked_lines(program: Program, var, e: int, status, why) -> List[str]:
     for u in program.ancestors([var])[::-1]:  # then upstream lines that match nothing, nearest first
         if status.get(u, False) is None:
             ordered.append(program.line(u))
+    live = program.live_lines()
+    first = next((l for l in ordered if l), None)
+    silent = silent_assignments(first, live, returns=any(v is var for v in program.outvars))
+    ordered = silent[:1] + ordered + silent[1:]
     seen, lines = set(), []
     for line in ordered:
         if line and line not in seen:

@@ -8,6 +8,7 @@ by a batch of candidates (``vmap``), through the one interpreter.
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
 import linecache
 import re
@@ -53,6 +54,10 @@ class Program:
     def line(self, var) -> Optional[str]:
         i = self.producer(var)
         return None if i is None else self.graph.user_line(i)
+
+    def live_lines(self) -> set:
+        """The user's lines with an equation whose value reaches the results."""
+        return {self.graph.user_line(self.producer(v)) for v in self.ancestors(self.outvars)} - {None}
 
     def ancestors(self, outs) -> List[Any]:
         """Every variable computed by an equation on a path to ``outs``, in program order."""
@@ -113,3 +118,59 @@ def assigned_name(line: Optional[str]) -> str:
     """The name the code at ``line`` assigns (``dh`` of ``dh = dz @ W.T``), or ``""``."""
     m = _ASSIGNED.match(code_at(line))
     return m.group(1).strip() if m else ""
+
+
+def _parsed(path: str):
+    if path not in _TREES:
+        try:
+            with open(path) as f:
+                _TREES[path] = ast.parse(f.read())
+        except (OSError, SyntaxError, ValueError):
+            _TREES[path] = None
+    return _TREES[path]
+
+
+_TREES: Dict[str, Any] = {}
+
+
+def _renames(value) -> bool:
+    """An expression that can pass an array on unchanged: a name, or a conditional with a name branch."""
+    if isinstance(value, ast.Name):
+        return True
+    return isinstance(value, ast.IfExp) and (isinstance(value.body, ast.Name) or isinstance(value.orelse, ast.Name))
+
+
+def silent_assignments(line: Optional[str], live_lines: set, returns: bool = False) -> List[str]:
+    """The lines that assign a name read at ``line`` ("file:line") but compute nothing that reaches the
+    results (``dxhat = g``: a rename where a product was meant), latest first: a forgotten operation is
+    written there, on a line the trace cannot show.  With ``returns``, the names the function returns are
+    read too."""
+    if not line or ":" not in line:
+        return []
+    path, _, n = line.rpartition(":")
+    tree = _parsed(path) if n.isdigit() else None
+    if tree is None:
+        return []
+    at = int(n)
+    funcs = [f for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.Lambda))
+             and f.lineno <= at <= (f.end_lineno or f.lineno)]
+    if not funcs:
+        return []
+    func = min(funcs, key=lambda f: (f.end_lineno or f.lineno) - f.lineno)
+    stmts = [s for s in ast.walk(func) if isinstance(s, ast.stmt) and s.lineno <= at <= (s.end_lineno or s.lineno)]
+    read = {x.id: at for s in stmts[-1:] for x in ast.walk(s) if isinstance(x, ast.Name)
+            and isinstance(x.ctx, ast.Load)}
+    if returns:
+        read.update({x.id: s.lineno for s in ast.walk(func) if isinstance(s, ast.Return) for x in ast.walk(s)
+                     if isinstance(x, ast.Name) and x.id not in read})
+    out = []
+    for name, before in sorted(read.items()):
+        assigns = [s for s in ast.walk(func) if isinstance(s, ast.Assign) and s.lineno < before
+                   and any(isinstance(t, ast.Name) and t.id == name for t in s.targets) and _renames(s.value)]
+        if not assigns:
+            continue
+        last = max(assigns, key=lambda s: s.lineno)
+        span = range(last.lineno, (last.end_lineno or last.lineno) + 1)
+        if not any(f"{path}:{k}" in live_lines for k in span):
+            out.append((last.lineno, f"{path}:{last.lineno}"))
+    return [where for _, where in sorted(out, reverse=True)]

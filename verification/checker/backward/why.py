@@ -97,9 +97,9 @@ def explain(program: Program, refs: References, var, match: Match, status, tol: 
     e = program.producer(var)
     eqn = program.eqns[e]
     at = program.graph.user_line(e)
-    for test in (lambda: _operand_swap(program, refs, eqn, r, status, tol, at, var),
+    for test in (lambda: _wrong_axis(program, eqn, r, tol),
+                 lambda: _operand_swap(program, refs, eqn, r, status, tol, at, var),
                  lambda: _factor(program, refs, eqn, r, status, tol, at),
-                 lambda: _wrong_axis(program, eqn, r, tol),
                  lambda: _scaled_in_cone(program, var, r, status, tol),
                  lambda: _unused_term(program, var, v, r, tol)):
         found = test()
@@ -197,21 +197,33 @@ def _scaled_in_cone(program: Program, var, r, status, tol) -> Optional[Why]:
     inside = cone(program, var, status)
     inputs = [u for w in inside for u in program.eqns[program.producer(w)].invars
               if isinstance(u, jcore.Var) and jg.is_float(u) and program.producer(u) is not None and u not in inside]
-    for w in sorted(set(inputs), key=program.producer) + inside:
+    for w in inside + sorted(set(inputs), key=program.producer):  # unmatched values first
         x = program.value(w)
         if x is None or w is var:
             continue
         ends = program.replaced(w, [np.zeros_like(x), x], targets=[var])[0].astype(np.float64)
         alpha, beta = ends[0], ends[1] - ends[0]
-        if not np.any(beta):
+        if not np.any(beta) or not np.all(np.isfinite(ends)):
             continue
         c = _fit(r - alpha, beta)
         if not causes.near(c, 1.0) and _close(alpha + c * beta, r, tol * 10):
             if causes.near(c, 0.0):
                 return Why("missing_term", f"its term {name_of(program, w, status)} should not be there", w)
+            if not np.isfinite(c):
+                continue
             cause, words = _scale_words(c, program)
-            return Why(cause, f"{name_of(program, w, status)} should be {c:.6g} × what it is ({words})", w)
+            user = w if w in inside else next(x for x in inside if w in program.eqns[program.producer(x)].invars)
+            if user is not w and _has_literal_scale(program, program.line(w)) \
+                    and not _has_literal_scale(program, program.line(user)):
+                user = w  # the constant is written on w's own line
+            return Why(cause, f"{name_of(program, w, status)} should be {c:.6g} × what it is ({words})", user)
     return None
+
+
+def _has_literal_scale(program: Program, line) -> bool:
+    """Line ``line`` multiplies or divides by a literal constant."""
+    return any(program.graph.user_line(i) == line and e.primitive.name in ("mul", "div")
+               and any(isinstance(u, jcore.Literal) for u in e.invars) for i, e in enumerate(program.eqns))
 
 
 def _unused_term(program: Program, var, v, r, tol) -> Optional[Why]:
@@ -265,9 +277,11 @@ def _operand_swap(program: Program, refs: References, eqn, r, status, tol, at, v
             x = program.value(u)
             if x is None or x.size < 2:
                 continue
-            tries = [(m, m.ref.label) for m, _ in refs.ranked(x)[:12]]
-            tries = [(m, label) for m, label in tries
-                     if not _close(x, refs.shaped(m, x.shape), tol)
+            m0 = m0 if u in status else refs.match(x)
+            kinds = ("value",) if m0 is None or m0.ref.kind == "value" else ("cotangent", "gradient")
+            tries = [(m, m.ref.label) for m, _ in refs.ranked(x, kinds)[:12]]  # the same kind of quantity
+            tries = [(m, label) for m, label in tries  # a multiple of x itself is a scale, not another operand
+                     if not _close(x, _fit(x, refs.shaped(m, x.shape)) * refs.shaped(m, x.shape), tol)
                      and not (x.ndim == 2 and x.shape[0] == x.shape[1] and _close(x.T, refs.shaped(m, x.shape), tol))]
             alts = [refs.shaped(m, x.shape) for m, _ in tries]
             if x.ndim == 2 and x.shape[0] == x.shape[1]:

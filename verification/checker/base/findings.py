@@ -13,7 +13,7 @@ evidence; one type would need fields that are meaningless for two of the three:
   (transposed, an L2 term missing, ...), else the best hypothesis, with the site where the error
   enters when one is known (``GradientReport.diagnoses``).
 * :class:`RuleFinding`: the cause of *one failing block* (output leaf, input leaf) of a custom rule's
-  Jacobian, and the rule function (``RuleReport.findings``, schema ``verification.check_rule/2``).
+  Jacobian, and the rule function (``RuleReport.findings``, schema ``verification.check_rule/3``).
 
 All three are public (``verification.Hypothesis``, ``verification.Diagnosis``,
 ``verification.RuleFinding``); their fields are their JSON.
@@ -91,6 +91,15 @@ class BackwardFinding:
         d["first_wrong"] = {"line": d.pop("line"), "code": d.pop("code"), "should_equal": d.pop("should_equal"),
                             "rel_error": d.pop("rel_error")}
         return d
+
+    def lead(self) -> List[str]:
+        """The first lines of a failing report: the answer, the inputs that are right, the next lines."""
+        out = [f"{self.cause}: {self.headline()}"]
+        if self.inputs_ok:
+            out.append("  its inputs that are right: " + "; ".join(self.inputs_ok))
+        if len(self.lines) > 1:
+            out.append("  next likeliest lines: " + "; ".join(self.lines[1:3]))
+        return out
 
     def headline(self) -> str:
         """The answer in one or two sentences: the line to fix, what it should compute, and why."""

@@ -40,14 +40,7 @@ class GradientReport(CheckReport):
         return ok and (self.taylor is None or self.taylor.passed)
 
     def __str__(self):
-        lines = []
-        if self.backward is not None and not self.passed:
-            b = self.backward
-            lines.append(f"{b.cause}: {b.headline()}")
-            if b.inputs_ok:
-                lines.append("  its inputs that are right: " + "; ".join(b.inputs_ok))
-            if len(b.lines) > 1:
-                lines.append("  next likeliest lines: " + "; ".join(b.lines[1:3]))
+        lines = self.backward.lead() if self.backward is not None and not self.passed else []
         lines += [
             f"{'leaf':<22} {'shape':<12} {'max abs':>10} {'max rel':>10} {'worst':<10} {'cs231n band':<27} verdict"
         ]

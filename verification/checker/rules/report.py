@@ -2,7 +2,7 @@
 per (output leaf, input leaf) block.
 
 A :class:`verification.checker.base.report.CheckReport`, like the gradient report: ``.passed``, ``str()``,
-``to_json()`` (schema ``verification.check_rule/2``, documented in docs/checker.md) and ``raise_if_failed()``.
+``to_json()`` (schema ``verification.check_rule/3``, documented in docs/checker.md) and ``raise_if_failed()``.
 """
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from typing import List, Optional
 from verification.checker.base.compare import LeafResult
 from verification.checker.rules.linear_maps import Block
 from verification.checker.base.report import CheckReport, json_number
-from verification.checker.base.findings import RuleFinding
+from verification.checker.base.findings import BackwardFinding, RuleFinding
 
-SCHEMA = "verification.check_rule/2"
+SCHEMA = "verification.check_rule/3"
 
 
 @dataclasses.dataclass
@@ -38,6 +38,7 @@ class RuleReport(CheckReport):
     notes: List[str] = dataclasses.field(default_factory=list)
     batched: List[LeafResult] = dataclasses.field(default_factory=list)  # vmapped rule vs per-example calls
     structure_error: str = ""
+    backward: Optional[BackwardFinding] = None  # the line of the rule's fwd / bwd to fix, when found
 
     @property
     def passed(self) -> bool:
@@ -53,7 +54,8 @@ class RuleReport(CheckReport):
         return float(max(rels)) if rels and not self.structure_error else float("inf")
 
     def __str__(self):
-        lines = [f"{self.kind}: rule against {self.reference} ({self.precision}, rtol {self.rtol:g})",
+        lines = self.backward.lead() if self.backward is not None and not self.passed else []
+        lines += [f"{self.kind}: rule against {self.reference} ({self.precision}, rtol {self.rtol:g})",
                  f"{'output':<16} {'input':<18} {'probes':>6} {'max abs':>10} {'max rel':>10} {'worst':<14} verdict"]
         for b in self.blocks:
             r = b.result
@@ -80,7 +82,7 @@ class RuleReport(CheckReport):
         return f"{self.kind} rule does not match {self.reference}"
 
     def json_fields(self):
-        """Schema ``verification.check_rule/2`` (docs/checker.md)."""
+        """Schema ``verification.check_rule/3`` (docs/checker.md)."""
         def leaf(r: LeafResult):
             return {"max_abs": json_number(r.max_abs), "max_rel": json_number(r.max_rel),
                     "worst_index": list(r.worst_index), "passed": r.passed}
@@ -91,4 +93,5 @@ class RuleReport(CheckReport):
                            for b in self.blocks],
                 "primal": None if self.primal is None else leaf(self.primal),
                 "batched": [{"leaf": r.path, **leaf(r)} for r in self.batched],
-                "findings": [f.as_dict() for f in self.findings], "notes": self.notes}
+                "findings": [f.as_dict() for f in self.findings], "notes": self.notes,
+                "backward": None if self.backward is None else self.backward.as_dict()}

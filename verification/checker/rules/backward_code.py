@@ -1,0 +1,86 @@
+"""The line of a rule's own code to fix: a ``custom_vjp``'s ``fwd`` and ``bwd``, or a hand pullback.
+
+The rule is run as the user wrote it, one probe ``g`` (a fixed random cotangent of the output): ``fwd`` at
+the arguments, then ``bwd(res, g)`` (``f_vjp(*args)[1](g)`` for a hand VJP), traced with the user's lines.
+The right quantities come from the undecorated primal at the same arguments, differentiated against the
+same ``g``: every forward value and every cotangent of :math:`\\langle g, f(x)\\rangle`
+(:func:`verification.checker.backward.check.locate`).
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from verification.checker.backward.check import locate
+from verification.checker.base.findings import BackwardFinding
+from verification.checker.base.tolerances import precision_of
+from verification.checker.jaxpr import graph as jg
+from verification.checker.rules.args import Args, unwrap
+
+PROBE_SEED = 7  # the probe cotangent g: random normal, the same for every check
+
+
+def probe_like(out):
+    """A fixed random cotangent shaped like ``out`` (a pytree)."""
+    leaves, treedef = jax.tree.flatten(out)
+    keys = jax.random.split(jax.random.PRNGKey(PROBE_SEED), max(len(leaves), 1))
+    return jax.tree.unflatten(treedef, [jax.random.normal(k, jnp.shape(l), jnp.result_type(l))
+                                        for k, l in zip(keys, leaves)])
+
+
+def custom_vjp_code(f) -> Optional[Callable]:
+    """``(args, g) -> cotangents per argument`` running ``f``'s own ``fwd`` and ``bwd`` (a
+    ``jax.custom_vjp`` object, or a jitted one), or ``None`` when ``f`` is another callable."""
+    obj = unwrap(f)
+    fwd, bwd = getattr(obj, "fwd", None), getattr(obj, "bwd", None)
+    if fwd is None or bwd is None:
+        return None
+    nondiff = tuple(getattr(obj, "nondiff_argnums", ()) or ())
+
+    def run(args, g):
+        _, res = fwd(*args)
+        cts = iter(bwd(*[args[k] for k in nondiff], res, g))
+        return tuple(args[k] if k in nondiff else next(cts) for k in range(len(args)))
+
+    return run
+
+
+def locate_in_rule(code: Callable, ref_fn: Callable, a: Args, rtol: float) -> Optional[BackwardFinding]:
+    """``code(args, g)`` is the user's pullback at ``args`` (cotangents per argument); ``ref_fn(*leaves)``
+    the primal over the differentiable leaves of ``a``."""
+    leaves = list(a.leaves)
+    precision = precision_of(leaves)
+    g = probe_like(jax.eval_shape(ref_fn, *leaves))
+    g_leaves = jax.tree.leaves(g)
+    wide = a.upcast()
+
+    def pairing(ls):  # <g, f(x)>: its gradient is the true pullback of g
+        out = jax.tree.leaves(ref_fn(*ls))
+        return sum(jnp.vdot(jnp.asarray(gl, o.dtype), o) for gl, o in zip(g_leaves, out))
+
+    graph = jg.trace(lambda ls: pairing(ls), wide, a.names)
+    expected = jax.grad(lambda ls: pairing(ls))(wide)
+    user = lambda *ls: list(a.cotangents(code(a.rebuild(ls), g)))  # noqa: E731
+    got = user(*leaves)
+    wrong = [not np.allclose(np.asarray(x, np.float64), np.asarray(e, np.float64), rtol=rtol * 10,
+                             atol=rtol * 10 * max(float(np.max(np.abs(np.asarray(e)))), 1e-300))
+             for x, e in zip(got, expected)]
+    if not any(wrong):
+        return None
+    return locate(user, leaves, a.names, graph, None, expected, a.names, wrong, precision, what="⟨g, f⟩",
+                  inputs=list(zip(a.names, wide)), forward_leaves=wide)
+
+
+def guarded(report, fn) -> Optional[BackwardFinding]:
+    """``fn()``, or ``None`` with a note on ``report`` when the rule's code is beyond the localisation: the
+    comparison stands, never a raw traceback."""
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001 -- any rule: the report says what stopped
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        report.notes.append(f"backward localisation stopped ({type(e).__name__}: {first}); the comparison above "
+                            "stands")
+        return None
