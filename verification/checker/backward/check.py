@@ -10,9 +10,30 @@ from __future__ import annotations
 
 from typing import Callable, Optional, Sequence
 
+import jax
+
 from verification.checker.backward import first_wrong, program, references
 from verification.checker.base.findings import BackwardFinding
 from verification.checker.explain import edit_effects
+from verification.checker.jaxpr import graph as jg
+from verification.checker.jaxpr import interpreter
+
+
+def tangent_point(graph, leaves: Sequence, tangents: Sequence):
+    """The forward program's values and true *tangents* along ``tangents`` (forward mode): the right
+    quantities of a hand-written JVP, in the slots of a reverse-mode point."""
+    jaxpr = graph.closed.jaxpr
+    outs = [v for e in graph.eqns for v in e.outvars if jg.is_float(v)]
+
+    def values(*ls):
+        env = interpreter.run(graph.closed, list(ls))
+        return [env[v] for v in outs]
+
+    vals, tans = jax.jvp(values, tuple(leaves), tuple(tangents))
+    env = dict(zip(jaxpr.invars, leaves))
+    env.update(zip(jaxpr.constvars, graph.closed.consts))
+    env.update(zip(outs, vals))
+    return edit_effects.Point(env, dict(zip(outs, tans)), frozenset())
 
 
 def locate(user_fn: Callable, leaves: Sequence, names: Sequence[str], graph, point, expected: Sequence,
@@ -25,6 +46,7 @@ def locate(user_fn: Callable, leaves: Sequence, names: Sequence[str], graph, poi
     (``(name, array)``)."""
     if point is None:
         point = edit_effects.at_point(graph, list(leaves if forward_leaves is None else forward_leaves))
-    refs, wanted = references.of_forward(graph, point, expected, expected_names, precision, what, inputs)
+    refs, wanted = references.of_forward(graph, point, expected, expected_names, precision, what, inputs,
+                                         forward="tangent" if what == "tangent" else "")
     prog = program.trace(user_fn, leaves, names)
     return first_wrong.localize(prog, refs, wanted, wrong)

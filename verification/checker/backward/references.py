@@ -144,14 +144,19 @@ _KIND_ORDER = {"gradient": 0, "cotangent": 1, "value": 2}
 
 
 def of_forward(graph, point, expected, names, precision: str, what: str = "L",
-               inputs: Sequence[Tuple[str, Any]] = ()) -> Tuple[References, List[Ref]]:
+               inputs: Sequence[Tuple[str, Any]] = (), forward: str = "") -> Tuple[References, List[Ref]]:
     """The right quantities of a traced forward program at a point (``point`` of
     :func:`verification.checker.explain.edit_effects.at_point`: every value and true cotangent): the
     ``expected`` results first (the true gradient leaves, named ``names``), then the cotangents, the
     forward values, the parameters and the inputs (``inputs``: ``(name, array)`` of the arguments, to name
-    them).  Returns the references and the expected ones, in order."""
+    them).  Returns the references and the expected ones, in order.  With ``forward="tangent"`` the
+    point's derivatives are tangents (a hand JVP's right quantities), named so."""
     refs = References(precision)
-    wanted = [refs.add("gradient", f"∂{what}/∂{n}", e, name=n) or Ref("gradient", f"∂{what}/∂{n}", np.asarray(e))
+
+    def d(name):
+        return f"the true tangent of {name}" if forward else f"∂{what}/∂{name}"
+
+    wanted = [refs.add("gradient", d(n), e, name=n) or Ref("gradient", d(n), np.asarray(e))
               for n, e in zip(names, expected)]
     consumers: Dict[Any, List[int]] = {}
     for i, e in enumerate(graph.eqns):
@@ -174,7 +179,8 @@ def of_forward(graph, point, expected, names, precision: str, what: str = "L",
             if v in point.cotangents:
                 users = consumers.get(v, [])
                 fn = op_function(graph.eqns[users[0]]) if len(users) == 1 else ""
-                refs.add("cotangent", f"∂{what}/∂{what_is} (the cotangent of `{code_at(line)}`, {named[v][2]})",
+                kind = "tangent" if forward else "cotangent"
+                refs.add("cotangent", f"{d(what_is)} (the {kind} of `{code_at(line)}`, {named[v][2]})",
                          point.cotangents[v], v, line, name, fn)
     for i in order:
         for v in graph.eqns[i].outvars:

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from verification.checker.backward.check import locate
+from verification.checker.backward.check import locate, tangent_point
 from verification.checker.base.findings import BackwardFinding
 from verification.checker.base.tolerances import precision_of
 from verification.checker.jaxpr import graph as jg
@@ -84,3 +84,42 @@ def guarded(report, fn) -> Optional[BackwardFinding]:
         report.notes.append(f"backward localisation stopped ({type(e).__name__}: {first}); the comparison above "
                             "stands")
         return None
+
+
+def custom_jvp_code(f) -> Optional[Callable]:
+    """``(args, tangents) -> output tangents`` running ``f``'s own jvp rule (a ``jax.custom_jvp``), or
+    ``None``."""
+    obj = unwrap(f)
+    rule = getattr(obj, "jvp", None)
+    if rule is None or not hasattr(obj, "fun"):
+        return None
+    nondiff = tuple(getattr(obj, "nondiff_argnums", ()) or ())
+
+    def run(args, tangents):
+        diff = [k for k in range(len(args)) if k not in nondiff]
+        return rule(*[args[k] for k in nondiff], tuple(args[k] for k in diff), tuple(tangents[k] for k in diff))[1]
+
+    return run
+
+
+def locate_in_jvp(code: Callable, ref_fn: Callable, a: Args, rtol: float) -> Optional[BackwardFinding]:
+    """``code(args, tangents)`` is the user's tangent rule at ``args`` (output tangents); ``ref_fn(*leaves)``
+    the primal over the differentiable leaves of ``a``; one probe tangent."""
+    leaves = list(a.leaves)
+    precision = precision_of(leaves)
+    t = jax.tree.leaves(probe_like(leaves))
+    wide = a.upcast()
+    t_wide = [jnp.asarray(x, w.dtype) for x, w in zip(t, wide)]
+    graph = jg.trace(lambda ls: ref_fn(*ls), wide, a.names)
+    point = tangent_point(graph, wide, t_wide)
+    out_names = [f"output {k}" for k in range(len(jax.tree.leaves(jax.eval_shape(ref_fn, *wide))))]
+    expected = jax.tree.leaves(jax.jvp(ref_fn, tuple(wide), tuple(t_wide))[1])
+    user = lambda *ls: jax.tree.leaves(code(a.rebuild(ls), a.tangents(t)))  # noqa: E731
+    got = user(*leaves)
+    wrong = [not np.allclose(np.asarray(x, np.float64), np.asarray(e, np.float64), rtol=rtol * 10,
+                             atol=rtol * 10 * max(float(np.max(np.abs(np.asarray(e)))), 1e-300))
+             for x, e in zip(got, expected)]
+    if not any(wrong) or len(got) != len(expected):
+        return None
+    return locate(user, leaves, a.names, graph, point, expected, out_names, wrong, precision, what="tangent",
+                  inputs=list(zip(a.names, wide)), forward_leaves=wide)

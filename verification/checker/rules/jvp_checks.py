@@ -27,6 +27,7 @@ import jax.numpy as jnp
 
 from verification.checker.base import finite_differences as fd
 from verification.checker.rules.args import Args, check_callables, decorated, out_space
+from verification.checker.rules.backward_code import custom_jvp_code, guarded, locate_in_jvp
 from verification.checker.rules.diagnosis import where_of
 from verification.checker.rules.linear_maps import reference_dtype
 from verification.checker.rules.report import RuleReport
@@ -86,6 +87,9 @@ def check_custom_jvp(f: Callable, *args, rtol=None, finite_differences=False, ba
     where, a, one_rule, rule_f, ref_f = decorated(f, "custom_jvp", "jvp", args, batched)
     report = jvp_report("custom_jvp", lambda ls, t: jax.jvp(rule_f, list(ls), list(t)), ref_f, a, rtol=rtol,
                         where=where, force_fd=finite_differences)
+    code = custom_jvp_code(f)
+    if not report.passed and code is not None and not batched:
+        report.backward = guarded(report, lambda: locate_in_jvp(code, ref_f, a, report.rtol))
     if batched:
         one = lambda ls, t: jax.jvp(one_rule, list(ls), list(t))  # noqa: E731
         report.batched = batched_rows(_tangents_out(one), a, report.rtol)
@@ -114,6 +118,9 @@ def check_jvp(f: Callable, f_jvp: Callable, *args, rtol=None, finite_differences
     ref = lambda *ls: f(*a.rebuild(ls))  # noqa: E731
     report = jvp_report("jvp", jax.vmap(one) if batched else one, jax.vmap(ref) if batched else ref, a, rtol=rtol,
                         where=where_of(f_jvp), force_fd=finite_differences)
+    if not report.passed and not batched:
+        report.backward = guarded(report, lambda: locate_in_jvp(lambda xs, ts: f_jvp(xs, ts)[1], ref, a,
+                                                                 report.rtol))
     if batched:
         report.batched = batched_rows(_tangents_out(one), a, report.rtol)
     return report
