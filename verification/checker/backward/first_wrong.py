@@ -16,7 +16,7 @@ import jax.extend.core as jcore
 import numpy as np
 
 from verification.checker.backward import why as bc
-from verification.checker.backward.program import Program, code_at, silent_assignments
+from verification.checker.backward.program import Program, assigned_name, code_at, silent_assignments
 from verification.checker.backward.references import Match, Ref, References
 from verification.checker.base.findings import BackwardFinding
 from verification.checker.jaxpr import graph as jg
@@ -77,6 +77,7 @@ def _first_wrong(program, refs, outvars, expected, wrong, status, base, tol):
     out_of = {v: k for k, v in enumerate(outvars) if isinstance(v, jcore.Var)}
     total = float(np.sum(base))
     best = None
+    scaled = []  # values that repair once scaled by a fitted constant: only where none repairs as it is
     tested = replayed = 0
     for v in program.ancestors(targets):
         m = status.get(v)
@@ -91,18 +92,38 @@ def _first_wrong(program, refs, outvars, expected, wrong, status, base, tol):
             continue
         tested += 1
         replayed += len(program.eqns) - program.producer(v)
-        outs = program.replaced(v, [o.factor * refs.shaped(o, value.shape) for o in options])
-        errs = leaf_errors(outs, [r.value for r in expected])  # (candidates, leaves)
+        outs = program.replaced(v, [np.zeros_like(value)] + [o.factor * refs.shaped(o, value.shape) for o in options])
+        errs = leaf_errors([o[1:] for o in outs], [r.value for r in expected])  # (candidates, leaves)
         totals = errs.sum(axis=1)
         k = int(np.argmin(totals))
         if np.all(errs[k] <= max(100 * tol, 1e-6)):
             return v, options[k], errs[k]
+        c, errs_c = _fitted(outs, expected, wrong_idx)  # the factor that later code divides out
+        kc = int(np.argmin(errs_c.sum(axis=1)))
+        if np.all(errs_c[kc] <= max(100 * tol, 1e-6)) and abs(c[kc]) > 0:
+            scaled.append((v, Match(options[kc].ref, options[kc].factor * c[kc], options[kc].transposed), errs_c[kc]))
         gain = 1 - totals[k] / max(total, 1e-300)
         if gain >= PARTIAL_REPAIR and (best is None or gain > best[0] + 1e-3):
             best = (gain, v, options[k], errs[k])
         if tested >= MAX_TESTED or replayed >= MAX_REPLAYED:
             break
+    if scaled:
+        return scaled[0]
     return None if best is None else best[1:]
+
+
+def _fitted(outs, expected, wrong_idx):
+    """Per candidate (``outs[k][1:]``; ``outs[k][0]`` is the run with the value zeroed): the constant ``c``
+    that makes the outputs best (they are affine in the replacement), and the leaf errors at ``c``."""
+    alpha = [np.asarray(o[0], np.float64) for o in outs]
+    betas = [np.asarray(o[1:], np.float64) - a for o, a in zip(outs, alpha)]
+    target = [np.asarray(r.value, np.float64) - a for r, a in zip(expected, alpha)]
+    num = sum(np.sum((b * t).reshape(b.shape[0], -1), axis=1) for b, t in zip(betas, target))
+    den = sum(np.sum((b * b).reshape(b.shape[0], -1), axis=1) for b in betas)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        c = np.where(den > 0, num / den, 0.0)
+    fitted = [a + c.reshape((-1,) + (1,) * (b.ndim - 1)) * b for a, b in zip(alpha, betas)]
+    return c, leaf_errors(fitted, [r.value for r in expected])
 
 
 def _input_factors(program: Program, v, status) -> List[float]:
@@ -147,8 +168,17 @@ def _ranked_lines(program: Program, var, e: int, status, why) -> List[str]:
         if status.get(u, False) is None:
             ordered.append(program.line(u))
     live = program.live_lines()
-    first = next((l for l in ordered if l), None)
-    silent = silent_assignments(first, live, returns=any(v is var for v in program.outvars))
+    involved = [var] + ([why.factor] if why.factor is not None else []) + bc.cone(program, var, status)
+    involved += [u for w in involved if program.producer(w) is not None for u in program.eqns[program.producer(w)].invars
+                 if isinstance(u, jcore.Var)]
+    passing = {assigned_name(program.line(u)) for u in involved}
+    scan = [next((l for l in ordered if l), None)] + [program.graph.user_line(i) for i in program.consumers(var)]
+    silent = []
+    for k, line in enumerate(scan):
+        for s in silent_assignments(line, live, passing - {""}, returns=k == 0 and any(v is var for v in
+                                                                                      program.outvars)):
+            if s not in silent:
+                silent.append(s)
     ordered = silent[:1] + ordered + silent[1:]
     seen, lines = set(), []
     for line in ordered:

@@ -55,6 +55,10 @@ class Program:
         i = self.producer(var)
         return None if i is None else self.graph.user_line(i)
 
+    def consumers(self, var) -> List[int]:
+        """The equations that read ``var``."""
+        return [i for i, e in enumerate(self.eqns) if any(u is var for u in e.invars)]
+
     def live_lines(self) -> set:
         """The user's lines with an equation whose value reaches the results."""
         return {self.graph.user_line(self.producer(v)) for v in self.ancestors(self.outvars)} - {None}
@@ -115,9 +119,18 @@ def code_at(line: Optional[str]) -> str:
 
 
 def assigned_name(line: Optional[str]) -> str:
-    """The name the code at ``line`` assigns (``dh`` of ``dh = dz @ W.T``), or ``""``."""
+    """The name the code at ``line`` assigns (``dh`` of ``dh = dz @ W.T``, also from the continuation line
+    of a statement written over several lines), or ``""``."""
     m = _ASSIGNED.match(code_at(line))
-    return m.group(1).strip() if m else ""
+    if m:
+        return m.group(1).strip()
+    if not line or ":" not in line or not line.rpartition(":")[2].isdigit():
+        return ""
+    path, _, n = line.rpartition(":")
+    tree, at = _parsed(path), int(n)
+    spans = [s for s in ast.walk(tree) if isinstance(s, ast.Assign) and s.lineno <= at <= (s.end_lineno or s.lineno)
+             and len(s.targets) == 1 and isinstance(s.targets[0], ast.Name)] if tree is not None else []
+    return min(spans, key=lambda s: (s.end_lineno or s.lineno) - s.lineno).targets[0].id if spans else ""
 
 
 def _parsed(path: str):
@@ -133,18 +146,24 @@ def _parsed(path: str):
 _TREES: Dict[str, Any] = {}
 
 
-def _renames(value) -> bool:
-    """An expression that can pass an array on unchanged: a name, or a conditional with a name branch."""
+def _passes(value) -> set:
+    """The names an expression can hand on unchanged: a name, a conditional's name branch, a name among
+    the values of ``{...}.get(key, default)``."""
     if isinstance(value, ast.Name):
-        return True
-    return isinstance(value, ast.IfExp) and (isinstance(value.body, ast.Name) or isinstance(value.orelse, ast.Name))
+        return {value.id}
+    if isinstance(value, ast.IfExp):
+        return _passes(value.body) | _passes(value.orelse)
+    if (isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr == "get"
+            and isinstance(value.func.value, ast.Dict)):
+        return set().union(*[_passes(v) for v in list(value.func.value.values) + list(value.args[1:])])
+    return set()
 
 
-def silent_assignments(line: Optional[str], live_lines: set, returns: bool = False) -> List[str]:
-    """The lines that assign a name read at ``line`` ("file:line") but compute nothing that reaches the
-    results (``dxhat = g``: a rename where a product was meant), latest first: a forgotten operation is
-    written there, on a line the trace cannot show.  With ``returns``, the names the function returns are
-    read too."""
+def silent_assignments(line: Optional[str], live_lines: set, passing: set, returns: bool = False) -> List[str]:
+    """The lines that assign a name read at ``line`` ("file:line") by handing on one of the names
+    ``passing`` unchanged and compute nothing that reaches the results (``dxhat = g``: a rename where a
+    product was meant), latest first: a forgotten operation is written there, on a line the trace cannot
+    show.  With ``returns``, the names the function returns are read too."""
     if not line or ":" not in line:
         return []
     path, _, n = line.rpartition(":")
@@ -166,7 +185,7 @@ def silent_assignments(line: Optional[str], live_lines: set, returns: bool = Fal
     out = []
     for name, before in sorted(read.items()):
         assigns = [s for s in ast.walk(func) if isinstance(s, ast.Assign) and s.lineno < before
-                   and any(isinstance(t, ast.Name) and t.id == name for t in s.targets) and _renames(s.value)]
+                   and any(isinstance(t, ast.Name) and t.id == name for t in s.targets) and _passes(s.value) & passing]
         if not assigns:
             continue
         last = max(assigns, key=lambda s: s.lineno)

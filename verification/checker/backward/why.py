@@ -298,5 +298,7 @@ def _operand_swap(program: Program, refs: References, eqn, r, status, tol, at, v
                     if m.ref.kind == "cotangent" and m.ref.fn:
                         return Why("derivative_dropped", f"it uses {name} where {label} belongs: the derivative of "
                                                          f"the {m.ref.fn} is left out", out)
+                    if m.ref.kind != "value" and program.producer(u) is not None:  # a partial cotangent computed
+                        return Why("path_dropped", f"{name} is only part of {label}: a path's term is missing", u)
                     return Why("wrong_saved_operand", f"it uses {name} where {label} belongs", out)
     return None
