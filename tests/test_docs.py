@@ -1,10 +1,12 @@
 """The documentation against the code: the pages name only what exists, pull every tolerance from the
 code, and the gradient-checker guide's examples print what the guide shows."""
+import ast
 import contextlib
 import doctest
 import importlib
 import importlib.util
 import io
+import linecache
 import pathlib
 import re
 
@@ -142,18 +144,25 @@ def x64_restored():
     jax.config.update("jax_enable_x64", before)
 
 
-def test_guide_examples_print_what_the_guide_shows(x64_restored):
-    """The guide is a doctest: its blocks run in order in one namespace (the first saved as model.py,
-    which the reports name), and each prints the text block under it (``...`` matches anything)."""
+def test_guide_examples_print_what_the_guide_shows(x64_restored, tmp_path, monkeypatch):
+    """The guide is a doctest: its blocks, in order, are one file ``model.py`` (written to a temporary
+    working directory, so that the reports can quote its lines), run block by block in one namespace, and
+    each prints the text block under it (``...`` matches anything)."""
     examples = _guide_examples()
     assert len(examples) >= 5
+    (tmp_path / "model.py").write_text("".join(code for code, _ in examples))
+    monkeypatch.chdir(tmp_path)
+    linecache.checkcache("model.py")
     checker = doctest.OutputChecker()
     flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
-    ns = {}
+    ns, offset = {}, 0
     for i, (code, want) in enumerate(examples):
+        tree = ast.parse(code)
+        ast.increment_lineno(tree, offset)  # the block's lines are model.py's
+        offset += code.count("\n")
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
-            exec(compile(code, "model.py", "exec"), ns)
+            exec(compile(tree, "model.py", "exec"), ns)
         got = out.getvalue()
         if not checker.check_output(want, got, flags):
             raise AssertionError(f"example {i + 1} of docs/guide_check_gradient.md:\n"

@@ -79,6 +79,7 @@ def _first_wrong(program, refs, outvars, expected, wrong, status, base, tol):
     best = None
     scaled = []  # values that repair once scaled by a fitted constant: only where none repairs as it is
     tested = replayed = 0
+    seen_groups = set()
     for v in program.ancestors(targets):
         m = status.get(v)
         if v not in status or (m is not None and m.exact and not m.transposed and v not in out_of):
@@ -86,6 +87,13 @@ def _first_wrong(program, refs, outvars, expected, wrong, status, base, tol):
         value = program.value(v)
         if value is None or (value.size < 2 and v not in out_of):
             continue
+        group = _loop_group(program, v, seen_groups)
+        if group:
+            found = _repair_group(program, refs, group, expected, tol)
+            if found is not None:
+                return found
+        if len(program.graph.instances(program.producer(v), by="op")) >= LOOP_MIN:
+            continue  # one step of a loop repairs one step's share: its line is judged as a group
         options = _replacements(refs, value, m, expected[out_of[v]] if v in out_of else None,
                                 _input_factors(program, v, status))
         if not options:
@@ -110,6 +118,45 @@ def _first_wrong(program, refs, outvars, expected, wrong, status, base, tol):
     if scaled:
         return scaled[0]
     return None if best is None else best[1:]
+
+
+LOOP_MIN = 5  # a line run this many times is a loop body: judged as a group only (a Python loop over a
+# few layers is also judged value by value, a mistake in one layer being possible)
+MAX_GROUP_CANDIDATES = 48  # groups of right quantities tried per line of a loop (each in two alignments)
+
+
+def _loop_group(program: Program, v, seen: set) -> List[Any]:
+    """The values of every instance of ``v``'s line when it runs more than once (a loop body unrolled, a
+    helper called per step), the first time one of them is met; else ``[]``."""
+    i = program.producer(v)
+    key = program.graph.key(i)
+    if key in seen:
+        return []
+    seen.add(key)
+    same = program.graph.instances(i, by="op")
+    if len(same) < 2:
+        return []
+    k = list(program.eqns[i].outvars).index(v)
+    return [program.eqns[j].outvars[k] for j in same]
+
+
+def _repair_group(program: Program, refs: References, group, expected, tol):
+    """Every instance of a loop line replaced at once, instance ``k`` by the ``k``-th (or, for a loop run
+    backwards, the ``k``-th from the end) of a group of right quantities of one forward line: ``(first
+    instance, its match, errors)`` when that repairs the wrong outputs."""
+    shape = program.value(group[0]).shape
+    options = refs.groups(shape, len(group))[:MAX_GROUP_CANDIDATES]
+    if not options:
+        return None
+    aligned = [(g, order) for g in options for order in (1, -1)]
+    stacks = [[(g[::order])[k].value for g, order in aligned] for k in range(len(group))]
+    outs = program.replaced_all(group, stacks)
+    errs = leaf_errors(outs, [r.value for r in expected])
+    best = int(np.argmin(errs.sum(axis=1)))
+    if not np.all(errs[best] <= max(100 * tol, 1e-6)):
+        return None
+    g, order = aligned[best]
+    return group[0], Match(g[::order][0], 1.0), errs[best]
 
 
 def _fitted(outs, expected, wrong_idx):

@@ -78,27 +78,35 @@ class Program:
         """The program's outputs (or the values ``targets``) with ``var`` (a computed value, a parameter or
         an input) replaced by each of ``candidates`` (stacked on axis 0): one batched run of the equations
         that depend on ``var``."""
-        start = self.producer(var)
-        start = -1 if start is None else start  # a parameter or an input: any equation may read it
+        return self.replaced_all([var], [candidates], targets)
+
+    def replaced_all(self, variables, candidates, targets=None) -> List[np.ndarray]:
+        """As :meth:`replaced`, with every one of ``variables`` replaced at once (the instances of one line
+        of a loop), ``candidates[i]`` stacked for ``variables[i]``."""
+        starts = [self.producer(v) for v in variables]
+        start = min(-1 if s is None else s for s in starts)  # a parameter or an input: any equation may read it
         outvars = self.outvars if targets is None else targets
         last = max((self.producer(v) for v in outvars if self.producer(v) is not None), default=len(self.eqns))
         jaxpr = self.graph.closed.jaxpr
 
-        def one(x):
-            touched = {var}
+        def one(xs):
+            new = dict(zip(variables, xs))
+            touched = set(variables)
 
             def on_eqn(i, eqn, invals, env):
                 if i < start or i > last or not any(isinstance(u, jcore.Var) and u in touched for u in eqn.invars):
-                    return [x if v is var else env[v] for v in eqn.outvars]
+                    return [new.get(v, env[v]) for v in eqn.outvars]
                 touched.update(eqn.outvars)
-                return interpreter.bind(eqn, invals)
+                outs = interpreter.bind(eqn, invals)
+                return [new.get(v, o) for v, o in zip(eqn.outvars, outs)]
 
             env = dict(self.env)
-            env[var] = x
+            env.update(new)
             env = interpreter.run(jaxpr, [env[v] for v in jaxpr.invars], on_eqn, env=env)
             return [jnp.asarray(interpreter.read(env, v)) for v in outvars]
 
-        stacked = jnp.asarray(np.stack([np.asarray(c) for c in candidates]), dtype=var.aval.dtype)
+        stacked = [jnp.asarray(np.stack([np.asarray(c) for c in cs]), dtype=v.aval.dtype)
+                   for v, cs in zip(variables, candidates)]
         return [np.asarray(o) for o in jax.vmap(one)(stacked)]
 
 

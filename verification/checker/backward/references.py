@@ -42,6 +42,7 @@ class Ref(NamedTuple):
     line: Optional[str] = None  # the user's line of that forward variable
     name: str = ""  # its short name in the user's code ("h", "params['W1']"), where known
     fn: str = ""  # a cotangent of an activation's input: the activation (a name of backward.derivatives.TABLE)
+    group: tuple = ()  # (kind, the forward equation's line key): the instances of one line of a loop body
 
 
 class Match(NamedTuple):
@@ -70,7 +71,7 @@ class References:
         self._by_shape: Dict[Tuple[int, ...], List[Tuple[int, bool]]] = {}
         self._stacked: Dict[Tuple[int, ...], tuple] = {}
 
-    def add(self, kind: str, label: str, value, var=None, line=None, name="", fn="") -> Optional[Ref]:
+    def add(self, kind: str, label: str, value, var=None, line=None, name="", fn="", group=()) -> Optional[Ref]:
         """Add a right quantity; an array equal to one already held (the cotangent of a broadcast and of
         the sum it feeds) is kept once, under its first label."""
         a = np.asarray(value, dtype=np.float64)
@@ -80,7 +81,7 @@ class References:
         if key in self._seen:
             return self.refs[self._seen[key]]
         self._seen[key] = len(self.refs)
-        self.refs.append(Ref(kind, label, a, var, line, name, fn))
+        self.refs.append(Ref(kind, label, a, var, line, name, fn, group))
         k = len(self.refs) - 1
         self._by_shape.setdefault(squeezed(a.shape), []).append((k, False))
         if a.ndim == 2 and min(a.shape) > 1:
@@ -94,6 +95,15 @@ class References:
             mat = np.stack(rows) if rows else np.zeros((0, int(np.prod(shape))))
             self._stacked[shape] = (entries, mat, np.linalg.norm(mat, axis=1))
         return self._stacked[shape]
+
+    def groups(self, shape, n: int) -> List[List[Ref]]:
+        """The right quantities of one line of a loop body (or a line called ``n`` times), in program
+        order: every group of ``n`` quantities of ``shape``."""
+        found: Dict[tuple, List[Ref]] = {}
+        for r in self.refs:
+            if r.group and r.value.shape == tuple(shape):
+                found.setdefault(r.group, []).append(r)
+        return [g for g in found.values() if len(g) == n]
 
     def ranked(self, value, kinds=None) -> List[Tuple[Match, float]]:
         """Every right quantity of ``value``'s shape (or its transpose), as the :class:`Match` that scales
@@ -181,13 +191,13 @@ def of_forward(graph, point, expected, names, precision: str, what: str = "L",
                 fn = op_function(graph.eqns[users[0]]) if len(users) == 1 else ""
                 kind = "tangent" if forward else "cotangent"
                 refs.add("cotangent", f"{d(what_is)} (the {kind} of `{code_at(line)}`, {named[v][2]})",
-                         point.cotangents[v], v, line, name, fn)
+                         point.cotangents[v], v, line, name, fn, group=("cotangent", graph.key(i)))
     for i in order:
         for v in graph.eqns[i].outvars:
             if jg.is_float(v) and point.values.get(v) is not None:
                 name, what_is, where = named[v]
                 refs.add("value", f"the forward value {what_is} ({where})", point.values[v], v,
-                         graph.user_line(i), name)
+                         graph.user_line(i), name, group=("value", graph.key(i)))
     jaxpr = graph.closed.jaxpr
     for v, n in zip(jaxpr.invars, graph.leaf_names):
         refs.add("value", n, point.values[v], v, None, n)
