@@ -92,6 +92,18 @@ class BackwardFinding:
                             "rel_error": d.pop("rel_error")}
         return d
 
+    def agree(self, cause: Optional[str], where: str = "") -> None:
+        """Reconcile with the cause found on the loss's side (a hypothesis, a rule's block diagnosis): an
+        ``unknown`` here takes it; two different known causes are both said."""
+        if not cause or cause == "unknown" or cause == self.cause:
+            return
+        if self.cause == "unknown":
+            self.cause = cause
+            self.explanation += f"; seen from the loss's side: {cause}{' at ' + where if where else ''}"
+        else:
+            self.explanation += (f"; the loss's side calls it {cause}{' at ' + where if where else ''} (the same "
+                                 "change, seen from the forward program)")
+
     def lead(self) -> List[str]:
         """The first lines of a failing report: the answer, the inputs that are right, the next lines."""
         out = [f"{self.cause}: {self.headline()}"]

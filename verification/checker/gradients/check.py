@@ -148,6 +148,8 @@ def _diagnose(report: GradientReport, ctx: CheckContext, program, deltas, leaf_n
         graph, jax.tree.leaves(ctx.params), ctx.manual, ctx.reference, FIT_RTOL[ctx.precision])) or ([], [])
     report.backward = _guarded(report, "the backward localisation", lambda: backward_of(
         ctx, graph, loss_fn, manual_fn, args, kwargs))
+    if report.backward is not None and report.hypotheses:
+        report.backward.agree(report.hypotheses[0].cause, report.hypotheses[0].where)
     return False
 
 

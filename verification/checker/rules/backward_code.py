@@ -123,3 +123,9 @@ def locate_in_jvp(code: Callable, ref_fn: Callable, a: Args, rtol: float) -> Opt
         return None
     return locate(user, leaves, a.names, graph, point, expected, out_names, wrong, precision, what="tangent",
                   inputs=list(zip(a.names, wide)), forward_leaves=wide)
+
+
+def agree(report) -> None:
+    """The rule's line finding reconciled with its first block diagnosis (:meth:`BackwardFinding.agree`)."""
+    if report.backward is not None and report.findings:
+        report.backward.agree(report.findings[0].cause, report.findings[0].where)

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 
 from verification.checker.base import finite_differences as fd
 from verification.checker.rules.args import Args, check_callables, decorated, out_space
-from verification.checker.rules.backward_code import custom_jvp_code, guarded, locate_in_jvp
+from verification.checker.rules.backward_code import agree, custom_jvp_code, guarded, locate_in_jvp
 from verification.checker.rules.diagnosis import where_of
 from verification.checker.rules.linear_maps import reference_dtype
 from verification.checker.rules.report import RuleReport
@@ -90,6 +90,7 @@ def check_custom_jvp(f: Callable, *args, rtol=None, finite_differences=False, ba
     code = custom_jvp_code(f)
     if not report.passed and code is not None and not batched:
         report.backward = guarded(report, lambda: locate_in_jvp(code, ref_f, a, report.rtol))
+        agree(report)
     if batched:
         one = lambda ls, t: jax.jvp(one_rule, list(ls), list(t))  # noqa: E731
         report.batched = batched_rows(_tangents_out(one), a, report.rtol)
@@ -121,6 +122,7 @@ def check_jvp(f: Callable, f_jvp: Callable, *args, rtol=None, finite_differences
     if not report.passed and not batched:
         report.backward = guarded(report, lambda: locate_in_jvp(lambda xs, ts: f_jvp(xs, ts)[1], ref, a,
                                                                  report.rtol))
+        agree(report)
     if batched:
         report.batched = batched_rows(_tangents_out(one), a, report.rtol)
     return report
