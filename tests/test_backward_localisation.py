@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from verification import check_gradients
+from verification import check_custom_vjp, check_gradients, check_jvp
 from verification.checker.backward import derivatives as bd
 
 KEY = jax.random.PRNGKey(0)
@@ -159,3 +159,43 @@ def test_a_gelu_gradient_with_the_exact_forms_terms_for_the_tanh_approximation()
     found = bd.identify(exact, {"z": a})
     assert found[0][0].name == "gelu (exact, erf)"
     assert not np.allclose(exact, bd.TABLE_BY_NAME["gelu (tanh approximation)"][0].fn(a), rtol=1e-6)
+
+
+def test_a_stabiliser_is_not_a_wrong_constant():
+    """An eps in the rule's row sum moves it by ~1e-10: a verdict of its own, not wrong_constant."""
+    eps = 1e-10
+
+    @jax.custom_vjp
+    def rows(x):
+        return x / jnp.sum(x, axis=1, keepdims=True)
+
+    def fwd(x):
+        s = jnp.sum(x, axis=1, keepdims=True) + eps
+        return x / s, (x, s)
+
+    rows.defvjp(fwd, lambda res, g: (g / res[1] - jnp.sum(g * res[0], axis=1, keepdims=True) / res[1] ** 2,))
+    x = jax.random.uniform(KEY, (3, 4)) + 0.5
+    r = check_custom_vjp(rows, x)
+    assert not r.passed and {f.cause for f in r.findings} == {"stabiliser"}
+    assert r.backward is None or r.backward.cause == "stabiliser"
+
+
+def test_rule_code_lines_vjp_and_jvp():
+    @jax.custom_vjp
+    def sq(x):
+        return x ** 2
+
+    sq.defvjp(lambda x: (x ** 2, x), lambda x, g: (g * x,))  # the 2 of 2x forgotten
+    r = check_custom_vjp(sq, jnp.linspace(0.5, 2.0, 4))
+    assert r.backward.cause == "factor_2" and "lambda x, g: (g * x,)" in r.backward.lines[0]
+
+    def f(x):
+        return jnp.sin(x) * x
+
+    def f_jvp(primals, tangents):
+        (x,), (t,) = primals, tangents
+        return f(x), (jnp.cos(x) * x - jnp.sin(x)) * t  # the product rule's sign
+
+    r = check_jvp(f, f_jvp, jnp.linspace(0.5, 2.0, 4))
+    assert not r.passed and r.backward is not None
+    assert r.backward.lines[0].split()[0].endswith(line_of(f_jvp, "return f(x)"))

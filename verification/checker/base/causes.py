@@ -41,6 +41,8 @@ CAUSES = {
     "wrong_threshold": "a mask computed with the wrong condition (a hinge's margin or an offset left out)",
     "custom_rule_wrong": "autodiff is the wrong side: a custom_vjp / custom_jvp rule inside the loss disagrees with "
                          "its primal, and the hand gradient agrees with autodiff of the primals",
+    "stabiliser": "a difference at the level of a numerical stabiliser (an eps added to a denominator): far "
+                  "below float32's precision; set that eps to 0 to confirm, or check at float32's rtol",
     "kink_convention": "differs only by a consistent one-sided derivative at exact kinks (passes, with a note)",
     # a pattern of a whole leaf or block
     "transposed": "a whole leaf (or a rule's block) returned transposed",
@@ -118,3 +120,11 @@ def scale_cause(c: float, sizes: Iterable[int], sentences: Mapping[str, Sentence
     if not callable(say):
         return cause, say
     return cause, say(reduction_match(c, sizes) if cause == "mean_sum_confused" else None)
+
+
+def stabiliser_sentence(rel: float) -> str:
+    """What a failure at most ``rel`` relative, below
+    :data:`verification.checker.base.tolerances.STABILISER_REL`, is."""
+    return (f"the worst relative difference is {rel:.2g}: the size of a numerical stabiliser (an eps added to a "
+            "denominator, a clamp), far below float32's precision (1.2e-7) and above float64's rounding; set "
+            "that eps to 0 and the difference should vanish, or check at float32's rtol")

@@ -97,7 +97,10 @@ class BackwardFinding:
         ``unknown`` here takes it; two different known causes are both said."""
         if not cause or cause == "unknown" or cause == self.cause:
             return
-        if self.cause == "unknown":
+        if cause == "stabiliser":  # the whole failure is below float32's precision: say that, not a line's cause
+            self.cause, self.explanation = cause, f"the difference here is the size of a stabiliser ({self.rel_error:.2g} " \
+                "relative): an eps in a denominator or a clamp, not a derivation mistake"
+        elif self.cause == "unknown":
             self.cause = cause
             self.explanation += f"; seen from the loss's side: {cause}{' at ' + where if where else ''}"
         else:

@@ -110,3 +110,9 @@ def default_atol(rtol: float, reference) -> float:
 # and ~1e-7 (float32) per operation, a few hundred operations deep at most; a wrong value is off by far
 # more (a mistake changes it by O(1e-3) or more).  Half precisions carry ~1e-3 per operation.
 BACKWARD_MATCH_RTOL = {"float64": 1e-8, "float32": 1e-4, "bfloat16": 5e-2, "float16": 2e-2}
+
+# A check that fails by at most this relative error, in float64, fails at the level of a numerical
+# stabiliser: an eps of 1e-10 .. 1e-8 added to a denominator (a flash-attention row sum, a norm) moves the
+# result by about eps relative, a thousand times below float32's eps (1.2e-7) and far above float64's
+# rounding (1e-16).  A real mistake (a wrong constant, a missing term) moves it by 1e-3 or more.
+STABILISER_REL = 1e-6

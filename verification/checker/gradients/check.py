@@ -38,7 +38,9 @@ from verification.checker.base.findings import Diagnosis
 from verification.checker.explain.localize import localize, tapped, true_cotangents
 from verification.checker.gradients.report import GradientReport
 from verification.checker.base.taylor import taylor_test
-from verification.checker.base.tolerances import FD_RTOL, FIT_RTOL, RTOL_BY_DTYPE, default_atol, precision_of
+from verification.checker.base import causes
+from verification.checker.base.tolerances import (FD_RTOL, FIT_RTOL, RTOL_BY_DTYPE, STABILISER_REL, default_atol,
+                                                  precision_of)
 
 REG_KWARGS = ("l1", "l2", "reg", "lam", "weight_decay")  # regulariser strengths switched off in the second run
 
@@ -119,6 +121,12 @@ def check_gradients(loss_fn: Callable[..., Any], manual_fn: Callable[..., Any], 
         if _diagnose(report, ctx, (loss_fn, manual_fn, args, kwargs), deltas, leaf_names):
             return report
     report.diagnoses = [_merge(d, report) for d in diagnose(manual, ref, params, args, report, strengths=reg, off=off)]
+    worst = max((l.max_rel for l in report.leaves if not l.passed), default=float("inf"))
+    if precision == "float64" and worst <= STABILISER_REL:
+        report.diagnoses = [Diagnosis(l.path, "stabiliser", causes.stabiliser_sentence(worst)) for l in report.leaves
+                            if not l.passed]
+        if report.backward is not None:
+            report.backward.agree("stabiliser")
     return report
 
 

@@ -17,7 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from verification.checker.base.compare import LeafResult, compare_leaf
-from verification.checker.base.tolerances import FIT_RTOL, default_atol
+from verification.checker.base import causes
+from verification.checker.base.findings import RuleFinding
+from verification.checker.base.tolerances import FIT_RTOL, STABILISER_REL, default_atol
 from verification.checker.rules.args import Args, precision_line, primal_row, primal_values, tolerance
 from verification.checker.rules.diagnosis import explain, primal_finding
 from verification.checker.rules.linear_maps import Leaf, compare_maps, probe_set, reference_dtype
@@ -64,6 +66,9 @@ def rule_report(kind: str, mode: str, args: Args, *, rule: Callable, reference_m
                                   where=where)
         if report.primal is not None and not report.primal.passed:
             report.findings.insert(0, primal_finding(where))
+        if not report.structure_error and report.max_rel <= STABILISER_REL:
+            report.findings = [RuleFinding(b.output, b.input, "stabiliser", causes.stabiliser_sentence(report.max_rel),
+                                           where) for b in blocks if not b.passed]
     return report
 
 
