@@ -7,15 +7,22 @@ part of their error): what it should equal is that quantity.  The **blame** is i
 unmatched factor it consumes that was built from right values only (a derivative written by hand); code
 that matches nothing but lies on no repair path (a user's algebraic shortcut) is never blamed.  **Why**
 (:mod:`verification.checker.backward.why`) compares what the line computes with what it should.
+
+Three refinements: a line run many times (a loop body, unrolled) is judged as a group, every instance
+replaced at once by the instances of one forward line (in program order, or reversed for a backward
+loop); where no value repairs as it is, one that repairs once scaled by a fitted constant is taken (a
+user who carries ``m`` times the cotangent and divides at the end); and a line that hands the wrong value
+on without computing anything (``dxhat = g`` where ``g * gamma`` was meant) is found in the source
+(:func:`verification.checker.backward.program.silent_assignments`) and ranked first.
 """
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence
 
 import jax.extend.core as jcore
 import numpy as np
 
-from verification.checker.backward import why as bc
+from verification.checker.backward import why
 from verification.checker.backward.program import Program, assigned_name, code_at, silent_assignments
 from verification.checker.backward.references import Match, Ref, References
 from verification.checker.base.findings import BackwardFinding
@@ -55,8 +62,8 @@ def localize(program: Program, refs: References, expected: Sequence[Ref], wrong:
         return None
     var, match, after = found
     e = program.producer(var)
-    why = bc.explain(program, refs, var, match, status, tol)
-    lines = _ranked_lines(program, var, e, status, why)
+    cause = why.explain(program, refs, var, match, status, tol)
+    lines = _ranked_lines(program, var, e, status, cause)
     if not lines:
         return None
     value = program.value(var)
@@ -64,8 +71,8 @@ def localize(program: Program, refs: References, expected: Sequence[Ref], wrong:
     rel = float(np.linalg.norm(value - should) / max(float(np.linalg.norm(should)), 1e-300))
     line = program.graph.user_line(e)
     return BackwardFinding(
-        lines=lines, line=line, code=code_at(line), should_equal=bc.label_of(match), rel_error=rel,
-        inputs_ok=_inputs_ok(program, e, status), cause=why.cause, explanation=why.sentence,
+        lines=lines, line=line, code=code_at(line), should_equal=why.label_of(match), rel_error=rel,
+        inputs_ok=_inputs_ok(program, e, status), cause=cause.cause, explanation=cause.sentence,
         repaired=bool(np.all(after <= max(tol * 100, 1e-6))))
 
 
@@ -202,12 +209,12 @@ def _replacements(refs: References, value, match: Optional[Match], expected: Opt
     return out + [Match(o.ref, c, o.transposed) for c in factors for o in out]
 
 
-def _ranked_lines(program: Program, var, e: int, status, why) -> List[str]:
+def _ranked_lines(program: Program, var, e: int, status, found: why.Why) -> List[str]:
     """The user's lines to fix, most likely first: the factor the cause blames (when it is another line),
     the first wrong value's line, then the lines of its other unmatched inputs."""
     ordered = []
-    if why.factor is not None:
-        ordered.append(program.line(why.factor))
+    if found.factor is not None:
+        ordered.append(program.line(found.factor))
     ordered.append(program.graph.user_line(e))
     for u in _unmatched_inputs(program, e, status):
         ordered.append(program.line(u))
@@ -215,9 +222,9 @@ def _ranked_lines(program: Program, var, e: int, status, why) -> List[str]:
         if status.get(u, False) is None:
             ordered.append(program.line(u))
     live = program.live_lines()
-    involved = [var] + ([why.factor] if why.factor is not None else []) + bc.cone(program, var, status)
-    involved += [u for w in involved if program.producer(w) is not None for u in program.eqns[program.producer(w)].invars
-                 if isinstance(u, jcore.Var)]
+    involved = [var] + ([found.factor] if found.factor is not None else []) + why.cone(program, var, status)
+    involved += [u for w in involved if program.producer(w) is not None
+                 for u in program.eqns[program.producer(w)].invars if isinstance(u, jcore.Var)]
     passing = {assigned_name(program.line(u)) for u in involved}
     scan = [next((l for l in ordered if l), None)] + [program.graph.user_line(i) for i in program.consumers(var)]
     silent = []
@@ -250,7 +257,7 @@ def _inputs_ok(program: Program, e: int, status) -> List[str]:
             continue
         m = status.get(u) if isinstance(u, jcore.Var) else None
         if m is not None and m.exact:
-            name = bc.name_of(program, u, status, program.graph.user_line(e))
+            name = why.name_of(program, u, status, program.graph.user_line(e))
             out.append(f"{name} = {m.ref.label}{' (transposed)' if m.transposed else ''} ✔"
                        if name != (m.ref.name or m.ref.label) else f"{name} ✔")
     return out
