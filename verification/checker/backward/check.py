@@ -48,5 +48,6 @@ def locate(user_fn: Callable, leaves: Sequence, names: Sequence[str], graph, poi
         point = edit_effects.at_point(graph, list(leaves if forward_leaves is None else forward_leaves))
     refs, wanted = references.of_forward(graph, point, expected, expected_names, precision, what, inputs,
                                          forward="tangent" if what == "tangent" else "")
-    prog = program.trace(user_fn, leaves, names)
+    whole = any(e.primitive.name == "scan" for e in graph.eqns)  # the loss keeps a long loop whole: no per-step
+    prog = program.trace(user_fn, leaves, names, unroll=not whole)  # references, so neither does the user's code
     return first_wrong.localize(prog, refs, wanted, wrong)

@@ -31,7 +31,7 @@ from verification.checker.jaxpr import graph as jg
 CANDIDATES_PER_VALUE = 8  # right quantities tried as the replacement of one value (the most similar first)
 MAX_COTANGENTS = 64  # and every cotangent and gradient leaf of its shape, up to this many
 MAX_TESTED = 64  # values tried as the first wrong one, most upstream first
-MAX_REPLAYED = 20000  # and at most this many equations re-run for them in all (a long unrolled loop)
+MAX_REPLAYED = 6000  # and at most this many equations re-run for them in all (a long unrolled loop)
 PARTIAL_REPAIR = 0.5  # a replacement that removes at least this share of the error repairs "largely"
 
 

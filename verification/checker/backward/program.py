@@ -110,9 +110,10 @@ class Program:
         return [np.asarray(o) for o in jax.vmap(one)(stacked)]
 
 
-def trace(fn: Callable, leaves: Sequence[Any], names: Sequence[str]) -> Program:
-    """Trace ``fn(*leaves)`` (returning a flat list of arrays) and evaluate every value at ``leaves``."""
-    graph = jg.trace(lambda ls: fn(*ls), list(leaves), names, unroll_max=UNROLL_MAX)
+def trace(fn: Callable, leaves: Sequence[Any], names: Sequence[str], unroll: bool = True) -> Program:
+    """Trace ``fn(*leaves)`` (returning a flat list of arrays) and evaluate every value at ``leaves``; loops
+    up to :data:`UNROLL_MAX` equations are unrolled (with ``unroll=False``, as the loss's are)."""
+    graph = jg.trace(lambda ls: fn(*ls), list(leaves), names, **({"unroll_max": UNROLL_MAX} if unroll else {}))
     env = interpreter.run(graph.closed, list(leaves))
     return Program(graph, env)
 
