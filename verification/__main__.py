@@ -52,8 +52,8 @@ def main(argv=None) -> int:
 def _bugs() -> int:
     """The realistic-bug catalogue (per family: located, explained, false alarms; then the issue's targets,
     for the first families and the new ones apart), then the whole-leaf patterns."""
-    from verification.catalogue import (FAMILIES, FIRST_FAMILIES, FIRST_SCORE_OF_LONG_LOOPS,
-                                        FIRST_SCORE_OF_NEW_FAMILIES, bwd_lines, run)
+    from verification.catalogue import (FAMILIES, FIRST_FAMILIES, FIRST_SCORE_OF_BACKWARD_LINES,
+                                        FIRST_SCORE_OF_LONG_LOOPS, FIRST_SCORE_OF_NEW_FAMILIES, bwd_lines, run)
     from verification.catalogue.backward import line_hits
     from verification.suite.bugs import run_catalogue
 
@@ -108,7 +108,8 @@ def _bugs() -> int:
     n_hits = max(len(hits), 1)
     print(f"the marked backward line (# bwd:) first in report.backward.lines: {sum(h[0] for h in hits)}/{len(hits)} "
           f"{sum(h[0] for h in hits) / n_hits:.0%} (target >= 90%), in the top 3: {sum(h[1] for h in hits)}/"
-          f"{len(hits)} {sum(h[1] for h in hits) / n_hits:.0%} (target >= 97%)")
+          f"{len(hits)} {sum(h[1] for h in hits) / n_hits:.0%} (target >= 97%); first score: "
+          f"{FIRST_SCORE_OF_BACKWARD_LINES}")
 
     n = ok = 0
     print(f"\nwhole-leaf patterns on jaxmlp MLPs\n{'architecture':<28} {'planted bug':<42} {'expected':<24} "
