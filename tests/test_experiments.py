@@ -1,4 +1,5 @@
 """Every experiment runs from the command line (short runs) and writes metrics.json and its figure."""
+import importlib
 import json
 import pathlib
 
@@ -14,8 +15,19 @@ SHORT = {"higham": ["--steps", "500", "--seeds", "2"], "lm-higham": ["--steps", 
          "higham-population": ["--steps", "500", "--population", "4"]}
 
 
+# Fewer of the same runs where an experiment repeats one loop body, each run compiling its own training loop
+# (what a smoke run costs): two of the four optimizers (one without state, one with), on both problems;
+# batch norm at one of the three learning rates, with and without.  The full lists run in the experiments.
+SMOKE = {"optimizers": {"OPTIMIZERS": ("sgd", "adam")}, "batchnorm": {"LRS": (0.1,)}}
+
+
 @pytest.mark.parametrize("name", EXPERIMENTS)
-def test_experiment_runs(name, tmp_path):
+def test_experiment_runs(name, tmp_path, monkeypatch):
+    module = importlib.import_module(f"experiments.{EXPERIMENTS[name]}")
+    for attr, keep in SMOKE.get(name, {}).items():
+        full = getattr(module, attr)
+        assert set(keep) <= set(full), (attr, keep)
+        monkeypatch.setattr(module, attr, {k: full[k] for k in keep} if isinstance(full, dict) else keep)
     with jax.numpy_dtype_promotion("standard"):  # the Optax baselines are not strict-promotion clean
         assert main([name, "--out", str(tmp_path)] + SHORT[name]) == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
@@ -26,6 +38,9 @@ def test_experiment_runs(name, tmp_path):
         assert metrics["max_rel_weight_diff_vs_numpy"] < 1e-12 and metrics["final_loss"] < 1e-3 * metrics["initial_loss"]
     if name == "testnets":  # every intermediate equals jax.grad's
         assert metrics["passed"]
+    if name == "optimizers":  # the hand-written optimizers follow their Optax baselines
+        assert {k.split("/")[1] for k in metrics["results"]} == set(SMOKE[name]["OPTIMIZERS"])
+        assert all(v["max_rel_curve_diff"] < 1e-6 for v in metrics["results"].values()), metrics["results"]
 
 
 def test_readme_test_command_is_what_ci_runs():
