@@ -14,6 +14,10 @@ from verification.catalogue.planted import Planted
 from verification.suite.problems import mlp_problem
 from verification.checker.base.taylor import taylor_test
 
+# One xdist worker runs this module: its tests compile many of the same programs (the per-process
+# compilation cache of conftest.py), once on one worker and twice when -n 2 splits them.
+pytestmark = pytest.mark.xdist_group("catalogue")
+
 ALL = [(f, b) for f in FAMILIES for b in f.BUGS]
 FIRST_OF_EACH_CAUSE = {}
 for _f, _b in ALL:

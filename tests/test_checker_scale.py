@@ -10,6 +10,10 @@ import pytest
 from verification import check_gradients
 from verification.checker.base import sampled_differences as sampled
 
+# One xdist worker runs this module: its tests compile many of the same programs (the per-process
+# compilation cache of conftest.py), once on one worker and twice when -n 2 splits them.
+pytestmark = pytest.mark.xdist_group("checker_scale")
+
 WIDTHS = [24, 48, 48, 1]  # 3 layers, 3601 parameters: above FULL_MAX once the batch of inputs is counted in
 N_PLANTED = 1000
 # The sampled check's bound (module doc): an error r times the tolerance escapes both directions with

@@ -12,6 +12,10 @@ from verification import check_gradients
 from verification.catalogue import judge, long_rnn_scan, site_lines
 from verification.checker.jaxpr import graph as jg
 
+# One xdist worker runs this module: its tests compile many of the same programs (the per-process
+# compilation cache of conftest.py), once on one worker and twice when -n 2 splits them.
+pytestmark = pytest.mark.xdist_group("loop_bodies")
+
 
 def _family_check(bug):
     p, x, y = long_rnn_scan.problem(0)

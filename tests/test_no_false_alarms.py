@@ -21,6 +21,10 @@ from verification.suite.bugs import manual_with
 from verification.catalogue import FAMILIES
 from verification.suite.problems import mlp_problem
 
+# One xdist worker runs this module: its tests compile many of the same programs (the per-process
+# compilation cache of conftest.py), once on one worker and twice when -n 2 splits them.
+pytestmark = pytest.mark.xdist_group("no_false_alarms")
+
 ARCHS = [(3, 4, 2), (2, 5, 5, 3), (1, 3, 3, 3, 1)]
 ACTIVATIONS = ["relu", "tanh", "sigmoid", "leaky_relu", "softplus"]
 HEADS = ["softmax_cross_entropy", "mse", "sigmoid_bce"]

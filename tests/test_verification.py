@@ -12,6 +12,10 @@ from verification.suite import rule_rows
 from verification.suite.comparison import compare_trees
 from verification.suite.registry import CHECKS
 
+# One xdist worker runs this module: its tests compile many of the same programs (the per-process
+# compilation cache of conftest.py), once on one worker and twice when -n 2 splits them.
+pytestmark = pytest.mark.xdist_group("verification")
+
 
 def _assert_rows_pass(rows):
     assert rows
