@@ -24,16 +24,17 @@ pytestmark = pytest.mark.xdist_group("multiprocess")  # one worker: the module f
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 WORKER = ROOT / "tests" / "multiprocess_worker.py"
 TIMEOUT_S = 240
-# 2 processes against 1, float64, 200 steps: the all-reduce sums the two halves of each batch sum in another
+# 2 processes against 1, float64, 50 steps: the all-reduce sums the two halves of each batch sum in another
 # order, a few ulps per step; the issue's bound is 1e-12 relative.
 F64_RTOL = 1e-12
-# float32: the same reordering at eps32 ~ 1.2e-7 per step, grown over 200 momentum steps: 1e-4 relative.
+# float32: the same reordering at eps32 ~ 1.2e-7 per step, grown over the momentum steps: 1e-4 relative.
 F32_RTOL = 1e-4
 # The CLI runs (Higham's points, 2 processes; every step all-reduces over gloo, ~1 ms on the 2-core CI machine,
-# several under load): long enough that the kill lands after the first checkpoint (500) and well before the end
-# (2500 steps later; the test polls for that checkpoint every 20 ms), short enough to run three times.
-CLI_STEPS = 3000
-CHECKPOINT_EVERY = 500
+# several under load): long enough that the kill lands after the first checkpoint (250) and well before the end
+# (1250 steps, a second or more, later; the test polls for that checkpoint every 20 ms), short enough to run
+# five times.
+CLI_STEPS = 1500
+CHECKPOINT_EVERY = 250
 GRAD_RTOL = 1e-12  # manual gradient vs jax.grad in float64 (verification.checker.base.tolerances.F64_RTOL)
 
 
@@ -109,7 +110,7 @@ ALSO = {("digits1797", 1): ",digits-minibatch@float32",
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """200 steps of each data-parallel scheme, float64, for every (data, process count) of CASES, and what
+    """50 steps (multiprocess_worker.STEPS) of each data-parallel scheme, float64, for every (data, process count) of CASES, and what
     ALSO adds: the float32 mini-batch, the population, the manual gradient and the non-finite guard."""
     d = tmp_path_factory.mktemp("rows")
     return {(data, n): run_worker("digits-all" + ALSO.get((data, n), ""), n, d, data=data)
@@ -159,7 +160,7 @@ def test_non_finite_guard_reports_the_same_on_every_process(runs):
 def _cli(n, pid, port, ck, out, *extra):
     """The ``jaxmlp train`` command of process ``pid`` of ``n`` (``n = 1``: a plain one-process run), float64,
     Higham's 10 points, mini-batches of 4: the run that every test below makes, killed or resumed."""
-    cmd = [sys.executable, "-m", "jaxmlp", "train", "--steps", str(CLI_STEPS), "--log-every", "100",
+    cmd = [sys.executable, "-m", "jaxmlp", "train", "--steps", str(CLI_STEPS), "--log-every", "50",
            "--checkpoint-dir", str(ck), "--checkpoint-every", str(CHECKPOINT_EVERY), "--out", str(out),
            "--dtype", "float64", "--scheme", "minibatch", "--batch-size", "4", *extra]
     return cmd + (["--coordinator", f"127.0.0.1:{port}", "--num-processes", str(n), "--process-id", str(pid)]
