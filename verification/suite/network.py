@@ -77,9 +77,12 @@ def network_float32():
         yield Row.from_comparison(f"net/f32_large_logits/{head}", "stable logsumexp / log-sigmoid", cmp, F32_RTOL)
 
 
-def network_finite_differences():
-    """Central differences in float64 on every parameter, for every activation x head, with L1+L2."""
+def network_finite_differences(select=None):
+    """Central differences in float64 on every parameter, for every activation x head, with L1+L2 (with
+    ``select``, ``select(act, head) -> bool``, the pairs it keeps: the test suite's sample)."""
     for i, (act, head) in enumerate(itertools.product(jaxmlp.ACTIVATIONS, jaxmlp.HEADS)):
+        if select is not None and not select(act, head):
+            continue
         model, params, x, y = grid_problem(act, head, 3, 3, 5, seed=10 + i)
         l1, l2 = REGS["l1+l2"]
         num = fd.gradient(lambda p: jaxmlp.loss(model, p, x, y, l1=l1, l2=l2, check=False), params)

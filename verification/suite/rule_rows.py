@@ -36,8 +36,12 @@ def _row(name, derivation, report) -> Row:
                                                             report.max_rel, report.passed, where), report.rtol)
 
 
-def manual_vjp_rows():
+def manual_vjp_rows(select=None):
+    """Every activation x head, and a batch-norm net; with ``select`` (``select(act, head) -> bool``; the test
+    suite's sample), the pairs it keeps, and the batch-norm net."""
     for i, (act, head) in enumerate(itertools.product(jaxmlp.ACTIVATIONS, jaxmlp.HEADS)):
+        if select is not None and not select(act, head):
+            continue
         model, params, x, y = grid_problem(act, head, 3, 3, 4, seed=40 + i)
         report = check_custom_vjp(jaxmlp.loss_with_manual_vjp, model, params, x, y, 0.01, 0.1)
         yield _row(f"rules/loss_with_manual_vjp/{act}/{head}", MANUAL_VJP, report)
@@ -85,8 +89,12 @@ OUTER = {"sum_squares": lambda r, m, n: jnp.sum(r ** 2), "mse": lambda r, m, n: 
          "sigmoid_quadratic": lambda r, m, n: jnp.sum(r ** 2) / (2 * m)}
 
 
-def gauss_newton_rows():
+def gauss_newton_rows(select=None):
+    """Three activations x every least-squares head; with ``select`` (``select(act, head) -> bool``; the test
+    suite's sample), the pairs it keeps."""
     for i, (act, head) in enumerate(itertools.product(("tanh", "relu", "sigmoid"), LS_HEADS)):
+        if select is not None and not select(act, head):
+            continue
         model, params, x, y = grid_problem(act, head, 3, 3, 5, seed=70 + i, n_out=2)
         residuals = lambda p, x, y, model=model: jaxmlp.residuals(model, p, x, y, check=False)  # noqa: E731
         outer = lambda r, x, y, head=head: OUTER[head](r, *y.shape)  # noqa: E731
