@@ -16,12 +16,19 @@ def main(argv=None) -> int:
     ap.add_argument("--backward-only", action="store_true",
                     help="with --bugs: run only the backward families (bugs marked on their backward lines)")
     ap.add_argument("--errata", action="store_true", help="check the source documents' printed formulas against their corrections")
+    ap.add_argument("--mutants", action="store_true",
+                    help="mutation testing of the suite on jaxmlp's hand formulas (docs/mutation.md); --json PATH "
+                         "writes the record")
     args = ap.parse_args(argv)
 
     import verification
 
     verification.configure()
     from verification.suite import run_checks
+    if args.mutants:
+        from verification.mutants.report import main as mutants_main
+
+        return mutants_main(args.json)
     if args.bugs and args.backward_only:
         return 0 if _backward_families() else 1
     if args.bugs:

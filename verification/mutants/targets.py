@@ -1,0 +1,58 @@
+"""What is mutated, and which verification checks exercise it.
+
+``TARGETS``: per file of ``jaxmlp/``, the functions that hold a hand-derived formula (a derivative, a fused
+delta, a backward pass, an update rule).  Forward passes are not mutated: the suite compares each hand
+formula with ``jax.grad`` of the forward, so a mutated forward mostly moves both sides.
+
+``CHECKS``: per file, the checks of :data:`verification.suite.registry.CHECKS` (by function name) that
+exercise it, cheapest first: a mutant is killed at the first failing row, so the cheap rows kill most
+mutants and only survivors pay for the whole list.  An entry ``(name, argument)`` passes ``select=`` (or the
+optimizer rows' dtype) the way tests/test_verification.py samples a cross.
+"""
+from __future__ import annotations
+
+__all__ = ["BACKWARD", "CHECKS", "TARGETS"]
+
+_OPT_RULES = ("optim/sgd.py", "optim/momentum.py", "optim/rmsprop.py", "optim/adam.py", "optim/validation.py")
+
+TARGETS: dict[str, tuple[str, ...]] = {
+    "activations.py": ("sigmoid_derivative", "tanh_derivative", "relu_derivative", "leaky_relu_derivative",
+                       "softplus_derivative", "identity_derivative"),
+    "dense.py": ("dense_backward",),
+    "heads.py": ("softmax_cross_entropy_delta", "sigmoid_quadratic_delta", "sum_squares_delta", "mse_delta",
+                 "sigmoid_bce_delta", "linear_target_delta", "sigmoid_quadratic_target_delta",
+                 "sum_squares_target_delta", "mse_target_delta", "weighted_loss_and_delta", "=residual_scale"),
+    "regularizers.py": ("penalty_grad", "add_penalty_grad"),
+    "network.py": ("backward", "_value_and_backward", "value_and_input_grads"),
+    "lemma1.py": ("_one_example", "lemma1_grad"),
+    "batchnorm.py": ("bn_backward",),
+    "least_squares.py": ("per_example_dense_backward", "jacobian"),
+    "gauss_newton.py": ("tangent_forward", "gauss_newton_product"),
+    "manual_vjp.py": ("_fwd", "_bwd"),
+    "optim/sgd.py": ("sgd.update",),
+    "optim/momentum.py": ("momentum.update",),
+    "optim/rmsprop.py": ("rmsprop.update",),
+    "optim/adam.py": ("_adam.update",),
+    "optim/validation.py": ("descend",),
+}
+
+# the checks each module's mutants run (registry names; a tuple passes an argument: see the docstring)
+_NET = ("network_float32", ("network_finite_differences", "diagonal"), "network_grid")
+CHECKS: dict[str, tuple] = {
+    "activations.py": ("activations", "layer_rows") + _NET,
+    "dense.py": ("dense_layer", "layer_rows") + _NET,
+    "heads.py": ("heads", "layer_rows", ("jacobians", "all"), ("gauss_newton_rows", "all")) + _NET
+                + (("manual_vjp_rows", "all"),),
+    "regularizers.py": ("regularizers",) + _NET,
+    "network.py": _NET + (("manual_vjp_rows", "diagonal"), ("bn_network", "diagonal"), ("jacobians", "diagonal"),
+                          ("gauss_newton_rows", "diagonal")),
+    "lemma1.py": ("network_grid",),
+    "batchnorm.py": ("bn_layer", "layer_rows", ("bn_network", "all")),
+    "least_squares.py": (("jacobians", "all"),),
+    "gauss_newton.py": (("gauss_newton_rows", "all"),),
+    "manual_vjp.py": (("manual_vjp_rows", "all"), "network_check_grads"),
+    **{m: (("optimizer_trajectories", None),) for m in _OPT_RULES},
+}
+
+# modules whose killed mutants the checker is scored on (a backward function a user's check_gradients sees)
+BACKWARD = ("activations.py", "dense.py", "heads.py", "regularizers.py", "network.py", "batchnorm.py")
