@@ -127,8 +127,8 @@ def compare_outputs(got, ref) -> str | None:
     for name in ref:
         a, b = jax.tree.leaves(got.get(name)), jax.tree.leaves(ref[name])
         sa, sb = jax.tree.structure(got.get(name)), jax.tree.structure(ref[name])
-        if sa != sb:
-            return f"{name}: structure {sa} != {sb}"
+        if str(sa) != str(sb):  # by text: each load of the package has its own Dense class
+            return f"{name}: structure {str(sa)[:80]} != {str(sb)[:80]}"
         for i, (x, y) in enumerate(zip(a, b)):
             x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
             if x.shape != y.shape:

@@ -8,7 +8,7 @@ from collections import Counter
 
 from verification.mutants.operators import OPERATORS, Mutant
 
-__all__ = ["FIRST_SCORE", "main", "record", "render"]
+__all__ = ["FIRST_SCORE", "main", "markdown", "record", "render"]
 
 # The first score, measured before any verification row was added for a survivor (docs/mutation.md).
 FIRST_SCORE = "see docs/mutation.md (first run)"
@@ -54,6 +54,27 @@ def _table(rows, field, names) -> list[str]:
     return out
 
 
+def markdown(rec: dict) -> str:
+    """The module x operator table of docs/mutation.md: ``killed/survived/equivalent`` per cell."""
+    rows = rec["rows"]
+    mods = sorted({r["module"] for r in rows})
+    ops = [o for o in OPERATORS if any(r["operator"] == o for r in rows)]
+    out = ["| module | " + " | ".join(ops) + " | all | score |", "|---" * (len(ops) + 3) + "|"]
+    for mod in mods + ["all"]:
+        cells = []
+        for op in ops + [None]:
+            sel = [r for r in rows if (mod == "all" or r["module"] == mod) and (op is None or r["operator"] == op)]
+            k = sum(r["outcome"] in _KILLED for r in sel)
+            s = sum(r["outcome"] in ("survived", "error") for r in sel)
+            e = sum(r["outcome"] == "equivalent" for r in sel)
+            cells.append(f"{k}/{s}/{e}" if sel else "")
+        sel = [r for r in rows if mod == "all" or r["module"] == mod]
+        k = sum(r["outcome"] in _KILLED for r in sel)
+        s = sum(r["outcome"] in ("survived", "error") for r in sel)
+        out.append(f"| {mod} | " + " | ".join(cells) + f" | {k / max(k + s, 1):.0%} |")
+    return "\n".join(out)
+
+
 def render(rec: dict, sources: dict[str, str]) -> str:
     """The printed report."""
     rows = rec["rows"]
@@ -87,12 +108,36 @@ def render(rec: dict, sources: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-def main(json_path=None, workers: int = 2) -> int:
-    """``python -m verification --mutants``: run, print, write the record; 1 when a survivor or a failed control."""
-    from verification.mutants.run import repo_root, sample, timed
+def main(json_path=None, workers: int = 2, survivors_of=None) -> int:
+    """``python -m verification --mutants``: run, print, write the record; 1 when a survivor or a failed control.
 
-    mutants, results, seconds = timed(workers=workers, log=lambda msg: print(msg, flush=True))
-    rec = record(mutants, results, seconds, sample(mutants))
+    ``survivors_of``: a record of an earlier run (its ``--json``); only its survivors run again and the other
+    outcomes are kept (valid when rows were only added since: a killing row still fails).  Every mutant of
+    the plan must be in it."""
+    import time
+
+    from verification.mutants.run import plan, repo_root, run, sample
+
+    log = lambda msg: print(msg, flush=True)
+    t0 = time.perf_counter()
+    mutants = plan()
+    keys = sample(mutants)
+    if survivors_of:
+        with open(survivors_of) as f:
+            old = json.load(f)
+        kept = {r["key"] if "key" in r else Mutant(**{k: r[k] for k in Mutant._fields}).key: r for r in old["rows"]}
+        missing = [m.key for ms in mutants.values() for m in ms if m.key not in kept]
+        if missing:
+            raise ValueError(f"--survivors-of {survivors_of}: {len(missing)} mutants of this plan are not in it, "
+                             f"e.g. {missing[:3]}; run the whole set")
+        again = {mod: [m for m in ms if kept[m.key]["outcome"] in ("survived", "error")] for mod, ms in mutants.items()}
+        results = [dict(kind="mutant", key=k, **{f: r[f] for f in ("outcome", "why", "seconds", "checker") if f in r})
+                   for k, r in kept.items() if r["outcome"] not in ("survived", "error")]
+        results += [dict(c, kind="control") for c in old["controls"]]
+        results += run({m: v for m, v in again.items() if v}, keys, workers=workers, log=log, controls=False)
+    else:
+        results = run(mutants, keys, workers=workers, log=log)
+    rec = record(mutants, results, time.perf_counter() - t0, keys)
     sources = {}
     for mod in mutants:
         with open(os.path.join(repo_root(), "jaxmlp", mod)) as f:

@@ -15,12 +15,11 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 from verification.mutants.operators import Mutant, mutants_of
 from verification.mutants.targets import BACKWARD, CHECKS, TARGETS
 
-__all__ = ["BATCH", "MUTANT_TIME_LIMIT", "SAMPLE_SEED", "SAMPLE_SIZE", "plan", "repo_root", "run", "sample", "timed"]
+__all__ = ["BATCH", "MUTANT_TIME_LIMIT", "SAMPLE_SEED", "SAMPLE_SIZE", "plan", "repo_root", "run", "sample"]
 
 # A survivor runs every row of its module's checks: up to ~4 min for the optimizers' 180 trajectories or the 30
 # batch-norm networks on a loaded 2-core machine.  Twice that is a hang, not a slow check.
@@ -135,7 +134,7 @@ def _run_job(job: dict, repo: str, results: list, log) -> None:
 
 
 def run(mutants: dict[str, list[Mutant]], score: list[str], workers: int = 2, repo: str | None = None,
-        log=print) -> list[dict]:
+        log=print, controls: bool = True) -> list[dict]:
     """Run every mutant (and the controls: the original package through each check spec once) on
     ``workers`` worker processes at a time; returns the result records (one per mutant and per control)."""
     repo = repo or repo_root()
@@ -150,7 +149,7 @@ def run(mutants: dict[str, list[Mutant]], score: list[str], workers: int = 2, re
             jobs.put({"repo": repo, "module": mod, "checks": CHECKS[mod], "control": False,
                       "mutants": [m._asdict() for m in batch], "score": [m.key for m in batch if m.key in scored]})
     # the controls: the original package through every check spec that any module's mutants run, once each
-    specs = list(dict.fromkeys(json.dumps(spec) for mod in order for spec in CHECKS[mod]))
+    specs = list(dict.fromkeys(json.dumps(spec) for mod in order for spec in CHECKS[mod])) if controls else []
     for spec in specs:
         jobs.put({"repo": repo, "module": json.loads(spec)[0] if spec.startswith("[") else json.loads(spec),
                   "checks": [json.loads(spec)], "control": True, "mutants": []})
@@ -175,11 +174,3 @@ def run(mutants: dict[str, list[Mutant]], score: list[str], workers: int = 2, re
     for t in threads:
         t.join()
     return results
-
-
-def timed(workers: int = 2, log=print):
-    """``(mutants, results, seconds)`` of the whole run."""
-    t0 = time.perf_counter()
-    mutants = plan()
-    results = run(mutants, sample(mutants), workers=workers, log=log)
-    return mutants, results, time.perf_counter() - t0

@@ -6,8 +6,9 @@ temporary folder (so that no stale module, bytecode or ``linecache`` entry of an
 reached: every file path is new), the mutated file written there; the worker drops ``jaxmlp`` and
 ``verification.suite`` from ``sys.modules``, puts the folder first on ``sys.path``, imports both again and
 asserts that ``jaxmlp`` came from the folder.  Then the module's checks run, the first failing (or raising)
-row kills the mutant; a survivor is evaluated for equivalence; a killed mutant in the scored sample is given
-to the checker.  The parent (:mod:`verification.mutants.run`) enforces the time limit per mutant from the
+row kills the mutant; a killed mutant in the scored sample is given to the checker.  Equivalence is decided
+first, by the probes (cheap: the mutated function alone on random inputs), so that an equivalent mutant does
+not pay for every row of its module's checks, which it cannot fail.  The parent (:mod:`verification.mutants.run`) enforces the time limit per mutant from the
 ``start`` lines: it kills the worker's process group and starts a new worker for the rest.
 """
 from __future__ import annotations
@@ -71,12 +72,18 @@ def _diagonal(acts, heads, shift):
 
 
 def _rows(spec):
-    """The rows of one check spec (a registry name, or ``(name, "all" | "diagonal" | None)``)."""
+    """The rows of one check spec: a registry name, or ``(name, "all" | "diagonal" | None)``, or
+    ``("network_grid", "ACT/HEAD")`` (the grid's rows of one pair)."""
     import jaxmlp
     from verification.suite import registry
     from verification.suite.levenberg_marquardt import LS_HEADS
 
     name, arg = spec if isinstance(spec, (list, tuple)) else (spec, None)
+    if name == "network_grid" and arg:  # "ACT/HEAD": the grid's rows of one activation and one head
+        from verification.suite.network import grid_rows
+
+        act, head = arg.split("/")
+        return grid_rows(act, [head])
     fn = next(c.rows for c in registry.CHECKS if c.rows.__name__ == name)
     if arg == "diagonal":
         acts = list(jaxmlp.ACTIVATIONS) if name != "bn_network" else [a for a in jaxmlp.ACTIVATIONS if a != "identity"]
@@ -113,6 +120,20 @@ def _one(job, mutant, original_outputs):
     except Exception as e:  # noqa: BLE001 -- an import crash is a kill, listed apart
         return dict(out, outcome="crashed", why=f"import: {type(e).__name__}: {e}"[:200], seconds=time.perf_counter() - t0)
     try:
+        from verification.mutants.equivalence import (
+            compare_outputs,
+            probe_with_coverage,
+        )
+
+        try:
+            got, lines = probe_with_coverage(jm, module, path)
+            differs = compare_outputs(got, original_outputs())
+        except Exception as e:  # noqa: BLE001 -- a probe that raises: not equivalent; the checks decide
+            got, lines, differs = {}, {mutant.lineno}, f"the probes raise {type(e).__name__}"
+        reached = mutant.lineno in lines
+        if reached and differs is None:
+            return dict(out, outcome="equivalent", seconds=time.perf_counter() - t0,
+                        why=f"line {mutant.lineno} run by the probes; every output equal to 1e-12 ({', '.join(got)})")
         with contextlib.redirect_stdout(io.StringIO()):
             killed, why, n = run_rows(job["checks"])
         out.update(rows=n)
@@ -123,19 +144,7 @@ def _one(job, mutant, original_outputs):
 
                 out["checker"] = score(jm, mutant)
         else:
-            from verification.mutants.equivalence import (
-                compare_outputs,
-                probe_with_coverage,
-            )
-
-            got, lines = probe_with_coverage(jm, module, path)
-            differs = compare_outputs(got, original_outputs())
-            reached = mutant.lineno in lines
-            if reached and differs is None:
-                out.update(outcome="equivalent", why=f"line {mutant.lineno} run by the probes; every output equal "
-                                                     f"to 1e-12 ({', '.join(got)})")
-            else:
-                out.update(outcome="survived", why=differs if reached else "the probes never run the mutated line")
+            out.update(outcome="survived", why=differs if reached else "the probes never run the mutated line")
     except Exception as e:  # noqa: BLE001 -- report, never lose the batch
         out.update(outcome="error", why=f"{type(e).__name__}: {e}"[:300], trace=traceback.format_exc()[-800:])
     finally:

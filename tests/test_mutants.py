@@ -1,0 +1,76 @@
+"""The mutation harness (verification.mutants) on one small module: spans keep every line, a known mutant is
+killed, a known equivalent one is declared equivalent (the whole run: python -m verification --mutants)."""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from verification.mutants import TARGETS, Mutant, apply, mutants_of
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _source(module):
+    with open(os.path.join(REPO, "jaxmlp", module)) as f:
+        return f.read()
+
+
+def test_every_mutant_keeps_the_line_numbers_and_parses():
+    n = 0
+    for module, functions in TARGETS.items():
+        src = _source(module)
+        for m in mutants_of(module, src, functions):
+            out = apply(src, m)
+            ast.parse(out)
+            assert out.count("\n") == src.count("\n"), m.key
+            changed = [i + 1 for i, (a, b) in enumerate(zip(src.splitlines(), out.splitlines())) if a != b]
+            assert changed and set(changed) <= set(range(m.lineno, m.end_lineno + 1)), m.key
+            n += 1
+    assert n >= 300, n
+
+
+def test_bad_input_is_refused():
+    src = _source("lemma1.py")
+    with pytest.raises(ValueError, match="not found"):
+        mutants_of("lemma1.py", src, ("no_such_function",))
+    m = mutants_of("lemma1.py", src, ("_one_example",))[0]
+    with pytest.raises(ValueError, match="span holds"):
+        apply(src, m._replace(original=m.original + "?"))
+    with pytest.raises(ValueError, match="line count"):
+        apply(src, m._replace(replacement=m.replacement + "\n"))
+
+
+def _pick(mutants, line_text, operator, replacement):
+    hits = [m for m in mutants if m.operator == operator and m.replacement == replacement and line_text in m.original]
+    assert len(hits) == 1, [m.key for m in hits]
+    return hits[0]
+
+
+def test_lemma1_kills_a_known_mutant_and_declares_a_known_equivalent_one():
+    """Lemma 1's per-example forward ``W_col[l] @ a`` with ``a`` 1-D: ``(a).T`` is the same vector (equivalent);
+    (1.4)'s outer product with its operands swapped is the transposed gradient (killed by the grid's rows)."""
+    src = _source("lemma1.py")
+    mutants = mutants_of("lemma1.py", src, TARGETS["lemma1.py"])
+    equivalent = _pick(mutants, "a", "transpose", "(a).T")
+    assert equivalent.lineno == next(i for i, line in enumerate(src.splitlines(), 1) if "z = W_col[l] @ a" in line)
+    killed = _pick(mutants, "jnp.outer(delta, as_[l])", "swap", "jnp.outer(as_[l], delta)")
+    job = {"repo": REPO, "module": "lemma1.py", "checks": [["network_grid", "tanh/mse"]],
+           "mutants": [killed._asdict(), equivalent._asdict()], "score": []}
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    p = subprocess.run([sys.executable, "-m", "verification.mutants.worker"], input=json.dumps(job), text=True,
+                       capture_output=True, env=env, cwd=REPO, timeout=120)
+    out = {d["key"]: d for d in map(json.loads, p.stdout.splitlines()) if "outcome" in d}
+    assert out[killed.key]["outcome"] == "killed", (out, p.stderr[-2000:])
+    assert out[killed.key]["why"].startswith(("FAIL net/", "raises")), out[killed.key]
+    assert out[equivalent.key]["outcome"] == "equivalent", (out, p.stderr[-2000:])
+    assert f"line {equivalent.lineno} run by the probes" in out[equivalent.key]["why"]
+
+
+def test_a_mutant_is_a_plain_record():
+    m = Mutant("dense.py", "arith", "dense_backward", 3, 4, 3, 5, "+", "-")
+    assert m.line == "dense.py:3" and m.key == "dense.py:3:4:arith:-"
