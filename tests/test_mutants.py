@@ -63,7 +63,7 @@ def test_lemma1_kills_a_known_mutant_and_declares_a_known_equivalent_one():
            "mutants": [killed._asdict(), equivalent._asdict()], "score": []}
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     p = subprocess.run([sys.executable, "-m", "verification.mutants.worker"], input=json.dumps(job), text=True,
-                       capture_output=True, env=env, cwd=REPO, timeout=120)
+                       capture_output=True, env=env, cwd=REPO, timeout=120, check=False)
     out = {d["key"]: d for d in map(json.loads, p.stdout.splitlines()) if "outcome" in d}
     assert out[killed.key]["outcome"] == "killed", (out, p.stderr[-2000:])
     assert out[killed.key]["why"].startswith(("FAIL net/", "raises")), out[killed.key]

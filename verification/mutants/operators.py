@@ -144,7 +144,7 @@ def _gap_token(source, starts, left: ast.AST, right: ast.AST, token: str) -> tup
             last = toks[k + len(words) - 1]
             line0, col0 = left.end_lineno, left.end_col_offset
 
-            def pos(r, c):
+            def pos(r, c, line0=line0, col0=col0):
                 return (line0 + r - 1, (col0 if r == 1 else 0) + len(gap.split("\n")[r - 1][:c].encode("utf-8")))
 
             return pos(*t.start) + pos(*last.end)

@@ -41,10 +41,10 @@ _NET = ("network_float32", ("network_finite_differences", "diagonal"), "network_
 CHECKS: dict[str, tuple] = {
     "activations.py": ("activations", "layer_rows") + _NET,
     "dense.py": ("dense_layer", "layer_rows") + _NET,
-    "heads.py": ("heads", "layer_rows", ("jacobians", "all"), ("gauss_newton_rows", "all")) + _NET
+    "heads.py": ("heads", "layer_rows", "weighted_rows", ("jacobians", "all"), ("gauss_newton_rows", "all")) + _NET
                 + (("manual_vjp_rows", "all"),),
     "regularizers.py": ("regularizers",) + _NET,
-    "network.py": _NET + (("manual_vjp_rows", "diagonal"), ("bn_network", "diagonal"), ("jacobians", "diagonal"),
+    "network.py": _NET + ("weighted_rows", ("manual_vjp_rows", "diagonal"), ("bn_network", "diagonal"), ("jacobians", "diagonal"),
                           ("gauss_newton_rows", "diagonal")),
     "lemma1.py": ("network_grid",),
     "batchnorm.py": ("bn_layer", "layer_rows", ("bn_network", "all")),

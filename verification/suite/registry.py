@@ -13,6 +13,7 @@ from verification.suite import levenberg_marquardt
 from verification.suite import network
 from verification.suite import optimizers
 from verification.suite import rule_rows
+from verification.suite import weighted
 from verification.suite.rows import Row
 
 
@@ -38,6 +39,7 @@ CHECKS = (
     Check(("net/f32",), network.network_float32),
     Check(("net/finite_diff",), network.network_finite_differences),
     Check(("net/check_grads",), network.network_check_grads),
+    Check(("net/weighted",), weighted.weighted_rows),
     Check(("optim/",), optimizers.optimizer_trajectories),
     Check(("bn/layer",), batchnorm.bn_layer),
     Check(("bn/net",), batchnorm.bn_network),
