@@ -51,22 +51,27 @@ def _pick(mutants, line_text, operator, replacement):
     return hits[0]
 
 
-def test_lemma1_kills_a_known_mutant_and_declares_a_known_equivalent_one():
-    """Lemma 1's per-example forward ``W_col[l] @ a`` with ``a`` 1-D: ``(a).T`` is the same vector (equivalent);
-    (1.4)'s outer product with its operands swapped is the transposed gradient (killed by the grid's rows)."""
-    src = _source("lemma1.py")
-    mutants = mutants_of("lemma1.py", src, TARGETS["lemma1.py"])
-    equivalent = _pick(mutants, "a", "transpose", "(a).T")
-    assert equivalent.lineno == next(i for i, line in enumerate(src.splitlines(), 1) if "z = W_col[l] @ a" in line)
-    killed = _pick(mutants, "jnp.outer(delta, as_[l])", "swap", "jnp.outer(as_[l], delta)")
-    job = {"repo": REPO, "module": "lemma1.py", "checks": [["network_grid", "tanh/mse"]],
+def test_a_known_mutant_is_killed_and_a_known_equivalent_one_declared():
+    """``softmax_cross_entropy_delta``'s ``(softmax(z) - y) / _rows(z)`` (heads.py): ``_rows(y)`` is the same
+    number (``y`` has ``z``'s shape: equivalent, declared by the probes); the negated delta is killed by the
+    first ``heads`` row.  heads.py is the cheapest module to probe and check (the whole run: python -m
+    verification --mutants)."""
+    src = _source("heads.py")
+    fn = "softmax_cross_entropy_delta"
+    peers = {fn: {"z": ["y"], "y": ["z"]}}  # what the run records for this function (same shape)
+    mutants = mutants_of("heads.py", src, (fn,), peers)
+    equivalent = next(m for m in mutants if m.operator == "variable" and m.replacement == "y"
+                      and src.splitlines()[m.lineno - 1][m.col - 6:m.col + 2] == "_rows(z)")
+    killed = _pick(mutants, "(jax.nn.softmax(z, axis=1) - y) / _rows(z)", "negate",
+                   "-((jax.nn.softmax(z, axis=1) - y) / _rows(z))")
+    job = {"repo": REPO, "module": "heads.py", "checks": ["heads"],
            "mutants": [killed._asdict(), equivalent._asdict()], "score": []}
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     p = subprocess.run([sys.executable, "-m", "verification.mutants.worker"], input=json.dumps(job), text=True,
                        capture_output=True, env=env, cwd=REPO, timeout=120, check=False)
     out = {d["key"]: d for d in map(json.loads, p.stdout.splitlines()) if "outcome" in d}
     assert out[killed.key]["outcome"] == "killed", (out, p.stderr[-2000:])
-    assert out[killed.key]["why"].startswith(("FAIL net/", "raises")), out[killed.key]
+    assert out[killed.key]["why"].startswith("FAIL head/softmax_cross_entropy/f64"), out[killed.key]
     assert out[equivalent.key]["outcome"] == "equivalent", (out, p.stderr[-2000:])
     assert f"line {equivalent.lineno} run by the probes" in out[equivalent.key]["why"]
 
