@@ -38,16 +38,17 @@ def tangent_point(graph, leaves: Sequence, tangents: Sequence):
 
 def locate(user_fn: Callable, leaves: Sequence, names: Sequence[str], graph, point, expected: Sequence,
            expected_names: Sequence[str], wrong: Sequence[bool], precision: str, what: str = "L", inputs=(),
-           forward_leaves: Optional[Sequence] = None) -> Optional[BackwardFinding]:
+           forward_leaves: Optional[Sequence] = None, returns_at: Optional[str] = None) -> Optional[BackwardFinding]:
     """``user_fn(*leaves)`` returns a flat list of arrays that should equal ``expected`` (``wrong``: those
     that do not); ``graph`` is the forward program (a function of ``forward_leaves``, by default
     ``leaves``) and ``point`` its values and true cotangents there (``None``: computed here by
     :func:`verification.checker.explain.edit_effects.at_point`); ``inputs`` name the program's inputs
-    (``(name, array)``)."""
+    (``(name, array)``); ``returns_at`` is the line that hands the user's results back ("file:line"), blamed
+    first where a right quantity is returned in the wrong place."""
     if point is None:
         point = edit_effects.at_point(graph, list(leaves if forward_leaves is None else forward_leaves))
     refs, wanted = references.of_forward(graph, point, expected, expected_names, precision, what, inputs,
                                          forward="tangent" if what == "tangent" else "")
     whole = any(e.primitive.name == "scan" for e in graph.eqns)  # the loss keeps a long loop whole: no per-step
     prog = program.trace(user_fn, leaves, names, unroll=not whole)  # references, so neither does the user's code
-    return first_wrong.localize(prog, refs, wanted, wrong)
+    return first_wrong.localize(prog, refs, wanted, wrong, returns_at)

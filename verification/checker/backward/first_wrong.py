@@ -23,7 +23,7 @@ import jax.extend.core as jcore
 import numpy as np
 
 from verification.checker.backward import why
-from verification.checker.backward.program import Program, assigned_name, code_at, silent_assignments
+from verification.checker.backward.program import Program, assigned_name, code_at, same_function, silent_assignments
 from verification.checker.backward.references import Match, Ref, References
 from verification.checker.base.findings import BackwardFinding
 from verification.checker.jaxpr import graph as jg
@@ -38,20 +38,23 @@ PARTIAL_REPAIR = 0.5  # a replacement that removes at least this share of the er
 def leaf_errors(outs: Sequence[np.ndarray], expected: Sequence[np.ndarray]) -> np.ndarray:
     """Per output leaf: ``||out - expected|| / ||expected||`` (stacked candidates on axis 0 allowed)."""
     errs = []
-    for o, e in zip(outs, expected):
-        e = np.asarray(e, np.float64)
-        o = np.asarray(o, np.float64)
-        axes = tuple(range(o.ndim - e.ndim, o.ndim))
-        diff = np.sqrt(np.sum((o - e) ** 2, axis=axes)) if axes else np.abs(o - e)
-        errs.append(diff / max(float(np.linalg.norm(e)), 1e-300))
-    return np.stack(errs, axis=-1)
+    with np.errstate(all="ignore"):  # a non-finite output is an infinite error
+        for o, e in zip(outs, expected):
+            e = np.asarray(e, np.float64)
+            o = np.asarray(o, np.float64)
+            axes = tuple(range(o.ndim - e.ndim, o.ndim))
+            diff = np.sqrt(np.sum((o - e) ** 2, axis=axes)) if axes else np.abs(o - e)
+            errs.append(diff / max(float(np.linalg.norm(e)), 1e-300))
+    out = np.stack(errs, axis=-1)
+    return np.where(np.isnan(out), np.inf, out)
 
 
 def localize(program: Program, refs: References, expected: Sequence[Ref], wrong: Sequence[bool],
-             ) -> Optional[BackwardFinding]:
+             returns_at: Optional[str] = None) -> Optional[BackwardFinding]:
     """The first wrong value of ``program`` (whose outputs should equal the quantities ``expected``;
     ``wrong`` marks the outputs that do not) and the ranked lines to fix, or ``None`` when no line of the
-    program is reached."""
+    program is reached.  A right quantity returned as it is in the wrong place (a saved value for its
+    cotangent, one leaf's gradient for another's) blames ``returns_at``, the line that returns it."""
     outvars = list(program.outvars)
     status = {v: refs.match(program.value(v)) for v in program.ancestors(outvars) if jg.is_float(v)}
     base = leaf_errors([program.value(v) if isinstance(v, jcore.Var) else np.asarray(v.val) for v in outvars],
@@ -60,10 +63,15 @@ def localize(program: Program, refs: References, expected: Sequence[Ref], wrong:
     found = _first_wrong(program, refs, outvars, expected, wrong, status, base, tol)
     if found is None:
         return None
-    var, match, after = found
-    e = program.producer(var)
+    var, match, after = found[:3]
+    readers = found[3] if len(found) > 3 else None  # the value is wrong only as these equations read it
+    e = program.producer(var) if readers is None else min(readers)
     cause = why.explain(program, refs, var, match, status, tol)
-    lines = _ranked_lines(program, var, e, status, cause)
+    lines = _ranked_lines(program, refs, expected, var, e, status, cause, readers)
+    m = status.get(var)
+    handed_back = returns_at and any(v is var for v in outvars) and readers is None
+    if handed_back and ((m is not None and m.exact) or not same_function(program.line(var), returns_at)):
+        lines = [f"{returns_at} {code_at(returns_at)}".rstrip()] + [l for l in lines if not l.startswith(returns_at + " ")]
     if not lines:
         return None
     value = program.value(var)
@@ -87,12 +95,14 @@ def _first_wrong(program, refs, outvars, expected, wrong, status, base, tol):
     scaled = []  # values that repair once scaled by a fitted constant: only where none repairs as it is
     tested = replayed = 0
     seen_groups = set()
+    right = []  # values equal to a right quantity: tried only where no other value repairs (the right
+    # quantity for another role: ``da`` that equals the cotangent before the activation's derivative)
     for v in program.ancestors(targets):
         m = status.get(v)
-        if v not in status or (m is not None and m.exact and not m.transposed and v not in out_of):
+        if v not in status:
             continue
-        value = program.value(v)
-        if value is None or (value.size < 2 and v not in out_of):
+        if m is not None and m.exact and not m.transposed and v not in out_of:
+            right.append(v)
             continue
         group = _loop_group(program, v, seen_groups)
         if group:
@@ -101,30 +111,118 @@ def _first_wrong(program, refs, outvars, expected, wrong, status, base, tol):
                 return found
         if len(program.graph.instances(program.producer(v), by="op")) >= LOOP_MIN:
             continue  # one step of a loop repairs one step's share: its line is judged as a group
-        options = _replacements(refs, value, m, expected[out_of[v]] if v in out_of else None,
-                                _input_factors(program, v, status))
-        if not options:
+        tried = _try(program, refs, v, m, expected, out_of, wrong_idx, status, tol, total)
+        if tried is None:
             continue
         tested += 1
         replayed += len(program.eqns) - program.producer(v)
-        outs = program.replaced(v, [np.zeros_like(value)] + [o.factor * refs.shaped(o, value.shape) for o in options])
-        errs = leaf_errors([o[1:] for o in outs], [r.value for r in expected])  # (candidates, leaves)
-        totals = errs.sum(axis=1)
-        k = int(np.argmin(totals))
-        if np.all(errs[k] <= max(100 * tol, 1e-6)):
-            return v, options[k], errs[k]
-        c, errs_c = _fitted(outs, expected, wrong_idx)  # the factor that later code divides out
-        kc = int(np.argmin(errs_c.sum(axis=1)))
-        if np.all(errs_c[kc] <= max(100 * tol, 1e-6)) and abs(c[kc]) > 0:
-            scaled.append((v, Match(options[kc].ref, options[kc].factor * c[kc], options[kc].transposed), errs_c[kc]))
-        gain = 1 - totals[k] / max(total, 1e-300)
+        full, fitted, gain, option, errs = tried
+        if full:
+            carried = _carried(program, refs, v, option, scaled)
+            return carried if carried is not None else (v, option, errs)
+        if fitted is not None:
+            scaled.append((v,) + fitted)
         if gain >= PARTIAL_REPAIR and (best is None or gain > best[0] + 1e-3):
-            best = (gain, v, options[k], errs[k])
+            best = (gain, v, option, errs)
         if tested >= MAX_TESTED or replayed >= MAX_REPLAYED:
             break
+    for v in right[:MAX_TESTED]:  # a value that repairs as it is comes before a fitted constant
+        if len(program.graph.instances(program.producer(v), by="op")) >= LOOP_MIN:
+            continue
+        tried = _try(program, refs, v, None, expected, out_of, wrong_idx, status, tol, total, skip=status[v])
+        if tried is not None and tried[0]:
+            carried = _carried(program, refs, v, tried[3], scaled)
+            return carried if carried is not None else (v, tried[3], tried[4])
+    split = _split(program, refs, program.ancestors(targets), expected, status, tol)
+    if split is not None:
+        return split
     if scaled:
         return scaled[0]
     return None if best is None else best[1:]
+
+
+MAX_SPLIT = 24  # values whose readers are split (the most upstream first)
+MAX_READERS = 4  # a value read by more equations is not split
+
+
+def _split(program: Program, refs: References, candidates, expected, status, tol):
+    """A value read under two names (``du = dr`` where ``dr * tanh'`` was meant: one variable, two roles):
+    the value replaced by a right quantity only where some of its readers read it.  ``(var, match, errors,
+    readers)`` of the most upstream split that repairs the wrong outputs, else ``None``."""
+    split = 0
+    live = {program.producer(u) for u in program.ancestors(program.outvars)}
+    for v in candidates:
+        readers = [i for i in program.consumers(v) if i in live]
+        value = program.value(v)
+        if not 2 <= len(readers) <= MAX_READERS or value is None or value.size < 2:
+            continue
+        split += 1
+        if split > MAX_SPLIT:
+            break
+        m = status.get(v)
+        options = [o for o in _replacements(refs, value, m, None) if m is None or o.ref is not m.ref]
+        if not options:
+            continue
+        stacked = [o.factor * refs.shaped(o, value.shape) for o in options]
+        for k in range(1, 2 ** len(readers) - 1):
+            some = [r for j, r in enumerate(readers) if k >> j & 1]
+            outs = program.replaced_all([v], [stacked], readers=some)
+            errs = leaf_errors(outs, [r.value for r in expected])
+            best = int(np.argmin(errs.sum(axis=1)))
+            if np.all(errs[best] <= max(100 * tol, 1e-6)):
+                return v, options[best], errs[best], some
+    return None
+
+
+def _carried(program: Program, refs: References, v, option: Match, scaled):
+    """``v``'s line only scales its input by a constant (``dz / m``), and that input repairs once scaled by
+    the same constant: the input's line is the first wrong one (``v`` rescales what it was handed), its
+    entry of ``scaled``; else ``None``."""
+    eqn = program.eqns[program.producer(v)]
+    if eqn.primitive.name not in ("mul", "div") or len(eqn.invars) != 2:
+        return None
+    lits = [u for u in eqn.invars if isinstance(u, jcore.Literal) and np.ndim(u.val) == 0]
+    ins = [u for u in eqn.invars if isinstance(u, jcore.Var)]
+    if len(lits) != 1 or len(ins) != 1:
+        return None
+    c = float(np.asarray(lits[0].val))
+    c = 1 / c if eqn.primitive.name == "div" and c else c
+    if not c:
+        return None
+    shape = program.value(v).shape
+    meant = option.factor * refs.shaped(option, shape) / c  # what the input would be, for v to be right
+    for entry in scaled:
+        if entry[0] is ins[0] and why.close(entry[1].factor * refs.shaped(entry[1], shape), meant, refs.rtol):
+            return entry
+    return None
+
+
+def _try(program, refs, v, m, expected, out_of, wrong_idx, status, tol, total, skip=None):
+    """``v`` replaced by each right quantity it might have been meant to be (never ``skip``, the one it
+    equals): ``(repairs, (match, errors) of a fitted-constant repair or None, share of the error removed,
+    best match, its errors)``, or ``None`` when nothing is tried."""
+    value = program.value(v)
+    if value is None or (value.size < 2 and v not in out_of):
+        return None
+    options = _replacements(refs, value, m, expected[out_of[v]] if v in out_of else None,
+                            _input_factors(program, v, status))
+    if skip is not None:
+        options = [o for o in options if o.ref is not skip.ref or o.transposed != skip.transposed]
+    if not options:
+        return None
+    outs = program.replaced(v, [np.zeros_like(value)] + [o.factor * refs.shaped(o, value.shape) for o in options])
+    errs = leaf_errors([o[1:] for o in outs], [r.value for r in expected])  # (candidates, leaves)
+    totals = errs.sum(axis=1)
+    k = int(np.argmin(totals))
+    repaired = lambda e: bool(np.all(e <= max(100 * tol, 1e-6)))  # noqa: E731
+    if repaired(errs[k]):
+        return True, None, 1.0, options[k], errs[k]
+    c, errs_c = _fitted(outs, expected, wrong_idx)  # the factor that later code divides out
+    kc = int(np.argmin(errs_c.sum(axis=1)))
+    fitted = None
+    if repaired(errs_c[kc]) and abs(c[kc]) > 0:
+        fitted = (Match(options[kc].ref, options[kc].factor * c[kc], options[kc].transposed), errs_c[kc])
+    return False, fitted, 1 - totals[k] / max(total, 1e-300), options[k], errs[k]
 
 
 LOOP_MIN = 5  # a line run this many times is a loop body: judged as a group only (a Python loop over a
@@ -169,14 +267,15 @@ def _repair_group(program: Program, refs: References, group, expected, tol):
 def _fitted(outs, expected, wrong_idx):
     """Per candidate (``outs[k][1:]``; ``outs[k][0]`` is the run with the value zeroed): the constant ``c``
     that makes the outputs best (they are affine in the replacement), and the leaf errors at ``c``."""
-    alpha = [np.asarray(o[0], np.float64) for o in outs]
-    betas = [np.asarray(o[1:], np.float64) - a for o, a in zip(outs, alpha)]
-    target = [np.asarray(r.value, np.float64) - a for r, a in zip(expected, alpha)]
-    num = sum(np.sum((b * t).reshape(b.shape[0], -1), axis=1) for b, t in zip(betas, target))
-    den = sum(np.sum((b * b).reshape(b.shape[0], -1), axis=1) for b in betas)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(all="ignore"):  # a replacement may divide by zero downstream: its errors are inf
+        alpha = [np.asarray(o[0], np.float64) for o in outs]
+        betas = [np.asarray(o[1:], np.float64) - a for o, a in zip(outs, alpha)]
+        target = [np.asarray(r.value, np.float64) - a for r, a in zip(expected, alpha)]
+        num = sum(np.sum((b * t).reshape(b.shape[0], -1), axis=1) for b, t in zip(betas, target))
+        den = sum(np.sum((b * b).reshape(b.shape[0], -1), axis=1) for b in betas)
         c = np.where(den > 0, num / den, 0.0)
-    fitted = [a + c.reshape((-1,) + (1,) * (b.ndim - 1)) * b for a, b in zip(alpha, betas)]
+        c = np.where(np.isfinite(c), c, 0.0)
+        fitted = [a + c.reshape((-1,) + (1,) * (b.ndim - 1)) * b for a, b in zip(alpha, betas)]
     return c, leaf_errors(fitted, [r.value for r in expected])
 
 
@@ -209,9 +308,11 @@ def _replacements(refs: References, value, match: Optional[Match], expected: Opt
     return out + [Match(o.ref, c, o.transposed) for c in factors for o in out]
 
 
-def _ranked_lines(program: Program, var, e: int, status, found: why.Why) -> List[str]:
-    """The user's lines to fix, most likely first: the factor the cause blames (when it is another line),
-    the first wrong value's line, then the lines of its other unmatched inputs."""
+def _ranked_lines(program: Program, refs: References, expected, var, e: int, status, found: why.Why,
+                  readers=None) -> List[str]:
+    """The user's lines to fix, most likely first: a silent assignment that hands the wrong value on
+    (:func:`_confirmed`), the factor the cause blames (when it is another line), the first wrong value's
+    line, then the lines of its other unmatched inputs."""
     ordered = []
     if found.factor is not None:
         ordered.append(program.line(found.factor))
@@ -226,20 +327,70 @@ def _ranked_lines(program: Program, var, e: int, status, found: why.Why) -> List
     involved += [u for w in involved if program.producer(w) is not None
                  for u in program.eqns[program.producer(w)].invars if isinstance(u, jcore.Var)]
     passing = {assigned_name(program.line(u)) for u in involved}
-    scan = [next((l for l in ordered if l), None)] + [program.graph.user_line(i) for i in program.consumers(var)]
+    scan = [next((l for l in ordered if l), None), program.graph.user_line(e)]
+    near = program.consumers(var)  # the lines that read it, and those that read what they compute
+    near += [j for i in near for w in program.eqns[i].outvars for j in program.consumers(w)]
+    scan += [program.graph.user_line(i) for i in near]
     silent = []
+    m = status.get(var)
+    mine = program.line(var)  # var's own line computes it wrongly (it equals no right quantity as it is)
+    own = int(mine.rpartition(":")[2]) if mine and not (m is not None and m.exact) and found.factor is None \
+        and mine.rpartition(":")[2].isdigit() else None
     for k, line in enumerate(scan):
-        for s in silent_assignments(line, live, passing - {""}, returns=k == 0 and any(v is var for v in
-                                                                                      program.outvars)):
+        returned = k == 0 and any(v is var for v in program.outvars)
+        zeros = found.cause in ("path_dropped", "missing_term", "unknown") and line in _zero_lines(program)
+        for s in silent_assignments(line, live, passing - {""}, returns=returned, zeros=zeros):
             if s not in silent:
                 silent.append(s)
-    ordered = silent[:1] + ordered + silent[1:]
+    split = {program.graph.user_line(i) for i in readers or ()}  # the value is wrong as these lines read it
+    confirmed = list(dict.fromkeys(s.where for s in silent if (split and split <= set(s.reads))
+                                   or _confirmed(program, refs, expected, s, status)))
+    ordered = confirmed[:1] + ordered + confirmed[1:]
     seen, lines = set(), []
     for line in ordered:
         if line and line not in seen:
             seen.add(line)
             lines.append(f"{line} {code_at(line)}".rstrip())
     return lines
+
+
+def _confirmed(program: Program, refs: References, expected, s, status) -> bool:
+    """The value a silent assignment ``s`` hands on, replaced by a right quantity only where its new name
+    is read, repairs the wrong outputs (a literal zero handed on is taken as it is)."""
+    if not s.source:
+        return True
+    made = [v for v in program.ancestors(program.outvars) if program.line(v) in s.source and jg.is_float(v)]
+    if not made:
+        return False
+    w = made[-1]  # the statement's value: its last equation
+    live = {program.producer(u) for u in program.ancestors(program.outvars)}
+    readers = [i for i in program.consumers(w) if i in live and program.graph.user_line(i) in s.reads]
+    value = program.value(w)
+    if value is None or not (readers or any(v is w for v in program.outvars)):
+        return False
+    m = status.get(w)
+    options = [o for o in _replacements(refs, value, m, None) if m is None or not m.exact or o.ref is not m.ref]
+    if not options:
+        return False
+    stacked = [np.zeros_like(value)] + [o.factor * refs.shaped(o, value.shape) for o in options]
+    outs = program.replaced_all([w], [stacked], readers=readers or None)  # returned as it is: every use
+    wrong_idx = list(range(len(expected)))
+    _, errs = _fitted(outs, expected, wrong_idx)  # up to a constant the user divides out later
+    return bool(np.any(np.all(errs <= max(100 * refs.rtol, 1e-6), axis=1)))
+
+
+def _zero_lines(program: Program) -> set:
+    """The lines where an equation reads a zero constant (``dn - mean_dn`` with ``mean_dn = 0.0``): a name
+    set to zero is read there."""
+    def zero(u):
+        if isinstance(u, jcore.Literal):
+            return np.ndim(u.val) == 0 and float(np.asarray(u.val)) == 0.0
+        i = program.producer(u)
+        return i is not None and program.eqns[i].primitive.name == "broadcast_in_dim" and zero(program.eqns[i].invars[0])
+    # a zero added or subtracted is a term left out; a zero multiplied (``reg * W`` with ``reg = 0.0``) is
+    # the line's own term
+    return {program.graph.user_line(i) for i, e in enumerate(program.eqns)
+            if e.primitive.name in ("add", "sub") and any(zero(u) for u in e.invars)}
 
 
 def _unmatched_inputs(program: Program, e: int, status) -> List[Any]:

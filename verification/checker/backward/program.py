@@ -12,7 +12,7 @@ import ast
 import dataclasses
 import linecache
 import re
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import jax
 import jax.extend.core as jcore
@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from verification.checker.jaxpr import graph as jg
-from verification.checker.jaxpr import interpreter
+from verification.checker.jaxpr import interpreter, source_lines
 
 # A backward program unrolls loops up to this many equations (a BPTT's forward and reverse scans over a
 # few dozen steps), so that each step's values meet the loss's per-step cotangents; past it a loop stays
@@ -80,9 +80,12 @@ class Program:
         that depend on ``var``."""
         return self.replaced_all([var], [candidates], targets)
 
-    def replaced_all(self, variables, candidates, targets=None) -> List[np.ndarray]:
+    def replaced_all(self, variables, candidates, targets=None, readers=None) -> List[np.ndarray]:
         """As :meth:`replaced`, with every one of ``variables`` replaced at once (the instances of one line
-        of a loop), ``candidates[i]`` stacked for ``variables[i]``."""
+        of a loop), ``candidates[i]`` stacked for ``variables[i]``; with ``readers`` (equation indices),
+        only as those equations read them (one name of a value, where two names share it)."""
+        if readers is not None:
+            return self._replaced_for(variables, candidates, targets, set(readers))
         starts = [self.producer(v) for v in variables]
         start = min(-1 if s is None else s for s in starts)  # a parameter or an input: any equation may read it
         outvars = self.outvars if targets is None else targets
@@ -103,6 +106,32 @@ class Program:
             env = dict(self.env)
             env.update(new)
             env = interpreter.run(jaxpr, [env[v] for v in jaxpr.invars], on_eqn, env=env)
+            return [jnp.asarray(interpreter.read(env, v)) for v in outvars]
+
+        stacked = [jnp.asarray(np.stack([np.asarray(c) for c in cs]), dtype=v.aval.dtype)
+                   for v, cs in zip(variables, candidates)]
+        return [np.asarray(o) for o in jax.vmap(one)(stacked)]
+
+
+    def _replaced_for(self, variables, candidates, targets, readers) -> List[np.ndarray]:
+        start = min(readers)
+        outvars = self.outvars if targets is None else targets
+        jaxpr = self.graph.closed.jaxpr
+
+        def one(xs):
+            new = dict(zip(variables, xs))
+            touched = set()
+
+            def on_eqn(i, eqn, invals, env):
+                hit = i in readers and any(isinstance(u, jcore.Var) and u in new for u in eqn.invars)
+                if i < start or not (hit or any(isinstance(u, jcore.Var) and u in touched for u in eqn.invars)):
+                    return [env[v] for v in eqn.outvars]
+                if hit:
+                    invals = [new[u] if isinstance(u, jcore.Var) and u in new else x for u, x in zip(eqn.invars, invals)]
+                touched.update(eqn.outvars)
+                return interpreter.bind(eqn, invals)
+
+            env = interpreter.run(jaxpr, [self.env[v] for v in jaxpr.invars], on_eqn, env=dict(self.env))
             return [jnp.asarray(interpreter.read(env, v)) for v in outvars]
 
         stacked = [jnp.asarray(np.stack([np.asarray(c) for c in cs]), dtype=v.aval.dtype)
@@ -155,24 +184,39 @@ def _parsed(path: str):
 _TREES: Dict[str, Any] = {}
 
 
-def _passes(value) -> set:
-    """The names an expression can hand on unchanged: a name, a conditional's name branch, a name among
-    the values of ``{...}.get(key, default)``."""
-    if isinstance(value, ast.Name):
-        return {value.id}
+def _passes(value) -> list:
+    """The expressions that can hand a name on unchanged (``ast.Name`` nodes, each with its own line): a
+    name, a conditional's name branch, a name among the values of ``{...}.get(key, default)``; with
+    :func:`_zero`, a literal zero there."""
+    if isinstance(value, ast.Name) or _zero(value):
+        return [value]
     if isinstance(value, ast.IfExp):
-        return _passes(value.body) | _passes(value.orelse)
+        return _passes(value.body) + _passes(value.orelse)
     if (isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr == "get"
             and isinstance(value.func.value, ast.Dict)):
-        return set().union(*[_passes(v) for v in list(value.func.value.values) + list(value.args[1:])])
-    return set()
+        return [n for v in list(value.func.value.values) + list(value.args[1:]) for n in _passes(v)]
+    return []
 
 
-def silent_assignments(line: Optional[str], live_lines: set, passing: set, returns: bool = False) -> List[str]:
+def _zero(value) -> bool:
+    """A literal zero or ``zeros_like(...)``: a term left out."""
+    if isinstance(value, ast.Constant):
+        return isinstance(value.value, (int, float)) and not isinstance(value.value, bool) and value.value == 0
+    if isinstance(value, ast.Call):
+        f = value.func
+        return (f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")) in ("zeros_like", "zeros")
+    return False
+
+
+def silent_assignments(line: Optional[str], live_lines: set, passing: set, returns: bool = False,
+                       zeros: bool = False, wrong_at: Optional[int] = None) -> List["Silent"]:
     """The lines that assign a name read at ``line`` ("file:line") by handing on one of the names
     ``passing`` unchanged and compute nothing that reaches the results (``dxhat = g``: a rename where a
     product was meant), latest first: a forgotten operation is written there, on a line the trace cannot
-    show.  With ``returns``, the names the function returns are read too."""
+    show.  With ``returns``, the names the function returns are read too; with ``zeros``, a name set to a
+    literal zero (``mean_dn = 0.0``: a term left out) is one too.  A name last assigned on line
+    ``wrong_at`` (a value its own line computes wrongly) is handed on as it is: not a forgotten
+    operation."""
     if not line or ":" not in line:
         return []
     path, _, n = line.rpartition(":")
@@ -191,14 +235,110 @@ def silent_assignments(line: Optional[str], live_lines: set, passing: set, retur
     if returns:
         read.update({x.id: s.lineno for s in ast.walk(func) if isinstance(s, ast.Return) for x in ast.walk(s)
                      if isinstance(x, ast.Name) and x.id not in read})
+    def last_assign(name, before):
+        found = [a for a in ast.walk(func) if isinstance(a, ast.Assign) and a.lineno < before
+                 and any(isinstance(t, ast.Name) and t.id == name for t in a.targets)]
+        return max(found, key=lambda a: a.lineno, default=None)
+
+    def silent(a) -> bool:  # an assignment that computes nothing that reaches the results
+        return not any(f"{path}:{k}" in live_lines for k in range(a.lineno, (a.end_lineno or a.lineno) + 1))
+
+    def assigned_on(name, before, depth=0):  # the lines of the statement that computed what ``name`` holds
+        a = last_assign(name, before)
+        if a is None:
+            return (0, 0)
+        names = [n.id for n in _passes(a.value) if isinstance(n, ast.Name)]
+        if depth < 4 and silent(a) and names:  # an alias: ``quad = r``
+            return assigned_on(names[0], a.lineno, depth + 1)
+        return (a.lineno, a.end_lineno or a.lineno)
+
+    for _ in range(3):  # aliases of a passing name pass it too (``quad = r``, then ``d = quad``)
+        passing = passing | {t.id for a in ast.walk(func) if isinstance(a, ast.Assign) and silent(a)
+                             and {n.id for n in _passes(a.value) if isinstance(n, ast.Name)} & passing
+                             for t in a.targets if isinstance(t, ast.Name)}
+
+    def handed(s):  # the expressions of assignment s that hand on a passing name (or a zero)
+        out = []
+        for n in _passes(s.value):
+            if not isinstance(n, ast.Name):
+                out += [n] if zeros else []
+            elif n.id in passing:
+                lo, hi = assigned_on(n.id, s.lineno)
+                if wrong_at is None or not lo <= wrong_at <= hi:
+                    out.append(n)
+        return out
+
     out = []
     for name, before in sorted(read.items()):
         assigns = [s for s in ast.walk(func) if isinstance(s, ast.Assign) and s.lineno < before
-                   and any(isinstance(t, ast.Name) and t.id == name for t in s.targets) and _passes(s.value) & passing]
+                   and any(isinstance(t, ast.Name) and t.id == name for t in s.targets)]
         if not assigns:
             continue
-        last = max(assigns, key=lambda s: s.lineno)
+        last = max(assigns, key=lambda s: s.lineno)  # the assignment the line reads
         span = range(last.lineno, (last.end_lineno or last.lineno) + 1)
-        if not any(f"{path}:{k}" in live_lines for k in span):
-            out.append((last.lineno, f"{path}:{last.lineno}"))
-    return [where for _, where in sorted(out, reverse=True)]
+        nodes = handed(last)
+        if not nodes or any(f"{path}:{k}" in live_lines for k in span):
+            continue
+        later = [a.lineno for a in ast.walk(func) if isinstance(a, ast.Assign) and a.lineno > last.lineno
+                 and any(isinstance(t, ast.Name) and t.id == name for t in a.targets)]
+        end = min(later, default=func.end_lineno or at)
+        reads = {x.lineno for x in ast.walk(func) if isinstance(x, ast.Name) and x.id == name
+                 and isinstance(x.ctx, ast.Load) and (last.end_lineno or last.lineno) < x.lineno <= end}
+        if returns and name in {x.id for r in ast.walk(func) if isinstance(r, ast.Return) for x in ast.walk(r)
+                                if isinstance(x, ast.Name)}:
+            reads |= {r.lineno for r in ast.walk(func) if isinstance(r, ast.Return)}
+        for n in nodes:  # which branch ran, the trace tells (:func:`first_wrong` confirms each)
+            lo, hi = assigned_on(n.id, last.lineno) if isinstance(n, ast.Name) else (0, 0)
+            out.append((last.lineno, Silent(f"{path}:{n.lineno}", tuple(f"{path}:{k}" for k in range(lo, hi + 1) if k),
+                                            tuple(f"{path}:{k}" for k in sorted(reads)))))
+    return [found for _, found in sorted(out, key=lambda t: t[0], reverse=True)]
+
+
+class Silent(NamedTuple):
+    """A line that hands a value on under a new name without computing anything: ``where`` ("file:line"),
+    ``source`` (the lines of the statement that computed the value handed on; empty for a literal zero)
+    and ``reads`` (the lines that read the new name)."""
+
+    where: str
+    source: Tuple[str, ...]
+    reads: Tuple[str, ...]
+
+
+def return_line(fn) -> Optional[str]:
+    """``"file:line"`` of the statement that hands ``fn``'s results back (its last ``return``; a lambda's
+    own line), or ``None`` where the source cannot be read (a builtin, a partial, a jitted wrapper that
+    hides it)."""
+    fn = getattr(fn, "__wrapped__", fn)
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return None
+    path, first = source_lines.shown(code.co_filename), code.co_firstlineno
+    tree = _parsed(path)
+    if tree is None:
+        return None
+    if code.co_name == "<lambda>":
+        return f"{path}:{first}"
+    defs = [d for d in ast.walk(tree) if isinstance(d, (ast.FunctionDef, ast.AsyncFunctionDef)) and d.name == code.co_name
+            and (d.decorator_list[0].lineno if d.decorator_list else d.lineno) <= first <= d.lineno]
+    if not defs:
+        return None
+    inner = {id(n) for d in ast.walk(defs[0]) if d is not defs[0] and isinstance(d, (ast.FunctionDef, ast.Lambda))
+             for n in ast.walk(d)}
+    returns = [r.lineno for r in ast.walk(defs[0]) if isinstance(r, ast.Return) and id(r) not in inner]
+    return f"{path}:{max(returns)}" if returns else None
+
+
+def same_function(line: Optional[str], other: Optional[str]) -> bool:
+    """Lines ``line`` and ``other`` ("file:line") lie in the same innermost function (def or lambda)."""
+    spans = []
+    for where in (line, other):
+        if not where or not where.rpartition(":")[2].isdigit():
+            return False
+        path, _, n = where.rpartition(":")
+        tree = _parsed(path)
+        funcs = [f for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+                 and f.lineno <= int(n) <= (f.end_lineno or f.lineno)] if tree is not None else []
+        inner = min(funcs, key=lambda f: (f.end_lineno or f.lineno) - f.lineno, default=None)
+        spans.append((path, None if inner is None else (inner.lineno, inner.end_lineno)))
+    return spans[0] == spans[1] and spans[0][1] is not None
+

@@ -79,7 +79,10 @@ class References:
             return None
         key = (a.shape, hash(a.tobytes()))
         if key in self._seen:
-            return self.refs[self._seen[key]]
+            k = self._seen[key]
+            if fn and not self.refs[k].fn:  # the cotangent of an activation's input, first met as another's
+                self.refs[k] = self.refs[k]._replace(fn=fn)
+            return self.refs[k]
         self._seen[key] = len(self.refs)
         self.refs.append(Ref(kind, label, a, var, line, name, fn, group))
         k = len(self.refs) - 1

@@ -56,7 +56,8 @@ def _fit(v, r):
     return float(np.sum(v * r)) / rr if rr > 0 else 0.0
 
 
-def _close(a, b, tol) -> bool:
+def close(a, b, tol) -> bool:
+    """``a`` and ``b`` agree to ``tol`` relative to the larger norm."""
     return bool(np.linalg.norm(a - b) <= tol * max(float(np.linalg.norm(a)), float(np.linalg.norm(b)), 1e-300))
 
 
@@ -89,11 +90,14 @@ def explain(program: Program, refs: References, var, match: Match, status, tol: 
     if not np.any(v):
         return Why("path_dropped", f"it computes zero; it should compute {should}")
     c = _fit(v, r)
-    if _close(v, c * r, tol) and not causes.near(c, 1.0):
+    if close(v, c * r, tol) and not causes.near(c, 1.0):
         cause, words = _scale_words(c, program)
         return Why(cause, f"it computes {c:.6g} × {should} ({words})")
-    if v.ndim == 2 and v.shape[0] == v.shape[1] and _close(v, r.T, tol):
+    if v.ndim == 2 and v.shape[0] == v.shape[1] and close(v, r.T, tol):
         return Why("transposed", f"it computes the transpose of {should}")
+    other = status.get(var)
+    if other is not None and other.exact and other.ref is not match.ref:
+        return _another_quantity(other, match)
     e = program.producer(var)
     eqn = program.eqns[e]
     at = program.graph.user_line(e)
@@ -115,6 +119,21 @@ def explain(program: Program, refs: References, var, match: Match, status, tol: 
     rel = float(np.linalg.norm(v - r) / max(float(np.linalg.norm(r)), 1e-300))
     return Why("unknown", f"it should compute {should} (relative error {rel:.2g}); no constant factor, transpose, "
                           "derivative or operand swap explains the difference")
+
+
+def _another_quantity(got: Match, match: Match) -> Why:
+    """The line computes another right quantity than the one it should: the cotangent before an
+    activation's derivative where the one after it belongs, or another value."""
+    should = label_of(match)
+    if got.ref.kind == "cotangent" and match.ref.kind == "cotangent" and match.ref.fn:
+        return Why("derivative_dropped", f"it computes {got.ref.label} where {should} belongs: the derivative of the "
+                                         f"{match.ref.fn} is left out")
+    if got.ref.kind == match.ref.kind == "value":
+        return Why("wrong_saved_operand", f"it computes {got.ref.label} where {should} belongs")
+    if got.ref.kind == match.ref.kind == "cotangent":
+        return Why("path_dropped", f"it computes {got.ref.label} where {should} belongs: the term of another path "
+                                   "is missing")
+    return Why("unknown", f"it computes {got.ref.label} where {should} belongs")
 
 
 def _factor(program: Program, refs: References, eqn, r, status, tol, at) -> Optional[Why]:
@@ -152,7 +171,7 @@ def _name_factor(program, refs, u, got, need, mask, tol, name) -> Optional[Why]:
     mine = bd.identify(got, args, rtol=tol * 10)
     right = bd.identify(need, args, rtol=tol * 10, where=mask)
     c = _fit(got[mask], need[mask])
-    if _close(got[mask], c * need[mask], tol) and not causes.near(c, 1.0):
+    if close(got[mask], c * need[mask], tol) and not causes.near(c, 1.0):
         cause, words = _scale_words(c, program)
         return Why(cause, f"its factor {name} is {c:.6g} × what it should be ({words})", u)
     if right:
@@ -206,7 +225,7 @@ def _scaled_in_cone(program: Program, var, r, status, tol) -> Optional[Why]:
         if not np.any(beta) or not np.all(np.isfinite(ends)):
             continue
         c = _fit(r - alpha, beta)
-        if not causes.near(c, 1.0) and _close(alpha + c * beta, r, tol * 10):
+        if not causes.near(c, 1.0) and close(alpha + c * beta, r, tol * 10):
             if causes.near(c, 0.0):
                 return Why("missing_term", f"its term {name_of(program, w, status)} should not be there", w)
             if not np.isfinite(c):
@@ -234,7 +253,7 @@ def _unused_term(program: Program, var, v, r, tol) -> Optional[Why]:
         if x is None or x.shape != v.shape or not jg.is_float(w) or not np.any(x) or w is var:
             continue
         c = _fit(d, x.astype(np.float64))
-        if _close(d, c * x, tol * 10):
+        if close(d, c * x, tol * 10):
             term = name_of(program, w)
             return Why("path_dropped" if causes.near(c, 1.0) else "missing_term",
                        f"it leaves out {'' if causes.near(c, 1.0) else f'{c:.6g} × '}{term} "
@@ -252,7 +271,7 @@ def _wrong_axis(program: Program, eqn, r, tol) -> Optional[Why]:
                                                range(1, np.ndim(x) + 1)):
         if other != axes:
             out = np.asarray(np.sum(np.asarray(x, np.float64), axis=other))
-            if out.shape == r.shape and _close(out, r, tol * 10):
+            if out.shape == r.shape and close(out, r, tol * 10):
                 return Why("wrong_axis", f"it sums over axis {', '.join(map(str, axes))}; the sum over axis "
                                          f"{', '.join(map(str, other))} is what it should compute")
     return None
@@ -281,8 +300,8 @@ def _operand_swap(program: Program, refs: References, eqn, r, status, tol, at, v
             kinds = ("value",) if m0 is None or m0.ref.kind == "value" else ("cotangent", "gradient")
             tries = [(m, m.ref.label) for m, _ in refs.ranked(x, kinds)[:12]]  # the same kind of quantity
             tries = [(m, label) for m, label in tries  # a multiple of x itself is a scale, not another operand
-                     if not _close(x, _fit(x, refs.shaped(m, x.shape)) * refs.shaped(m, x.shape), tol)
-                     and not (x.ndim == 2 and x.shape[0] == x.shape[1] and _close(x.T, refs.shaped(m, x.shape), tol))]
+                     if not close(x, _fit(x, refs.shaped(m, x.shape)) * refs.shaped(m, x.shape), tol)
+                     and not (x.ndim == 2 and x.shape[0] == x.shape[1] and close(x.T, refs.shaped(m, x.shape), tol))]
             alts = [refs.shaped(m, x.shape) for m, _ in tries]
             if x.ndim == 2 and x.shape[0] == x.shape[1]:
                 tries.append((None, "its transpose"))
@@ -291,10 +310,11 @@ def _operand_swap(program: Program, refs: References, eqn, r, status, tol, at, v
                 continue
             outs = program.replaced(u, alts, targets=[target])[0].astype(np.float64)
             for (m, label), o in zip(tries, outs):
-                if o.shape == r.shape and _close(o, r, tol * 10):
+                if o.shape == r.shape and close(o, r, tol * 10):
                     name = name_of(program, u, status, program.graph.user_line(program.producer(out)))
-                    if m is None:
-                        return Why("transposed_operand", f"its operand {name} should be transposed", out)
+                    if m is None:  # a computed operand: its own line writes the product in the wrong order
+                        return Why("transposed_operand", f"its operand {name} should be transposed",
+                                   u if program.producer(u) is not None else out)
                     if m.ref.kind == "cotangent" and m.ref.fn:
                         return Why("derivative_dropped", f"it uses {name} where {label} belongs: the derivative of "
                                                          f"the {m.ref.fn} is left out", out)

@@ -29,6 +29,7 @@ from verification.checker.gradients import blame_rules
 from verification.checker.explain import kinks
 from verification.checker.base import sampled_differences as sampled
 from verification.checker.backward.check import locate
+from verification.checker.backward.program import return_line
 from verification.checker.base.compare import compare_leaf, compare_leaves
 from verification.checker.explain import edit_effects
 from verification.checker.base.context import CheckContext
@@ -172,8 +173,11 @@ def backward_of(ctx: CheckContext, graph, loss_fn, manual_fn, args, kwargs):
     except (TypeError, ValueError):
         params = []
     inputs = [(n, a) for n, a in zip(params, args) if hasattr(a, "shape")]
+    named = getattr(getattr(manual_fn, "__code__", None), "co_name", "<lambda>") != "<lambda>"  # a lambda
+    # that calls the user's function returns nothing itself
     return locate(user, leaves, names, graph, point, jax.tree.leaves(ctx.reference), names,
-                  [not l.passed for l in ctx.leaves], ctx.precision, inputs=inputs)
+                  [not l.passed for l in ctx.leaves], ctx.precision, inputs=inputs,
+                  returns_at=return_line(manual_fn) if named else None)
 
 
 def _check_inexact_leaves(split, loss_fn, manual_fn, args, kwargs, names, precision, options) -> GradientReport:

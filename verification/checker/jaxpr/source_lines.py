@@ -51,9 +51,14 @@ def _scan_frames(tb):
                 tail = name.split(os.sep + "site-packages" + os.sep)[-1].split(os.sep + "dist-packages" + os.sep)[-1]
                 library = f"{tail}:{f.line_num}"
             continue
-        rel = os.path.relpath(name)
-        return f"{rel if not rel.startswith('..') else name}:{f.line_num}", library
+        return f"{shown(name)}:{f.line_num}", library
     return None, library
+
+
+def shown(path: str) -> str:
+    """A source file as reports write it: relative to the working directory when inside it."""
+    rel = os.path.relpath(path)
+    return rel if not rel.startswith("..") else path
 
 
 def user_line(eqn) -> Optional[str]:

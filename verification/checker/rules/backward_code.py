@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from verification.checker.backward.check import locate, tangent_point
+from verification.checker.backward.program import return_line
 from verification.checker.base.findings import BackwardFinding
 from verification.checker.base.tolerances import precision_of
 from verification.checker.jaxpr import graph as jg
@@ -45,6 +46,7 @@ def custom_vjp_code(f) -> Optional[Callable]:
         cts = iter(bwd(*[args[k] for k in nondiff], res, g))
         return tuple(args[k] if k in nondiff else next(cts) for k in range(len(args)))
 
+    run.returns_at = return_line(bwd)
     return run
 
 
@@ -71,7 +73,7 @@ def locate_in_rule(code: Callable, ref_fn: Callable, a: Args, rtol: float) -> Op
     if not any(wrong):
         return None
     return locate(user, leaves, a.names, graph, None, expected, a.names, wrong, precision, what="⟨g, f⟩",
-                  inputs=list(zip(a.names, wide)), forward_leaves=wide)
+                  inputs=list(zip(a.names, wide)), forward_leaves=wide, returns_at=getattr(code, "returns_at", None))
 
 
 def guarded(report, fn) -> Optional[BackwardFinding]:
