@@ -19,6 +19,8 @@ def main(argv=None) -> int:
     ap.add_argument("--mutants", action="store_true",
                     help="mutation testing of the suite on jaxmlp's hand formulas (docs/mutation.md); --json PATH "
                          "writes the record")
+    ap.add_argument("--all-mutants", action="store_true",
+                    help="with --mutants: every mutant, not the seeded subset (docs/mutation.md)")
     ap.add_argument("--survivors-of", metavar="PATH",
                     help="with --mutants: run again only the survivors of an earlier record (its --json)")
     args = ap.parse_args(argv)
@@ -30,7 +32,7 @@ def main(argv=None) -> int:
     if args.mutants:
         from verification.mutants.report import main as mutants_main
 
-        return mutants_main(args.json, survivors_of=args.survivors_of)
+        return mutants_main(args.json, survivors_of=args.survivors_of, all_mutants=args.all_mutants)
     if args.bugs and args.backward_only:
         return 0 if _backward_families() else 1
     if args.bugs:

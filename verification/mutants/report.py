@@ -108,7 +108,7 @@ def render(rec: dict, sources: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-def main(json_path=None, workers: int = 2, survivors_of=None) -> int:
+def main(json_path=None, workers: int = 2, survivors_of=None, all_mutants: bool = False) -> int:
     """``python -m verification --mutants``: run, print, write the record; 1 when a survivor or a failed control.
 
     ``survivors_of``: a record of an earlier run (its ``--json``); only its survivors run again and the other
@@ -116,11 +116,16 @@ def main(json_path=None, workers: int = 2, survivors_of=None) -> int:
     the plan must be in it."""
     import time
 
-    from verification.mutants.run import plan, repo_root, run, sample
+    from verification.mutants.run import plan, repo_root, run, sample, subset
+    from verification.mutants.targets import FULL_CHECKS
 
     log = lambda msg: print(msg, flush=True)
     t0 = time.perf_counter()
     mutants = plan()
+    print(f"{sum(map(len, mutants.values()))} mutants planned", flush=True)
+    if not all_mutants:
+        mutants = subset(mutants)
+        print(f"running the seeded subset of {sum(map(len, mutants.values()))} (--all-mutants: every one)", flush=True)
     keys = sample(mutants)
     if survivors_of:
         with open(survivors_of) as f:
@@ -134,7 +139,9 @@ def main(json_path=None, workers: int = 2, survivors_of=None) -> int:
         results = [dict(kind="mutant", key=k, **{f: r[f] for f in ("outcome", "why", "seconds", "checker") if f in r})
                    for k, r in kept.items() if r["outcome"] not in ("survived", "error")]
         results += [dict(c, kind="control") for c in old["controls"]]
-        results += run({m: v for m, v in again.items() if v}, keys, workers=workers, log=log, controls=False)
+        # the survivors of the first pass (diagonal crosses) run every row of their module's checks
+        results += run({m: v for m, v in again.items() if v}, keys, workers=workers, log=log, controls=False,
+                       checks=FULL_CHECKS)
     else:
         results = run(mutants, keys, workers=workers, log=log)
     rec = record(mutants, results, time.perf_counter() - t0, keys)

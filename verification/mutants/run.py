@@ -19,13 +19,18 @@ import threading
 from verification.mutants.operators import Mutant, mutants_of
 from verification.mutants.targets import BACKWARD, CHECKS, TARGETS
 
-__all__ = ["BATCH", "MUTANT_TIME_LIMIT", "SAMPLE_SEED", "SAMPLE_SIZE", "plan", "repo_root", "run", "sample"]
+__all__ = ["BATCH", "MUTANT_TIME_LIMIT", "SAMPLE_SEED", "SAMPLE_SIZE", "SUBSET_FRACTION", "plan", "repo_root", "run",
+           "sample", "subset"]
 
 # A survivor runs every row of its module's checks: up to ~4 min for the optimizers' 180 trajectories or the 30
 # batch-norm networks on a loaded 2-core machine.  Twice that is a hang, not a slow check.
 MUTANT_TIME_LIMIT = 480.0
 BATCH = 40  # mutants per worker: one jax import (~3 s) per batch, and a lost batch stays small
 SAMPLE_SEED, SAMPLE_SIZE = 34, 220  # the checker's fixed sample (issue 34: >= 200 scored)
+# The run's seeded subset (``--all-mutants`` runs all 680): the whole set does not fit the 30 minutes on a loaded
+# 2-core machine (a mutant re-imports jaxmlp, so every row it runs compiles afresh).  The backward modules keep
+# most of theirs (the checker's sample is drawn from them), the others a quarter: 339 of 680.
+SUBSET_FRACTION = {"backward": 0.83, "other": 0.25}
 
 
 def repo_root() -> str:
@@ -84,6 +89,16 @@ def plan(repo: str | None = None) -> dict[str, list[Mutant]]:
     return out
 
 
+def subset(mutants: dict[str, list[Mutant]]) -> dict[str, list[Mutant]]:
+    """The run's seeded subset: per module ``round(n * SUBSET_FRACTION)`` mutants (``SAMPLE_SEED``), in source order."""
+    out = {}
+    for mod, ms in mutants.items():
+        k = round(len(ms) * SUBSET_FRACTION["backward" if mod in BACKWARD else "other"])
+        keep = set(random.Random(f"{SAMPLE_SEED}/{mod}").sample(sorted(m.key for m in ms), k))
+        out[mod] = [m for m in ms if m.key in keep]
+    return out
+
+
 def sample(mutants: dict[str, list[Mutant]]) -> list[str]:
     """The checker's fixed sample: ``SAMPLE_SIZE`` keys of backward-module mutants, drawn with ``SAMPLE_SEED``."""
     keys = sorted(m.key for mod in BACKWARD for m in mutants.get(mod, ()))
@@ -134,10 +149,13 @@ def _run_job(job: dict, repo: str, results: list, log) -> None:
 
 
 def run(mutants: dict[str, list[Mutant]], score: list[str], workers: int = 2, repo: str | None = None,
-        log=print, controls: bool = True) -> list[dict]:
+        log=print, controls: bool = True, checks: dict | None = None) -> list[dict]:
     """Run every mutant (and the controls: the original package through each check spec once) on
-    ``workers`` worker processes at a time; returns the result records (one per mutant and per control)."""
+    ``workers`` worker processes at a time; returns the result records (one per mutant and per control).
+    ``checks``: per module, the check specs (default :data:`~verification.mutants.targets.CHECKS`, the first
+    pass; ``--survivors-of`` passes ``FULL_CHECKS``)."""
     repo = repo or repo_root()
+    checks = CHECKS if checks is None else checks
     jobs = queue.Queue()
     scored = set(score)
     heavy = ("optim/", "batchnorm.py", "network.py", "heads.py")  # the modules with the slowest controls first
@@ -146,10 +164,10 @@ def run(mutants: dict[str, list[Mutant]], score: list[str], workers: int = 2, re
         ms = mutants[mod]
         for i in range(0, len(ms), BATCH):
             batch = ms[i:i + BATCH]
-            jobs.put({"repo": repo, "module": mod, "checks": CHECKS[mod], "control": False,
+            jobs.put({"repo": repo, "module": mod, "checks": checks[mod], "control": False,
                       "mutants": [m._asdict() for m in batch], "score": [m.key for m in batch if m.key in scored]})
     # the controls: the original package through every check spec that any module's mutants run, once each
-    specs = list(dict.fromkeys(json.dumps(spec) for mod in order for spec in CHECKS[mod])) if controls else []
+    specs = list(dict.fromkeys(json.dumps(spec) for mod in order for spec in checks[mod])) if controls else []
     for spec in specs:
         jobs.put({"repo": repo, "module": json.loads(spec)[0] if spec.startswith("[") else json.loads(spec),
                   "checks": [json.loads(spec)], "control": True, "mutants": []})

@@ -11,7 +11,7 @@ optimizer rows' dtype) the way tests/test_verification.py samples a cross.
 """
 from __future__ import annotations
 
-__all__ = ["BACKWARD", "CHECKS", "TARGETS"]
+__all__ = ["BACKWARD", "CHECKS", "FULL_CHECKS", "OPTIMIZERS_OF", "TARGETS"]
 
 _OPT_RULES = ("optim/sgd.py", "optim/momentum.py", "optim/rmsprop.py", "optim/adam.py", "optim/validation.py")
 
@@ -36,22 +36,50 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "optim/validation.py": ("descend",),
 }
 
-# the checks each module's mutants run (registry names; a tuple passes an argument: see the docstring)
-_NET = ("network_float32", ("network_finite_differences", "diagonal"), "network_grid")
-CHECKS: dict[str, tuple] = {
-    "activations.py": ("activations", "layer_rows") + _NET,
-    "dense.py": ("dense_layer", "layer_rows") + _NET,
-    "heads.py": ("heads", "layer_rows", "weighted_rows", ("jacobians", "all"), ("gauss_newton_rows", "all")) + _NET
-                + (("manual_vjp_rows", "all"),),
-    "regularizers.py": ("regularizers",) + _NET,
-    "network.py": _NET + ("weighted_rows", ("manual_vjp_rows", "diagonal"), ("bn_network", "diagonal"), ("jacobians", "diagonal"),
-                          ("gauss_newton_rows", "diagonal")),
+# the checks each module's mutants run (registry names; a tuple passes an argument: see the docstring).
+# FULL_CHECKS: every row of every check that exercises the module (the suite's crosses in full);
+# CHECKS: the first pass, the same checks with each cross cut to its diagonal (every activation and every head
+# once, as tests/test_verification.py samples them) and the optimizer rows cut to the optimizers that run the
+# mutated file.  A mutant that survives the first pass runs FULL_CHECKS (``--survivors-of``), so a survivor
+# is one that no row of the suite kills.
+_NET_FULL = ("network_float32", ("network_finite_differences", "diagonal"), "network_grid")
+FULL_CHECKS: dict[str, tuple] = {
+    "activations.py": ("activations", "layer_rows") + _NET_FULL,
+    "dense.py": ("dense_layer", "layer_rows") + _NET_FULL,
+    "heads.py": ("heads", "layer_rows", "weighted_rows", ("jacobians", "all"), ("gauss_newton_rows", "all"))
+                + _NET_FULL + (("manual_vjp_rows", "all"),),
+    "regularizers.py": ("regularizers",) + _NET_FULL,
+    "network.py": _NET_FULL + ("weighted_rows", ("manual_vjp_rows", "all"), ("bn_network", "all"),
+                               ("jacobians", "all"), ("gauss_newton_rows", "all")),
     "lemma1.py": ("network_grid",),
     "batchnorm.py": ("bn_layer", "layer_rows", ("bn_network", "all")),
     "least_squares.py": (("jacobians", "all"),),
     "gauss_newton.py": (("gauss_newton_rows", "all"),),
     "manual_vjp.py": (("manual_vjp_rows", "all"), "network_check_grads"),
     **{m: (("optimizer_trajectories", None),) for m in _OPT_RULES},
+}
+
+# the optimizer rows (tests/test_verification.py's names) that run each optimizer file's update
+OPTIMIZERS_OF = {"optim/sgd.py": ("sgd", "sgd_weight_decay", "heavy_ball", "nesterov"),
+                 "optim/momentum.py": ("momentum_ema",), "optim/rmsprop.py": ("rmsprop", "rmsprop_eps_in_sqrt"),
+                 "optim/adam.py": ("adam", "adam_no_bias_correction", "adamw_masked"),
+                 "optim/validation.py": None}  # descend: every optimizer
+
+_NET = ("network_float32", ("network_finite_differences", "diagonal"), ("network_grid", "diagonal"))
+CHECKS: dict[str, tuple] = {
+    "activations.py": ("activations", "layer_rows") + _NET,
+    "dense.py": ("dense_layer", "layer_rows") + _NET,
+    "heads.py": ("heads", "layer_rows", "weighted_rows", ("jacobians", "diagonal"), ("gauss_newton_rows", "diagonal"))
+                + _NET + (("manual_vjp_rows", "diagonal"),),
+    "regularizers.py": ("regularizers",) + _NET,
+    "network.py": _NET + ("weighted_rows", ("manual_vjp_rows", "diagonal"), ("bn_network", "diagonal"),
+                          ("jacobians", "diagonal"), ("gauss_newton_rows", "diagonal")),
+    "lemma1.py": (("network_grid", "diagonal"),),
+    "batchnorm.py": ("bn_layer", "layer_rows", ("bn_network", "diagonal")),
+    "least_squares.py": (("jacobians", "diagonal"),),
+    "gauss_newton.py": (("gauss_newton_rows", "diagonal"),),
+    "manual_vjp.py": (("manual_vjp_rows", "diagonal"), "network_check_grads"),
+    **{m: (("optimizer_trajectories", m),) for m in _OPT_RULES},
 }
 
 # modules whose killed mutants the checker is scored on (a backward function a user's check_gradients sees)

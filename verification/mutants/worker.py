@@ -79,11 +79,26 @@ def _rows(spec):
     from verification.suite.levenberg_marquardt import LS_HEADS
 
     name, arg = spec if isinstance(spec, (list, tuple)) else (spec, None)
-    if name == "network_grid" and arg:  # "ACT/HEAD": the grid's rows of one activation and one head
+    if name == "network_grid" and arg and "/" in arg:  # "ACT/HEAD": the grid's rows of one activation and one head
         from verification.suite.network import grid_rows
 
         act, head = arg.split("/")
         return grid_rows(act, [head])
+    if name == "network_grid" and arg == "diagonal":  # every activation and every head once
+        from verification.suite.network import grid_rows
+
+        keep = _diagonal(list(jaxmlp.ACTIVATIONS), list(jaxmlp.HEADS), 1)
+        return (r for act in jaxmlp.ACTIVATIONS for head in jaxmlp.HEADS if keep(act, head)
+                for r in grid_rows(act, [head]))
+    if name == "optimizer_trajectories" and arg:  # the rows of the optimizers that run the mutated file
+        import jax.numpy as jnp
+
+        from verification.mutants.targets import OPTIMIZERS_OF
+        from verification.suite.optimizers import trajectory_rows
+
+        names = OPTIMIZERS_OF[arg]
+        select = None if names is None else (lambda prob, kind, opt: opt in names)
+        return (r for dtype in (jnp.float64, jnp.float32) for r in trajectory_rows(dtype, select=select))
     fn = next(c.rows for c in registry.CHECKS if c.rows.__name__ == name)
     if arg == "diagonal":
         acts = list(jaxmlp.ACTIVATIONS) if name != "bn_network" else [a for a in jaxmlp.ACTIVATIONS if a != "identity"]
@@ -126,8 +141,9 @@ def _one(job, mutant, original_outputs):
         )
 
         try:
+            ref = original_outputs()  # first, untraced: the eager ops compile outside sys.settrace
             got, lines = probe_with_coverage(jm, module, path)
-            differs = compare_outputs(got, original_outputs())
+            differs = compare_outputs(got, ref)
         except Exception as e:  # noqa: BLE001 -- a probe that raises: not equivalent; the checks decide
             got, lines, differs = {}, {mutant.lineno}, f"the probes raise {type(e).__name__}"
         reached = mutant.lineno in lines
