@@ -332,10 +332,6 @@ def _ranked_lines(program: Program, refs: References, expected, var, e: int, sta
     near += [j for i in near for w in program.eqns[i].outvars for j in program.consumers(w)]
     scan += [program.graph.user_line(i) for i in near]
     silent = []
-    m = status.get(var)
-    mine = program.line(var)  # var's own line computes it wrongly (it equals no right quantity as it is)
-    own = int(mine.rpartition(":")[2]) if mine and not (m is not None and m.exact) and found.factor is None \
-        and mine.rpartition(":")[2].isdigit() else None
     for k, line in enumerate(scan):
         returned = k == 0 and any(v is var for v in program.outvars)
         zeros = found.cause in ("path_dropped", "missing_term", "unknown") and line in _zero_lines(program)

@@ -209,14 +209,14 @@ def _zero(value) -> bool:
 
 
 def silent_assignments(line: Optional[str], live_lines: set, passing: set, returns: bool = False,
-                       zeros: bool = False, wrong_at: Optional[int] = None) -> List["Silent"]:
+                       zeros: bool = False) -> List["Silent"]:
     """The lines that assign a name read at ``line`` ("file:line") by handing on one of the names
     ``passing`` unchanged and compute nothing that reaches the results (``dxhat = g``: a rename where a
     product was meant), latest first: a forgotten operation is written there, on a line the trace cannot
     show.  With ``returns``, the names the function returns are read too; with ``zeros``, a name set to a
-    literal zero (``mean_dn = 0.0``: a term left out) is one too.  A name last assigned on line
-    ``wrong_at`` (a value its own line computes wrongly) is handed on as it is: not a forgotten
-    operation."""
+    literal zero (``mean_dn = 0.0``: a term left out) is one too.  Every name a statement may hand on is
+    a candidate (``{...}.get`` of several): :func:`verification.checker.backward.first_wrong` confirms the
+    one the trace ran."""
     if not line or ":" not in line:
         return []
     path, _, n = line.rpartition(":")
@@ -258,15 +258,7 @@ def silent_assignments(line: Optional[str], live_lines: set, passing: set, retur
                              for t in a.targets if isinstance(t, ast.Name)}
 
     def handed(s):  # the expressions of assignment s that hand on a passing name (or a zero)
-        out = []
-        for n in _passes(s.value):
-            if not isinstance(n, ast.Name):
-                out += [n] if zeros else []
-            elif n.id in passing:
-                lo, hi = assigned_on(n.id, s.lineno)
-                if wrong_at is None or not lo <= wrong_at <= hi:
-                    out.append(n)
-        return out
+        return [n for n in _passes(s.value) if (n.id in passing if isinstance(n, ast.Name) else zeros)]
 
     out = []
     for name, before in sorted(read.items()):
