@@ -46,10 +46,10 @@ _NET_FULL = ("network_float32", ("network_finite_differences", "diagonal"), "net
 FULL_CHECKS: dict[str, tuple] = {
     "activations.py": ("activations", "layer_rows") + _NET_FULL,
     "dense.py": ("dense_layer", "layer_rows") + _NET_FULL,
-    "heads.py": ("heads", "layer_rows", "weighted_rows", ("jacobians", "all"), ("gauss_newton_rows", "all"))
+    "heads.py": ("heads", "layer_rows", "weighted_rows", "padding_rows", ("jacobians", "all"), ("gauss_newton_rows", "all"))
                 + _NET_FULL + (("manual_vjp_rows", "all"),),
     "regularizers.py": ("regularizers",) + _NET_FULL,
-    "network.py": _NET_FULL + ("weighted_rows", ("manual_vjp_rows", "all"), ("bn_network", "all"),
+    "network.py": _NET_FULL + ("weighted_rows", "padding_rows", ("manual_vjp_rows", "all"), ("bn_network", "all"),
                                ("jacobians", "all"), ("gauss_newton_rows", "all")),
     "lemma1.py": ("network_grid",),
     "batchnorm.py": ("bn_layer", "layer_rows", ("bn_network", "all")),
@@ -69,10 +69,10 @@ _NET = ("network_float32", ("network_finite_differences", "diagonal"), ("network
 CHECKS: dict[str, tuple] = {
     "activations.py": ("activations", "layer_rows") + _NET,
     "dense.py": ("dense_layer", "layer_rows") + _NET,
-    "heads.py": ("heads", "layer_rows", "weighted_rows", ("jacobians", "diagonal"), ("gauss_newton_rows", "diagonal"))
+    "heads.py": ("heads", "layer_rows", "weighted_rows", "padding_rows", ("jacobians", "diagonal"), ("gauss_newton_rows", "diagonal"))
                 + _NET + (("manual_vjp_rows", "diagonal"),),
     "regularizers.py": ("regularizers",) + _NET,
-    "network.py": _NET + ("weighted_rows", ("manual_vjp_rows", "diagonal"), ("bn_network", "diagonal"),
+    "network.py": _NET + ("weighted_rows", "padding_rows", ("manual_vjp_rows", "diagonal"), ("bn_network", "diagonal"),
                           ("jacobians", "diagonal"), ("gauss_newton_rows", "diagonal")),
     "lemma1.py": (("network_grid", "diagonal"),),
     "batchnorm.py": ("bn_layer", "layer_rows", ("bn_network", "diagonal")),

@@ -40,6 +40,7 @@ CHECKS = (
     Check(("net/finite_diff",), network.network_finite_differences),
     Check(("net/check_grads",), network.network_check_grads),
     Check(("net/weighted",), weighted.weighted_rows),
+    Check(("net/padding",), weighted.padding_rows),
     Check(("optim/",), optimizers.optimizer_trajectories),
     Check(("bn/layer",), batchnorm.bn_layer),
     Check(("bn/net",), batchnorm.bn_network),
