@@ -67,11 +67,11 @@ def localize(program: Program, refs: References, expected: Sequence[Ref], wrong:
     readers = found[3] if len(found) > 3 else None  # the value is wrong only as these equations read it
     e = program.producer(var) if readers is None else min(readers)
     cause = why.explain(program, refs, var, match, status, tol)
-    lines = _ranked_lines(program, refs, expected, var, e, status, cause, readers)
     m = status.get(var)
     handed_back = returns_at and any(v is var for v in outvars) and readers is None
-    if handed_back and ((m is not None and m.exact) or not same_function(program.line(var), returns_at)):
-        lines = [f"{returns_at} {code_at(returns_at)}".rstrip()] + [l for l in lines if not l.startswith(returns_at + " ")]
+    back = returns_at if handed_back and ((m is not None and m.exact) or not same_function(program.line(var),
+                                                                                          returns_at)) else None
+    lines = _ranked_lines(program, refs, expected, var, e, status, cause, readers, back)
     if not lines:
         return None
     value = program.value(var)
@@ -118,8 +118,10 @@ def _first_wrong(program, refs, outvars, expected, wrong, status, base, tol):
         replayed += len(program.eqns) - program.producer(v)
         full, fitted, gain, option, errs = tried
         if full:
-            carried = _carried(program, refs, v, option, scaled)
-            return carried if carried is not None else (v, option, errs)
+            carried = _carried(program, refs, v, option, [e for e in scaled if status.get(e[0]) is None])
+            if carried is not None and why.explain(program, refs, v, option, status, tol).cause == "unknown":
+                return carried  # v's line is no simpler a mistake than its input's (a term it leaves out)
+            return v, option, errs
         if fitted is not None:
             scaled.append((v,) + fitted)
         if gain >= PARTIAL_REPAIR and (best is None or gain > best[0] + 1e-3):
@@ -131,8 +133,7 @@ def _first_wrong(program, refs, outvars, expected, wrong, status, base, tol):
             continue
         tried = _try(program, refs, v, None, expected, out_of, wrong_idx, status, tol, total, skip=status[v])
         if tried is not None and tried[0]:
-            carried = _carried(program, refs, v, tried[3], scaled)
-            return carried if carried is not None else (v, tried[3], tried[4])
+            return v, tried[3], tried[4]
     split = _split(program, refs, program.ancestors(targets), expected, status, tol)
     if split is not None:
         return split
@@ -175,9 +176,9 @@ def _split(program: Program, refs: References, candidates, expected, status, tol
 
 
 def _carried(program: Program, refs: References, v, option: Match, scaled):
-    """``v``'s line only scales its input by a constant (``dz / m``), and that input repairs once scaled by
-    the same constant: the input's line is the first wrong one (``v`` rescales what it was handed), its
-    entry of ``scaled``; else ``None``."""
+    """``v``'s line only scales its input by a constant (``dz / m``), and that input (a value that matches
+    no right quantity) repairs once scaled by the same constant: the input's line is the first wrong one
+    (``v`` rescales what it was handed), its entry of ``scaled``; else ``None``."""
     eqn = program.eqns[program.producer(v)]
     if eqn.primitive.name not in ("mul", "div") or len(eqn.invars) != 2:
         return None
@@ -309,7 +310,7 @@ def _replacements(refs: References, value, match: Optional[Match], expected: Opt
 
 
 def _ranked_lines(program: Program, refs: References, expected, var, e: int, status, found: why.Why,
-                  readers=None) -> List[str]:
+                  readers=None, back: Optional[str] = None) -> List[str]:
     """The user's lines to fix, most likely first: a silent assignment that hands the wrong value on
     (:func:`_confirmed`), the factor the cause blames (when it is another line), the first wrong value's
     line, then the lines of its other unmatched inputs."""
@@ -331,17 +332,22 @@ def _ranked_lines(program: Program, refs: References, expected, var, e: int, sta
     near = program.consumers(var)  # the lines that read it, and those that read what they compute
     near += [j for i in near for w in program.eqns[i].outvars for j in program.consumers(w)]
     scan += [program.graph.user_line(i) for i in near]
-    silent = []
+    silent, at_line = [], set()  # at_line: read on the wrong line itself
     for k, line in enumerate(scan):
         returned = k == 0 and any(v is var for v in program.outvars)
         zeros = found.cause in ("path_dropped", "missing_term", "unknown") and line in _zero_lines(program)
         for s in silent_assignments(line, live, passing - {""}, returns=returned, zeros=zeros):
-            if s not in silent:
+            if k <= 1:
+                at_line.add(s)
+            if s not in silent and (not s.argument or k <= 1):  # an argument handed on: read at the line itself
                 silent.append(s)
     split = {program.graph.user_line(i) for i in readers or ()}  # the value is wrong as these lines read it
+    # a rename read on a line whose mistake nothing else explains is taken as it is (what it should hand on
+    # may be a partial quantity that no reference holds: ``direct = dxhat`` for ``dxhat / s``)
     confirmed = list(dict.fromkeys(s.where for s in silent if (split and split <= set(s.reads))
+                                   or (found.cause == "unknown" and s in at_line)
                                    or _confirmed(program, refs, expected, s, status)))
-    ordered = confirmed[:1] + ordered + confirmed[1:]
+    ordered = confirmed[:1] + ([back] if back else []) + ordered + confirmed[1:]  # back: the return line
     seen, lines = set(), []
     for line in ordered:
         if line and line not in seen:

@@ -235,6 +235,8 @@ def silent_assignments(line: Optional[str], live_lines: set, passing: set, retur
     if returns:
         read.update({x.id: s.lineno for s in ast.walk(func) if isinstance(s, ast.Return) for x in ast.walk(s)
                      if isinstance(x, ast.Name) and x.id not in read})
+    params = {a.arg for a in func.args.posonlyargs + func.args.args + func.args.kwonlyargs}  # right as given
+
     def last_assign(name, before):
         found = [a for a in ast.walk(func) if isinstance(a, ast.Assign) and a.lineno < before
                  and any(isinstance(t, ast.Name) and t.id == name for t in a.targets)]
@@ -257,8 +259,8 @@ def silent_assignments(line: Optional[str], live_lines: set, passing: set, retur
                              and {n.id for n in _passes(a.value) if isinstance(n, ast.Name)} & passing
                              for t in a.targets if isinstance(t, ast.Name)}
 
-    def handed(s):  # the expressions of assignment s that hand on a passing name (or a zero)
-        return [n for n in _passes(s.value) if (n.id in passing if isinstance(n, ast.Name) else zeros)]
+    def handed(s):  # the expressions of assignment s that hand on a passing name, an argument (or a zero)
+        return [n for n in _passes(s.value) if (n.id in passing | params if isinstance(n, ast.Name) else zeros)]
 
     out = []
     for name, before in sorted(read.items()):
@@ -281,19 +283,22 @@ def silent_assignments(line: Optional[str], live_lines: set, passing: set, retur
             reads |= {r.lineno for r in ast.walk(func) if isinstance(r, ast.Return)}
         for n in nodes:  # which branch ran, the trace tells (:func:`first_wrong` confirms each)
             lo, hi = assigned_on(n.id, last.lineno) if isinstance(n, ast.Name) else (0, 0)
+            arg = isinstance(n, ast.Name) and lo == 0 and n.id in params
             out.append((last.lineno, Silent(f"{path}:{n.lineno}", tuple(f"{path}:{k}" for k in range(lo, hi + 1) if k),
-                                            tuple(f"{path}:{k}" for k in sorted(reads)))))
+                                            tuple(f"{path}:{k}" for k in sorted(reads)), arg)))
     return [found for _, found in sorted(out, key=lambda t: t[0], reverse=True)]
 
 
 class Silent(NamedTuple):
     """A line that hands a value on under a new name without computing anything: ``where`` ("file:line"),
-    ``source`` (the lines of the statement that computed the value handed on; empty for a literal zero)
-    and ``reads`` (the lines that read the new name)."""
+    ``source`` (the lines of the statement that computed the value handed on; empty for a literal zero or
+    an argument), ``reads`` (the lines that read the new name) and ``argument`` (it hands on one of the
+    function's arguments: ``dxhat = g``)."""
 
     where: str
     source: Tuple[str, ...]
     reads: Tuple[str, ...]
+    argument: bool = False
 
 
 def return_line(fn) -> Optional[str]:

@@ -102,6 +102,7 @@ def explain(program: Program, refs: References, var, match: Match, status, tol: 
     eqn = program.eqns[e]
     at = program.graph.user_line(e)
     for test in (lambda: _wrong_axis(program, eqn, r, tol),
+                 lambda: _wrong_axis_upstream(program, refs, var, status),
                  lambda: _operand_swap(program, refs, eqn, r, status, tol, at, var),
                  lambda: _factor(program, refs, eqn, r, status, tol, at),
                  lambda: _scaled_in_cone(program, var, r, status, tol),
@@ -274,6 +275,24 @@ def _wrong_axis(program: Program, eqn, r, tol) -> Optional[Why]:
             if out.shape == r.shape and close(out, r, tol * 10):
                 return Why("wrong_axis", f"it sums over axis {', '.join(map(str, axes))}; the sum over axis "
                                          f"{', '.join(map(str, other))} is what it should compute")
+    return None
+
+
+def _wrong_axis_upstream(program: Program, refs: References, var, status) -> Optional[Why]:
+    """A sum that the wrong line is computed from, over the wrong axes (its result broadcasts on): the same
+    sum over other axes is a right quantity.  The sum's line is blamed."""
+    for w in cone(program, var, status):
+        eqn = program.eqns[program.producer(w)]
+        if w is var or eqn.primitive.name != "reduce_sum" or (status.get(w) is not None and status[w].exact):
+            continue
+        x = np.asarray(interpreter.read(program.env, eqn.invars[0]), np.float64)
+        axes = tuple(eqn.params["axes"])
+        for other in itertools.chain.from_iterable(itertools.combinations(range(x.ndim), k) for k in range(1, x.ndim)):
+            m = refs.match(np.sum(x, axis=other)) if other != axes else None
+            simple = [1.0] + [float(n) for n in sizes_of(program)]  # a sign, or a 1/n, may follow
+            if m is not None and not m.transposed and any(causes.near(abs(m.factor), c) for c in simple):
+                return Why("wrong_axis", f"{name_of(program, w, status)} sums over axis {', '.join(map(str, axes))}; "
+                                         f"over axis {', '.join(map(str, other))} it is {m.ref.label}", w)
     return None
 
 
