@@ -49,9 +49,9 @@ FULL_CHECKS: dict[str, tuple] = {
     "heads.py": ("heads", "layer_rows", "weighted_rows", "padding_rows", ("jacobians", "all"), ("gauss_newton_rows", "all"))
                 + _NET_FULL + (("manual_vjp_rows", "all"),),
     "regularizers.py": ("regularizers",) + _NET_FULL,
-    "network.py": _NET_FULL + ("weighted_rows", "padding_rows", ("manual_vjp_rows", "all"), ("bn_network", "all"),
+    "network.py": _NET_FULL + ("weighted_rows", "padding_rows", "no_bias_rows", ("manual_vjp_rows", "all"), ("bn_network", "all"),
                                ("jacobians", "all"), ("gauss_newton_rows", "all")),
-    "lemma1.py": ("network_grid",),
+    "lemma1.py": ("no_bias_rows", "network_grid"),
     "batchnorm.py": ("bn_layer", "layer_rows", ("bn_network", "all")),
     "least_squares.py": (("jacobians", "all"),),
     "gauss_newton.py": (("gauss_newton_rows", "all"),),
@@ -72,9 +72,9 @@ CHECKS: dict[str, tuple] = {
     "heads.py": ("heads", "layer_rows", "weighted_rows", "padding_rows", ("jacobians", "diagonal"), ("gauss_newton_rows", "diagonal"))
                 + _NET + (("manual_vjp_rows", "diagonal"),),
     "regularizers.py": ("regularizers",) + _NET,
-    "network.py": _NET + ("weighted_rows", "padding_rows", ("manual_vjp_rows", "diagonal"), ("bn_network", "diagonal"),
+    "network.py": _NET + ("weighted_rows", "padding_rows", "no_bias_rows", ("manual_vjp_rows", "diagonal"), ("bn_network", "diagonal"),
                           ("jacobians", "diagonal"), ("gauss_newton_rows", "diagonal")),
-    "lemma1.py": (("network_grid", "diagonal"),),
+    "lemma1.py": ("no_bias_rows", ("network_grid", "diagonal")),
     "batchnorm.py": ("bn_layer", "layer_rows", ("bn_network", "diagonal")),
     "least_squares.py": (("jacobians", "diagonal"),),
     "gauss_newton.py": (("gauss_newton_rows", "diagonal"),),

@@ -11,6 +11,7 @@ from verification.suite import batchnorm
 from verification.suite import layers
 from verification.suite import levenberg_marquardt
 from verification.suite import network
+from verification.suite import no_bias
 from verification.suite import optimizers
 from verification.suite import rule_rows
 from verification.suite import weighted
@@ -41,6 +42,7 @@ CHECKS = (
     Check(("net/check_grads",), network.network_check_grads),
     Check(("net/weighted",), weighted.weighted_rows),
     Check(("net/padding",), weighted.padding_rows),
+    Check(("net/no_bias",), no_bias.no_bias_rows),
     Check(("optim/",), optimizers.optimizer_trajectories),
     Check(("bn/layer",), batchnorm.bn_layer),
     Check(("bn/net",), batchnorm.bn_network),
