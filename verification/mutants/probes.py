@@ -107,7 +107,7 @@ def network(jm):
 
     return {tag: (jm.value_and_grad(model, params, x, y, l1=l1, l2=l2),
                   jm.value_and_input_grads(model, params, x, y, l1=l1, l2=l2),
-                  jax.grad(jm.loss_with_manual_vjp, argnums=(1, 2, 3, 4, 5))(model, params, x, y, l1, l2))
+                  jax.value_and_grad(jm.loss_with_manual_vjp, argnums=(1, 2, 3, 4, 5))(model, params, x, y, l1, l2))
             for tag, model, params, x, y, l1, l2 in _problems(jm)}
 
 
@@ -162,6 +162,8 @@ def optimizers(jm):
                 u, state = opt.update(g, state, p)
                 p = optax.apply_updates(p, u)
                 trace.append((u, state))
+        if "wd" not in name and "adamw" not in name:  # update(g, s) without params, as the docstrings call it
+            trace.append(make(lr).update(grads[0], make(lr).init(params)))
         out[f"{name}/{'sched' if callable(lr) else 'const'}"] = trace
     return out
 

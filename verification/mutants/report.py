@@ -111,7 +111,8 @@ def render(rec: dict, sources: dict[str, str]) -> str:
 def main(json_path=None, workers: int = 2, survivors_of=None, all_mutants: bool = False) -> int:
     """``python -m verification --mutants``: run, print, write the record; 1 when a survivor or a failed control.
 
-    ``survivors_of``: a record of an earlier run (its ``--json``); only its survivors run again and the other
+    ``survivors_of``: a record of an earlier run (its ``--json``); only its survivors (and its equivalent
+    mutants, whose probes may have grown) run again, on every row of their checks (``FULL_CHECKS``), and the other
     outcomes are kept (valid when rows were only added since: a killing row still fails).  Every mutant of
     the plan must be in it."""
     import time
@@ -135,9 +136,11 @@ def main(json_path=None, workers: int = 2, survivors_of=None, all_mutants: bool 
         if missing:
             raise ValueError(f"--survivors-of {survivors_of}: {len(missing)} mutants of this plan are not in it, "
                              f"e.g. {missing[:3]}; run the whole set")
-        again = {mod: [m for m in ms if kept[m.key]["outcome"] in ("survived", "error")] for mod, ms in mutants.items()}
+        # the survivors, and the equivalent mutants too: their probes run again (the probes may have grown since)
+        rerun = ("survived", "error", "equivalent")
+        again = {mod: [m for m in ms if kept[m.key]["outcome"] in rerun] for mod, ms in mutants.items()}
         results = [dict(kind="mutant", key=k, **{f: r[f] for f in ("outcome", "why", "seconds", "checker") if f in r})
-                   for k, r in kept.items() if r["outcome"] not in ("survived", "error")]
+                   for k, r in kept.items() if r["outcome"] not in rerun]
         results += [dict(c, kind="control") for c in old["controls"]]
         # the survivors of the first pass (diagonal crosses) run every row of their module's checks
         results += run({m: v for m, v in again.items() if v}, keys, workers=workers, log=log, controls=False,

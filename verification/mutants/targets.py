@@ -56,7 +56,7 @@ FULL_CHECKS: dict[str, tuple] = {
     "least_squares.py": (("jacobians", "all"),),
     "gauss_newton.py": (("gauss_newton_rows", "all"),),
     "manual_vjp.py": (("manual_vjp_rows", "all"), "network_check_grads"),
-    **{m: (("optimizer_trajectories", None),) for m in _OPT_RULES},
+    **{m: ("no_params_rows", ("optimizer_trajectories", None)) for m in _OPT_RULES},
 }
 
 # the optimizer rows (tests/test_verification.py's names) that run each optimizer file's update
@@ -79,7 +79,7 @@ CHECKS: dict[str, tuple] = {
     "least_squares.py": (("jacobians", "diagonal"),),
     "gauss_newton.py": (("gauss_newton_rows", "diagonal"),),
     "manual_vjp.py": (("manual_vjp_rows", "diagonal"), "network_check_grads"),
-    **{m: (("optimizer_trajectories", m),) for m in _OPT_RULES},
+    **{m: ("no_params_rows", ("optimizer_trajectories", m)) for m in _OPT_RULES},
 }
 
 # modules whose killed mutants the checker is scored on (a backward function a user's check_gradients sees)

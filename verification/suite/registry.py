@@ -12,6 +12,7 @@ from verification.suite import layers
 from verification.suite import levenberg_marquardt
 from verification.suite import network
 from verification.suite import no_bias
+from verification.suite import optim_params
 from verification.suite import optimizers
 from verification.suite import rule_rows
 from verification.suite import weighted
@@ -44,6 +45,7 @@ CHECKS = (
     Check(("net/padding",), weighted.padding_rows),
     Check(("net/no_bias",), no_bias.no_bias_rows),
     Check(("optim/",), optimizers.optimizer_trajectories),
+    Check(("optim/no_params",), optim_params.no_params_rows),
     Check(("bn/layer",), batchnorm.bn_layer),
     Check(("bn/net",), batchnorm.bn_network),
     Check(("lm/jacobian",), levenberg_marquardt.jacobians),
