@@ -12,6 +12,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 PAGES_WITH_EXAMPLES = ["README.md", "docs/guide_higham.md", "docs/guide_levenberg_marquardt.md",
                        "docs/guide_check_gradient.md"]
 CLUSTER_ONLY = ("distributed.initialize", "srun ")  # needs a cluster: shown, not run
+pytestmark = pytest.mark.xdist_group("docs_site")  # one worker: the module's site is built once
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,10 @@ import pytest
 from experiments.__main__ import EXPERIMENTS, SCRIPTS, main
 from jaxmlp import cli
 
-SHORT = {"higham": ["--steps", "500", "--seeds", "2"], "lm-higham": ["--steps", "500", "--seeds", "2"],
-         "batchnorm": ["--steps", "10"], "spiral": ["--steps", "100"], "regression": [], "testnets": [],
-         "optimizers": ["--steps", "10"], "digits": ["--steps", "100"],
-         "higham-population": ["--steps", "500", "--population", "4"]}
+SHORT = {"higham": ["--steps", "100", "--seeds", "2"], "lm-higham": ["--steps", "50", "--seeds", "2"],
+         "batchnorm": ["--steps", "10"], "spiral": ["--steps", "20"], "regression": [], "testnets": [],
+         "optimizers": ["--steps", "10"], "digits": ["--steps", "20"],
+         "higham-population": ["--steps", "100", "--population", "2"]}
 
 
 # Fewer of the same runs where an experiment repeats one loop body, each run compiling its own training loop

@@ -96,13 +96,26 @@ def test_optimizer_rows_pass(dtype):
     _assert_rows_pass(rows)
 
 
+def _grid_sample(act):
+    """One head and two regularisers per activation, both cycled over the activations: every activation,
+    head, regulariser and depth at least once."""
+    i, regs = sorted(jaxmlp.ACTIVATIONS).index(act), list(network.REGS)
+    return sorted(jaxmlp.HEADS)[i % len(jaxmlp.HEADS)], [regs[(2 * i) % len(regs)], regs[(2 * i + 1) % len(regs)]]
+
+
+def test_the_grid_sample_covers_every_head_and_regulariser():
+    picks = [_grid_sample(a) for a in jaxmlp.ACTIVATIONS]
+    assert {h for h, _ in picks} == set(jaxmlp.HEADS) and {r for _, rs in picks for r in rs} == set(network.REGS)
+
+
 @pytest.mark.parametrize("act", sorted(jaxmlp.ACTIVATIONS))
 def test_network_grid_passes(act):
-    """Every activation with every regulariser and depth, on one head each, the heads cycled over the
-    activations (every head for every activation: ``python -m verification --only net/matrix net/lemma1``)."""
-    head = sorted(jaxmlp.HEADS)[sorted(jaxmlp.ACTIVATIONS).index(act) % len(jaxmlp.HEADS)]
-    rows = list(network.grid_rows(act, heads=[head]))
-    assert len(rows) == 2 * len(network.REGS), [r.name for r in rows]
+    """Every activation on every depth, with one head and two regularisers each, cycled over the
+    activations (every head and regulariser for every activation: ``python -m verification --only
+    net/matrix net/lemma1``)."""
+    head, regs = _grid_sample(act)
+    rows = list(network.grid_rows(act, heads=[head], regs=regs))
+    assert len(rows) == 2 * len(regs), [r.name for r in rows]
     _assert_rows_pass(rows)
 
 

@@ -35,9 +35,10 @@ def network_grid():
         yield from grid_rows(act)
 
 
-def grid_rows(act, heads=None):
-    """The grid's rows for one hidden activation (on ``heads`` only, if given: the test suite's sample)."""
-    for head, reg in itertools.product(jaxmlp.HEADS if heads is None else heads, REGS):
+def grid_rows(act, heads=None, regs=None):
+    """The grid's rows for one hidden activation (on ``heads`` and ``regs`` only, if given: the test
+    suite's sample)."""
+    for head, reg in itertools.product(jaxmlp.HEADS if heads is None else heads, REGS if regs is None else regs):
         l1, l2 = REGS[reg]
         cmp_m = cmp_l = None
         for i, depth in enumerate(DEPTHS):
