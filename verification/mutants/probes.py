@@ -5,7 +5,8 @@ calls the module's hand formulas directly (the whole network only for the module
 eagerly, over the input domain the formulas are defined on:
 every activation (with exact zeros, the kinks), every head (m = 1 and m > 1, weights of 0 and 1), biases
 and no biases, L1 and L2 separately and together, batch norm, depths 1 to 3, every optimizer flag with a
-constant rate and a schedule.  ``PROBES[module]`` lists a module's probes; the inputs come from one seeded
+constant rate and a schedule (and without ``params`` where there is no weight decay), the manual VJP's
+value and gradient.  ``PROBES[module]`` lists a module's probes; the inputs come from one seeded
 ``numpy`` generator per probe, so the original and a mutant see the same numbers.
 """
 from __future__ import annotations

@@ -11,7 +11,7 @@ from verification.mutants.operators import OPERATORS, Mutant
 __all__ = ["FIRST_SCORE", "main", "markdown", "record", "render"]
 
 # The first score, measured before any verification row was added for a survivor (docs/mutation.md).
-FIRST_SCORE = "see docs/mutation.md (first run)"
+FIRST_SCORE = "303/327 = 92.7% of the non-equivalent (344 of 680 mutants, seeded; docs/mutation.md)"
 
 _KILLED = ("killed", "crashed", "timeout")
 
