@@ -335,7 +335,7 @@ def _ranked_lines(program: Program, refs: References, expected, var, e: int, sta
     silent, at_line = [], set()  # at_line: read on the wrong line itself
     for k, line in enumerate(scan):
         returned = k == 0 and any(v is var for v in program.outvars)
-        zeros = found.cause in ("path_dropped", "missing_term", "unknown") and line in _zero_lines(program)
+        zeros = k <= 1 and found.cause in ("path_dropped", "missing_term", "unknown") and line in _zero_lines(program)
         for s in silent_assignments(line, live, passing - {""}, returns=returned, zeros=zeros):
             if k <= 1:
                 at_line.add(s)
@@ -345,7 +345,7 @@ def _ranked_lines(program: Program, refs: References, expected, var, e: int, sta
     # a rename read on a line whose mistake nothing else explains is taken as it is (what it should hand on
     # may be a partial quantity that no reference holds: ``direct = dxhat`` for ``dxhat / s``)
     confirmed = list(dict.fromkeys(s.where for s in silent if (split and split <= set(s.reads))
-                                   or (found.cause == "unknown" and s in at_line)
+                                   or (found.cause == "unknown" and s in at_line and _handed_size(program, s) >= 2)
                                    or _confirmed(program, refs, expected, s, status)))
     ordered = confirmed[:1] + ([back] if back else []) + ordered + confirmed[1:]  # back: the return line
     seen, lines = set(), []
@@ -356,20 +356,34 @@ def _ranked_lines(program: Program, refs: References, expected, var, e: int, sta
     return lines
 
 
+def _handed(program: Program, s):
+    """The value a silent assignment ``s`` hands on: the last value its source statement computes."""
+    made = [v for v in program.ancestors(program.outvars) if program.line(v) in s.source and jg.is_float(v)]
+    return made[-1] if made else None
+
+
+def _handed_size(program: Program, s) -> int:
+    w = _handed(program, s) if s.source else None
+    value = None if w is None else program.value(w)
+    return 0 if value is None else value.size
+
+
 def _confirmed(program: Program, refs: References, expected, s, status) -> bool:
     """The value a silent assignment ``s`` hands on, replaced by a right quantity only where its new name
     is read, repairs the wrong outputs (a literal zero handed on is taken as it is)."""
-    if not s.source:
-        return True
-    made = [v for v in program.ancestors(program.outvars) if program.line(v) in s.source and jg.is_float(v)]
-    if not made:
+    if not s.source:  # a zero (or an argument): not handed on where the line reads another branch's value
+        live = {program.producer(u) for u in program.ancestors(program.outvars)}
+        other = {v for v in program.ancestors(program.outvars) if program.line(v) in s.others}
+        return not any(isinstance(u, jcore.Var) and u in other for i in live
+                       if i is not None and program.graph.user_line(i) in s.reads for u in program.eqns[i].invars)
+    w = _handed(program, s)
+    if w is None:
         return False
-    w = made[-1]  # the statement's value: its last equation
     live = {program.producer(u) for u in program.ancestors(program.outvars)}
     readers = [i for i in program.consumers(w) if i in live and program.graph.user_line(i) in s.reads]
     value = program.value(w)
-    if value is None or not (readers or any(v is w for v in program.outvars)):
-        return False
+    if value is None or value.size < 2 or not (readers or any(v is w for v in program.outvars)):
+        return False  # a scalar repairs too easily to tell
     m = status.get(w)
     options = [o for o in _replacements(refs, value, m, None) if m is None or not m.exact or o.ref is not m.ref]
     if not options:

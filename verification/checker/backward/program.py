@@ -281,24 +281,29 @@ def silent_assignments(line: Optional[str], live_lines: set, passing: set, retur
         if returns and name in {x.id for r in ast.walk(func) if isinstance(r, ast.Return) for x in ast.walk(r)
                                 if isinstance(x, ast.Name)}:
             reads |= {r.lineno for r in ast.walk(func) if isinstance(r, ast.Return)}
-        for n in nodes:  # which branch ran, the trace tells (:func:`first_wrong` confirms each)
+        def lines_of(n):
             lo, hi = assigned_on(n.id, last.lineno) if isinstance(n, ast.Name) else (0, 0)
-            arg = isinstance(n, ast.Name) and lo == 0 and n.id in params
-            out.append((last.lineno, Silent(f"{path}:{n.lineno}", tuple(f"{path}:{k}" for k in range(lo, hi + 1) if k),
-                                            tuple(f"{path}:{k}" for k in sorted(reads)), arg)))
+            return tuple(f"{path}:{k}" for k in range(lo, hi + 1) if k)
+
+        for n in nodes:  # which branch ran, the trace tells (:func:`first_wrong` confirms each)
+            arg = isinstance(n, ast.Name) and not lines_of(n) and n.id in params
+            others = tuple(x for o in _passes(last.value) if o is not n and isinstance(o, ast.Name) for x in lines_of(o))
+            out.append((last.lineno, Silent(f"{path}:{n.lineno}", lines_of(n), tuple(f"{path}:{k}" for k in sorted(reads)),
+                                            arg, others)))
     return [found for _, found in sorted(out, key=lambda t: t[0], reverse=True)]
 
 
 class Silent(NamedTuple):
     """A line that hands a value on under a new name without computing anything: ``where`` ("file:line"),
     ``source`` (the lines of the statement that computed the value handed on; empty for a literal zero or
-    an argument), ``reads`` (the lines that read the new name) and ``argument`` (it hands on one of the
-    function's arguments: ``dxhat = g``)."""
+    an argument), ``reads`` (the lines that read the new name), ``argument`` (it hands on one of the
+    function's arguments: ``dxhat = g``) and ``others``."""
 
     where: str
     source: Tuple[str, ...]
     reads: Tuple[str, ...]
     argument: bool = False
+    others: Tuple[str, ...] = ()  # the lines that computed the statement's other names it may hand on
 
 
 def return_line(fn) -> Optional[str]:
