@@ -142,15 +142,15 @@ def _first_wrong(program, refs, outvars, expected, wrong, status, base, tol):
     return None if best is None else best[1:]
 
 
-MAX_SPLIT = 24  # values whose readers are split (the most upstream first)
-MAX_READERS = 4  # a value read by more equations is not split
+MAX_SPLIT = 12  # values whose readers are split (the most upstream first)
+MAX_READERS = 3  # a value read by more equations is not split (2**n - 2 splits each)
 
 
 def _split(program: Program, refs: References, candidates, expected, status, tol):
     """A value read under two names (``du = dr`` where ``dr * tanh'`` was meant: one variable, two roles):
     the value replaced by a right quantity only where some of its readers read it.  ``(var, match, errors,
     readers)`` of the most upstream split that repairs the wrong outputs, else ``None``."""
-    split = 0
+    split = replayed = 0
     live = {program.producer(u) for u in program.ancestors(program.outvars)}
     for v in candidates:
         readers = [i for i in program.consumers(v) if i in live]
@@ -167,6 +167,9 @@ def _split(program: Program, refs: References, candidates, expected, status, tol
         stacked = [o.factor * refs.shaped(o, value.shape) for o in options]
         for k in range(1, 2 ** len(readers) - 1):
             some = [r for j, r in enumerate(readers) if k >> j & 1]
+            replayed += len(program.eqns) - min(some)
+            if replayed > MAX_REPLAYED:
+                return None
             outs = program.replaced_all([v], [stacked], readers=some)
             errs = leaf_errors(outs, [r.value for r in expected])
             best = int(np.argmin(errs.sum(axis=1)))
