@@ -46,6 +46,12 @@ from verification.checker.base.tolerances import (FD_RTOL, FIT_RTOL, RTOL_BY_DTY
 REG_KWARGS = ("l1", "l2", "reg", "lam", "weight_decay")  # regulariser strengths switched off in the second run
 
 
+# Whether a failing check also names the line of ``manual_fn`` to fix (docs/checker.md, "The line of your
+# backward code"): one trace of ``manual_fn`` and replays of it.  Tests of the loss-side diagnosis turn it
+# off to spend their time on what they test.
+LOCATE_BACKWARD = True
+
+
 def check_gradients(loss_fn: Callable[..., Any], manual_fn: Callable[..., Any], params, *args, rtol=None, atol=None,
                     finite_differences=False, taylor=False, diagnose_failures=True, deltas=None, leaf_names=None,
                     **kwargs) -> GradientReport:
@@ -155,8 +161,9 @@ def _diagnose(report: GradientReport, ctx: CheckContext, program, deltas, leaf_n
         report.localization = dataclasses.replace(report.localization, deltas=checked, first_wrong_delta=first)
     report.hypotheses, report.ranked = _guarded(report, "the hypotheses", lambda: hy.explain(
         graph, jax.tree.leaves(ctx.params), ctx.manual, ctx.reference, FIT_RTOL[ctx.precision])) or ([], [])
-    report.backward = _guarded(report, "the backward localisation", lambda: backward_of(
-        ctx, graph, loss_fn, manual_fn, args, kwargs))
+    if LOCATE_BACKWARD:
+        report.backward = _guarded(report, "the backward localisation", lambda: backward_of(
+            ctx, graph, loss_fn, manual_fn, args, kwargs))
     if report.backward is not None and report.hypotheses:
         report.backward.agree(report.hypotheses[0].cause, report.hypotheses[0].where)
     return False
