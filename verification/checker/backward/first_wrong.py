@@ -142,8 +142,8 @@ def _first_wrong(program, refs, outvars, expected, wrong, status, base, tol):
     return None if best is None else best[1:]
 
 
-MAX_SPLIT = 12  # values whose readers are split (the most upstream first)
-MAX_READERS = 3  # a value read by more equations is not split (2**n - 2 splits each)
+MAX_SPLIT = 24  # values whose readers are split (the most upstream first)
+MAX_READERS = 4  # a value read by more equations is not split (2**n - 2 splits each)
 
 
 def _split(program: Program, refs: References, candidates, expected, status, tol):
@@ -338,7 +338,7 @@ def _ranked_lines(program: Program, refs: References, expected, var, e: int, sta
     silent, at_line = [], set()  # at_line: read on the wrong line itself
     for k, line in enumerate(scan):
         returned = k == 0 and any(v is var for v in program.outvars)
-        zeros = k <= 1 and found.cause in ("path_dropped", "missing_term", "unknown") and line in _zero_lines(program)
+        zeros = found.cause in ("path_dropped", "missing_term", "unknown") and line in _zero_lines(program)
         for s in silent_assignments(line, live, passing - {""}, returns=returned, zeros=zeros):
             if k <= 1:
                 at_line.add(s)
