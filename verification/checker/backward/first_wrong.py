@@ -111,7 +111,7 @@ def _first_wrong(program, refs, outvars, expected, wrong, status, base, tol):
                 return found
         if len(program.graph.instances(program.producer(v), by="op")) >= LOOP_MIN:
             continue  # one step of a loop repairs one step's share: its line is judged as a group
-        tried = _try(program, refs, v, m, expected, out_of, wrong_idx, status, tol, total)
+        tried = _try(program, refs, v, m, expected, out_of, status, tol, total)
         if tried is None:
             continue
         tested += 1
@@ -131,7 +131,7 @@ def _first_wrong(program, refs, outvars, expected, wrong, status, base, tol):
     for v in right[:MAX_TESTED]:  # a value that repairs as it is comes before a fitted constant
         if len(program.graph.instances(program.producer(v), by="op")) >= LOOP_MIN:
             continue
-        tried = _try(program, refs, v, None, expected, out_of, wrong_idx, status, tol, total, skip=status[v])
+        tried = _try(program, refs, v, None, expected, out_of, status, tol, total, skip=status[v])
         if tried is not None and tried[0]:
             return v, tried[3], tried[4]
     split = _split(program, refs, program.ancestors(targets), expected, status, tol)
@@ -151,7 +151,7 @@ def _split(program: Program, refs: References, candidates, expected, status, tol
     the value replaced by a right quantity only where some of its readers read it.  ``(var, match, errors,
     readers)`` of the most upstream split that repairs the wrong outputs, else ``None``."""
     split = replayed = 0
-    live = {program.producer(u) for u in program.ancestors(program.outvars)}
+    live = program.live_eqns()
     for v in candidates:
         readers = [i for i in program.consumers(v) if i in live]
         value = program.value(v)
@@ -201,7 +201,7 @@ def _carried(program: Program, refs: References, v, option: Match, scaled):
     return None
 
 
-def _try(program, refs, v, m, expected, out_of, wrong_idx, status, tol, total, skip=None):
+def _try(program, refs, v, m, expected, out_of, status, tol, total, skip=None):
     """``v`` replaced by each right quantity it might have been meant to be (never ``skip``, the one it
     equals): ``(repairs, (match, errors) of a fitted-constant repair or None, share of the error removed,
     best match, its errors)``, or ``None`` when nothing is tried."""
@@ -221,7 +221,7 @@ def _try(program, refs, v, m, expected, out_of, wrong_idx, status, tol, total, s
     repaired = lambda e: bool(np.all(e <= max(100 * tol, 1e-6)))  # noqa: E731
     if repaired(errs[k]):
         return True, None, 1.0, options[k], errs[k]
-    c, errs_c = _fitted(outs, expected, wrong_idx)  # the factor that later code divides out
+    c, errs_c = _fitted(outs, expected)  # the factor that later code divides out
     kc = int(np.argmin(errs_c.sum(axis=1)))
     fitted = None
     if repaired(errs_c[kc]) and abs(c[kc]) > 0:
@@ -268,7 +268,7 @@ def _repair_group(program: Program, refs: References, group, expected, tol):
     return group[0], Match(g[::order][0], 1.0), errs[best]
 
 
-def _fitted(outs, expected, wrong_idx):
+def _fitted(outs, expected):
     """Per candidate (``outs[k][1:]``; ``outs[k][0]`` is the run with the value zeroed): the constant ``c``
     that makes the outputs best (they are affine in the replacement), and the leaf errors at ``c``."""
     with np.errstate(all="ignore"):  # a replacement may divide by zero downstream: its errors are inf
@@ -375,14 +375,14 @@ def _confirmed(program: Program, refs: References, expected, s, status) -> bool:
     """The value a silent assignment ``s`` hands on, replaced by a right quantity only where its new name
     is read, repairs the wrong outputs (a literal zero handed on is taken as it is)."""
     if not s.source:  # a zero (or an argument): not handed on where the line reads another branch's value
-        live = {program.producer(u) for u in program.ancestors(program.outvars)}
+        live = program.live_eqns()
         other = {v for v in program.ancestors(program.outvars) if program.line(v) in s.others}
         return not any(isinstance(u, jcore.Var) and u in other for i in live
                        if i is not None and program.graph.user_line(i) in s.reads for u in program.eqns[i].invars)
     w = _handed(program, s)
     if w is None:
         return False
-    live = {program.producer(u) for u in program.ancestors(program.outvars)}
+    live = program.live_eqns()
     readers = [i for i in program.consumers(w) if i in live and program.graph.user_line(i) in s.reads]
     value = program.value(w)
     if value is None or value.size < 2 or not (readers or any(v is w for v in program.outvars)):
@@ -393,8 +393,7 @@ def _confirmed(program: Program, refs: References, expected, s, status) -> bool:
         return False
     stacked = [np.zeros_like(value)] + [o.factor * refs.shaped(o, value.shape) for o in options]
     outs = program.replaced_all([w], [stacked], readers=readers or None)  # returned as it is: every use
-    wrong_idx = list(range(len(expected)))
-    _, errs = _fitted(outs, expected, wrong_idx)  # up to a constant the user divides out later
+    _, errs = _fitted(outs, expected)  # up to a constant the user divides out later
     return bool(np.any(np.all(errs <= max(100 * refs.rtol, 1e-6), axis=1)))
 
 

@@ -59,9 +59,13 @@ class Program:
         """The equations that read ``var``."""
         return [i for i, e in enumerate(self.eqns) if any(u is var for u in e.invars)]
 
+    def live_eqns(self) -> set:
+        """The equations whose values reach the results."""
+        return {self.producer(v) for v in self.ancestors(self.outvars)}
+
     def live_lines(self) -> set:
         """The user's lines with an equation whose value reaches the results."""
-        return {self.graph.user_line(self.producer(v)) for v in self.ancestors(self.outvars)} - {None}
+        return {self.graph.user_line(i) for i in self.live_eqns()} - {None}
 
     def ancestors(self, outs) -> List[Any]:
         """Every variable computed by an equation on a path to ``outs``, in program order."""
