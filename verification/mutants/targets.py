@@ -65,22 +65,19 @@ OPTIMIZERS_OF = {"optim/sgd.py": ("sgd", "sgd_weight_decay", "heavy_ball", "nest
                  "optim/adam.py": ("adam", "adam_no_bias_correction", "adamw_masked"),
                  "optim/validation.py": None}  # descend: every optimizer
 
-_NET = ("network_float32", ("network_finite_differences", "diagonal"), ("network_grid", "diagonal"))
-CHECKS: dict[str, tuple] = {
-    "activations.py": ("activations", "layer_rows") + _NET,
-    "dense.py": ("dense_layer", "layer_rows") + _NET,
-    "heads.py": ("heads", "layer_rows", "weighted_rows", "padding_rows", ("jacobians", "diagonal"), ("gauss_newton_rows", "diagonal"))
-                + _NET + (("manual_vjp_rows", "diagonal"),),
-    "regularizers.py": ("regularizers",) + _NET,
-    "network.py": _NET + ("weighted_rows", "padding_rows", "no_bias_rows", ("manual_vjp_rows", "diagonal"), ("bn_network", "diagonal"),
-                          ("jacobians", "diagonal"), ("gauss_newton_rows", "diagonal")),
-    "lemma1.py": ("no_bias_rows", ("network_grid", "diagonal")),
-    "batchnorm.py": ("bn_layer", "layer_rows", ("bn_network", "diagonal")),
-    "least_squares.py": (("jacobians", "diagonal"),),
-    "gauss_newton.py": (("gauss_newton_rows", "diagonal"),),
-    "manual_vjp.py": (("manual_vjp_rows", "diagonal"), "network_check_grads"),
-    **{m: ("no_params_rows", ("optimizer_trajectories", m)) for m in _OPT_RULES},
-}
+def _first_pass(spec, module):
+    """A ``FULL_CHECKS`` entry cut for the first pass: a whole cross to its diagonal, the network grid to
+    its diagonal, the optimizer trajectories to those that run ``module``."""
+    if spec == "network_grid":
+        return ("network_grid", "diagonal")
+    if isinstance(spec, tuple) and spec[0] == "optimizer_trajectories":
+        return ("optimizer_trajectories", module)
+    if isinstance(spec, tuple) and spec[1] == "all":
+        return (spec[0], "diagonal")
+    return spec
+
+
+CHECKS: dict[str, tuple] = {m: tuple(_first_pass(c, m) for c in specs) for m, specs in FULL_CHECKS.items()}
 
 # modules whose killed mutants the checker is scored on (a backward function a user's check_gradients sees)
 BACKWARD = ("activations.py", "dense.py", "heads.py", "regularizers.py", "network.py", "batchnorm.py")
