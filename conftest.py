@@ -40,3 +40,14 @@ def pytest_configure(config):
 def pytest_configure_node(node):
     """xdist's hook, before a worker starts: tell it that the tests are grouped."""
     node.workerinput["loadgroup"] = node.config.getvalue("dist") == "loadgroup"
+
+
+@pytest.fixture
+def loss_side_only(monkeypatch):
+    """A test that judges the loss-side diagnosis (causes, hypotheses, where-lines) runs the check without
+    the line of the hand gradient: that has its own tests (tests/test_backward_*.py) and benchmark
+    (``python -m verification --bugs``).  A module opts in with
+    ``pytestmark = pytest.mark.usefixtures("loss_side_only")``."""
+    from verification.checker.gradients import check
+
+    monkeypatch.setattr(check, "LOCATE_BACKWARD", False)

@@ -15,18 +15,9 @@ from verification.suite.problems import mlp_problem
 from verification.checker.base.taylor import taylor_test
 
 
-@pytest.fixture(autouse=True)
-def _loss_side_only(monkeypatch):
-    """These tests judge the loss-side diagnosis; the line of the hand gradient has its own tests
-    (tests/test_backward_*.py) and benchmark (``python -m verification --bugs``)."""
-    from verification.checker.gradients import check
-
-    monkeypatch.setattr(check, "LOCATE_BACKWARD", False)
-
-
 # One xdist worker runs this module: its tests compile many of the same programs (the per-process
 # compilation cache of conftest.py), once on one worker and twice when -n 2 splits them.
-pytestmark = pytest.mark.xdist_group("catalogue")
+pytestmark = [pytest.mark.xdist_group("catalogue"), pytest.mark.usefixtures("loss_side_only")]
 
 ALL = [(f, b) for f in FAMILIES for b in f.BUGS]
 FIRST_OF_EACH_CAUSE = {}

@@ -11,7 +11,8 @@ import jaxmlp
 from verification import assert_gradients_match, check_gradients
 from verification.suite.bugs import catalogue_cases, run_case
 from verification.suite.errata import ERRATA
-from verification.checker.gradients import check as gradient_check
+
+pytestmark = pytest.mark.usefixtures("loss_side_only")  # conftest.py: the backward line has its own tests
 
 MODEL = jaxmlp.MLP((3, 4, 2), "tanh")
 PARAMS = jaxmlp.init(MODEL, jax.random.key(0), dtype=jnp.float64)
@@ -71,8 +72,7 @@ CATALOGUE = list(catalogue_cases())  # the pairs only: each check runs in its ow
 
 
 @pytest.mark.parametrize("arch, bug", CATALOGUE, ids=[f"{c[0]}: {c[1].name}" for c in CATALOGUE])
-def test_planted_bug_is_diagnosed(arch, bug, monkeypatch):
-    monkeypatch.setattr(gradient_check, "LOCATE_BACKWARD", False)  # the causes only (the backward line: its own tests)
+def test_planted_bug_is_diagnosed(arch, bug):
     report = run_case(arch, bug)
     causes = {d.cause for d in report.diagnoses}
     if bug.cause == "kink":  # a valid subgradient at a kink: passes, with a note

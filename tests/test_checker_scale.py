@@ -12,7 +12,7 @@ from verification.checker.base import sampled_differences as sampled
 
 # One xdist worker runs this module: its tests compile many of the same programs (the per-process
 # compilation cache of conftest.py), once on one worker and twice when -n 2 splits them.
-pytestmark = pytest.mark.xdist_group("checker_scale")
+pytestmark = [pytest.mark.xdist_group("checker_scale"), pytest.mark.usefixtures("loss_side_only")]
 
 WIDTHS = [24, 48, 48, 1]  # 3 layers, 3601 parameters: above FULL_MAX once the batch of inputs is counted in
 N_PLANTED = 1000

@@ -14,14 +14,7 @@ import pytest
 from verification import check_gradients
 from verification.catalogue import causal_attention, graph_conv, judge, rnn_scan, site_lines
 
-
-@pytest.fixture(autouse=True)
-def _loss_side_only(monkeypatch):
-    """These tests judge the loss-side diagnosis; the line of the hand gradient has its own tests
-    (tests/test_backward_*.py) and benchmark (``python -m verification --bugs``)."""
-    from verification.checker.gradients import check
-
-    monkeypatch.setattr(check, "LOCATE_BACKWARD", False)
+pytestmark = pytest.mark.usefixtures("loss_side_only")  # conftest.py: the backward line has its own tests
 
 
 T, H = 4, 3

@@ -13,18 +13,9 @@ from verification.catalogue import judge, long_rnn_scan, site_lines
 from verification.checker.jaxpr import graph as jg
 
 
-@pytest.fixture(autouse=True)
-def _loss_side_only(monkeypatch):
-    """These tests judge the loss-side diagnosis; the line of the hand gradient has its own tests
-    (tests/test_backward_*.py) and benchmark (``python -m verification --bugs``)."""
-    from verification.checker.gradients import check
-
-    monkeypatch.setattr(check, "LOCATE_BACKWARD", False)
-
-
 # One xdist worker runs this module: its tests compile many of the same programs (the per-process
 # compilation cache of conftest.py), once on one worker and twice when -n 2 splits them.
-pytestmark = pytest.mark.xdist_group("loop_bodies")
+pytestmark = [pytest.mark.xdist_group("loop_bodies"), pytest.mark.usefixtures("loss_side_only")]
 
 
 def _family_check(bug):

@@ -16,6 +16,7 @@ True
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 from typing import Any, Callable
 
@@ -98,7 +99,7 @@ def check_gradients(loss_fn: Callable[..., Any], manual_fn: Callable[..., Any], 
                                      dict(rtol=rtol, atol=atol, finite_differences=finite_differences, taylor=taylor,
                                           diagnose_failures=diagnose_failures, deltas=deltas))
     loss = lambda p: loss_fn(p, *args, **kwargs)  # noqa: E731
-    manual, (ref, how) = manual_fn(params, *args, **kwargs), _autodiff(loss, params)
+    manual, (ref, how) = manual_fn(params, *args, **kwargs), _autodiff(loss_fn, params, args, kwargs)
     atol = default_atol(rtol, ref) if atol is None else atol
     results, structure_error = compare_leaves(manual, ref, rtol, atol, leaf_names)
     report = GradientReport(results, rtol, structure_error, precision=precision)
@@ -256,15 +257,28 @@ def _tolerances(loss_fn, manual_fn, params, rtol, atol):
     return (RTOL_BY_DTYPE[precision] if rtol is None else rtol), atol, precision
 
 
-def _autodiff(loss, params):
+def _autodiff(loss_fn, params, args, kwargs):
     """``(reference gradient, note)``: ``jax.grad`` of the loss (note ``None``), or forward mode where
     reverse mode has no rule (``lax.while_loop``), with a clear error when ``loss_fn`` does not return a
-    scalar (the order ``check_gradients(loss_fn, manual_fn, ...)`` swapped, as it was before version 0.2)."""
+    scalar (the order ``check_gradients(loss_fn, manual_fn, ...)`` swapped, as it was before version 0.2).
+
+    The gradient is compiled as one program (the array arguments traced, the others fixed), which costs a
+    fraction of running it operation by operation; a loss that cannot be traced that way (Python control
+    flow on values, a host callback that needs concrete values) runs as it is."""
+    loss = lambda p: loss_fn(p, *args, **kwargs)  # noqa: E731
     out = jax.eval_shape(loss, params)
     if jax.tree.structure(out).num_leaves != 1 or jax.tree.leaves(out)[0].shape != ():
         raise TypeError("loss_fn: expected a function returning a scalar loss, got one returning "
                         f"{jax.tree.map(lambda o: o.shape, out)}; the order is check_gradients(loss_fn, manual_fn, "
                         "params, *args) (swapped in verification 0.2)")
+    array = lambda a: isinstance(a, (jax.Array, np.ndarray))  # noqa: E731
+    fixed = (len(args), tuple((k, a) for k, a in enumerate(args) if not array(a)),
+             tuple((n, a) for n, a in sorted(kwargs.items()) if not array(a)))
+    arrays = ([a for a in args if array(a)], {n: a for n, a in kwargs.items() if array(a)})
+    try:
+        return _compiled_grad(loss_fn, fixed, params, arrays), None
+    except Exception:  # noqa: BLE001 -- any failure to trace (or an unhashable argument): the eager run says what
+        pass
     try:
         return jax.grad(loss)(params), None
     except (TypeError, ValueError) as e:  # integer leaves, a while_loop in reverse mode, ...: say so, not a traceback
@@ -277,6 +291,18 @@ def _autodiff(loss, params):
                          "reference gradient needs float leaves only") from None
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _compiled_grad(loss_fn, fixed, params, arrays):
+    """``jax.grad`` of ``loss_fn(params, *args, **kwargs)`` as one compiled program: the arguments that are
+    arrays traced (``arrays``: positional, keyword), the others fixed (``fixed``, hashable: the same loss
+    and fixed arguments reuse the compiled program)."""
+    n, fixed_args, fixed_kwargs = fixed
+    positional, keyword = iter(arrays[0]), dict(arrays[1])
+    at = dict(fixed_args)
+    args = [at[k] if k in at else next(positional) for k in range(n)]
+    return jax.grad(lambda p: loss_fn(p, *args, **dict(fixed_kwargs), **keyword))(params)
+
+
 def _unregularised(loss_fn, manual_fn, params, args, kwargs, rtol, atol):
     """With a non-zero regulariser strength in ``kwargs``: the check again with it off.  Returns the
     strengths, ``(manual, autodiff)`` without them and whether they agree (or ``({}, None, None)``)."""
@@ -285,7 +311,7 @@ def _unregularised(loss_fn, manual_fn, params, args, kwargs, rtol, atol):
         return reg, None, None
     off = {**kwargs, **{k: 0.0 for k in reg}}
     m0 = manual_fn(params, *args, **off)
-    r0 = _autodiff(lambda p: loss_fn(p, *args, **off), params)[0]
+    r0 = _autodiff(loss_fn, params, args, off)[0]
     res0, err0 = compare_leaves(m0, r0, rtol, atol)
     return reg, (m0, r0), not err0 and all(l.passed for l in res0)
 
