@@ -16,7 +16,7 @@ gradient checker's table); the suite folds them into one worst-leaf row
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, List, Tuple
+from typing import List, Tuple
 
 import jax
 import jax.numpy as jnp

@@ -27,7 +27,6 @@ import jax
 import jax.extend.core as jcore
 import numpy as np
 
-from verification.checker.jaxpr import graph as jg
 from verification.checker.jaxpr import interpreter
 from verification.checker.explain import edit_effects as le
 from verification.checker.explain import loop_bodies

@@ -7,7 +7,7 @@ iteration or the mirrored instance.
 """
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import List
 
 import jax
 import jax.extend.core as jcore
