@@ -1,7 +1,6 @@
 """Whole-network checks: value_and_grad and Lemma 1 against jax.grad, finite differences, check_grads."""
 from __future__ import annotations
 
-import functools
 import itertools
 
 import jax
@@ -26,21 +25,8 @@ MATRIX = "delta^l=(delta^{l+1} W^T)*g'(Z^l), dW=A^T delta (Batch Backprop (2019-
 LEMMA1 = "Higham & Higham Lemma 1 (1.1)-(1.4), per example, vmapped (Higham & Higham notes (2024-09-10))"
 
 
-# Each function is compiled once per model and shape (the grid's many shapes would otherwise compile every
-# operation on its own, the larger part of the grid's time); the float32 rows run the same code eagerly.
-@functools.partial(jax.jit, static_argnums=0)
 def _autodiff(model, params, x, y, l1, l2):
     return jax.value_and_grad(lambda p: jaxmlp.loss(model, p, x, y, l1=l1, l2=l2))(params)
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _matrix(model, params, x, y, l1, l2):
-    return jaxmlp.value_and_grad(model, params, x, y, l1=l1, l2=l2)
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _lemma1(model, params, x, y, l1, l2):
-    return jaxmlp.lemma1_grad(model, params, x, y, l1=l1, l2=l2)
 
 
 def network_grid():
@@ -59,9 +45,9 @@ def grid_rows(act, heads=None, regs=None):
             width, batch = WIDTHS[i % 3], BATCHES[(i + len(reg)) % 3]
             model, params, x, y = grid_problem(act, head, depth, width, batch, seed=i)
             ref_v, ref = _autodiff(model, params, x, y, l1, l2)
-            v, g = _matrix(model, params, x, y, l1, l2)
+            v, g = jaxmlp.value_and_grad(model, params, x, y, l1=l1, l2=l2)
             c = compare_trees((v, g), (ref_v, ref), F64_RTOL)
-            cl = compare_trees(_lemma1(model, params, x, y, l1, l2), ref, F64_RTOL)
+            cl = compare_trees(jaxmlp.lemma1_grad(model, params, x, y, l1=l1, l2=l2), ref, F64_RTOL)
             if not c.ok:
                 c.where = f"depth {depth}, width {width}, m={batch}: {c.where}"
             if not cl.ok:
@@ -77,7 +63,7 @@ def network_float32():
     for head in jaxmlp.HEADS:
         for act in ("sigmoid", "relu"):
             model, params, x, y = grid_problem(act, head, 3, 8, 16, dtype=jnp.float32, seed=5)
-            ref = jax.value_and_grad(lambda p: jaxmlp.loss(model, p, x, y, l1=0.01, l2=0.1))(params)
+            ref = _autodiff(model, params, x, y, 0.01, 0.1)
             got = jaxmlp.value_and_grad(model, params, x, y, l1=0.01, l2=0.1)
             yield Row.from_comparison(f"net/f32/{act}/{head}", MATRIX, compare_trees(got, ref, F32_RTOL), F32_RTOL)
         # Large logits: identity hidden layer, inputs scaled so |Z^L| ~ 1e4.
