@@ -9,7 +9,7 @@ are documented as modules: :mod:`jaxmlp.data`, :mod:`jaxmlp.checkpoint`, :mod:`j
 """
 from jaxmlp.activations import ACTIVATIONS, Activation, get_activation
 from jaxmlp import optim, train
-from jaxmlp import checkpoint, data, distributed, loop, population, samplers, sharding  # modules, not in __all__
+from jaxmlp import checkpoint, data, distributed, loop, population, samplers, sharding  # noqa: F401 -- modules, not in __all__
 from jaxmlp.network import (Backward, ValueAndInputGrads, backward, batch_stats_update, forward, loss, predict,
                             value_and_grad, value_and_input_grads, value_grad_and_state)
 from jaxmlp.batchnorm import BatchNorm, BNState, bn_backward, bn_forward

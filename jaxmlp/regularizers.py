@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from jaxmlp import values
 from jaxmlp.values import is_static_zero
 from jaxmlp.dense import Dense
 
