@@ -56,7 +56,7 @@ def localize(program: Program, refs: References, expected: Sequence[Ref], wrong:
     program is reached.  A right quantity returned as it is in the wrong place (a saved value for its
     cotangent, one leaf's gradient for another's) blames ``returns_at``, the line that returns it."""
     outvars = list(program.outvars)
-    status = {v: refs.match(program.value(v)) for v in program.ancestors(outvars) if jg.is_float(v)}
+    status = {v: refs.match(program.value(v)) for v in program.live_vars() if jg.is_float(v)}
     base = leaf_errors([program.value(v) if isinstance(v, jcore.Var) else np.asarray(v.val) for v in outvars],
                        [r.value for r in expected])
     tol = refs.rtol
@@ -361,7 +361,7 @@ def _ranked_lines(program: Program, refs: References, expected, var, e: int, sta
 
 def _handed(program: Program, s):
     """The value a silent assignment ``s`` hands on: the last value its source statement computes."""
-    made = [v for v in program.ancestors(program.outvars) if program.line(v) in s.source and jg.is_float(v)]
+    made = [v for v in program.live_vars() if program.line(v) in s.source and jg.is_float(v)]
     return made[-1] if made else None
 
 
@@ -376,7 +376,7 @@ def _confirmed(program: Program, refs: References, expected, s, status) -> bool:
     is read, repairs the wrong outputs (a literal zero handed on is taken as it is)."""
     if not s.source:  # a zero (or an argument): not handed on where the line reads another branch's value
         live = program.live_eqns()
-        other = {v for v in program.ancestors(program.outvars) if program.line(v) in s.others}
+        other = {v for v in program.live_vars() if program.line(v) in s.others}
         return not any(isinstance(u, jcore.Var) and u in other for i in live
                        if i is not None and program.graph.user_line(i) in s.reads for u in program.eqns[i].invars)
     w = _handed(program, s)

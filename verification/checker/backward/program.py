@@ -35,6 +35,7 @@ class Program:
 
     graph: jg.Graph
     env: Dict[Any, Any]
+    _live: Optional[List[Any]] = dataclasses.field(default=None, init=False, repr=False)
 
     @property
     def eqns(self):
@@ -59,9 +60,16 @@ class Program:
         """The equations that read ``var``."""
         return [i for i, e in enumerate(self.eqns) if any(u is var for u in e.invars)]
 
+    def live_vars(self) -> List[Any]:
+        """Every variable on a path to the results, in program order (found once: the program never changes;
+        its replays run on copies of ``env``)."""
+        if self._live is None:
+            self._live = self.ancestors(self.outvars)
+        return self._live
+
     def live_eqns(self) -> set:
         """The equations whose values reach the results."""
-        return {self.producer(v) for v in self.ancestors(self.outvars)}
+        return {self.producer(v) for v in self.live_vars()}
 
     def live_lines(self) -> set:
         """The user's lines with an equation whose value reaches the results."""
