@@ -22,6 +22,7 @@ import pathlib
 import jax
 
 from jaxmlp.atomic import write_atomic
+from jaxmlp.distributed import HEARTBEAT_TIMEOUT_S
 
 OPTIMIZERS = ("sgd", "momentum", "heavy_ball", "nesterov", "rmsprop", "adam", "adamw")
 SCHEDULES = ("constant", "exponential", "cosine", "warmup-cosine")
@@ -70,6 +71,9 @@ def _parser():
     ap.add_argument("--process-id", type=int, default=None, help="multi-process run: this process's id, 0..N-1")
     ap.add_argument("--cluster", action="store_true",
                     help="multi-process run: take the coordinator, count and id from SLURM / Open MPI / Kubernetes")
+    ap.add_argument("--heartbeat-timeout", type=int, default=HEARTBEAT_TIMEOUT_S, metavar="SECONDS",
+                    help="multi-process run: a process silent this long is declared dead and the others stop "
+                         f"with an error (default {HEARTBEAT_TIMEOUT_S})")
     ap.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                     help="params and data dtype (default float32); float64 turns JAX's x64 mode on itself, "
                          "before anything is traced (no JAX_ENABLE_X64 needed)")
@@ -122,11 +126,14 @@ def main(argv=None) -> int:
     if args.dtype == "float64":  # before any array exists: x64 is a process-wide switch
         jax.config.update("jax_enable_x64", True)
     multi = args.cluster or any(v is not None for v in (args.coordinator, args.num_processes, args.process_id))
+    if args.heartbeat_timeout < 1:
+        raise ValueError(f"--heartbeat-timeout: expected an int >= 1 (seconds), got {args.heartbeat_timeout}")
     if multi:
         if args.cluster:
-            distributed.initialize()
+            distributed.initialize(heartbeat_timeout_seconds=args.heartbeat_timeout)
         else:
-            distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+            distributed.initialize(args.coordinator, args.num_processes, args.process_id,
+                                   heartbeat_timeout_seconds=args.heartbeat_timeout)
     try:
         sizes = tuple(int(s) for s in args.sizes.split(","))
     except ValueError:

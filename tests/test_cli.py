@@ -29,6 +29,7 @@ def test_help_works_on_every_command(words, capsys):
     (["train", "--resume"], "--resume: needs --checkpoint-dir"),
     (["train", "--activation", "gelu"], "activation: expected one of"),
     (["train", "--steps", "0"], "steps: expected an int >= 1, got 0"),
+    (["train", "--heartbeat-timeout", "0"], "--heartbeat-timeout: expected an int >= 1 (seconds), got 0"),
 ])
 def test_user_errors_print_one_line_and_exit_2(argv, fragment, capsys):
     assert main(argv) == cli.EXIT_USAGE

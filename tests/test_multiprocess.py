@@ -34,6 +34,9 @@ F32_RTOL = 1e-4
 # (1250 steps, a second or more, later; the test polls for that checkpoint every 20 ms), short enough to run
 # five times.
 CLI_STEPS = 1500
+# The CLI runs' heartbeat: the survivor of the kill test stops this long after its peer dies (the default, 20 s,
+# would be idle time here); long enough that a process busy compiling on a loaded machine still answers.
+HEARTBEAT_S = 6
 CHECKPOINT_EVERY = 250
 GRAD_RTOL = 1e-12  # manual gradient vs jax.grad in float64 (verification.checker.base.tolerances.F64_RTOL)
 
@@ -44,9 +47,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# What every process of this module gets besides the test's own environment (filled by `compile_cache`).
+SHARED_ENV = {"JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT),
+              # Compiling is most of each start-up (the programs are tiny): LLVM's optimisation of them buys no
+              # run time here, and both sides of every comparison below are compiled with the same flags.
+              "XLA_FLAGS": "--xla_backend_optimization_level=0"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compile_cache(tmp_path_factory):
+    """One persistent compilation cache for every process this module starts: the processes of a start-up,
+    and the start-ups one after another, compile many of the same programs (every process draws the same
+    initial params; the CLI runs repeat one 2-process run)."""
+    SHARED_ENV.update(JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp("xla_cache")),
+                      JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+
+
 def env():
     base = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}  # --dtype float64 must turn x64 on itself
-    return {**base, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT), "XLA_FLAGS": ""}
+    return {**base, **SHARED_ENV}
 
 
 def start(argvs, log_dir):
@@ -162,7 +181,7 @@ def _cli(n, pid, port, ck, out, *extra):
     Higham's 10 points, mini-batches of 4: the run that every test below makes, killed or resumed."""
     cmd = [sys.executable, "-m", "jaxmlp", "train", "--steps", str(CLI_STEPS), "--log-every", "50",
            "--checkpoint-dir", str(ck), "--checkpoint-every", str(CHECKPOINT_EVERY), "--out", str(out),
-           "--dtype", "float64", "--scheme", "minibatch", "--batch-size", "4", *extra]
+           "--dtype", "float64", "--scheme", "minibatch", "--batch-size", "4", "--heartbeat-timeout", str(HEARTBEAT_S), *extra]
     return cmd + (["--coordinator", f"127.0.0.1:{port}", "--num-processes", str(n), "--process-id", str(pid)]
                   if n > 1 else [])
 
@@ -201,6 +220,7 @@ def test_kill_one_process_then_resume_is_bitwise(tmp_path, two_process_run):
     killed_at = time.monotonic()
     codes = reap(procs)
     survivor_s = time.monotonic() - killed_at
+    print(f"the survivor stopped {survivor_s:.1f} s after the kill")
     assert codes[1] == -signal.SIGKILL and codes[0] != 0, codes
     assert survivor_s < 60, f"the survivor took {survivor_s:.0f} s to stop"
     log0 = (run / "proc0.log").read_text()
