@@ -10,6 +10,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -47,34 +48,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-# What every process of this module gets besides the test's own environment (filled by `compile_cache`).
-SHARED_ENV = {"JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT),
-              # Compiling is most of each start-up (the programs are tiny): LLVM's optimisation of them buys no
-              # run time here, and both sides of every comparison below are compiled with the same flags.
-              "XLA_FLAGS": "--xla_backend_optimization_level=0"}
+ENV = {"JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT),
+       # Compiling is most of each start-up (the programs are tiny): LLVM's optimisation of them buys no run time
+       # here, and both sides of every comparison below are compiled with the same flags.
+       "XLA_FLAGS": "--xla_backend_optimization_level=0",
+       "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="module")
 def compile_cache(tmp_path_factory):
-    """One persistent compilation cache for every process this module starts: the processes of a start-up,
-    and the start-ups one after another, compile many of the same programs (every process draws the same
-    initial params; the CLI runs repeat one 2-process run)."""
-    SHARED_ENV.update(JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp("xla_cache")),
-                      JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    """The folder of the compilation caches that the start-ups of this module share, one per process id: the
+    start-ups run one after another and compile many of the same programs (the CLI runs repeat one 2-process
+    run).  One per process id, because jax's cache does not lock an entry against a reader while another
+    process writes it, and the processes of one start-up run at once."""
+    return tmp_path_factory.mktemp("xla_cache")
 
 
-def env():
+def start(argvs, log_dir, cache):
+    """Start one process per argv, process ``i`` with the compilation cache ``cache/i``; stdout and stderr go
+    to log files (no pipe can fill up and block)."""
     base = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}  # --dtype float64 must turn x64 on itself
-    return {**base, **SHARED_ENV}
-
-
-def start(argvs, log_dir):
-    """Start one process per argv; stdout and stderr go to log files (no pipe can fill up and block)."""
     procs = []
     for i, argv in enumerate(argvs):
         log = open(log_dir / f"proc{i}.log", "w")
-        procs.append((subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env(), cwd=ROOT,
-                                       start_new_session=True), log))
+        procs.append((subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
+                                       env={**base, **ENV, "JAX_COMPILATION_CACHE_DIR": str(cache / str(i))}), log))
     return procs
 
 
@@ -92,14 +90,14 @@ def reap(procs, timeout=TIMEOUT_S):
     return codes
 
 
-def run_worker(mode, n, tmp_path, dtype="float64", data="digits"):
+def run_worker(mode, n, tmp_path, cache, dtype="float64", data="digits"):
     """One cluster start-up of ``n`` processes running ``mode`` (modes joined by commas run in turn); process
     0's result, with every process's guard report in ``guards`` when ``guard`` is among the modes."""
     d = tmp_path / f"{mode.replace(',', '+')}-{data}-{dtype}-{n}"
     d.mkdir()
     port, out = free_port(), d / "out.json"
     procs = start([[sys.executable, str(WORKER), mode, str(i), str(n), str(port), str(out), dtype, data]
-                   for i in range(n)], d)
+                   for i in range(n)], d, cache)
     codes = reap(procs)
     logs = "\n".join((d / f"proc{i}.log").read_text()[-2000:] for i in range(n))
     assert codes == [0] * n, f"exit codes {codes}\n{logs}"
@@ -128,11 +126,11 @@ ALSO = {("digits1797", 1): ",digits-minibatch@float32",
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, compile_cache):
     """50 steps (multiprocess_worker.STEPS) of each data-parallel scheme, float64, for every (data, process count) of CASES, and what
     ALSO adds: the float32 mini-batch, the population, the manual gradient and the non-finite guard."""
     d = tmp_path_factory.mktemp("rows")
-    return {(data, n): run_worker("digits-all" + ALSO.get((data, n), ""), n, d, data=data)
+    return {(data, n): run_worker("digits-all" + ALSO.get((data, n), ""), n, d, compile_cache, data=data)
             for data, counts in CASES.items() for n in counts}
 
 
@@ -186,32 +184,34 @@ def _cli(n, pid, port, ck, out, *extra):
                   if n > 1 else [])
 
 
-def _run_cli(tmp_path, name, n, ck, *extra):
+def _run_cli(tmp_path, cache, name, n, ck, *extra):
     """The run on ``n`` processes to its end; its final checkpoint."""
     from jaxmlp import checkpoint
 
     port, d = free_port(), tmp_path / name
     d.mkdir()
-    codes = reap(start([_cli(n, i, port, ck, d / "out", *extra) for i in range(n)], d))
+    codes = reap(start([_cli(n, i, port, ck, d / "out", *extra) for i in range(n)], d, cache))
     assert codes == [0] * n, (d / "proc0.log").read_text()[-2000:]
     return checkpoint.load(checkpoint.latest(d / "out" / "final"))
 
 
 @pytest.fixture(scope="module")
-def two_process_run(tmp_path_factory):
+def two_process_run(tmp_path_factory, compile_cache):
     """The uninterrupted 2-process CLI run and its checkpoint folder (the newest 3 of every CHECKPOINT_EVERY
     steps): the reference of the kill test and of the resume on other process counts."""
     d = tmp_path_factory.mktemp("cli")
-    return _run_cli(d, "ref", 2, d / "ck_ref"), d / "ck_ref"
+    return _run_cli(d, compile_cache, "ref", 2, d / "ck_ref"), d / "ck_ref"
 
 
-def test_kill_one_process_then_resume_is_bitwise(tmp_path, two_process_run):
+def test_kill_one_process_then_resume_is_bitwise(tmp_path, two_process_run, compile_cache):
     """SIGKILL one of two processes mid-run: the survivor stops with an error within the heartbeat
     timeout; both restarted with --resume end bitwise equal to an uninterrupted 2-process run."""
     run = tmp_path / "run"
     run.mkdir()
     port = free_port()
-    procs = start([_cli(2, i, port, run / "ck", run / "out") for i in range(2)], run)
+    # a copy of the caches: a process killed while it writes an entry would leave it half-written
+    procs = start([_cli(2, i, port, run / "ck", run / "out") for i in range(2)], run,
+                  shutil.copytree(compile_cache, tmp_path / "cache"))
     deadline = time.monotonic() + TIMEOUT_S
     while not list((run / "ck").glob("ckpt_*.safetensors")) and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -220,7 +220,6 @@ def test_kill_one_process_then_resume_is_bitwise(tmp_path, two_process_run):
     killed_at = time.monotonic()
     codes = reap(procs)
     survivor_s = time.monotonic() - killed_at
-    print(f"the survivor stopped {survivor_s:.1f} s after the kill")
     assert codes[1] == -signal.SIGKILL and codes[0] != 0, codes
     assert survivor_s < 60, f"the survivor took {survivor_s:.0f} s to stop"
     log0 = (run / "proc0.log").read_text()
@@ -229,7 +228,7 @@ def test_kill_one_process_then_resume_is_bitwise(tmp_path, two_process_run):
     assert not stray, f"files other than complete checkpoints were left: {stray}"
     assert not (run / "out" / "final").exists(), "the killed run wrote its final checkpoint"
 
-    b = _run_cli(tmp_path, "resume", 2, run / "ck", "--resume")
+    b = _run_cli(tmp_path, compile_cache, "resume", 2, run / "ck", "--resume")
     a = two_process_run[0]
     assert a.step == b.step == CLI_STEPS
     for u, v in zip(a.params, b.params):
@@ -238,17 +237,15 @@ def test_kill_one_process_then_resume_is_bitwise(tmp_path, two_process_run):
 
 
 @pytest.mark.parametrize("n", [1, 3])
-def test_resume_on_another_process_count(n, tmp_path, two_process_run):
+def test_resume_on_another_process_count(n, tmp_path, two_process_run, compile_cache):
     """A checkpoint of a 2-process run (one checkpoint before its end) resumed on 1 and on 3 processes ends
     where the uninterrupted 2-process run ends; --dtype float64 works without JAX_ENABLE_X64."""
-    import shutil
-
     ref, ck_ref = two_process_run
     ck = tmp_path / "ck"
     ck.mkdir()
     before_end = CLI_STEPS - CHECKPOINT_EVERY
     shutil.copy(ck_ref / f"ckpt_{before_end:010d}.safetensors", ck)  # the run as if stopped there
-    resumed = _run_cli(tmp_path, f"resume{n}", n, ck, "--resume")
+    resumed = _run_cli(tmp_path, compile_cache, f"resume{n}", n, ck, "--resume")
     assert ref.step == resumed.step == CLI_STEPS and np.asarray(ref.params[0].W).dtype == np.float64
     rel = max_rel([np.asarray(p.W) for p in resumed.params], [np.asarray(p.W) for p in ref.params])
     assert rel <= F64_RTOL, rel
