@@ -1,10 +1,19 @@
 """pytest runs the tests and the docstring examples under the verification's numerics:
 x64 on, strict dtype promotion, rank promotion raises (and every warning is an error: pyproject.toml)."""
 import atexit
+import os
 import shutil
 import tempfile
 
-import jax
+# Compiling is most of the suite's time (thousands of small programs, each new shape of an eager operation
+# its own), and LLVM's optimisation of them is most of each compile: the suite compiles at LLVM's -O0, here
+# and in every subprocess it starts (-20% of the suite's time).  The arithmetic is the same IEEE operations
+# (XLA's CPU fast-math is off either way); no test may depend on how LLVM schedules them.  The proof rows of
+# `python -m verification` and the benchmarks run at XLA's default; `XLA_FLAGS= python -m pytest` runs the
+# suite there too.
+os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+
+import jax  # noqa: E402
 import pytest
 
 import verification

@@ -48,10 +48,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-ENV = {"JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT),
-       # Compiling is most of each start-up (the programs are tiny): LLVM's optimisation of them buys no run time
-       # here, and both sides of every comparison below are compiled with the same flags.
-       "XLA_FLAGS": "--xla_backend_optimization_level=0",
+ENV = {"JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT),  # XLA_FLAGS: the suite's (conftest.py)
        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
 
 
@@ -179,7 +176,8 @@ def _cli(n, pid, port, ck, out, *extra):
     Higham's 10 points, mini-batches of 4: the run that every test below makes, killed or resumed."""
     cmd = [sys.executable, "-m", "jaxmlp", "train", "--steps", str(CLI_STEPS), "--log-every", "50",
            "--checkpoint-dir", str(ck), "--checkpoint-every", str(CHECKPOINT_EVERY), "--out", str(out),
-           "--dtype", "float64", "--scheme", "minibatch", "--batch-size", "4", "--heartbeat-timeout", str(HEARTBEAT_S), *extra]
+           "--dtype", "float64", "--scheme", "minibatch", "--batch-size", "4", "--heartbeat-timeout", str(HEARTBEAT_S),
+           *extra]
     return cmd + (["--coordinator", f"127.0.0.1:{port}", "--num-processes", str(n), "--process-id", str(pid)]
                   if n > 1 else [])
 

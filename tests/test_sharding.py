@@ -13,8 +13,8 @@ GRAD_RTOL = 1e-12
 
 def test_sharded_training_matches_single_device():
     root = pathlib.Path(__file__).resolve().parents[1]
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu",
-           "PYTHONPATH": str(root)}
+    flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"  # and the suite's
+    env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(root)}
     proc = subprocess.run([sys.executable, str(root / "tests" / "sharded_check.py")], capture_output=True, text=True,
                           env=env, cwd=root, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
