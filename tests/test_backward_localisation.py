@@ -199,3 +199,41 @@ def test_rule_code_lines_vjp_and_jvp():
     r = check_jvp(f, f_jvp, jnp.linspace(0.5, 2.0, 4))
     assert not r.passed and r.backward is not None
     assert r.backward.lines[0].split()[0].endswith(line_of(f_jvp, "return f(x)"))
+
+
+L2 = 0.1
+P2 = {"W1": P["W1"], "W2": 0.5 * jax.random.normal(jax.random.PRNGKey(3), (H, 2))}
+
+
+def penalised_loss(p, x, y):
+    """A weight penalty: each weight is read on two lines, its layer's and the penalty's."""
+    h = jnp.tanh(x @ p["W1"])
+    out = h @ p["W2"]
+    data = 0.5 * jnp.mean(jnp.sum((out - y) ** 2, axis=1))
+    return data + 0.5 * L2 * (jnp.sum(p["W1"] ** 2) + jnp.sum(p["W2"] ** 2))
+
+
+def penalty_grad(w, bug):
+    if bug == "sign":
+        return -L2 * w
+    return (2 * L2 if bug == "factor" else L2) * w
+
+
+def penalised_grad(p, x, y, bug=None):
+    """The penalty's share added per layer by one helper (a mistake there is in every layer's gradient)."""
+    h = jnp.tanh(x @ p["W1"])
+    d_out = (h @ p["W2"] - y) / x.shape[0]
+    dz = (d_out @ p["W2"].T) * (1 - h ** 2)
+    return {"W1": x.T @ dz + penalty_grad(p["W1"], bug), "W2": h.T @ d_out + penalty_grad(p["W2"], bug)}
+
+
+@pytest.mark.parametrize("bug, text, cause", [("sign", "return -L2 * w", "sign_flipped"),
+                                              ("factor", "return (2 * L2", "factor_2")])
+def test_a_helper_called_per_layer_is_named_by_the_share_of_its_line(bug, text, cause):
+    """Each layer's instance of the helper is wrong on its own leaf only: the instances are replaced at once,
+    each by the share of its weight's cotangent that the penalty's line sends (a right quantity)."""
+    assert check_gradients(penalised_loss, penalised_grad, P2, X, Y[:, :2]).passed
+    rep = check_gradients(penalised_loss, lambda p, x, y: penalised_grad(p, x, y, bug), P2, X, Y[:, :2])
+    assert not rep.passed and first_line(rep) == line_of(penalty_grad, text), rep.backward.lines
+    assert rep.backward.cause == cause, rep.backward.explanation
+    assert "through `return data + 0.5 * L2" in rep.backward.should_equal, rep.backward.should_equal

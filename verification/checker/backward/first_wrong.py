@@ -95,14 +95,15 @@ def _first_wrong(program, refs, outvars, expected, wrong, status, base, tol):
     scaled = []  # values that repair once scaled by a fitted constant: only where none repairs as it is
     tested = replayed = 0
     seen_groups = set()
+    partial = []  # (value, whether it is right as it is) that repair their own share: a line run per layer
     right = []  # values equal to a right quantity: tried only where no other value repairs (the right
     # quantity for another role: ``da`` that equals the cotangent before the activation's derivative)
     for v in program.ancestors(targets):
         m = status.get(v)
         if v not in status:
             continue
-        if m is not None and m.exact and not m.transposed and v not in out_of:
-            right.append(v)
+        if m is not None and m.exact and not m.transposed and v not in out_of and not m.ref.share:
+            right.append(v)  # (one path's share is right only where the other shares are added to it)
             continue
         group = _loop_group(program, v, seen_groups)
         if group:
@@ -117,6 +118,8 @@ def _first_wrong(program, refs, outvars, expected, wrong, status, base, tol):
         tested += 1
         replayed += len(program.eqns) - program.producer(v)
         full, fitted, gain, option, errs = tried
+        if not full and gain > 0:
+            partial.append((v, False))
         if full:
             carried = _carried(program, refs, v, option, [e for e in scaled if status.get(e[0]) is None])
             if carried is not None and why.explain(program, refs, v, option, status, tol).cause == "unknown":
@@ -134,11 +137,18 @@ def _first_wrong(program, refs, outvars, expected, wrong, status, base, tol):
         tried = _try(program, refs, v, None, expected, out_of, status, tol, total, skip=status[v])
         if tried is not None and tried[0]:
             return v, tried[3], tried[4]
+        if tried is not None and tried[2] > 0:
+            partial.append((v, True))
     split = _split(program, refs, program.ancestors(targets), expected, status, tol)
     if split is not None:
         return split
-    if scaled:
+    if scaled:  # one value that repairs every wrong output, scaled: a simpler account than the next
         return scaled[0]
+    seen_lines = set()
+    for v, skip in sorted(partial, key=lambda p: program.producer(p[0]))[:MAX_TESTED]:  # most upstream first
+        each = _repair_each(program, refs, v, seen_lines, expected, out_of, status, tol, skip=skip)
+        if each is not None:
+            return each
     return None if best is None else best[1:]
 
 
@@ -266,6 +276,52 @@ def _repair_group(program: Program, refs: References, group, expected, tol):
         return None
     g, order = aligned[best]
     return group[0], Match(g[::order][0], 1.0), errs[best]
+
+
+def _repair_each(program: Program, refs: References, v, seen: set, expected, out_of, status, tol, skip=False):
+    """``v``'s line run more than once on values of different shapes (a helper called once per layer:
+    ``penalty_grad(p)`` for every ``p``), each instance repairing only its own share: every instance
+    replaced at once by the right quantity that serves it best alone.  ``(v, its match, errors)`` when that
+    repairs the wrong outputs, else ``None`` (and ``None`` for a line already tried).  With ``skip``, never
+    by the quantity an instance already equals (a right quantity for another role)."""
+    i = program.producer(v)
+    line = program.graph.user_line(i)
+    k = list(program.eqns[i].outvars).index(v)
+    key = (program.graph.key(i)[:3], k, skip)  # the op on that line (instances(by="line"))
+    if line is None or key in seen:
+        return None
+    seen.add(key)
+    live = set(program.live_vars())
+    group = [program.eqns[j].outvars[k] for j in program.graph.instances(i, by="line")]
+    group = [w for w in group if w in live and program.value(w) is not None]
+    if not 2 <= len(group) <= MAX_EACH or v not in group:
+        return None
+    best = []
+    for w in group:
+        value = program.value(w)
+        m = status.get(w)
+        options = _replacements(refs, value, m, expected[out_of[w]] if w in out_of else None,
+                                _input_factors(program, w, status))
+        if skip and m is not None:
+            options = [o for o in options if o.ref is not m.ref or o.transposed != m.transposed]
+        if not options:
+            return None
+        outs = program.replaced(w, [value] + [o.factor * refs.shaped(o, value.shape) for o in options])
+        errs = leaf_errors([o for o in outs], [r.value for r in expected]).sum(axis=1)
+        j = int(np.argmin(errs))
+        best.append(None if j == 0 else options[j - 1])  # j = 0: the instance is best as it is
+    if all(o is None for o in best):
+        return None
+    shaped = [[program.value(w) if o is None else o.factor * refs.shaped(o, program.value(w).shape)]
+              for w, o in zip(group, best)]
+    errs = leaf_errors(program.replaced_all(group, shaped), [r.value for r in expected])[0]
+    if not np.all(errs <= max(100 * tol, 1e-6)):
+        return None
+    pick = group.index(v) if best[group.index(v)] is not None else next(n for n, o in enumerate(best) if o is not None)
+    return group[pick], best[pick], errs
+
+
+MAX_EACH = 32  # instances of one line replaced each by its own right quantity (a helper called per layer)
 
 
 def _fitted(outs, expected):

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
+import jax.extend.core as jcore
 import numpy as np
 
 from verification.checker.backward.derivatives import op_function
 from verification.checker.backward.program import assigned_name, code_at
 from verification.checker.base.tolerances import BACKWARD_MATCH_RTOL
+from verification.checker.explain.edit_effects import local_cotangents
 from verification.checker.jaxpr import graph as jg
 
 # A cosine this close to +-1 makes a candidate worth the exact test; the exact test decides.
@@ -43,6 +45,11 @@ class Ref(NamedTuple):
     name: str = ""  # its short name in the user's code ("h", "params['W1']"), where known
     fn: str = ""  # a cotangent of an activation's input: the activation (a name of backward.derivatives.TABLE)
     group: tuple = ()  # (kind, the forward equation's line key): the instances of one line of a loop body
+
+    @property
+    def share(self) -> bool:
+        """One line's share of a cotangent (:func:`partial_cotangents`): right only as a term of a sum."""
+        return self.group[:1] == ("share",)
 
 
 class Match(NamedTuple):
@@ -154,6 +161,42 @@ class References:
 
 
 _KIND_ORDER = {"gradient": 0, "cotangent": 1, "value": 2}
+MAX_PARTIAL_USES = 64  # equations whose share of a cotangent is computed (each one local VJP)
+
+
+def partial_cotangents(graph, point, consumers) -> List[Tuple[Any, str, np.ndarray]]:
+    """``(var, line, share)``: for a forward value read on two or more of the user's lines (a weight in its
+    layer and in the penalty, the input of a residual block and its skip), the share of its cotangent that
+    comes through the uses on one line.  A hand gradient adds those shares, each on its own line
+    (``dW = a.T @ delta`` and ``dW += l2 * W``), and a mistake sits in one of them."""
+    out = []
+    budget = MAX_PARTIAL_USES
+    for v, users in consumers.items():
+        lines: Dict[str, List[int]] = {}
+        for i in dict.fromkeys(users):
+            line = graph.user_line(i)
+            if line is not None:
+                lines.setdefault(line, []).append(i)
+        if len(lines) < 2 or point.values.get(v) is None:
+            continue
+        for line, eqns in lines.items():
+            budget -= len(eqns)
+            if budget < 0:
+                return out
+            share = None
+            for i in eqns:
+                e = graph.eqns[i]
+                invals = [u.val if isinstance(u, jcore.Literal) else point.values.get(u) for u in e.invars]
+                if any(x is None for x in invals):
+                    share = None
+                    break
+                back = local_cotangents(e, invals, [point.cotangents.get(o) for o in e.outvars])
+                for u, b in zip(e.invars, back):
+                    if u is v and b is not None:
+                        share = np.asarray(b) if share is None else share + np.asarray(b)
+            if share is not None:
+                out.append((v, line, share))
+    return out
 
 
 def of_forward(graph, point, expected, names, precision: str, what: str = "L",
@@ -202,6 +245,12 @@ def of_forward(graph, point, expected, names, precision: str, what: str = "L",
                 refs.add("value", f"the forward value {what_is} ({where})", point.values[v], v,
                          graph.user_line(i), name, group=("value", graph.key(i)))
     jaxpr = graph.closed.jaxpr
+    if not forward:
+        leaf_names = dict(zip(jaxpr.invars, graph.leaf_names))
+        for v, line, part in partial_cotangents(graph, point, consumers):
+            name = leaf_names.get(v) or (named[v][1] if v in named else "")
+            refs.add("cotangent", f"{d(name)} through `{code_at(line)}` ({line}: the share of that line's uses)",
+                     part, v, line, assigned_name(line), group=("share", line))
     for v, n in zip(jaxpr.invars, graph.leaf_names):
         refs.add("value", n, point.values[v], v, None, n)
     for v in jaxpr.constvars:

@@ -233,9 +233,10 @@ def _scaled_in_cone(program: Program, var, r, status, tol) -> Optional[Why]:
                 continue
             cause, words = _scale_words(c, program)
             user = w if w in inside else next(x for x in inside if w in program.eqns[program.producer(x)].invars)
-            if user is not w and _has_literal_scale(program, program.line(w)) \
+            right = status.get(w) is not None and status[w].exact and not status[w].transposed
+            if user is not w and not right and _has_literal_scale(program, program.line(w)) \
                     and not _has_literal_scale(program, program.line(user)):
-                user = w  # the constant is written on w's own line
+                user = w  # the constant is written on w's own line (unless w is right as it is)
             return Why(cause, f"{name_of(program, w, status)} should be {c:.6g} × what it is ({words})", user)
     return None
 
