@@ -242,8 +242,9 @@ def silent_assignments(line: Optional[str], live_lines: set, passing: set, retur
         return []
     func = min(funcs, key=lambda f: (f.end_lineno or f.lineno) - f.lineno)
     stmts = [s for s in ast.walk(func) if isinstance(s, ast.stmt) and s.lineno <= at <= (s.end_lineno or s.lineno)]
+    called = {id(c.func) for s in stmts[-1:] for c in ast.walk(s) if isinstance(c, ast.Call)}
     read = {x.id: at for s in stmts[-1:] for x in ast.walk(s) if isinstance(x, ast.Name)
-            and isinstance(x.ctx, ast.Load)}
+            and isinstance(x.ctx, ast.Load) and id(x) not in called}  # a name called is a function, not a value
     if returns:
         read.update({x.id: s.lineno for s in ast.walk(func) if isinstance(s, ast.Return) for x in ast.walk(s)
                      if isinstance(x, ast.Name) and x.id not in read})

@@ -162,6 +162,13 @@ def _factor(program: Program, refs: References, eqn, r, status, tol, at) -> Opti
         got = np.broadcast_to(vals[j], need.shape)
         if np.allclose(got[mask], need[mask], rtol=tol * 10, atol=0):
             continue  # the factor is right: the line itself is wrong
+        if eqn.primitive.name == "mul" or j == 1:  # the factor right, the operation inverted (``/`` for ``*``)
+            with np.errstate(all="ignore"):
+                inverse = mask & np.isfinite(1 / got)
+                if np.any(inverse) and np.allclose(1 / got[inverse], need[inverse], rtol=tol * 10, atol=0):
+                    did, meant = ("multiplies", "divide") if eqn.primitive.name == "mul" else ("divides", "multiply")
+                    return Why("inverted_factor", f"it {did} by {name_of(program, u, status, at)} where it should "
+                                                  f"{meant} by it")
         return _name_factor(program, refs, u, got, need, mask, tol, name_of(program, u, status, at))
     return None
 

@@ -38,6 +38,7 @@ CAUSES = {
     "wrong_axis": "a sum (or mean) over the wrong axis: over the features instead of the batch",
     "wrong_derivative": "an elementwise derivative written as another function's (tanh's 1 - h^2 for a sigmoid, "
                         "the exact GELU's for the tanh approximation)",
+    "inverted_factor": "a right factor divided by where it should multiply, or the reverse",
     "wrong_threshold": "a mask computed with the wrong condition (a hinge's margin or an offset left out)",
     "custom_rule_wrong": "autodiff is the wrong side: a custom_vjp / custom_jvp rule inside the loss disagrees with "
                          "its primal, and the hand gradient agrees with autodiff of the primals",
