@@ -310,7 +310,7 @@ def _repair_each(program: Program, refs: References, v, seen: set, expected, out
         if not options:
             return None
         outs = program.replaced(w, [value] + [o.factor * refs.shaped(o, value.shape) for o in options])
-        errs = leaf_errors([o for o in outs], [r.value for r in expected]).sum(axis=1)
+        errs = leaf_errors(outs, [r.value for r in expected]).sum(axis=1)
         j = int(np.argmin(errs))
         best.append(None if j == 0 else options[j - 1])  # j = 0: the instance is best as it is
     if all(o is None for o in best):

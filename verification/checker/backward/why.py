@@ -92,6 +92,10 @@ def explain(program: Program, refs: References, var, match: Match, status, tol: 
     c = _fit(v, r)
     if close(v, c * r, tol) and not causes.near(c, 1.0):
         cause, words = _scale_words(c, program)
+        e = program.producer(var)
+        by_factor = _factor(program, refs, program.eqns[e], r, status, tol, program.graph.user_line(e))
+        if by_factor is not None and by_factor.factor is not None:
+            return by_factor  # the scale comes in with a factor the line reads (``du * dudz``, dudz wrong)
         return Why(cause, f"it computes {c:.6g} × {should} ({words})")
     if v.ndim == 2 and v.shape[0] == v.shape[1] and close(v, r.T, tol):
         return Why("transposed", f"it computes the transpose of {should}")
@@ -241,6 +245,8 @@ def _scaled_in_cone(program: Program, var, r, status, tol) -> Optional[Why]:
             cause, words = _scale_words(c, program)
             user = w if w in inside else next(x for x in inside if w in program.eqns[program.producer(x)].invars)
             right = status.get(w) is not None and status[w].exact and not status[w].transposed
+            if status.get(w) is not None and not status[w].transposed and causes.near(c * status[w].factor, 1.0):
+                user = w  # w is a right quantity times 1/c: scaled where it is made
             if user is not w and not right and _has_literal_scale(program, program.line(w)) \
                     and not _has_literal_scale(program, program.line(user)):
                 user = w  # the constant is written on w's own line (unless w is right as it is)
