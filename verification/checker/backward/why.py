@@ -244,12 +244,13 @@ def _scaled_in_cone(program: Program, var, r, status, tol) -> Optional[Why]:
                 continue
             cause, words = _scale_words(c, program)
             user = w if w in inside else next(x for x in inside if w in program.eqns[program.producer(x)].invars)
-            right = status.get(w) is not None and status[w].exact and not status[w].transposed
-            if status.get(w) is not None and not status[w].transposed and causes.near(c * status[w].factor, 1.0):
+            m = status.get(w)
+            share = m is not None and m.exact and not m.transposed and m.ref.share  # a term, right as it is
+            if m is not None and not m.transposed and not share and causes.near(c * m.factor, 1.0):
                 user = w  # w is a right quantity times 1/c: scaled where it is made
-            if user is not w and not right and _has_literal_scale(program, program.line(w)) \
+            if user is not w and not share and _has_literal_scale(program, program.line(w)) \
                     and not _has_literal_scale(program, program.line(user)):
-                user = w  # the constant is written on w's own line (unless w is right as it is)
+                user = w  # the constant is written on w's own line (unless w is a share, right as it is)
             return Why(cause, f"{name_of(program, w, status)} should be {c:.6g} × what it is ({words})", user)
     return None
 
