@@ -94,10 +94,8 @@ def explain(program: Program, refs: References, var, match: Match, status, tol: 
         cause, words = _scale_words(c, program)
         e = program.producer(var)
         by_factor = _factor(program, refs, program.eqns[e], r, status, tol, program.graph.user_line(e))
-        if by_factor is not None and by_factor.factor is not None \
-                and _has_literal_scale(program, program.line(by_factor.factor)) \
-                and not _has_literal_scale(program, program.graph.user_line(e)):
-            return by_factor  # the constant is written on the factor's line (``dudz = C * ...``, C forgotten)
+        if by_factor is not None and by_factor.factor is not None:
+            return by_factor  # the scale comes in with a factor the line reads (``du * dudz``, dudz wrong)
         return Why(cause, f"it computes {c:.6g} × {should} ({words})")
     if v.ndim == 2 and v.shape[0] == v.shape[1] and close(v, r.T, tol):
         return Why("transposed", f"it computes the transpose of {should}")
