@@ -98,7 +98,7 @@ def _first_wrong(program, refs, outvars, expected, wrong, status, base, tol):
     scaled = []  # values that repair once scaled by a fitted constant: only where none repairs as it is
     tested = replayed = 0
     seen_groups = set()
-    partial = []  # (value, whether it is right as it is) that repair their own share: a line run per layer
+    per_layer = []  # (value, whether it is right as it is) that repair their own share: a line run per layer
     right = []  # values equal to a right quantity: tried only where no other value repairs (the right
     # quantity for another role: ``da`` that equals the cotangent before the activation's derivative)
     for v in program.ancestors(targets):
@@ -122,7 +122,7 @@ def _first_wrong(program, refs, outvars, expected, wrong, status, base, tol):
         replayed += len(program.eqns) - program.producer(v)
         full, fitted, gain, option, errs = tried
         if not full and gain > 0:
-            partial.append((v, False))
+            per_layer.append((v, False))
         if full:
             carried = _carried(program, refs, v, option, [e for e in scaled if status.get(e[0]) is None])
             if carried is not None and why.explain(program, refs, v, option, status, tol).cause == "unknown":
@@ -141,14 +141,14 @@ def _first_wrong(program, refs, outvars, expected, wrong, status, base, tol):
         if tried is not None and tried[0]:
             return v, tried[3], tried[4]
         if tried is not None and tried[2] > 0:
-            partial.append((v, True))
+            per_layer.append((v, True))
     split = _split(program, refs, program.ancestors(targets), expected, status, tol)
     if split is not None:
         return split
     if scaled:  # one value that repairs every wrong output, scaled: a simpler account than the next
         return scaled[0]
     seen_lines = set()
-    for v, skip in sorted(partial, key=lambda p: program.producer(p[0]))[:MAX_TESTED]:  # most upstream first
+    for v, skip in sorted(per_layer, key=lambda p: program.producer(p[0]))[:MAX_TESTED]:  # most upstream first
         each = _repair_each(program, refs, v, seen_lines, expected, out_of, status, tol, skip=skip)
         if each is not None:
             return each

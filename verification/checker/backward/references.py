@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-import jax.extend.core as jcore
 import numpy as np
 
 from verification.checker.backward.derivatives import op_function
@@ -28,6 +27,7 @@ from verification.checker.backward.program import assigned_name, code_at
 from verification.checker.base.tolerances import BACKWARD_MATCH_RTOL
 from verification.checker.explain.edit_effects import local_cotangents
 from verification.checker.jaxpr import graph as jg
+from verification.checker.jaxpr import interpreter
 
 # A cosine this close to +-1 makes a candidate worth the exact test; the exact test decides.
 _COSINE_SLACK = 1e-6
@@ -48,7 +48,7 @@ class Ref(NamedTuple):
 
     @property
     def share(self) -> bool:
-        """One line's share of a cotangent (:func:`partial_cotangents`): right only as a term of a sum."""
+        """One line's share of a cotangent (:func:`line_shares`): right only as a term of a sum."""
         return self.group[:1] == ("share",)
 
 
@@ -161,16 +161,16 @@ class References:
 
 
 _KIND_ORDER = {"gradient": 0, "cotangent": 1, "value": 2}
-MAX_PARTIAL_USES = 64  # equations whose share of a cotangent is computed (each one local VJP)
+MAX_SHARE_USES = 64  # equations whose share of a cotangent is computed (each one local VJP)
 
 
-def partial_cotangents(graph, point, consumers) -> List[Tuple[Any, str, np.ndarray]]:
+def line_shares(graph, point, consumers) -> List[Tuple[Any, str, np.ndarray]]:
     """``(var, line, share)``: for a forward value read on two or more of the user's lines (a weight in its
     layer and in the penalty, the input of a residual block and its skip), the share of its cotangent that
     comes through the uses on one line.  A hand gradient adds those shares, each on its own line
     (``dW = a.T @ delta`` and ``dW += l2 * W``), and a mistake sits in one of them."""
     out = []
-    budget = MAX_PARTIAL_USES
+    budget = MAX_SHARE_USES
     for v, users in consumers.items():
         lines: Dict[str, List[int]] = {}
         for i in dict.fromkeys(users):
@@ -186,7 +186,7 @@ def partial_cotangents(graph, point, consumers) -> List[Tuple[Any, str, np.ndarr
             share = None
             for i in eqns:
                 e = graph.eqns[i]
-                invals = [u.val if isinstance(u, jcore.Literal) else point.values.get(u) for u in e.invars]
+                invals = [interpreter.read(point.values, u, None) for u in e.invars]
                 if any(x is None for x in invals):
                     share = None
                     break
@@ -247,10 +247,10 @@ def of_forward(graph, point, expected, names, precision: str, what: str = "L",
     jaxpr = graph.closed.jaxpr
     if not forward:
         leaf_names = dict(zip(jaxpr.invars, graph.leaf_names))
-        for v, line, part in partial_cotangents(graph, point, consumers):
+        for v, line, share in line_shares(graph, point, consumers):
             name = leaf_names.get(v) or (named[v][1] if v in named else "")
             refs.add("cotangent", f"{d(name)} through `{code_at(line)}` ({line}: the share of that line's uses)",
-                     part, v, line, assigned_name(line), group=("share", line))
+                     share, v, line, assigned_name(line), group=("share", line))
     for v, n in zip(jaxpr.invars, graph.leaf_names):
         refs.add("value", n, point.values[v], v, None, n)
     for v in jaxpr.constvars:
