@@ -97,8 +97,10 @@ def score(jm, mutant: Mutant) -> dict:
         else:
             report = verification.check_gradients(lossf, grad, params, x, y)
             causes = [h.cause for h in report.hypotheses] or [f.cause for f in getattr(report, "findings", [])]
+        backward = getattr(report, "backward", None)  # the cause the report leads with, at the line to fix
+        causes += [backward.cause] if backward is not None else []
         first, top3 = line_hits(report, mutant.line)
-        cause = causes[0] if causes else "(none)"
+        cause = next((c for c in causes if c != "unknown"), causes[0] if causes else "(none)")
         return {"first": first, "top3": top3, "explained": not report.passed and cause not in ("unknown", "(none)"),
                 "cause": cause, "problem": problem, "passed": report.passed}
     return {"skipped": "no problem of the list sees the mutant"}

@@ -22,7 +22,7 @@ from typing import Any, List, Optional, Sequence
 import jax.extend.core as jcore
 import numpy as np
 
-from verification.checker.backward import why
+from verification.checker.backward import handoffs, sizes, why
 from verification.checker.backward.program import Program, assigned_name, code_at, same_function, silent_assignments
 from verification.checker.backward.references import Match, Ref, References
 from verification.checker.base.findings import BackwardFinding
@@ -35,16 +35,16 @@ MAX_REPLAYED = 6000  # and at most this many equations re-run for them in all (a
 PARTIAL_REPAIR = 0.5  # a replacement that removes at least this share of the error repairs "largely"
 
 
-def leaf_errors(outs: Sequence[np.ndarray], expected: Sequence[np.ndarray]) -> np.ndarray:
-    """Per output leaf: ``||out - expected|| / ||expected||`` (stacked candidates on axis 0 allowed)."""
+def leaf_errors(outs: Sequence[np.ndarray], expected: Sequence[np.ndarray], stacked: bool = True) -> np.ndarray:
+    """Per output leaf: ``||out - expected|| / ||expected||`` (with ``stacked``, candidates on axis 0)."""
     errs = []
     with np.errstate(all="ignore"):  # a non-finite output is an infinite error
         for o, e in zip(outs, expected):
             e = np.asarray(e, np.float64)
             o = np.asarray(o, np.float64)
-            axes = tuple(range(o.ndim - e.ndim, o.ndim))
-            if o.shape[o.ndim - e.ndim:] != e.shape:  # a result of another leaf's shape: never right here
-                errs.append(np.full(o.shape[:o.ndim - e.ndim], np.inf))
+            axes = tuple(range(int(stacked), o.ndim))
+            if o.shape[int(stacked):] != e.shape:  # a result of another leaf's shape: never right here
+                errs.append(np.full(o.shape[:1] if stacked else (), np.inf))
                 continue
             diff = np.sqrt(np.sum((o - e) ** 2, axis=axes)) if axes else np.abs(o - e)
             errs.append(diff / max(float(np.linalg.norm(e)), 1e-300))
@@ -61,11 +61,16 @@ def localize(program: Program, refs: References, expected: Sequence[Ref], wrong:
     outvars = list(program.outvars)
     status = {v: refs.match(program.value(v)) for v in program.live_vars() if jg.is_float(v)}
     base = leaf_errors([program.value(v) if isinstance(v, jcore.Var) else np.asarray(v.val) for v in outvars],
-                       [r.value for r in expected])
+                       [r.value for r in expected], stacked=False)
     tol = refs.rtol
+    shaped = _wrong_shape(program, refs, outvars, expected, wrong, status, returns_at)
+    if shaped is not None:
+        return shaped
     found = _first_wrong(program, refs, outvars, expected, wrong, status, base, tol)
-    if found is None:
-        return None
+    if found is None:  # a right value handed on for a result it is not (nothing repairs: it is read twice)
+        handed = [(k, v) for k, v in enumerate(outvars) if wrong[k] and isinstance(v, jcore.Var)
+                  and status.get(v) is not None and status[v].exact and status[v].ref is not expected[k]]
+        return _handed_on(program, refs, expected, *handed[0], status, returns_at) if handed else None
     var, match, after = found[:3]
     readers = found[3] if len(found) > 3 else None  # the value is wrong only as these equations read it
     e = program.producer(var) if readers is None else min(readers)
@@ -75,6 +80,15 @@ def localize(program: Program, refs: References, expected: Sequence[Ref], wrong:
     back = returns_at if handed_back and ((m is not None and m.exact) or not same_function(program.line(var),
                                                                                           returns_at)) else None
     lines = _ranked_lines(program, refs, expected, var, e, status, cause, readers, back)
+    cone = [e] + [program.producer(w) for w in why.cone(program, var, status)]
+    sized = sizes.wrong_size(program, [r.value for r in expected], cone, tol)
+    if sized is not None:  # ``m = dy.shape[1]``: the size comes into the wrong line as a constant
+        cause = sized[1]
+        lines = list(dict.fromkeys([f"{sized[0]} {code_at(sized[0])}".rstrip()] + lines))
+    for site, duplicated in handoffs.passed_in(program.eqns[e])[::-1]:  # a value passed in by a caller
+        entry = f"{site} {code_at(site)}".rstrip()
+        lines = [x for x in lines if x != entry]
+        lines.insert(0 if duplicated else min(2, len(lines)), entry)
     if not lines:
         return None
     value = program.value(var)
@@ -85,6 +99,61 @@ def localize(program: Program, refs: References, expected: Sequence[Ref], wrong:
         lines=lines, line=line, code=code_at(line), should_equal=why.label_of(match), rel_error=rel,
         inputs_ok=_inputs_ok(program, e, status), cause=cause.cause, explanation=cause.sentence,
         repaired=bool(np.all(after <= max(tol * 100, 1e-6))))
+
+
+def _wrong_shape(program: Program, refs: References, outvars, expected, wrong, status,
+                 returns_at: Optional[str]) -> Optional[BackwardFinding]:
+    """An output of another shape than its leaf (``jnp.sum(delta, axis=1)`` for the bias): the equation
+    that makes that shape, walking back through the equations that keep it (a scale, a sign), is the line
+    to fix; no replacement is tried (the shapes downstream would not fit)."""
+    for k, v in enumerate(outvars):
+        value = program.value(v) if isinstance(v, jcore.Var) else None
+        want = np.shape(expected[k].value)
+        if not wrong[k] or value is None or value.shape == want:
+            continue
+        m = status.get(v)
+        if m is not None and m.exact and not m.transposed:  # a right quantity of another shape handed back
+            return _handed_on(program, refs, expected, k, v, status, returns_at)
+        match = Match(expected[k], 1.0)
+        var = v
+        while True:
+            eqn = program.eqns[program.producer(var)]
+            same = [u for u in eqn.invars if isinstance(u, jcore.Var) and jg.is_float(u) and u in status
+                    and np.shape(program.value(u)) == value.shape and not (status[u] is not None and status[u].exact)]
+            if len(same) != 1 or program.producer(same[0]) is None:
+                break
+            var = same[0]
+        e = program.producer(var)
+        cause = why.wrong_shape(program, program.eqns[e], var, match, refs.rtol)
+        lines = _ranked_lines(program, refs, expected, var, e, status, cause)
+        line = program.graph.user_line(e)
+        if not lines or line is None:
+            return None
+        return BackwardFinding(lines=lines, line=line, code=code_at(line), should_equal=why.label_of(match),
+                               rel_error=float("inf"), inputs_ok=_inputs_ok(program, e, status), cause=cause.cause,
+                               explanation=cause.sentence, repaired=False)
+    return None
+
+
+def _handed_on(program: Program, refs: References, expected, k: int, v, status,
+               returns_at: Optional[str]) -> Optional[BackwardFinding]:
+    """Output ``k`` is ``v``, a right quantity for another role, handed on as it is (``db = da``, a result
+    named twice, a saved value returned for its gradient): the statement that hands it on is the line to
+    fix: a rename, then a ``return`` that reads its name and computes nothing, then the lines around it."""
+    m, match, value = status[v], Match(expected[k], 1.0), program.value(v)
+    want = np.shape(expected[k].value)
+    shapes = f", of shape {value.shape}," if value.shape != want else ""
+    cause = why.Why("wrong_leaf", f"it hands on {why.label_of(m)}{shapes} where {why.label_of(match)}"
+                                  f"{f', of shape {want},' if shapes else ''} belongs")
+    lines = _ranked_lines(program, refs, expected, v, program.producer(v), status, cause, back=returns_at)
+    name = assigned_name(program.line(v))
+    renames = [a.where for a in silent_assignments(returns_at, program.live_lines(), {name} - {""}, returns=True)]
+    renames += handoffs.returned_in(name, program.live_lines()) if name else []
+    lines = list(dict.fromkeys([f"{w} {code_at(w)}".rstrip() for w in renames[:1]] + lines))
+    line = renames[0] if renames else program.line(v)
+    return None if line is None or not lines else BackwardFinding(
+        lines=lines, line=line, code=code_at(line), should_equal=why.label_of(match), rel_error=float("inf"),
+        inputs_ok=[], cause=cause.cause, explanation=cause.sentence, repaired=False)
 
 
 def _first_wrong(program, refs, outvars, expected, wrong, status, base, tol):
@@ -486,6 +555,7 @@ def _inputs_ok(program: Program, e: int, status) -> List[str]:
         m = status.get(u) if isinstance(u, jcore.Var) else None
         if m is not None and m.exact:
             name = why.name_of(program, u, status, program.graph.user_line(e))
+            label = m.ref.name or m.ref.label
             out.append(f"{name} = {m.ref.label}{' (transposed)' if m.transposed else ''} ✔"
-                       if name != (m.ref.name or m.ref.label) else f"{name} ✔")
+                       if name not in (label, label + ".T") else f"{name} ✔")
     return out

@@ -126,29 +126,60 @@ class Program:
 
 
     def _replaced_for(self, variables, candidates, targets, readers) -> List[np.ndarray]:
-        start = min(readers)
+        def rewrite(i, eqn, invals, new):
+            if i not in readers or not any(isinstance(u, jcore.Var) and u in new for u in eqn.invars):
+                return None
+            return [new[u] if isinstance(u, jcore.Var) and u in new else x for u, x in zip(eqn.invars, invals)]
+
+        stacked = [jnp.asarray(np.stack([np.asarray(c) for c in cs]), dtype=v.aval.dtype)
+                   for v, cs in zip(variables, candidates)]
+        return self._rerun(min(readers), rewrite, lambda xs: dict(zip(variables, xs)), stacked, targets)
+
+    def with_literal(self, eqn_ids, olds: Sequence[float], news: Sequence[float]) -> List[np.ndarray]:
+        """The outputs with every scalar literal of ``olds`` (or ``1/old``) that the equations ``eqn_ids``
+        read set to each of ``news`` (``1/new``), stacked on axis 0: a Python constant of another value (a
+        size ``m = x.shape[1]`` taken from the wrong axis, one per layer)."""
+        ids = set(eqn_ids)
+
+        def rewrite(i, eqn, invals, c):
+            if i not in ids:
+                return None
+            out = []
+            for u, x in zip(eqn.invars, invals):
+                lit = isinstance(u, jcore.Literal) and np.ndim(u.val) == 0
+                out.append(c.astype(x.dtype) if lit and any(_near(u.val, o) for o in olds) else
+                           (1 / c).astype(x.dtype) if lit and any(_near(u.val, 1 / o) for o in olds) else x)
+            return out
+
+        return self._rerun(min(ids), rewrite, lambda xs: xs[0], [jnp.asarray(news, jnp.float64)], None)
+
+    def _rerun(self, start, rewrite, unpack, stacked, targets) -> List[np.ndarray]:
+        """One batched re-run from equation ``start`` on: ``rewrite(i, eqn, invals, unpack(xs))`` gives an
+        equation's new inputs (or ``None``: as they are), and what depends on a rewritten one runs again."""
         outvars = self.outvars if targets is None else targets
         jaxpr = self.graph.closed.jaxpr
 
-        def one(xs):
-            new = dict(zip(variables, xs))
+        def one(*xs):
+            new = unpack(xs)
             touched = set()
 
             def on_eqn(i, eqn, invals, env):
-                hit = i in readers and any(isinstance(u, jcore.Var) and u in new for u in eqn.invars)
-                if i < start or not (hit or any(isinstance(u, jcore.Var) and u in touched for u in eqn.invars)):
+                changed = rewrite(i, eqn, invals, new) if i >= start else None
+                if changed is None and (i < start or not any(isinstance(u, jcore.Var) and u in touched
+                                                             for u in eqn.invars)):
                     return [env[v] for v in eqn.outvars]
-                if hit:
-                    invals = [new[u] if isinstance(u, jcore.Var) and u in new else x for u, x in zip(eqn.invars, invals)]
                 touched.update(eqn.outvars)
-                return interpreter.bind(eqn, invals)
+                return interpreter.bind(eqn, invals if changed is None else changed)
 
             env = interpreter.run(jaxpr, [self.env[v] for v in jaxpr.invars], on_eqn, env=dict(self.env))
             return [jnp.asarray(interpreter.read(env, v)) for v in outvars]
 
-        stacked = [jnp.asarray(np.stack([np.asarray(c) for c in cs]), dtype=v.aval.dtype)
-                   for v, cs in zip(variables, candidates)]
-        return [np.asarray(o) for o in jax.vmap(one)(stacked)]
+        return [np.asarray(o) for o in jax.vmap(one)(*stacked)]
+
+
+def _near(x, c: float) -> bool:
+    x = float(np.asarray(x))
+    return bool(np.isfinite(c) and abs(x - c) <= 1e-12 * max(abs(c), 1.0))
 
 
 def trace(fn: Callable, leaves: Sequence[Any], names: Sequence[str], unroll: bool = True) -> Program:
@@ -177,13 +208,14 @@ def assigned_name(line: Optional[str]) -> str:
     if not line or ":" not in line or not line.rpartition(":")[2].isdigit():
         return ""
     path, _, n = line.rpartition(":")
-    tree, at = _parsed(path), int(n)
+    tree, at = parsed(path), int(n)
     spans = [s for s in ast.walk(tree) if isinstance(s, ast.Assign) and s.lineno <= at <= (s.end_lineno or s.lineno)
              and len(s.targets) == 1 and isinstance(s.targets[0], ast.Name)] if tree is not None else []
     return min(spans, key=lambda s: (s.end_lineno or s.lineno) - s.lineno).targets[0].id if spans else ""
 
 
-def _parsed(path: str):
+def parsed(path: str):
+    """The module's syntax tree of a source file (read once), or ``None`` where it cannot be read."""
     if path not in _TREES:
         try:
             with open(path) as f:
@@ -229,18 +261,10 @@ def silent_assignments(line: Optional[str], live_lines: set, passing: set, retur
     literal zero (``mean_dn = 0.0``: a term left out) is one too.  Every name a statement may hand on is
     a candidate (``{...}.get`` of several): :func:`verification.checker.backward.first_wrong` confirms the
     one the trace ran."""
-    if not line or ":" not in line:
+    found = source_function(line)
+    if found is None:
         return []
-    path, _, n = line.rpartition(":")
-    tree = _parsed(path) if n.isdigit() else None
-    if tree is None:
-        return []
-    at = int(n)
-    funcs = [f for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.Lambda))
-             and f.lineno <= at <= (f.end_lineno or f.lineno)]
-    if not funcs:
-        return []
-    func = min(funcs, key=lambda f: (f.end_lineno or f.lineno) - f.lineno)
+    path, func, at = found
     stmts = [s for s in ast.walk(func) if isinstance(s, ast.stmt) and s.lineno <= at <= (s.end_lineno or s.lineno)]
     called = {id(c.func) for s in stmts[-1:] for c in ast.walk(s) if isinstance(c, ast.Call)}
     read = {x.id: at for s in stmts[-1:] for x in ast.walk(s) if isinstance(x, ast.Name)
@@ -328,7 +352,7 @@ def return_line(fn) -> Optional[str]:
     if code is None:
         return None
     path, first = source_lines.shown(code.co_filename), code.co_firstlineno
-    tree = _parsed(path)
+    tree = parsed(path)
     if tree is None:
         return None
     if code.co_name == "<lambda>":
@@ -343,17 +367,20 @@ def return_line(fn) -> Optional[str]:
     return f"{path}:{max(returns)}" if returns else None
 
 
+def source_function(line: Optional[str]):
+    """``(path, the innermost def or lambda around line, line number)`` of ``"file:line"``, or ``None``."""
+    if not line or ":" not in line or not line.rpartition(":")[2].isdigit():
+        return None
+    path, _, n = line.rpartition(":")
+    tree = parsed(path)
+    funcs = [f for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+             and f.lineno <= int(n) <= (f.end_lineno or f.lineno)] if tree is not None else []
+    inner = min(funcs, key=lambda f: (f.end_lineno or f.lineno) - f.lineno, default=None)
+    return None if inner is None else (path, inner, int(n))
+
+
 def same_function(line: Optional[str], other: Optional[str]) -> bool:
     """Lines ``line`` and ``other`` ("file:line") lie in the same innermost function (def or lambda)."""
-    spans = []
-    for where in (line, other):
-        if not where or not where.rpartition(":")[2].isdigit():
-            return False
-        path, _, n = where.rpartition(":")
-        tree = _parsed(path)
-        funcs = [f for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
-                 and f.lineno <= int(n) <= (f.end_lineno or f.lineno)] if tree is not None else []
-        inner = min(funcs, key=lambda f: (f.end_lineno or f.lineno) - f.lineno, default=None)
-        spans.append((path, None if inner is None else (inner.lineno, inner.end_lineno)))
-    return spans[0] == spans[1] and spans[0][1] is not None
+    a, b = source_function(line), source_function(other)
+    return a is not None and b is not None and a[0] == b[0] and a[1] is b[1]
 

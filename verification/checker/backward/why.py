@@ -277,6 +277,19 @@ def _unused_term(program: Program, var, v, r, tol) -> Optional[Why]:
     return None
 
 
+def wrong_shape(program: Program, eqn, var, match: Match, tol: float) -> Why:
+    """Why a value has another shape than the quantity it should equal (``match``, at its own shape): a sum
+    over the wrong axes, a transpose, or a shape of its own."""
+    r = np.asarray(match.ref.value, np.float64) * match.factor
+    v = np.asarray(program.value(var), np.float64)
+    axis = _wrong_axis(program, eqn, r, tol)
+    if axis is not None:
+        return axis
+    if v.ndim == 2 and v.T.shape == r.shape and close(v.T, r, tol):
+        return Why("transposed", f"it computes the transpose of {label_of(match)}")
+    return Why("shape", f"it computes an array of shape {v.shape}; {label_of(match)} has shape {r.shape}")
+
+
 def _wrong_axis(program: Program, eqn, r, tol) -> Optional[Why]:
     """A sum over the wrong axes: the same sum over other axes computes what the line should."""
     if eqn.primitive.name != "reduce_sum":

@@ -36,6 +36,7 @@ CAUSES = {
     "wrong_selection": "a max / min reduction (max pooling) routes the cotangent to the wrong elements: all of "
                        "them, averaged, the opposite extreme, or the neighbouring window",
     "wrong_axis": "a sum (or mean) over the wrong axis: over the features instead of the batch",
+    "wrong_size": "a size taken from the wrong axis (m = x.shape[1] where the batch size x.shape[0] belongs)",
     "wrong_derivative": "an elementwise derivative written as another function's (tanh's 1 - h^2 for a sigmoid, "
                         "the exact GELU's for the tanh approximation)",
     "inverted_factor": "a right factor divided by where it should multiply, or the reverse",

@@ -16,7 +16,7 @@ gradient checker's table); the suite folds them into one worst-leaf row
 from __future__ import annotations
 
 import dataclasses
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -54,6 +54,7 @@ class LeafResult:
     elem_rel: float  # cs231n elementwise: max |a-b| / max(|a|, |b|)
     worst_index: tuple
     passed: bool
+    reference_shape: Optional[tuple] = None  # set where the checked leaf's shape is not the reference's
 
     @property
     def band(self):
@@ -68,8 +69,7 @@ def compare_leaf(path: str, a, b, rtol: float, atol: float = 0.0) -> LeafResult:
     """Compare one leaf ``a`` (checked) against ``b`` (reference), in float64."""
     a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a64.shape != b64.shape:
-        return LeafResult(f"{path}: shape {a64.shape} vs reference {b64.shape}", tuple(a64.shape), np.inf, np.inf,
-                          np.inf, (), False)
+        return LeafResult(path, tuple(a64.shape), np.inf, np.inf, np.inf, (), False, tuple(b64.shape))
     if a64.size == 0:
         return LeafResult(path, a64.shape, 0.0, 0.0, 0.0, (), True)
     if a64.size >= FUSED_MIN and jax.config.jax_enable_x64:  # one fused pass instead of numpy's temporaries

@@ -192,6 +192,8 @@ def explain(graph, leaves, manual, reference, fit_rtol) -> Tuple[List[Hypothesis
     depends on every failing leaf and no agreeing one, :func:`verification.checker.explain.ranking.consistent_sites`),
     on the failing leaves' entries only.  Only when nothing fits there is it widened to every equation,
     and only while its effects fit in :data:`WIDE_BUDGET` entries."""
+    if any(np.shape(m) != np.shape(g) for m, g in zip(jax.tree.leaves(manual), jax.tree.leaves(reference))):
+        return [], []  # a leaf of the wrong shape: the comparison and the backward localisation say which
     M, G = _flat(manual), _flat(reference)
     D = M - G
     if not np.all(np.isfinite(D)) or np.linalg.norm(D) == 0:

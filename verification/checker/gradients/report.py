@@ -46,7 +46,8 @@ class GradientReport(CheckReport):
         ]
         for l in self.leaves:
             lines.append(f"{l.path:<22} {str(l.shape):<12} {l.max_abs:>10.2e} {l.max_rel:>10.2e} "
-                         f"{str(list(l.worst_index)):<10} {l.band:<27} {'PASS' if l.passed else 'FAIL'}")
+                         f"{str(list(l.worst_index)):<10} {l.band:<27} {'PASS' if l.passed else 'FAIL'}"
+                         + (f" (the reference's shape is {l.reference_shape})" if l.reference_shape is not None else ""))
         if self.structure_error:
             lines.append(f"structure: {self.structure_error}")
         for l in self.finite_differences or []:
@@ -86,7 +87,8 @@ class GradientReport(CheckReport):
             d = by_leaf.get(l.path)
             return {"leaf": l.path, "shape": list(l.shape), "max_abs": num(l.max_abs), "max_rel": num(l.max_rel),
                     "elem_rel": num(l.elem_rel), "worst_index": list(l.worst_index), "passed": l.passed,
-                    "cause": d and d.cause, "where": d and d.where, "evidence": d and d.evidence}
+                    "cause": d and d.cause, "where": d and d.where, "evidence": d and d.evidence,
+                    "reference_shape": None if l.reference_shape is None else list(l.reference_shape)}
 
         t = self.taylor
         return {"rtol": self.rtol, "precision": self.precision, "structure_error": self.structure_error or None,

@@ -55,6 +55,15 @@ def _scan_frames(tb):
     return None, library
 
 
+def user_frames(eqn) -> list:
+    """``file:line`` of every frame of the user's own code that emitted ``eqn``, innermost first: its line,
+    then the call sites out to the outermost (where a wrong argument is passed)."""
+    tb = getattr(eqn.source_info, "traceback", None)
+    return [f"{shown(f.file_name)}:{f.line_num}" for f in (tb.frames if tb is not None else ())
+            if not f.file_name.startswith(_SKIP_DIRS) and not any(d in f.file_name for d in _LIBRARY_DIRS)
+            and (not f.file_name.startswith("<") or f.file_name.startswith(_USER_PSEUDO_FILES))]
+
+
 def shown(path: str) -> str:
     """A source file as reports write it: relative to the working directory when inside it."""
     rel = os.path.relpath(path)
