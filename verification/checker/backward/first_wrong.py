@@ -207,8 +207,9 @@ def _first_wrong(program, refs, outvars, expected, wrong, status, base, tol):
         if len(program.graph.instances(program.producer(v), by="op")) >= LOOP_MIN:
             continue
         tried = _try(program, refs, v, None, expected, out_of, status, tol, total, skip=status[v])
-        if tried is not None and tried[0]:
-            return v, tried[3], tried[4]
+        if tried is not None and tried[0]:  # right, and read where another quantity belongs: blame the reader
+            reader = _wrong_reader(program, refs, v, tried[3], expected, tol)
+            return (v, tried[3], tried[4]) + ((reader,) if reader else ())
         if tried is not None and tried[2] > 0:
             per_layer.append((v, True))
     split = _split(program, refs, program.ancestors(targets), expected, status, tol)
@@ -222,6 +223,22 @@ def _first_wrong(program, refs, outvars, expected, wrong, status, base, tol):
         if each is not None:
             return each
     return None if best is None else best[1:]
+
+
+def _wrong_reader(program: Program, refs: References, v, option: Match, expected, tol) -> List[int]:
+    """``[i]``: the one equation that reads the right value ``v`` where ``option`` belongs (replaced there
+    alone, the outputs are repaired), or ``[]``: v's own line is kept."""
+    live = program.live_eqns()
+    readers = [i for i in program.consumers(v) if i in live]
+    if len(readers) == 1:
+        return readers
+    value = program.value(v)
+    want = option.factor * refs.shaped(option, value.shape)
+    for i in readers[:MAX_READERS]:
+        outs = program.replaced_all([v], [[want]], readers=[i])
+        if np.all(leaf_errors(outs, [r.value for r in expected]) <= max(100 * tol, 1e-6)):
+            return [i]
+    return []
 
 
 MAX_SPLIT = 24  # values whose readers are split (the most upstream first)
