@@ -66,11 +66,14 @@ def localize(program: Program, refs: References, expected: Sequence[Ref], wrong:
     shaped = _wrong_shape(program, refs, outvars, expected, wrong, status, returns_at)
     if shaped is not None:
         return shaped
+    handed = [(k, v) for k, v in enumerate(outvars) if wrong[k] and isinstance(v, jcore.Var)
+              and status.get(v) is not None and status[v].exact and not status[v].transposed
+              and not status[v].ref.share]  # (one line's share of a cotangent is right only with the others)
+    if handed:  # a right value handed on as it is for a result it is not: the hand-off is the mistake
+        return _handed_on(program, refs, expected, *handed[0], status, returns_at)
     found = _first_wrong(program, refs, outvars, expected, wrong, status, base, tol)
-    if found is None:  # a right value handed on for a result it is not (nothing repairs: it is read twice)
-        handed = [(k, v) for k, v in enumerate(outvars) if wrong[k] and isinstance(v, jcore.Var)
-                  and status.get(v) is not None and status[v].exact and status[v].ref is not expected[k]]
-        return _handed_on(program, refs, expected, *handed[0], status, returns_at) if handed else None
+    if found is None:
+        return None
     var, match, after = found[:3]
     readers = found[3] if len(found) > 3 else None  # the value is wrong only as these equations read it
     e = program.producer(var) if readers is None else min(readers)
@@ -81,7 +84,8 @@ def localize(program: Program, refs: References, expected: Sequence[Ref], wrong:
                                                                                           returns_at)) else None
     lines = _ranked_lines(program, refs, expected, var, e, status, cause, readers, back)
     cone = [e] + [program.producer(w) for w in why.cone(program, var, status)]
-    sized = sizes.wrong_size(program, [r.value for r in expected], cone, tol)
+    plain = cause.cause in ("factor_2", "sign_flipped")  # a 2 or a sign dropped: likelier than a size
+    sized = None if plain else sizes.wrong_size(program, [r.value for r in expected], cone, tol)
     if sized is not None:  # ``m = dy.shape[1]``: the size comes into the wrong line as a constant
         cause = sized[1]
         lines = list(dict.fromkeys([f"{sized[0]} {code_at(sized[0])}".rstrip()] + lines))

@@ -53,8 +53,9 @@ def _shape_names(line: str, live: set) -> List[Tuple[str, str]]:
 def wrong_size(program: Program, expected: Sequence[np.ndarray], eqns: Sequence[int],
                tol: float) -> Optional[Tuple[str, why.Why]]:
     """``("file:line" of the assignment to fix, why)`` when a size read on the lines of ``eqns`` (the first
-    wrong value and its cone) was taken from the wrong axis: the literals it gives those lines, set to
-    another axis length of the inputs, repair every output; else ``None``."""
+    wrong value and its cone) was taken from the wrong axis: the literals it gives those lines (axis lengths
+    of the inputs), set to another axis length, repair every output; else ``None``.  The caller keeps a
+    plainer account where one fits (a factor 2 that the ratio of two axis lengths happens to equal)."""
     from verification.checker.backward.first_wrong import leaf_errors  # the one comparison of outputs
 
     lines = list(dict.fromkeys(program.graph.user_line(i) for i in eqns if program.graph.user_line(i)))
@@ -65,7 +66,7 @@ def wrong_size(program: Program, expected: Sequence[np.ndarray], eqns: Sequence[
         if not names:
             continue
         on_line = [i for i in program.live_eqns() if i is not None and program.graph.user_line(i) == line]
-        found = _size_literals(program, on_line)
+        found = [c for c in _size_literals(program, on_line) if c in sizes]  # what ``x.shape[k]`` can give
         tries = [[c] for c in found] + ([found] if len(found) > 1 else [])  # one size, or one per instance
         for olds in tries:
             news = [s for s in sizes if s not in olds]
