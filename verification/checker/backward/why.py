@@ -88,6 +88,10 @@ def explain(program: Program, refs: References, var, match: Match, status, tol: 
     r = match.factor * refs.shaped(match, v.shape)
     should = label_of(match)
     if not np.any(v):
+        e = program.producer(var)
+        by_factor = _factor(program, refs, program.eqns[e], r, status, tol, program.graph.user_line(e))
+        if by_factor is not None and by_factor.factor is not None:  # a mask that is all zero (``z > 1``)
+            return by_factor
         return Why("path_dropped", f"it computes zero; it should compute {should}")
     c = _fit(v, r)
     if close(v, c * r, tol) and not causes.near(c, 1.0):
@@ -183,9 +187,15 @@ def _name_factor(program, refs, u, got, need, mask, tol, name) -> Optional[Why]:
     mine = bd.identify(got, args, rtol=tol * 10)
     right = bd.identify(need, args, rtol=tol * 10, where=mask)
     c = _fit(got[mask], need[mask])
+    if not np.any(got[mask]):  # a mask from the wrong condition that happens to be zero everywhere here
+        meant = f"{right[0][0].name}'s derivative {right[0][0].text.format(a=right[0][1])}" if right else "nonzero"
+        return Why("path_dropped", f"its factor {name} is zero everywhere; it should be {meant}", u)
     if close(got[mask], c * need[mask], tol) and not causes.near(c, 1.0):
         cause, words = _scale_words(c, program)
         return Why(cause, f"its factor {name} is {c:.6g} × what it should be ({words})", u)
+    two = _two_valued(got[mask], need[mask], tol)
+    if two is not None:
+        return Why(two[0], f"its factor {name} is a mask {two[1]}", u)
     if right:
         for m, marg in mine:
             d, arg = next(((d, a) for d, a in right if d.form == m.form), right[0])
@@ -204,6 +214,21 @@ def _name_factor(program, refs, u, got, need, mask, tol, name) -> Optional[Why]:
         return Why("wrong_derivative", f"its factor {name} is {m.name}'s derivative {m.text.format(a=marg)}, "
                                        "which is not the local derivative here", u)
     return None
+
+
+def _two_valued(got, need, tol):
+    """``(cause, words)`` where the factor and the one it should be are masks of the same two values (a
+    step's derivative: 0 / 1, or 1 and a leaky slope) chosen by different conditions, else ``None``."""
+    levels = np.unique(np.round(need, 12))
+    if not 1 <= levels.size <= 2 or got.size < 2:
+        return None
+    near = [np.isclose(got, x, rtol=tol * 10, atol=0) for x in levels]
+    if not np.all(np.any(near, axis=0)) or np.all(np.isclose(got, need, rtol=tol * 10, atol=0)):
+        return None
+    wrong = int(np.sum(~np.isclose(got, need, rtol=tol * 10, atol=0)))
+    if levels.size == 2 and wrong == got.size:
+        return "wrong_branch", "with its two values swapped: the other branch is taken everywhere"
+    return "wrong_threshold", f"from the wrong condition: it differs from the right one at {wrong} of {got.size} entries"
 
 
 def cone(program: Program, var, status) -> List[Any]:
