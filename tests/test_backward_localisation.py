@@ -237,3 +237,33 @@ def test_a_helper_called_per_layer_is_named_by_the_share_of_its_line(bug, text, 
     assert not rep.passed and first_line(rep) == line_of(penalty_grad, text), rep.backward.lines
     assert rep.backward.cause == cause, rep.backward.explanation
     assert "through `return data + 0.5 * L2" in rep.backward.should_equal, rep.backward.should_equal
+
+
+SLOPE = 0.1
+
+
+def leaky_loss(p, x, y):
+    h = jax.nn.leaky_relu(x @ p["W1"], SLOPE)
+    return 0.5 * jnp.mean(jnp.sum((h @ p["W2"] - y) ** 2, axis=1))
+
+
+def leaky_grad(p, x, y, bug=None):
+    a = x @ p["W1"]
+    h = jnp.where(a >= 0, a, SLOPE * a)
+    dh = ((h @ p["W2"] - y) / x.shape[0]) @ p["W2"].T
+    slope = {"swapped": jnp.where(a >= 0, SLOPE, 1.0),
+             "threshold": jnp.where(a >= 0.5, 1.0, SLOPE),
+             "never": jnp.where(a >= 100.0, 1.0, 0.0)}.get(bug, jnp.where(a >= 0, 1.0, SLOPE))
+    da = dh * slope
+    return {"W1": x.T @ da, "W2": h.T @ ((h @ p["W2"] - y) / x.shape[0])}
+
+
+@pytest.mark.parametrize("bug, cause", [("swapped", "wrong_branch"), ("threshold", "wrong_threshold"),
+                                        ("never", "path_dropped")])
+def test_a_mask_from_the_wrong_condition_is_named_at_its_line(bug, cause):
+    """A step's derivative written as a mask: its branches swapped, its threshold moved, or a condition that
+    never holds here (the product is zero: the mask is still the line to fix, not the product's)."""
+    assert check_gradients(leaky_loss, leaky_grad, P2, X, Y[:, :2]).passed
+    rep = check_gradients(leaky_loss, lambda p, x, y: leaky_grad(p, x, y, bug), P2, X, Y[:, :2])
+    assert not rep.passed and first_line(rep) == line_of(leaky_grad, f'"{bug}": '), rep.backward.lines
+    assert rep.backward.cause == cause, rep.backward.explanation

@@ -16,7 +16,7 @@ import jax.extend.core as jcore
 import numpy as np
 
 from verification.checker.backward import derivatives as bd
-from verification.checker.backward.program import Program, assigned_name
+from verification.checker.backward.program import Program, assigned_name, code_at
 from verification.checker.backward.references import Match, References
 from verification.checker.base import causes
 from verification.checker.jaxpr import graph as jg
@@ -73,6 +73,9 @@ def name_of(program: Program, var, status=None, at: Optional[str] = None) -> str
         if m is not None:
             name = m.ref.name or m.ref.label
             return f"{name}.T" if m.transposed else name
+        code = code_at(program.line(var))
+        if code:  # the value a line hands on without naming it (``return (z > 0).astype(z.dtype)``)
+            return f"`{code if len(code) <= 48 else code[:45] + '...'}`"
         return "an intermediate value" if program.line(var) else "an input"
     return assigned_name(program.line(var))
 
@@ -156,7 +159,7 @@ def _factor(program: Program, refs: References, eqn, r, status, tol, at) -> Opti
              and status[u].exact)) for u in ins]
     known = [r_ or (isinstance(u, jcore.Var) and status.get(u) is not None) for r_, u in zip(right, ins)]
     for j in (1, 0):  # the factor is input j, the other a right value
-        u, a = ins[j], vals[1 - j]
+        u, a = _made(program, ins[j], at), vals[1 - j]
         if not isinstance(u, jcore.Var) or right[j] or not known[1 - j] or vals[j].size < 2:
             continue
         with np.errstate(all="ignore"):
@@ -179,6 +182,20 @@ def _factor(program: Program, refs: References, eqn, r, status, tol, at) -> Opti
                                                   f"{meant} by it")
         return _name_factor(program, refs, u, got, need, mask, tol, name_of(program, u, status, at))
     return None
+
+
+_MOVES = ("convert_element_type", "broadcast_in_dim", "reshape", "copy")  # a value moved, not computed
+
+
+def _made(program: Program, u, at):
+    """``u``, or where it is a value moved on line ``at`` itself (a cast, a broadcast), the value moved:
+    the factor's own line is where it was computed."""
+    while isinstance(u, jcore.Var) and program.producer(u) is not None:
+        eqn = program.eqns[program.producer(u)]
+        if eqn.primitive.name not in _MOVES or program.line(u) != at or not isinstance(eqn.invars[0], jcore.Var):
+            break
+        u = eqn.invars[0]
+    return u
 
 
 def _name_factor(program, refs, u, got, need, mask, tol, name) -> Optional[Why]:
