@@ -67,7 +67,7 @@ def localize(program: Program, refs: References, expected: Sequence[Ref], wrong:
     if shaped is not None:
         return shaped
     handed = [(k, v) for k, v in enumerate(outvars) if wrong[k] and isinstance(v, jcore.Var)
-              and status.get(v) is not None and status[v].exact and not status[v].transposed
+              and program.producer(v) is not None and status.get(v) is not None and status[v].exact and not status[v].transposed
               and not status[v].ref.share]  # (one line's share of a cotangent is right only with the others)
     if handed:  # a right value handed on as it is for a result it is not: the hand-off is the mistake
         return _handed_on(program, refs, expected, *handed[0], status, returns_at)
@@ -113,8 +113,8 @@ def _wrong_shape(program: Program, refs: References, outvars, expected, wrong, s
     for k, v in enumerate(outvars):
         value = program.value(v) if isinstance(v, jcore.Var) else None
         want = np.shape(expected[k].value)
-        if not wrong[k] or value is None or value.shape == want:
-            continue
+        if not wrong[k] or value is None or value.shape == want or program.producer(v) is None:
+            continue  # (an argument handed back as it is: the comparison says which leaf)
         m = status.get(v)
         if m is not None and m.exact and not m.transposed:  # a right quantity of another shape handed back
             return _handed_on(program, refs, expected, k, v, status, returns_at)
