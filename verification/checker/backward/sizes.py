@@ -70,10 +70,9 @@ def wrong_size(program: Program, expected: Sequence[np.ndarray], eqns: Sequence[
         tries = [[c] for c in found] + ([found] if len(found) > 1 else [])  # one size, or one per instance
         for olds in tries:
             news = [s for s in sizes if s not in olds]
-            ids = [i for i in on_line if any(_is_size(u, c) for u in program.eqns[i].invars for c in olds)]
-            if not news or not ids:
+            if not news:
                 continue
-            errs = leaf_errors(program.with_literal(ids, olds, news), expected)
+            errs = leaf_errors(program.with_literal(on_line, olds, news), expected)  # (only its literals change)
             ok = np.all(errs <= max(100 * tol, 1e-6), axis=1)
             if np.any(ok):
                 s = news[int(np.argmax(ok))]
@@ -97,9 +96,3 @@ def _size_literals(program: Program, eqn_ids) -> List[float]:
                         out.append(float(round(c)))
     return out
 
-
-def _is_size(u, c: float) -> bool:
-    if not hasattr(u, "val") or np.ndim(u.val) != 0:
-        return False
-    x = float(np.asarray(u.val))
-    return abs(x - c) <= 1e-12 * c or abs(x - 1 / c) <= 1e-12 / c

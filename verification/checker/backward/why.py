@@ -245,7 +245,8 @@ def _two_valued(got, need, tol):
     wrong = int(np.sum(~np.isclose(got, need, rtol=tol * 10, atol=0)))
     if levels.size == 2 and wrong == got.size:
         return "wrong_branch", "with its two values swapped: the other branch is taken everywhere"
-    return "wrong_threshold", f"from the wrong condition: it differs from the right one at {wrong} of {got.size} entries"
+    return "wrong_threshold", (f"from the wrong condition: it differs from the right one at {wrong} of {got.size} "
+                               "entries")
 
 
 def cone(program: Program, var, status) -> List[Any]:

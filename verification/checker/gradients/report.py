@@ -47,7 +47,7 @@ class GradientReport(CheckReport):
         for l in self.leaves:
             lines.append(f"{l.path:<22} {str(l.shape):<12} {l.max_abs:>10.2e} {l.max_rel:>10.2e} "
                          f"{str(list(l.worst_index)):<10} {l.band:<27} {'PASS' if l.passed else 'FAIL'}"
-                         + (f" (the reference's shape is {l.reference_shape})" if l.reference_shape is not None else ""))
+                         + ("" if l.reference_shape is None else f" (the reference's shape is {l.reference_shape})"))
         if self.structure_error:
             lines.append(f"structure: {self.structure_error}")
         for l in self.finite_differences or []:
