@@ -349,7 +349,10 @@ def _loop_group(program: Program, v, seen: set) -> List[Any]:
     if len(same) < 2:
         return []
     k = list(program.eqns[i].outvars).index(v)
-    return [program.eqns[j].outvars[k] for j in same]
+    group = [program.eqns[j].outvars[k] for j in same]
+    shape = np.shape(program.value(v))  # (one op on one line may make values of several shapes: a broadcast)
+    group = [w for w in group if program.value(w) is not None and np.shape(program.value(w)) == shape]
+    return group if len(group) >= 2 else []
 
 
 def _repair_group(program: Program, refs: References, group, expected, tol):
