@@ -68,7 +68,8 @@ def localize(program: Program, refs: References, expected: Sequence[Ref], wrong:
         return shaped
     handed = [(k, v) for k, v in enumerate(outvars) if wrong[k] and isinstance(v, jcore.Var)
               and program.producer(v) is not None and status.get(v) is not None and status[v].exact
-              and not status[v].transposed and not status[v].ref.share]  # (a share is right only with the others)
+              and not status[v].transposed and not status[v].ref.share  # (a share is right only with the others)
+              and not (returns_at and program.line(v) == returns_at)]  # (computed where it is returned: judged)
     if handed:  # a right value handed on as it is for a result it is not: the hand-off is the mistake
         return _handed_on(program, refs, expected, *handed[0], status, returns_at)
     found = _first_wrong(program, refs, outvars, expected, wrong, status, base, tol)
