@@ -86,7 +86,7 @@ def localize(program: Program, refs: References, expected: Sequence[Ref], wrong:
     lines = _ranked_lines(program, refs, expected, var, e, status, cause, readers, back)
     cone = [e] + [program.producer(w) for w in why.cone(program, var, status)]
     plain = cause.cause in ("factor_2", "sign_flipped")  # a 2 or a sign dropped: likelier than a size
-    sized = None if plain else sizes.wrong_size(program, [r.value for r in expected], cone, tol)
+    sized = None if plain else sizes.wrong_size(program, [r.value for r in expected], cone, tol, leaf_errors)
     if sized is not None:  # ``m = dy.shape[1]``: the size comes into the wrong line as a constant
         cause = sized[1]
         lines = list(dict.fromkeys([f"{sized[0]} {code_at(sized[0])}".rstrip()] + lines))
@@ -153,7 +153,10 @@ def _handed_on(program: Program, refs: References, expected, k: int, v, status,
     lines = _ranked_lines(program, refs, expected, v, program.producer(v), status, cause, back=returns_at)
     name = assigned_name(program.line(v))
     renames = [a.where for a in silent_assignments(returns_at, program.live_lines(), {name} - {""}, returns=True)]
-    renames += handoffs.returned_in(name, program.live_lines()) if name else []
+    returns = handoffs.returned_in(name, program.live_lines()) if name else []
+    if m.ref.kind == "value":  # a forward function returning its own value (an output, a residual) is right
+        returns = [w for w in returns if not same_function(w, program.line(v))]
+    renames += returns
     lines = list(dict.fromkeys([f"{w} {code_at(w)}".rstrip() for w in renames[:1]] + lines))
     line = renames[0] if renames else program.line(v)
     return None if line is None or not lines else BackwardFinding(

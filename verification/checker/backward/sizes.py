@@ -13,7 +13,7 @@ repair every wrong output.  Then the assignment is the line to fix.
 from __future__ import annotations
 
 import ast
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -50,13 +50,13 @@ def _shape_names(line: str, live: set) -> List[Tuple[str, str]]:
     return out
 
 
-def wrong_size(program: Program, expected: Sequence[np.ndarray], eqns: Sequence[int],
-               tol: float) -> Optional[Tuple[str, why.Why]]:
+def wrong_size(program: Program, expected: Sequence[np.ndarray], eqns: Sequence[int], tol: float,
+               leaf_errors: Callable) -> Optional[Tuple[str, why.Why]]:
     """``("file:line" of the assignment to fix, why)`` when a size read on the lines of ``eqns`` (the first
     wrong value and its cone) was taken from the wrong axis: the literals it gives those lines (axis lengths
     of the inputs), set to another axis length, repair every output; else ``None``.  The caller keeps a
-    plainer account where one fits (a factor 2 that the ratio of two axis lengths happens to equal)."""
-    from verification.checker.backward.first_wrong import leaf_errors  # the one comparison of outputs
+    plainer account where one fits (a factor 2 that the ratio of two axis lengths happens to equal).
+    ``leaf_errors`` is the localisation's one comparison of the outputs with what they should be."""
 
     lines = list(dict.fromkeys(program.graph.user_line(i) for i in eqns if program.graph.user_line(i)))
     live = program.live_lines()
