@@ -23,7 +23,7 @@ from __future__ import annotations
 import ast
 from typing import List, Optional, Tuple
 
-from verification.checker.backward.program import parsed, source_function
+from verification.checker.backward.program import parsed, source_function, statement_at
 from verification.checker.jaxpr import source_lines
 
 __all__ = ["passed_in", "returned_in"]
@@ -41,7 +41,7 @@ def passed_in(eqn) -> List[Tuple[str, bool]]:
     if found is None or isinstance(found[1], ast.Lambda):
         return []
     _, func, at = found
-    stmt = _statement(func, at)
+    stmt = statement_at(func, at)
     read = sorted({x.id for x in ast.walk(stmt) if isinstance(x, ast.Name) and isinstance(x.ctx, ast.Load)}
                   if stmt is not None else set())
     out = []
@@ -60,7 +60,7 @@ def _follow(frames: List[str], name: str) -> Optional[Tuple[str, bool]]:
         inner, outer = source_function(frames[k]), source_function(frames[k + 1])
         if inner is None or outer is None or isinstance(inner[1], ast.Lambda) or name not in _params(inner[1]):
             return None
-        stmt = _statement(outer[1], outer[2])
+        stmt = statement_at(outer[1], outer[2])
         calls = [c for c in ast.walk(stmt) if isinstance(c, ast.Call)] if stmt is not None else []
         named = [c for c in calls if _called(c) == inner[1].name]  # or through an alias: ``head.delta``
         named = named or [c for c in calls if _called(c) and _called(c) in inner[1].name]
@@ -75,12 +75,6 @@ def _follow(frames: List[str], name: str) -> Optional[Tuple[str, bool]]:
             return None
         return frames[k + 1], _duplicated(calls[0])
     return None
-
-
-def _statement(func, at: int):
-    stmts = [s for s in ast.walk(func) if isinstance(s, ast.stmt) and s is not func
-             and s.lineno <= at <= (s.end_lineno or s.lineno)]
-    return min(stmts, key=lambda s: (s.end_lineno or s.lineno) - s.lineno, default=None)
 
 
 def _params(func) -> List[str]:

@@ -379,6 +379,13 @@ def source_function(line: Optional[str]):
     return None if inner is None else (path, inner, int(n))
 
 
+def statement_at(func, at: int):
+    """The innermost statement of ``func`` (a def or lambda node) that spans line ``at``, or ``None``."""
+    stmts = [s for s in ast.walk(func) if isinstance(s, ast.stmt) and s is not func
+             and s.lineno <= at <= (s.end_lineno or s.lineno)]
+    return min(stmts, key=lambda s: (s.end_lineno or s.lineno) - s.lineno, default=None)
+
+
 def same_function(line: Optional[str], other: Optional[str]) -> bool:
     """Lines ``line`` and ``other`` ("file:line") lie in the same innermost function (def or lambda)."""
     a, b = source_function(line), source_function(other)

@@ -18,7 +18,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from verification.checker.backward import why
-from verification.checker.backward.program import Program, code_at, source_function
+from verification.checker.backward.program import Program, code_at, source_function, statement_at
 
 __all__ = ["wrong_size"]
 
@@ -35,8 +35,8 @@ def _shape_names(line: str, live: set) -> List[Tuple[str, str]]:
     if found is None:
         return []
     path, func, at = found
-    stmts = [s for s in ast.walk(func) if isinstance(s, ast.stmt) and s.lineno <= at <= (s.end_lineno or s.lineno)]
-    read = {x.id for s in stmts[-1:] for x in ast.walk(s) if isinstance(x, ast.Name) and isinstance(x.ctx, ast.Load)}
+    stmt = statement_at(func, at)
+    read = {x.id for x in ast.walk(stmt) if isinstance(x, ast.Name) and isinstance(x.ctx, ast.Load)} if stmt else set()
     out = []
     for name in sorted(read):
         assigns = [a for a in ast.walk(func) if isinstance(a, ast.Assign) and a.lineno < at
