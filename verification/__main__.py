@@ -18,7 +18,7 @@ def main(argv=None) -> int:
     ap.add_argument("--errata", action="store_true", help="check the source documents' printed formulas against their corrections")
     ap.add_argument("--mutants", action="store_true",
                     help="mutation testing of the suite on jaxmlp's hand formulas (docs/mutation.md); --json PATH "
-                         "writes the record")
+                         "writes the record; with --bugs: the checker on every backward mutant, beside the catalogue")
     ap.add_argument("--all-mutants", action="store_true",
                     help="with --mutants: every mutant, not the seeded subset (docs/mutation.md)")
     ap.add_argument("--survivors-of", metavar="PATH",
@@ -29,6 +29,11 @@ def main(argv=None) -> int:
 
     verification.configure()
     from verification.suite import run_checks
+    if args.mutants and args.bugs:  # the catalogue's figures, then the checker on every backward mutant beside them
+        from verification.mutants.checker_benchmark import main as checker_main
+
+        catalogue = _bugs()
+        return checker_main(args.json) or catalogue
     if args.mutants:
         from verification.mutants.report import main as mutants_main
 

@@ -149,13 +149,16 @@ def _run_job(job: dict, repo: str, results: list, log) -> None:
 
 
 def run(mutants: dict[str, list[Mutant]], score: list[str], workers: int = 2, repo: str | None = None,
-        log=print, controls: bool = True, checks: dict | None = None) -> list[dict]:
+        log=print, controls: bool = True, checks: dict | None = None, score_only: bool = False) -> list[dict]:
     """Run every mutant (and the controls: the original package through each check spec once) on
     ``workers`` worker processes at a time; returns the result records (one per mutant and per control).
     ``checks``: per module, the check specs (default :data:`~verification.mutants.targets.CHECKS`, the first
-    pass; ``--survivors-of`` passes ``FULL_CHECKS``)."""
+    pass; ``--survivors-of`` passes ``FULL_CHECKS``).  ``score_only``: no rows and no controls, only the
+    checker on each mutant (outcome ``scored``; :mod:`verification.mutants.checker_benchmark`)."""
     repo = repo or repo_root()
     checks = CHECKS if checks is None else checks
+    if score_only:
+        checks, controls, score = {mod: () for mod in mutants}, False, [m.key for ms in mutants.values() for m in ms]
     jobs = queue.Queue()
     scored = set(score)
     heavy = ("optim/", "batchnorm.py", "network.py", "heads.py")  # the modules with the slowest controls first
@@ -164,7 +167,7 @@ def run(mutants: dict[str, list[Mutant]], score: list[str], workers: int = 2, re
         ms = mutants[mod]
         for i in range(0, len(ms), BATCH):
             batch = ms[i:i + BATCH]
-            jobs.put({"repo": repo, "module": mod, "checks": checks[mod], "control": False,
+            jobs.put({"repo": repo, "module": mod, "checks": checks[mod], "control": False, "score_only": score_only,
                       "mutants": [m._asdict() for m in batch], "score": [m.key for m in batch if m.key in scored]})
     # the controls: the original package through every check spec that any module's mutants run, once each
     specs = list(dict.fromkeys(json.dumps(spec) for mod in order for spec in checks[mod])) if controls else []

@@ -11,7 +11,7 @@ optimizer rows' dtype) the way tests/test_verification.py samples a cross.
 """
 from __future__ import annotations
 
-__all__ = ["BACKWARD", "CHECKS", "FULL_CHECKS", "OPTIMIZERS_OF", "TARGETS"]
+__all__ = ["BACKWARD", "CHECKED", "CHECKS", "FULL_CHECKS", "OPTIMIZERS_OF", "TARGETS"]
 
 _OPT_RULES = ("optim/sgd.py", "optim/momentum.py", "optim/rmsprop.py", "optim/adam.py", "optim/validation.py")
 
@@ -81,3 +81,7 @@ CHECKS: dict[str, tuple] = {m: tuple(_first_pass(c, m) for c in specs) for m, sp
 
 # modules whose killed mutants the checker is scored on (a backward function a user's check_gradients sees)
 BACKWARD = ("activations.py", "dense.py", "heads.py", "regularizers.py", "network.py", "batchnorm.py")
+# modules the checker's benchmark scores (``python -m verification --bugs --mutants``): every mutant of the backward
+# modules, Lemma 1's per-example gradient (``check_gradients`` against ``lemma1_grad``) and the manual VJP
+# (``check_custom_vjp``); the mutation run's own sample stays drawn from ``BACKWARD`` so that its runs compare.
+CHECKED = BACKWARD + ("lemma1.py", "manual_vjp.py")

@@ -134,6 +134,16 @@ def _one(job, mutant, original_outputs):
         jm, path = ctx.__enter__()
     except Exception as e:  # noqa: BLE001 -- an import crash is a kill, listed apart
         return dict(out, outcome="crashed", why=f"import: {type(e).__name__}: {e}"[:200], seconds=time.perf_counter() - t0)
+    if job.get("score_only"):  # the checker's benchmark: no rows; the scorer's own pre-screen decides what it sees
+        try:
+            from verification.mutants.checker_score import score
+
+            return dict(out, outcome="scored", checker=score(jm, mutant), seconds=time.perf_counter() - t0)
+        except Exception as e:  # noqa: BLE001 -- the checker raising is a finding of the benchmark, never a lost batch
+            return dict(out, outcome="error", why=f"the checker raises {type(e).__name__}: {e}"[:300],
+                        trace=traceback.format_exc()[-800:], seconds=time.perf_counter() - t0)
+        finally:
+            ctx.__exit__(None, None, None)
     try:
         from verification.mutants.equivalence import (
             compare_outputs,

@@ -22,7 +22,7 @@ from typing import Any, List, Optional, Sequence
 import jax.extend.core as jcore
 import numpy as np
 
-from verification.checker.backward import handoffs, sizes, why
+from verification.checker.backward import handoffs, loop_lines, sizes, why
 from verification.checker.backward.program import Program, assigned_name, code_at, same_function, silent_assignments
 from verification.checker.backward.references import Match, Ref, References
 from verification.checker.base.findings import BackwardFinding
@@ -73,6 +73,13 @@ def localize(program: Program, refs: References, expected: Sequence[Ref], wrong:
     if handed:  # a right value handed on as it is for a result it is not: the hand-off is the mistake
         return _handed_on(program, refs, expected, *handed[0], status, returns_at)
     found = _first_wrong(program, refs, outvars, expected, wrong, status, base, tol)
+    at = None if found is None else max([program.producer(found[0]) or 0] + list(found[3] if len(found) > 3 else ()))
+    loops = [i for i in sorted(program.live_eqns() - {None}) if program.eqns[i].primitive.name == "scan"
+             and (at is None or i <= at)]  # a loop kept whole at or before the first wrong value: opened
+    if loops:
+        in_loop = loop_lines.localize(program, refs, expected, leaf_errors, tol, loops)
+        if in_loop is not None:
+            return in_loop
     if found is None:
         return None
     var, match, after = found[:3]

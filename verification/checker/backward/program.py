@@ -104,7 +104,7 @@ class Program:
         last = max((self.producer(v) for v in outvars if self.producer(v) is not None), default=len(self.eqns))
         jaxpr = self.graph.closed.jaxpr
 
-        def one(xs):
+        def one(base, xs):
             new = dict(zip(variables, xs))
             touched = set(variables)
 
@@ -115,14 +115,14 @@ class Program:
                 outs = interpreter.bind(eqn, invals)
                 return [new.get(v, o) for v, o in zip(eqn.outvars, outs)]
 
-            env = dict(self.env)
+            env = dict(base)
             env.update(new)
             env = interpreter.run(jaxpr, [env[v] for v in jaxpr.invars], on_eqn, env=env)
             return [jnp.asarray(interpreter.read(env, v)) for v in outvars]
 
         stacked = [jnp.asarray(np.stack([np.asarray(c) for c in cs]), dtype=v.aval.dtype)
                    for v, cs in zip(variables, candidates)]
-        return [np.asarray(o) for o in jax.vmap(one)(stacked)]
+        return self._batched(lambda base, *xs: one(base, list(xs)), stacked, last - start)
 
 
     def _replaced_for(self, variables, candidates, targets, readers) -> List[np.ndarray]:
@@ -153,17 +153,44 @@ class Program:
 
         return self._rerun(min(ids), rewrite, lambda xs: xs[0], [jnp.asarray(news, jnp.float64)], None)
 
-    def _rerun(self, start, rewrite, unpack, stacked, targets) -> List[np.ndarray]:
+    def in_loop(self, i: int, body, var, candidates) -> List[np.ndarray]:
+        """The outputs with the value ``var`` of the body ``body`` (a closed jaxpr: scan equation ``i``'s own
+        body, its calls inlined) replaced at every iteration by each of ``candidates`` (each stacked over the
+        iterations on axis 0; the candidates on the axis before): the loop re-run with that body."""
+        def run_scan(k, e, invals, new):
+            if k != i:
+                return None
+
+            def step(args):
+                *args, c = args  # this iteration's slice of the candidate
+                args = [c if u is var else x for u, x in zip(body.jaxpr.invars, args)]
+
+                def on_eqn(_, b, ins, env):
+                    return [c if u is var else o for u, o in zip(b.outvars, interpreter.bind(b, ins))]
+
+                return interpreter.outputs(body, interpreter.run(body, args, on_eqn))
+
+            return interpreter.scan(e, list(invals) + [new], step)
+
+        stacked = [jnp.asarray(np.stack([np.asarray(c) for c in candidates]), dtype=var.aval.dtype)]
+        return self._rerun(i, lambda *a: None, lambda xs: xs[0], stacked, None, compute=run_scan)
+
+    def _rerun(self, start, rewrite, unpack, stacked, targets, compute=None) -> List[np.ndarray]:
         """One batched re-run from equation ``start`` on: ``rewrite(i, eqn, invals, unpack(xs))`` gives an
-        equation's new inputs (or ``None``: as they are), and what depends on a rewritten one runs again."""
+        equation's new inputs (or ``None``: as they are), ``compute`` (same arguments), where given, its new
+        outputs (or ``None``), and what depends on a changed one runs again."""
         outvars = self.outvars if targets is None else targets
         jaxpr = self.graph.closed.jaxpr
 
-        def one(*xs):
+        def one(base, *xs):
             new = unpack(xs)
             touched = set()
 
             def on_eqn(i, eqn, invals, env):
+                outs = compute(i, eqn, invals, new) if compute is not None and i >= start else None
+                if outs is not None:
+                    touched.update(eqn.outvars)
+                    return outs
                 changed = rewrite(i, eqn, invals, new) if i >= start else None
                 if changed is None and (i < start or not any(isinstance(u, jcore.Var) and u in touched
                                                              for u in eqn.invars)):
@@ -171,10 +198,25 @@ class Program:
                 touched.update(eqn.outvars)
                 return interpreter.bind(eqn, invals if changed is None else changed)
 
-            env = interpreter.run(jaxpr, [self.env[v] for v in jaxpr.invars], on_eqn, env=dict(self.env))
+            env = interpreter.run(jaxpr, [base[v] for v in jaxpr.invars], on_eqn, env=dict(base))
             return [jnp.asarray(interpreter.read(env, v)) for v in outvars]
 
-        return [np.asarray(o) for o in jax.vmap(one)(*stacked)]
+        return self._batched(one, stacked, len(self.eqns) - start)
+
+    def _batched(self, one, stacked, n_eqns: int) -> List[np.ndarray]:
+        """``one(env, *xs)`` mapped over axis 0 of each of ``stacked`` (the candidates), ``env`` the program's
+        values; compiled, ``env`` an argument (no constants to fold), when it replays more than
+        :data:`JIT_REPLAY_MIN` equations."""
+        if n_eqns <= JIT_REPLAY_MIN:
+            return [np.asarray(o) for o in jax.vmap(lambda *xs: one(self.env, *xs))(*stacked)]
+        keys = [v for v, x in self.env.items() if x is not None]
+        f = jax.jit(jax.vmap(lambda vals, *xs: one(dict(zip(keys, vals)), *xs), in_axes=(None,) + (0,) * len(stacked)))
+        return [np.asarray(o) for o in f([self.env[v] for v in keys], *stacked)]
+
+
+# A replay of more equations than this is compiled (one XLA program) rather than run op by op under vmap: a
+# long unrolled loop (a BPTT of 100 steps is ~4000 equations) costs ~6 ms an equation eagerly.
+JIT_REPLAY_MIN = 400
 
 
 def _near(x, c: float) -> bool:
@@ -252,6 +294,11 @@ def _zero(value) -> bool:
     return False
 
 
+def _computes(expr) -> bool:
+    """``expr`` computes with arrays (an operator or a call), not only names, constants and branches of them."""
+    return any(isinstance(n, (ast.BinOp, ast.UnaryOp, ast.Call)) for n in ast.walk(expr))
+
+
 def silent_assignments(line: Optional[str], live_lines: set, passing: set, returns: bool = False,
                        zeros: bool = False) -> List["Silent"]:
     """The lines that assign a name read at ``line`` ("file:line") by handing on one of the names
@@ -274,9 +321,10 @@ def silent_assignments(line: Optional[str], live_lines: set, passing: set, retur
                      if isinstance(x, ast.Name) and x.id not in read})
     params = {a.arg for a in func.args.posonlyargs + func.args.args + func.args.kwonlyargs}  # right as given
 
-    def last_assign(name, before):
+    def last_assign(name, before):  # (not one that computes something the trace never ran: the other branch)
         found = [a for a in ast.walk(func) if isinstance(a, ast.Assign) and a.lineno < before
-                 and any(isinstance(t, ast.Name) and t.id == name for t in a.targets)]
+                 and any(isinstance(t, ast.Name) and t.id == name for t in a.targets)
+                 and not (silent(a) and _computes(a.value))]
         return max(found, key=lambda a: a.lineno, default=None)
 
     def silent(a) -> bool:  # an assignment that computes nothing that reaches the results
@@ -301,17 +349,16 @@ def silent_assignments(line: Optional[str], live_lines: set, passing: set, retur
 
     out = []
     for name, before in sorted(read.items()):
-        assigns = [s for s in ast.walk(func) if isinstance(s, ast.Assign) and s.lineno < before
-                   and any(isinstance(t, ast.Name) and t.id == name for t in s.targets)]
-        if not assigns:
+        last = last_assign(name, before)  # the assignment the line reads
+        if last is None:
             continue
-        last = max(assigns, key=lambda s: s.lineno)  # the assignment the line reads
         span = range(last.lineno, (last.end_lineno or last.lineno) + 1)
         nodes = handed(last)
         if not nodes or any(f"{path}:{k}" in live_lines for k in span):
             continue
         later = [a.lineno for a in ast.walk(func) if isinstance(a, ast.Assign) and a.lineno > last.lineno
-                 and any(isinstance(t, ast.Name) and t.id == name for t in a.targets)]
+                 and any(isinstance(t, ast.Name) and t.id == name for t in a.targets)
+                 and not (silent(a) and _computes(a.value))]  # (the other branch, never run)
         end = min(later, default=func.end_lineno or at)
         reads = {x.lineno for x in ast.walk(func) if isinstance(x, ast.Name) and x.id == name
                  and isinstance(x.ctx, ast.Load) and (last.end_lineno or last.lineno) < x.lineno <= end}

@@ -22,6 +22,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
+from verification.checker.backward import loop_steps
 from verification.checker.backward.derivatives import op_function
 from verification.checker.backward.program import assigned_name, code_at
 from verification.checker.base.tolerances import BACKWARD_MATCH_RTOL
@@ -77,11 +78,14 @@ class References:
         self._seen: Dict[tuple, int] = {}
         self._by_shape: Dict[Tuple[int, ...], List[Tuple[int, bool]]] = {}
         self._stacked: Dict[Tuple[int, ...], tuple] = {}
+        self._groups: Dict[tuple, List[Ref]] = {}  # a loop line's instances, each kept (equal values too)
 
     def add(self, kind: str, label: str, value, var=None, line=None, name="", fn="", group=()) -> Optional[Ref]:
         """Add a right quantity; an array equal to one already held (the cotangent of a broadcast and of
         the sum it feeds) is kept once, under its first label."""
         a = np.asarray(value, dtype=np.float64)
+        if group and a.size and np.all(np.isfinite(a)):  # a loop's instance: in its group even where held already
+            self._groups.setdefault(group, []).append(Ref(kind, label, a, var, line, name, fn, group))
         if a.size == 0 or not np.all(np.isfinite(a)) or not np.any(a):
             return None
         key = (a.shape, hash(a.tobytes()))
@@ -109,11 +113,8 @@ class References:
     def groups(self, shape, n: int) -> List[List[Ref]]:
         """The right quantities of one line of a loop body (or a line called ``n`` times), in program
         order: every group of ``n`` quantities of ``shape``."""
-        found: Dict[tuple, List[Ref]] = {}
-        for r in self.refs:
-            if r.group and r.value.shape == tuple(shape):
-                found.setdefault(r.group, []).append(r)
-        return [g for g in found.values() if len(g) == n]
+        found = [[r for r in g if r.value.shape == tuple(shape)] for g in self._groups.values()]
+        return [g for g in found if len(g) == n and any(np.any(r.value) for r in g)]
 
     def ranked(self, value, kinds=None) -> List[Tuple[Match, float]]:
         """Every right quantity of ``value``'s shape (or its transpose), as the :class:`Match` that scales
@@ -199,6 +200,84 @@ def line_shares(graph, point, consumers) -> List[Tuple[Any, str, np.ndarray]]:
     return out
 
 
+def _named(graph):
+    """``(consumers, order, named)``: each float variable's reading equations; the equations, a line's own
+    result first (the value the line assigns: no equation of the same line reads it); and per output
+    ``(name, what it is, where)`` in the user's words."""
+    consumers: Dict[Any, List[int]] = {}
+    for i, e in enumerate(graph.eqns):
+        for u in e.invars:
+            if jg.is_float(u):
+                consumers.setdefault(u, []).append(i)
+
+    def result(i):
+        line = graph.user_line(i)
+        return line is not None and all(graph.user_line(k) != line for v in graph.eqns[i].outvars
+                                        for k in consumers.get(v, []))
+
+    order = sorted(range(len(graph.eqns)), key=lambda i: (jg.op_name(graph.eqns[i]) in jg.PLUMBING, not result(i)))
+    named = {}
+    for i in order:
+        e, line = graph.eqns[i], graph.user_line(i)
+        for v in e.outvars:
+            name = assigned_name(line) if result(i) else ""
+            named[v] = (name, name or f"{jg.op_name(e)} in `{code_at(line)}`", graph.describe(i, instance=True))
+    return consumers, order, named
+
+
+def _add_steps(refs: References, graph, point, d) -> None:
+    """The per-iteration quantities of the loops the loss keeps whole (:mod:`loop_steps`), each body value's
+    instances one group: its cotangents, then its values."""
+    steps = loop_steps.per_step(graph, point)
+    bodies = {}
+    for s in steps:
+        if id(s.body) not in bodies:
+            bodies[id(s.body)] = _named(s.body)
+    for kind in ("cotangent", "value"):
+        for s in steps:
+            consumers, _, named = bodies[id(s.body)]
+            if s.role == "const" and kind == "value":
+                continue  # (the parameter itself, the same at every step)
+            loop = f"the loop at {graph.user_line(s.scan) or '?'}"
+            if s.eqn is None:
+                line, name, what_is = graph.user_line(s.scan), "", _input_words(graph, s, named, loop)
+            else:
+                line, (name, what_is, _) = s.body.user_line(s.eqn), named[s.var]
+            users = consumers.get(s.var, [])
+            fn = op_function(s.body.eqns[users[0]]) if kind == "cotangent" and len(users) == 1 else ""
+            stack = s.cotangents if kind == "cotangent" else s.values
+            group = ("share" if s.role == "const" else kind, ("step", s.scan, s.eqn, str(s.var)))
+            every = f"{d(what_is)}" if kind == "cotangent" else f"the forward value {what_is}"
+            if s.role == "const":
+                every += " (one step's share)"
+            refs.add(kind, f"{every} at every iteration of {loop}, stacked on axis 0 ({line})", stack, None, line,
+                     name, fn, group=("share", ("stacked",) + group[1]) if s.role == "const" else ())
+            # (a hand gradient that computes a step's quantity for all steps at once; a step's share is right only
+            # summed with the others)
+            if s.role == "carry" and kind == "cotangent":  # as a backward loop carries it: step t holds t + 1's
+                later = np.concatenate([stack[1:], np.zeros_like(stack[:1])])
+                refs.add(kind, f"{every} at the next iteration of {loop}, stacked on axis 0 ({line})", later, None,
+                         line, name, fn)
+            for t in range(stack.shape[0]):
+                label = (f"{every} at iteration {t} of {loop} (the cotangent of `{code_at(line)}`, {line})"
+                         if kind == "cotangent" else f"the forward value {what_is} at iteration {t} of {loop} ({line})")
+                refs.add(kind, label, stack[t], None, line, name, fn, group=group)
+
+
+def _input_words(graph, s, named, loop: str) -> str:
+    """A loop body's input in words: a carry by the value the body hands on in its place."""
+    if s.role == "carry":
+        out = s.body.closed.jaxpr.outvars[s.position]
+        name = named[out][0] if out in named else ""
+        return f"{name or 'the carry'} (the carry from the previous iteration of {loop})"
+    if s.role == "const":
+        outer = graph.eqns[s.scan].invars[s.position]
+        invars = list(graph.closed.jaxpr.invars)
+        name = graph.leaf_names[invars.index(outer)] if outer in invars else ""
+        return name or f"the constant {s.position} of {loop}"
+    return f"the slice {s.position} of {loop}"
+
+
 def of_forward(graph, point, expected, names, precision: str, what: str = "L",
                inputs: Sequence[Tuple[str, Any]] = (), forward: str = "") -> Tuple[References, List[Ref]]:
     """The right quantities of a traced forward program at a point (``point`` of
@@ -214,30 +293,19 @@ def of_forward(graph, point, expected, names, precision: str, what: str = "L",
 
     wanted = [refs.add("gradient", d(n), e, name=n) or Ref("gradient", d(n), np.asarray(e))
               for n, e in zip(names, expected)]
-    consumers: Dict[Any, List[int]] = {}
-    for i, e in enumerate(graph.eqns):
-        for u in e.invars:
-            if jg.is_float(u):
-                consumers.setdefault(u, []).append(i)
-    def result(i):  # the value a line assigns: no equation of the same line reads it
-        line = graph.user_line(i)
-        return line is not None and all(graph.user_line(k) != line for v in graph.eqns[i].outvars
-                                        for k in consumers.get(v, []))
-
-    order = sorted(range(len(graph.eqns)), key=lambda i: (jg.op_name(graph.eqns[i]) in jg.PLUMBING, not result(i)))
-    named = {}
+    consumers, order, named = _named(graph)
     for i in order:
         e, line = graph.eqns[i], graph.user_line(i)
         for v in e.outvars:
-            name = assigned_name(line) if result(i) else ""
-            what_is = f"{name}" if name else f"{jg.op_name(e)} in `{code_at(line)}`"
-            named[v] = (name, what_is, graph.describe(i, instance=True))
+            name, what_is, where = named[v]
             if v in point.cotangents:
                 users = consumers.get(v, [])
                 fn = op_function(graph.eqns[users[0]]) if len(users) == 1 else ""
                 kind = "tangent" if forward else "cotangent"
-                refs.add("cotangent", f"{d(what_is)} (the {kind} of `{code_at(line)}`, {named[v][2]})",
+                refs.add("cotangent", f"{d(what_is)} (the {kind} of `{code_at(line)}`, {where})",
                          point.cotangents[v], v, line, name, fn, group=("cotangent", graph.key(i)))
+    if not forward:
+        _add_steps(refs, graph, point, d)
     for i in order:
         for v in graph.eqns[i].outvars:
             if jg.is_float(v) and point.values.get(v) is not None:

@@ -90,20 +90,13 @@ def explain(program: Program, refs: References, var, match: Match, status, tol: 
     v = np.asarray(program.value(var), np.float64)
     r = match.factor * refs.shaped(match, v.shape)
     should = label_of(match)
-    if not np.any(v):
+    plain = _zero_or_scaled(program, v, r, should, tol)
+    if plain is not None:
         e = program.producer(var)
         by_factor = _factor(program, refs, program.eqns[e], r, status, tol, program.graph.user_line(e))
-        if by_factor is not None and by_factor.factor is not None:  # a mask that is all zero (``z > 1``)
-            return by_factor
-        return Why("path_dropped", f"it computes zero; it should compute {should}")
-    c = _fit(v, r)
-    if close(v, c * r, tol) and not causes.near(c, 1.0):
-        cause, words = _scale_words(c, program)
-        e = program.producer(var)
-        by_factor = _factor(program, refs, program.eqns[e], r, status, tol, program.graph.user_line(e))
-        if by_factor is not None and by_factor.factor is not None:
+        if by_factor is not None and by_factor.factor is not None:  # a mask that is all zero (``z > 1``), or
             return by_factor  # the scale comes in with a factor the line reads (``du * dudz``, dudz wrong)
-        return Why(cause, f"it computes {c:.6g} × {should} ({words})")
+        return plain
     if v.ndim == 2 and v.shape[0] == v.shape[1] and close(v, r.T, tol):
         return Why("transposed", f"it computes the transpose of {should}")
     other = status.get(var)
@@ -121,6 +114,38 @@ def explain(program: Program, refs: References, var, match: Match, status, tol: 
         found = test()
         if found is not None:
             return found
+    return _term_or_unknown(refs, v, r, should)
+
+
+def of_values(program: Program, refs: References, v, match: Match, other: Optional[Match], tol: float) -> Why:
+    """How ``v`` relates to what it should compute (``match``), from the values alone: zero, a constant
+    factor, a transpose, another right quantity (``other``, the one ``v`` equals), a term missing or extra.
+    For a value whose equation is not in ``program`` (a body value of a loop kept whole, stacked over its
+    iterations)."""
+    v = np.asarray(v, np.float64)
+    r = match.factor * refs.shaped(match, v.shape)
+    should = label_of(match)
+    plain = _zero_or_scaled(program, v, r, should, tol)
+    if plain is not None:
+        return plain
+    if v.ndim == 2 and v.shape[0] == v.shape[1] and close(v, r.T, tol):
+        return Why("transposed", f"it computes the transpose of {should}")
+    if other is not None and other.exact and other.ref is not match.ref:
+        return _another_quantity(other, match)
+    return _term_or_unknown(refs, v, r, should)
+
+
+def _zero_or_scaled(program: Program, v, r, should: str, tol: float) -> Optional[Why]:
+    if not np.any(v):
+        return Why("path_dropped", f"it computes zero; it should compute {should}")
+    c = _fit(v, r)
+    if close(v, c * r, tol) and not causes.near(c, 1.0):
+        cause, words = _scale_words(c, program)
+        return Why(cause, f"it computes {c:.6g} × {should} ({words})")
+    return None
+
+
+def _term_or_unknown(refs: References, v, r, should: str) -> Why:
     d = refs.match(v - r)
     if d is not None:
         term = f"{abs(d.factor):.6g} × {d.ref.label}" if not causes.near(abs(d.factor), 1.0) else d.ref.label

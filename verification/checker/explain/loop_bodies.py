@@ -160,6 +160,7 @@ class _Loop:
 
     def __init__(self, root, eqn, invals, context):
         p = eqn.params
+        self.eqn = eqn
         self.nc, self.ncar, self.length, self.reverse = p["num_consts"], p["num_carry"], p["length"], p["reverse"]
         n_x = len(eqn.invars) - self.nc - self.ncar
         names = ([f"constant {k}" for k in range(self.nc)] + [f"carry {k} (the previous iteration's)" for k in
@@ -170,14 +171,7 @@ class _Loop:
         self.body = _Program(root, p["jaxpr"], names, first, context)
 
     def run(self, invals, k):
-        consts, init, xs = invals[:self.nc], invals[self.nc:self.nc + self.ncar], invals[self.nc + self.ncar:]
-
-        def step(carry, x):
-            out = self.body.run(list(consts) + list(carry) + list(x), k)
-            return out[:self.ncar], out[self.ncar:]
-
-        carry, ys = jax.lax.scan(step, list(init), list(xs), length=self.length, reverse=self.reverse)
-        return list(carry) + list(ys)
+        return interpreter.scan(self.eqn, invals, lambda args: self.body.run(args, k))
 
 
 class _Cond:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+import jax
 import jax.extend.core as jcore
 
 OnEqn = Callable[[int, Any, List[Any], Dict[Any, Any]], List[Any]]  # (index, eqn, input values, env) -> outputs
@@ -58,6 +59,21 @@ def run(closed, args: Sequence[Any], on_eqn: Optional[OnEqn] = None, *,
         outs = bind(eqn, invals) if on_eqn is None else on_eqn(i, eqn, invals, env)
         env.update(zip(eqn.outvars, outs))
     return env
+
+
+def scan(eqn, invals: Sequence[Any], body: Callable[[List[Any]], List[Any]]) -> List[Any]:
+    """Scan equation ``eqn`` run on ``invals`` with ``body(consts + carry + x) -> carry + ys`` as its step
+    (the equation's own body, run through :func:`run` with an ``on_eqn``, or changed): ``carry + ys``."""
+    p = eqn.params
+    nc, ncar = p["num_consts"], p["num_carry"]
+    consts, init, xs = invals[:nc], invals[nc:nc + ncar], invals[nc + ncar:]
+
+    def step(carry, x):
+        out = body(list(consts) + list(carry) + list(x))
+        return out[:ncar], out[ncar:]
+
+    carry, ys = jax.lax.scan(step, list(init), list(xs), length=p["length"], reverse=p["reverse"])
+    return list(carry) + list(ys)
 
 
 def outputs(closed, env: Dict[Any, Any]) -> List[Any]:
