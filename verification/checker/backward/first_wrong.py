@@ -499,10 +499,11 @@ def _ranked_lines(program: Program, refs: References, expected, var, e: int, sta
     near += [j for i in near for w in program.eqns[i].outvars for j in program.consumers(w)]
     scan += [program.graph.user_line(i) for i in near]
     silent, at_line = [], set()  # at_line: read on the wrong line itself
+    ran = program.traced_lines()
     for k, line in enumerate(scan):
         returned = k == 0 and any(v is var for v in program.outvars)
         zeros = found.cause in ("path_dropped", "missing_term", "unknown") and line in _zero_lines(program)
-        for s in silent_assignments(line, live, passing - {""}, returns=returned, zeros=zeros):
+        for s in silent_assignments(line, live, passing - {""}, returns=returned, zeros=zeros, ran=ran):
             if k <= 1:
                 at_line.add(s)
             if s not in silent and (not s.argument or k <= 1):  # an argument handed on: read at the line itself

@@ -117,7 +117,8 @@ def _finding(program: Program, refs: References, body: Body, v, match: Match, er
     body_lines = {body.graph.user_line(k) for k in range(len(body.graph.eqns))}
     readers = [body.graph.user_line(k) for k, b in enumerate(body.graph.eqns) if any(u is v for u in b.invars)]
     live = (program.live_lines() | body_lines) - {None}
-    silent = [s.where for r in dict.fromkeys(readers) if name for s in silent_assignments(r, live, {name})]
+    ran = program.traced_lines() | body_lines
+    silent = [s.where for r in dict.fromkeys(readers) if name for s in silent_assignments(r, live, {name}, ran=ran)]
     lines = [f"{x} {code_at(x)}".rstrip() for x in dict.fromkeys(silent[:1] + [line, loop_line]) if x]
     return BackwardFinding(lines=lines, line=line, code=code_at(line), should_equal=why.label_of(match),
                            rel_error=rel, inputs_ok=inputs_ok, cause=cause.cause,

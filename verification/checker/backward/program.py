@@ -71,6 +71,10 @@ class Program:
         """The equations whose values reach the results."""
         return {self.producer(v) for v in self.live_vars()}
 
+    def traced_lines(self) -> set:
+        """The user's lines with any equation, whether or not its value reaches the results."""
+        return {self.graph.user_line(i) for i in range(len(self.eqns))} - {None}
+
     def live_lines(self) -> set:
         """The user's lines with an equation whose value reaches the results."""
         return {self.graph.user_line(i) for i in self.live_eqns()} - {None}
@@ -122,7 +126,7 @@ class Program:
 
         stacked = [jnp.asarray(np.stack([np.asarray(c) for c in cs]), dtype=v.aval.dtype)
                    for v, cs in zip(variables, candidates)]
-        return self._batched(lambda base, *xs: one(base, list(xs)), stacked, last - start)
+        return self._batched(lambda base, *xs: one(base, list(xs)), stacked)
 
 
     def _replaced_for(self, variables, candidates, targets, readers) -> List[np.ndarray]:
@@ -201,22 +205,12 @@ class Program:
             env = interpreter.run(jaxpr, [base[v] for v in jaxpr.invars], on_eqn, env=dict(base))
             return [jnp.asarray(interpreter.read(env, v)) for v in outvars]
 
-        return self._batched(one, stacked, len(self.eqns) - start)
+        return self._batched(one, stacked)
 
-    def _batched(self, one, stacked, n_eqns: int) -> List[np.ndarray]:
+    def _batched(self, one, stacked) -> List[np.ndarray]:
         """``one(env, *xs)`` mapped over axis 0 of each of ``stacked`` (the candidates), ``env`` the program's
-        values; compiled, ``env`` an argument (no constants to fold), when it replays more than
-        :data:`JIT_REPLAY_MIN` equations."""
-        if n_eqns <= JIT_REPLAY_MIN:
-            return [np.asarray(o) for o in jax.vmap(lambda *xs: one(self.env, *xs))(*stacked)]
-        keys = [v for v, x in self.env.items() if x is not None]
-        f = jax.jit(jax.vmap(lambda vals, *xs: one(dict(zip(keys, vals)), *xs), in_axes=(None,) + (0,) * len(stacked)))
-        return [np.asarray(o) for o in f([self.env[v] for v in keys], *stacked)]
-
-
-# A replay of more equations than this is compiled (one XLA program) rather than run op by op under vmap: a
-# long unrolled loop (a BPTT of 100 steps is ~4000 equations) costs ~6 ms an equation eagerly.
-JIT_REPLAY_MIN = 400
+        values (a replay of thousands of equations compiled is no faster: XLA takes as long to compile it)."""
+        return [np.asarray(o) for o in jax.vmap(lambda *xs: one(self.env, *xs))(*stacked)]
 
 
 def _near(x, c: float) -> bool:
@@ -295,19 +289,23 @@ def _zero(value) -> bool:
 
 
 def _computes(expr) -> bool:
-    """``expr`` computes with arrays (an operator or a call), not only names, constants and branches of them."""
+    """``expr`` computes with arrays (an operator or a call) whichever branch of a conditional expression runs,
+    not only hands on names and constants."""
+    if isinstance(expr, ast.IfExp):
+        return _computes(expr.body) and _computes(expr.orelse)
     return any(isinstance(n, (ast.BinOp, ast.UnaryOp, ast.Call)) for n in ast.walk(expr))
 
 
 def silent_assignments(line: Optional[str], live_lines: set, passing: set, returns: bool = False,
-                       zeros: bool = False) -> List["Silent"]:
+                       zeros: bool = False, ran: Optional[set] = None) -> List["Silent"]:
     """The lines that assign a name read at ``line`` ("file:line") by handing on one of the names
     ``passing`` unchanged and compute nothing that reaches the results (``dxhat = g``: a rename where a
     product was meant), latest first: a forgotten operation is written there, on a line the trace cannot
     show.  With ``returns``, the names the function returns are read too; with ``zeros``, a name set to a
     literal zero (``mean_dn = 0.0``: a term left out) is one too.  Every name a statement may hand on is
     a candidate (``{...}.get`` of several): :func:`verification.checker.backward.first_wrong` confirms the
-    one the trace ran."""
+    one the trace ran.  ``ran``: the lines where any equation ran (dead ones too); an assignment that computes
+    but ran nowhere (the other branch of an ``if``) is not one a line reads."""
     found = source_function(line)
     if found is None:
         return []
@@ -324,8 +322,12 @@ def silent_assignments(line: Optional[str], live_lines: set, passing: set, retur
     def last_assign(name, before):  # (not one that computes something the trace never ran: the other branch)
         found = [a for a in ast.walk(func) if isinstance(a, ast.Assign) and a.lineno < before
                  and any(isinstance(t, ast.Name) and t.id == name for t in a.targets)
-                 and not (silent(a) and _computes(a.value))]
+                 and not never_ran(a)]
         return max(found, key=lambda a: a.lineno, default=None)
+
+    def never_ran(a) -> bool:
+        return ran is not None and _computes(a.value) and not any(
+            f"{path}:{k}" in ran for k in range(a.lineno, (a.end_lineno or a.lineno) + 1))
 
     def silent(a) -> bool:  # an assignment that computes nothing that reaches the results
         return not any(f"{path}:{k}" in live_lines for k in range(a.lineno, (a.end_lineno or a.lineno) + 1))
@@ -358,7 +360,7 @@ def silent_assignments(line: Optional[str], live_lines: set, passing: set, retur
             continue
         later = [a.lineno for a in ast.walk(func) if isinstance(a, ast.Assign) and a.lineno > last.lineno
                  and any(isinstance(t, ast.Name) and t.id == name for t in a.targets)
-                 and not (silent(a) and _computes(a.value))]  # (the other branch, never run)
+                 and not never_ran(a)]  # (the other branch, never run)
         end = min(later, default=func.end_lineno or at)
         reads = {x.lineno for x in ast.walk(func) if isinstance(x, ast.Name) and x.id == name
                  and isinstance(x.ctx, ast.Load) and (last.end_lineno or last.lineno) < x.lineno <= end}
