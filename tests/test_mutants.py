@@ -79,3 +79,26 @@ def test_a_known_mutant_is_killed_and_a_known_equivalent_one_declared():
 def test_a_mutant_is_a_plain_record():
     m = Mutant("dense.py", "arith", "dense_backward", 3, 4, 3, 5, "+", "-")
     assert m.line == "dense.py:3" and m.key == "dense.py:3:4:arith:-"
+
+
+def test_the_checker_benchmark_scores_a_mutant_without_the_rows():
+    """``python -m verification --bugs --mutants`` (verification/mutants/checker_benchmark.py): a worker job with
+    ``score_only`` runs no row and gives the mutant to the checker as a user would; the negated softmax delta's
+    line is named first, and :func:`figures` counts it."""
+    from verification.mutants.checker_benchmark import figures
+
+    src = _source("heads.py")
+    fn = "softmax_cross_entropy_delta"
+    mutants = mutants_of("heads.py", src, (fn,), {fn: {"z": ["y"], "y": ["z"]}})
+    negated = _pick(mutants, "(jax.nn.softmax(z, axis=1) - y) / _rows(z)", "negate",
+                    "-((jax.nn.softmax(z, axis=1) - y) / _rows(z))")
+    job = {"repo": REPO, "module": "heads.py", "checks": [], "score_only": True, "mutants": [negated._asdict()],
+           "score": [negated.key]}
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    p = subprocess.run([sys.executable, "-m", "verification.mutants.worker"], input=json.dumps(job), text=True,
+                       capture_output=True, env=env, cwd=REPO, timeout=180, check=False)
+    rows = [d for d in map(json.loads, p.stdout.splitlines()) if "outcome" in d]
+    assert [r["outcome"] for r in rows] == ["scored"] and "rows" not in rows[0], (rows, p.stderr[-2000:])
+    assert rows[0]["checker"]["first"] and rows[0]["checker"]["cause"] == "sign_flipped", rows[0]
+    f = figures(rows + [{"outcome": "scored", "checker": {"skipped": "the gradient raises TypeError"}}])
+    assert (f["scored"], f["first"], f["top3"], f["skipped"], f["errors"]) == (1, 1, 1, 1, 0)

@@ -49,8 +49,8 @@ def locate(user_fn: Callable, leaves: Sequence, names: Sequence[str], graph, poi
         point = edit_effects.at_point(graph, list(leaves if forward_leaves is None else forward_leaves))
     refs, wanted = references.of_forward(graph, point, expected, expected_names, precision, what, inputs,
                                          forward="tangent" if what == "tangent" else "")
-    # the user's loops unrolled (up to program.UNROLL_MAX equations): each step's values meet the loss's per-step
-    # quantities, those of a loop the loss keeps whole included (references.of_forward, loop_steps)
+    # the loss keeps a long loop whole, and so does the user's code: its loops are opened instead (loop_lines), their
+    # body values meeting the loss's per-step quantities (loop_steps); short loops are unrolled on both sides
     whole = any(e.primitive.name == "scan" for e in graph.eqns)
     prog = program.trace(user_fn, leaves, names, unroll=not whole)
     return first_wrong.localize(prog, refs, wanted, wrong, returns_at)

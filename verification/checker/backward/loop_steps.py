@@ -63,11 +63,10 @@ def _one_scan(graph, leaves, point, i, eqn) -> List[Steps]:
     if inline.needs_inlining(body.jaxpr):
         body = inline.inline_calls(body)
     bg = jg.graph_of(body, [f"input {k}" for k in range(len(body.jaxpr.invars))])
-    nc, length = p["num_consts"], p["length"]
-    tracked = [(None, v) for v in body.jaxpr.invars if jg.is_float(v)]
-    ncar = p["num_carry"]
+    nc, ncar, length = p["num_consts"], p["num_carry"], p["length"]
     roles = {v: ("const", k) if k < nc else ("carry", k - nc) if k < nc + ncar else ("slice", k - nc - ncar)
              for k, v in enumerate(body.jaxpr.invars)}
+    tracked = [(None, v) for v in body.jaxpr.invars if jg.is_float(v)]
     tracked += [(b, v) for b, e in enumerate(bg.eqns) for v in e.outvars if jg.is_float(v)]
     budget, kept = MAX_STEP_ENTRIES, []
     for b, v in sorted(tracked, key=lambda t: int(np.prod(t[1].aval.shape))):

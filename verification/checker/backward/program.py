@@ -108,7 +108,7 @@ class Program:
         last = max((self.producer(v) for v in outvars if self.producer(v) is not None), default=len(self.eqns))
         jaxpr = self.graph.closed.jaxpr
 
-        def one(base, xs):
+        def one(xs):
             new = dict(zip(variables, xs))
             touched = set(variables)
 
@@ -119,14 +119,14 @@ class Program:
                 outs = interpreter.bind(eqn, invals)
                 return [new.get(v, o) for v, o in zip(eqn.outvars, outs)]
 
-            env = dict(base)
+            env = dict(self.env)
             env.update(new)
             env = interpreter.run(jaxpr, [env[v] for v in jaxpr.invars], on_eqn, env=env)
             return [jnp.asarray(interpreter.read(env, v)) for v in outvars]
 
         stacked = [jnp.asarray(np.stack([np.asarray(c) for c in cs]), dtype=v.aval.dtype)
                    for v, cs in zip(variables, candidates)]
-        return self._batched(lambda base, *xs: one(base, list(xs)), stacked)
+        return [np.asarray(o) for o in jax.vmap(one)(stacked)]
 
 
     def _replaced_for(self, variables, candidates, targets, readers) -> List[np.ndarray]:
@@ -186,7 +186,7 @@ class Program:
         outvars = self.outvars if targets is None else targets
         jaxpr = self.graph.closed.jaxpr
 
-        def one(base, *xs):
+        def one(*xs):
             new = unpack(xs)
             touched = set()
 
@@ -202,15 +202,10 @@ class Program:
                 touched.update(eqn.outvars)
                 return interpreter.bind(eqn, invals if changed is None else changed)
 
-            env = interpreter.run(jaxpr, [base[v] for v in jaxpr.invars], on_eqn, env=dict(base))
+            env = interpreter.run(jaxpr, [self.env[v] for v in jaxpr.invars], on_eqn, env=dict(self.env))
             return [jnp.asarray(interpreter.read(env, v)) for v in outvars]
 
-        return self._batched(one, stacked)
-
-    def _batched(self, one, stacked) -> List[np.ndarray]:
-        """``one(env, *xs)`` mapped over axis 0 of each of ``stacked`` (the candidates), ``env`` the program's
-        values (a replay of thousands of equations compiled is no faster: XLA takes as long to compile it)."""
-        return [np.asarray(o) for o in jax.vmap(lambda *xs: one(self.env, *xs))(*stacked)]
+        return [np.asarray(o) for o in jax.vmap(one)(*stacked)]
 
 
 def _near(x, c: float) -> bool:
