@@ -2,7 +2,7 @@
 loop_lines.py): the loss's scan is too long to unroll, so the hand BPTT's reverse scan stays whole too; its body's
 values, stacked over the iterations, meet the loss's per-step quantities, and the body line to fix is named.
 
-The hand gradient is the long-RNN catalogue family (verification/catalogue/long_rnn_scan.py) on 40 steps (past the
+The hand gradient is the long-RNN catalogue family (verification/catalogue/long_rnn_scan.py) on 30 steps (past the
 unroll bound, shorter to check)."""
 import jax
 import pytest
@@ -15,7 +15,7 @@ from verification.checker.backward import loop_steps
 from verification.checker.explain import edit_effects
 from verification.checker.jaxpr import graph as jg
 
-STEPS = 40  # 40 steps of the body unroll into more than inline.UNROLL_MAX equations: the scan stays whole
+STEPS = 30  # 30 steps of the body unroll into more than inline.UNROLL_MAX equations: the scan stays whole
 
 
 def _problem():
