@@ -97,11 +97,9 @@ def explain(program: Program, refs: References, var, match: Match, status, tol: 
         if by_factor is not None and by_factor.factor is not None:  # a mask that is all zero (``z > 1``), or
             return by_factor  # the scale comes in with a factor the line reads (``du * dudz``, dudz wrong)
         return plain
-    if v.ndim == 2 and v.shape[0] == v.shape[1] and close(v, r.T, tol):
-        return Why("transposed", f"it computes the transpose of {should}")
-    other = status.get(var)
-    if other is not None and other.exact and other.ref is not match.ref:
-        return _another_quantity(other, match)
+    plain = _transposed_or_another(v, r, should, status.get(var), match, tol)
+    if plain is not None:
+        return plain
     e = program.producer(var)
     eqn = program.eqns[e]
     at = program.graph.user_line(e)
@@ -125,14 +123,16 @@ def of_values(program: Program, refs: References, v, match: Match, other: Option
     v = np.asarray(v, np.float64)
     r = match.factor * refs.shaped(match, v.shape)
     should = label_of(match)
-    plain = _zero_or_scaled(program, v, r, should, tol)
-    if plain is not None:
-        return plain
+    plain = _zero_or_scaled(program, v, r, should, tol) or _transposed_or_another(v, r, should, other, match, tol)
+    return plain if plain is not None else _term_or_unknown(refs, v, r, should)
+
+
+def _transposed_or_another(v, r, should: str, other: Optional[Match], match: Match, tol: float) -> Optional[Why]:
     if v.ndim == 2 and v.shape[0] == v.shape[1] and close(v, r.T, tol):
         return Why("transposed", f"it computes the transpose of {should}")
     if other is not None and other.exact and other.ref is not match.ref:
         return _another_quantity(other, match)
-    return _term_or_unknown(refs, v, r, should)
+    return None
 
 
 def _zero_or_scaled(program: Program, v, r, should: str, tol: float) -> Optional[Why]:
