@@ -9,6 +9,8 @@ import pytest
 
 import jaxmlp
 import verification
+from verification.catalogue import rule_bugs
+from verification.catalogue.backward import bwd_lines, line_hits
 from verification.catalogue.rule_bugs import CASES
 from verification.suite.problems import grid_problem
 from verification import CAUSES
@@ -23,6 +25,8 @@ def test_rule_catalogue(case):
     assert not bug.passed
     assert [f.cause for f in bug.findings][:1] == [case.cause], str(bug)
     assert all(f.cause in CAUSES for f in bug.findings)
+    # the line of the rule's own code (bwd, fwd, hand VJP / JVP, curvature product) marked "# bwd:" is named first
+    assert line_hits(bug, bwd_lines(rule_bugs)[case.name])[0], str(bug)
 
 
 def test_catalogue_size():

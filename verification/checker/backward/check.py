@@ -19,9 +19,10 @@ from verification.checker.jaxpr import graph as jg
 from verification.checker.jaxpr import interpreter
 
 
-def tangent_point(graph, leaves: Sequence, tangents: Sequence):
+def tangent_point(graph, leaves: Sequence, tangents: Optional[Sequence]):
     """The forward program's values and true *tangents* along ``tangents`` (forward mode): the right
-    quantities of a hand-written JVP, in the slots of a reverse-mode point."""
+    quantities of a hand-written JVP, in the slots of a reverse-mode point.  ``tangents=None``: the values
+    alone (a program that reverse mode cannot differentiate, or a hand primal)."""
     jaxpr = graph.closed.jaxpr
     outs = [v for e in graph.eqns for v in e.outvars if jg.is_float(v)]
 
@@ -29,11 +30,14 @@ def tangent_point(graph, leaves: Sequence, tangents: Sequence):
         env = interpreter.run(graph.closed, list(ls))
         return [env[v] for v in outs]
 
-    vals, tans = jax.jvp(values, tuple(leaves), tuple(tangents))
+    if tangents is None:
+        vals, tans = values(*leaves), None
+    else:
+        vals, tans = jax.jvp(values, tuple(leaves), tuple(tangents))
     env = dict(zip(jaxpr.invars, leaves))
     env.update(zip(jaxpr.constvars, graph.closed.consts))
     env.update(zip(outs, vals))
-    return edit_effects.Point(env, dict(zip(outs, tans)), frozenset())
+    return edit_effects.Point(env, {} if tans is None else dict(zip(outs, tans)), frozenset())
 
 
 def locate(user_fn: Callable, leaves: Sequence, names: Sequence[str], graph, point, expected: Sequence,
@@ -48,7 +52,7 @@ def locate(user_fn: Callable, leaves: Sequence, names: Sequence[str], graph, poi
     if point is None:
         point = edit_effects.at_point(graph, list(leaves if forward_leaves is None else forward_leaves))
     refs, wanted = references.of_forward(graph, point, expected, expected_names, precision, what, inputs,
-                                         forward="tangent" if what == "tangent" else "")
+                                         forward=what if what in ("tangent", "primal") else "")
     # the loss keeps a long loop whole, and so does the user's code: its loops are opened instead (loop_lines), their
     # body values meeting the loss's per-step quantities (loop_steps); short loops are unrolled on both sides
     whole = any(e.primitive.name == "scan" for e in graph.eqns)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
+import jax.extend.core as jcore
 import numpy as np
 
 from verification.checker.backward import loop_steps
@@ -79,6 +80,9 @@ class References:
         self._by_shape: Dict[Tuple[int, ...], List[Tuple[int, bool]]] = {}
         self._stacked: Dict[Tuple[int, ...], tuple] = {}
         self._groups: Dict[tuple, List[Ref]] = {}  # a loop line's instances, each kept (equal values too)
+        # forward variable -> {(function, form)}: the TABLE functions the forward program applies to it
+        # ("input") or that compute it ("output"): a factor equal to one of their derivatives there is right
+        self.applied: Dict[Any, set] = {}
 
     def add(self, kind: str, label: str, value, var=None, line=None, name="", fn="", group=()) -> Optional[Ref]:
         """Add a right quantity; an array equal to one already held (the cotangent of a broadcast and of
@@ -101,6 +105,14 @@ class References:
         if a.ndim == 2 and min(a.shape) > 1:
             self._by_shape.setdefault(squeezed(a.shape[::-1]), []).append((k, True))
         self._stacked.clear()
+
+    def note_applied(self, value, fns) -> None:
+        """Record ``(function, form)`` pairs the forward program applies to ``value`` (:attr:`applied`,
+        under the variable of the reference that holds it)."""
+        a = np.asarray(value, dtype=np.float64)
+        k = self._seen.get((a.shape, hash(a.tobytes()))) if fns else None
+        if k is not None:
+            self.applied.setdefault(self.refs[k].var, set()).update(fns)
 
     def _stack(self, shape):
         if shape not in self._stacked:
@@ -285,15 +297,24 @@ def of_forward(graph, point, expected, names, precision: str, what: str = "L",
     ``expected`` results first (the true gradient leaves, named ``names``), then the cotangents, the
     forward values, the parameters and the inputs (``inputs``: ``(name, array)`` of the arguments, to name
     them).  Returns the references and the expected ones, in order.  With ``forward="tangent"`` the
-    point's derivatives are tangents (a hand JVP's right quantities), named so."""
+    point's derivatives are tangents (a hand JVP's right quantities), named so; with ``forward="primal"``
+    the expected results are the primal's own outputs (a rule's ``fwd``) and the point has values alone."""
     refs = References(precision)
 
     def d(name):
-        return f"the true tangent of {name}" if forward else f"∂{what}/∂{name}"
+        return {"tangent": f"the true tangent of {name}", "primal": f"the primal's {name}"}.get(
+            forward, f"∂{what}/∂{name}")
 
     wanted = [refs.add("gradient", d(n), e, name=n) or Ref("gradient", d(n), np.asarray(e))
               for n, e in zip(names, expected)]
     consumers, order, named = _named(graph)
+    applied: Dict[Any, set] = {}
+    for e in graph.eqns:
+        fn = op_function(e)
+        for form, vs in (("input", e.invars[:1]), ("output", e.outvars[:1])) if fn else ():
+            for v in vs:
+                if isinstance(v, jcore.Var):
+                    applied.setdefault(v, set()).add((fn, form))
     for i in order:
         e, line = graph.eqns[i], graph.user_line(i)
         for v in e.outvars:
@@ -304,7 +325,7 @@ def of_forward(graph, point, expected, names, precision: str, what: str = "L",
                 kind = "tangent" if forward else "cotangent"
                 refs.add("cotangent", f"{d(what_is)} (the {kind} of `{code_at(line)}`, {where})",
                          point.cotangents[v], v, line, name, fn, group=("cotangent", graph.key(i)))
-    if not forward:
+    if not forward and point.cotangents:
         _add_steps(refs, graph, point, d)
     for i in order:
         for v in graph.eqns[i].outvars:
@@ -312,8 +333,9 @@ def of_forward(graph, point, expected, names, precision: str, what: str = "L",
                 name, what_is, where = named[v]
                 refs.add("value", f"the forward value {what_is} ({where})", point.values[v], v,
                          graph.user_line(i), name, group=("value", graph.key(i)))
+                refs.note_applied(point.values[v], applied.get(v, ()))
     jaxpr = graph.closed.jaxpr
-    if not forward:
+    if not forward and point.cotangents:
         leaf_names = dict(zip(jaxpr.invars, graph.leaf_names))
         for v, line, share in line_shares(graph, point, consumers):
             name = leaf_names.get(v) or (named[v][1] if v in named else "")
@@ -321,6 +343,7 @@ def of_forward(graph, point, expected, names, precision: str, what: str = "L",
                      share, v, line, assigned_name(line), group=("share", line))
     for v, n in zip(jaxpr.invars, graph.leaf_names):
         refs.add("value", n, point.values[v], v, None, n)
+        refs.note_applied(point.values[v], applied.get(v, ()))
     for v in jaxpr.constvars:
         x = point.values.get(v)
         if x is not None and jg.is_float(v):

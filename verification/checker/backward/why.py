@@ -224,8 +224,8 @@ def _made(program: Program, u, at):
 
 
 def _name_factor(program, refs, u, got, need, mask, tol, name) -> Optional[Why]:
-    args = {ref.name or ref.label: ref.value.reshape(need.shape) for ref in refs.refs
-            if ref.kind == "value" and ref.value.size == need.size}
+    held = {ref.name or ref.label: ref for ref in refs.refs if ref.kind == "value" and ref.value.size == need.size}
+    args = {k: ref.value.reshape(need.shape) for k, ref in held.items()}
     mine = bd.identify(got, args, rtol=tol * 10)
     right = bd.identify(need, args, rtol=tol * 10, where=mask)
     c = _fit(got[mask], need[mask])
@@ -251,6 +251,9 @@ def _name_factor(program, refs, u, got, need, mask, tol, name) -> Optional[Why]:
         d, arg = right[0]
         return Why("wrong_derivative", f"its factor {name} is not the local derivative; it should be {d.name}'s "
                                        f"derivative {d.text.format(a=arg)}", u)
+    # a factor that is the derivative of a function the forward program applies at that very value is the
+    # right one for it: what else the line computes is wrong (a term left out), not this factor
+    mine = [(m, a) for m, a in mine if (m.name, m.form) not in refs.applied.get(held[a].var, ())]
     if mine:
         m, marg = mine[0]
         return Why("wrong_derivative", f"its factor {name} is {m.name}'s derivative {m.text.format(a=marg)}, "

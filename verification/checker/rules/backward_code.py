@@ -64,16 +64,55 @@ def locate_in_rule(code: Callable, ref_fn: Callable, a: Args, rtol: float) -> Op
         return sum(jnp.vdot(jnp.asarray(gl, o.dtype), o) for gl, o in zip(g_leaves, out))
 
     graph = jg.trace(lambda ls: pairing(ls), wide, a.names)
-    expected = jax.grad(lambda ls: pairing(ls))(wide)
+    point = None
+    try:
+        expected = jax.grad(lambda ls: pairing(ls))(wide)
+    except ValueError:  # a primal reverse mode cannot run (a while_loop): the true pullback by forward mode,
+        expected = jax.jacfwd(lambda ls: pairing(ls))(wide)  # and the forward values as the right quantities
+        point = tangent_point(graph, wide, None)
     user = lambda *ls: list(a.cotangents(code(a.rebuild(ls), g)))  # noqa: E731
     got = user(*leaves)
-    wrong = [not np.allclose(np.asarray(x, np.float64), np.asarray(e, np.float64), rtol=rtol * 10,
-                             atol=rtol * 10 * max(float(np.max(np.abs(np.asarray(e)))), 1e-300))
-             for x, e in zip(got, expected)]
-    if not any(wrong):
+    if not any(_wrong(got, expected, rtol)):
         return None
-    return locate(user, leaves, a.names, graph, None, expected, a.names, wrong, precision, what="⟨g, f⟩",
-                  inputs=list(zip(a.names, wide)), forward_leaves=wide, returns_at=getattr(code, "returns_at", None))
+    return locate(user, leaves, a.names, graph, point, expected, a.names, _wrong(got, expected, rtol), precision,
+                  what="⟨g, f⟩", inputs=list(zip(a.names, wide)) + [("g (the probe cotangent)", gl) for gl in g_leaves],
+                  forward_leaves=wide,
+                  returns_at=getattr(code, "returns_at", None))
+
+
+def _wrong(got, expected, rtol) -> list:
+    """Which of the user's results differ from the right ones (ten times the check's tolerance)."""
+    return [not np.allclose(np.asarray(x, np.float64), np.asarray(e, np.float64), rtol=rtol * 10,
+                            atol=rtol * 10 * max(float(np.max(np.abs(np.asarray(e)))), 1e-300))
+            for x, e in zip(got, expected)]
+
+
+def custom_vjp_primal(f) -> Optional[Callable]:
+    """``args -> primal outputs`` of ``f``'s own ``fwd`` (a ``jax.custom_vjp``), or ``None``."""
+    obj = unwrap(f)
+    fwd = getattr(obj, "fwd", None)
+    if fwd is None or getattr(obj, "bwd", None) is None:
+        return None
+    run = lambda args: fwd(*args)[0]  # noqa: E731
+    run.returns_at = return_line(fwd)
+    return run
+
+
+def locate_primal(code: Callable, ref_fn: Callable, a: Args, rtol: float) -> Optional[BackwardFinding]:
+    """The line of a rule's ``fwd`` whose primal output differs from the undecorated primal's:
+    ``code(args)`` is the ``fwd``'s primal output, ``ref_fn(*leaves)`` the primal; the right quantities
+    are the primal's forward values."""
+    leaves, wide = list(a.leaves), a.upcast()
+    graph = jg.trace(lambda ls: ref_fn(*ls), wide, a.names)
+    expected = jax.tree.leaves(ref_fn(*wide))
+    user = lambda *ls: jax.tree.leaves(code(a.rebuild(ls)))  # noqa: E731
+    got = user(*leaves)
+    if len(got) != len(expected) or not any(_wrong(got, expected, rtol)):
+        return None
+    return locate(user, leaves, a.names, graph, tangent_point(graph, wide, None), expected,
+                  [f"output {k}" for k in range(len(expected))], _wrong(got, expected, rtol), precision_of(leaves),
+                  what="primal", inputs=list(zip(a.names, wide)), forward_leaves=wide,
+                  returns_at=getattr(code, "returns_at", None))
 
 
 def guarded(report, fn) -> Optional[BackwardFinding]:
@@ -104,9 +143,10 @@ def custom_jvp_code(f) -> Optional[Callable]:
     return run
 
 
-def locate_in_jvp(code: Callable, ref_fn: Callable, a: Args, rtol: float) -> Optional[BackwardFinding]:
+def locate_in_jvp(code: Callable, ref_fn: Callable, a: Args, rtol: float, held=()) -> Optional[BackwardFinding]:
     """``code(args, tangents)`` is the user's tangent rule at ``args`` (output tangents); ``ref_fn(*leaves)``
-    the primal over the differentiable leaves of ``a``; one probe tangent."""
+    the primal over the differentiable leaves of ``a``; one probe tangent.  ``held``: ``(name, array)`` of
+    the arrays ``ref_fn`` closes over (to name them)."""
     leaves = list(a.leaves)
     precision = precision_of(leaves)
     t = jax.tree.leaves(probe_like(leaves))
@@ -118,13 +158,20 @@ def locate_in_jvp(code: Callable, ref_fn: Callable, a: Args, rtol: float) -> Opt
     expected = jax.tree.leaves(jax.jvp(ref_fn, tuple(wide), tuple(t_wide))[1])
     user = lambda *ls: jax.tree.leaves(code(a.rebuild(ls), a.tangents(t)))  # noqa: E731
     got = user(*leaves)
-    wrong = [not np.allclose(np.asarray(x, np.float64), np.asarray(e, np.float64), rtol=rtol * 10,
-                             atol=rtol * 10 * max(float(np.max(np.abs(np.asarray(e)))), 1e-300))
-             for x, e in zip(got, expected)]
-    if not any(wrong) or len(got) != len(expected):
+    if len(got) != len(expected) or not any(_wrong(got, expected, rtol)):
         return None
-    return locate(user, leaves, a.names, graph, point, expected, out_names, wrong, precision, what="tangent",
-                  inputs=list(zip(a.names, wide)), forward_leaves=wide)
+    return locate(user, leaves, a.names, graph, point, expected, out_names, _wrong(got, expected, rtol), precision,
+                  what="tangent", inputs=list(zip(a.names, wide)) + list(held), forward_leaves=wide)
+
+
+def locate_vjp(report, pullback: Callable, primal: Optional[Callable], ref_fn: Callable, a: Args) -> None:
+    """``report.backward`` of a failing VJP check, then reconciled with its first diagnosis: the line of the
+    rule's forward pass when the primal output is what is wrong (``primal(args)``), else of its pullback
+    (``pullback(args, g)``)."""
+    wrong_primal = bool(report.findings) and report.findings[0].cause == "primal_mismatch" and primal is not None
+    report.backward = guarded(report, lambda: locate_primal(primal, ref_fn, a, report.rtol) if wrong_primal
+                              else locate_in_rule(pullback, ref_fn, a, report.rtol))
+    agree(report)
 
 
 def agree(report) -> None:

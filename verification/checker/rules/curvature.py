@@ -32,6 +32,7 @@ import numpy as np
 
 from verification.checker.rules.linear_maps import compare_maps
 from verification.checker.rules.args import Args, check_callables, precision_line, reference_dtype, tolerance
+from verification.checker.rules.backward_code import agree, guarded, locate_in_jvp
 from verification.checker.base.findings import RuleFinding
 from verification.checker.base.leaves import is_inexact_array
 from verification.checker.rules.diagnosis import explain, where_of
@@ -90,15 +91,40 @@ def check_hvp(loss_fn, hvp_fn: Callable, params, *args, kind: str = "hessian", r
     report = RuleReport(f"hvp/{kind}", label, compare(kind), tol, precision_line(a.precision, label))
     if report.passed:
         return report
-    if model_fn is not None and _is_the_other_product(report, compare, kind, hvp_fn):
-        return report
-    primals = {n: np.asarray(l, np.float64) for n, l in zip(a.names, a.leaves)}
-    report.findings = explain(report.blocks, rule, product(kind), a.space(), [l.name for l in results], mode="hvp",
-                              fit=FIT_RTOL[a.precision], primals=primals, where=where_of(hvp_fn))
+    if model_fn is None or not _is_the_other_product(report, compare, kind, hvp_fn):
+        primals = {n: np.asarray(l, np.float64) for n, l in zip(a.names, a.leaves)}
+        report.findings = explain(report.blocks, rule, product(kind), a.space(), [l.name for l in results],
+                                  mode="hvp", fit=FIT_RTOL[a.precision], primals=primals, where=where_of(hvp_fn))
     if model_fn is None:
         report.notes.append("if hvp_fn is meant as a Gauss–Newton product, pass loss_fn as the pair "
                             "(model_fn, outer_loss): the report then says whether it is that product instead")
+    wide = _upcast(args)
+    report.backward = guarded(report, lambda: locate_in_jvp(lambda ps, vs: hvp_fn(ps[0], vs[0], *args),
+                                                            _gradient_map(a, wide, loss, model_fn, outer, kind),
+                                                            a, report.rtol,
+                                                            [(f"args[{k}]", x) for k, x in enumerate(wide)
+                                                             if is_inexact_array(x)]))
+    agree(report)
     return report
+
+
+def _gradient_map(a: Args, args, loss, model_fn, outer, kind):
+    r"""``leaves -> gradient leaves`` whose tangent along ``v`` is the product of ``kind``: the gradient of
+    the loss (the Hessian), or :math:`J(\bar p)^\top \nabla\ell(f(\bar p) + J(\bar p)(p - \bar p))`
+    with :math:`\bar p` the point held by ``stop_gradient`` (Gauss–Newton).  A hand product is a tangent
+    rule of this map (:func:`verification.checker.rules.backward_code.locate_in_jvp`); the model's own lines
+    compute its forward values."""
+    if kind == "hessian":
+        return lambda *ls: jax.tree.leaves(jax.grad(loss)(a.rebuild(ls)[0], *args))
+
+    def gauss_newton(*ls):
+        p = a.rebuild(ls)[0]
+        held = jax.lax.stop_gradient(p)
+        model = lambda q: model_fn(q, *args)  # noqa: E731
+        z, jv = jax.jvp(model, (held,), (jax.tree.map(lambda x, y: x - y, p, held),))
+        return jax.tree.leaves(jax.vjp(model, held)[1](jax.grad(lambda zz: outer(zz, *args))(z + jv))[0])
+
+    return gauss_newton
 
 
 def _split_loss(loss_fn, hvp_fn, kind):
@@ -119,9 +145,14 @@ def _split_loss(loss_fn, hvp_fn, kind):
     return model_fn, outer, lambda p, *xs: outer(model_fn(p, *xs), *xs)
 
 
+def _upcast(args) -> tuple:
+    """The held arguments in the reference dtype."""
+    return tuple(jax.tree.map(lambda x: x.astype(reference_dtype()) if is_inexact_array(x) else x, args))
+
+
 def _reference_products(a: Args, args, loss, model_fn, outer):
     """``which -> (direction leaves -> product leaves)`` in the reference dtype, ``which`` a kind."""
-    ref_args = tuple(jax.tree.map(lambda x: x.astype(reference_dtype()) if is_inexact_array(x) else x, args))
+    ref_args = _upcast(args)
     p_ref = a.rebuild(a.upcast())[0]
 
     def product(which):

@@ -37,7 +37,7 @@ from jax.flatten_util import ravel_pytree
 
 from verification.checker.base.finite_differences import jacobian as fd_jacobian
 from verification.checker.rules.args import Args, check_callables, decorated, out_space
-from verification.checker.rules.backward_code import agree, custom_vjp_code, guarded, locate_in_rule
+from verification.checker.rules.backward_code import custom_vjp_code, custom_vjp_primal, locate_vjp
 from verification.checker.rules.diagnosis import where_of
 from verification.checker.rules.linear_maps import Leaf, reference_dtype
 from verification.checker.rules.report import RuleReport
@@ -133,8 +133,7 @@ def check_custom_vjp(f: Callable, *args, rtol=None, finite_differences=False, ba
                         where=where, force_fd=finite_differences)
     code = custom_vjp_code(f)
     if not report.passed and code is not None and not batched:
-        report.backward = guarded(report, lambda: locate_in_rule(code, ref_f, a, report.rtol))
-        agree(report)
+        locate_vjp(report, code, custom_vjp_primal(f), ref_f, a)
     if batched:
         one = [l[0] for l in a.leaves]
         space = out_space(jax.eval_shape(one_rule, *one))[0]
@@ -175,9 +174,7 @@ def check_vjp(f: Callable, f_vjp: Callable, *args, rtol=None, finite_differences
     report = vjp_report("vjp", rule_pb, got_out, jax.vmap(ref) if batched else ref, a, rtol=rtol,
                         where=where_of(f_vjp), force_fd=finite_differences)
     if not report.passed and not batched:
-        report.backward = guarded(report, lambda: locate_in_rule(lambda xs, g: f_vjp(*xs)[1](g), ref, a,
-                                                                 report.rtol))
-        agree(report)
+        locate_vjp(report, lambda xs, g: f_vjp(*xs)[1](g), lambda xs: f_vjp(*xs)[0], ref, a)
     if batched:
         report.batched = batched_rows(one_ct, a, report.rtol, out=out_space(jax.eval_shape(ref, *one))[0])
     return report
