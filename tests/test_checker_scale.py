@@ -1,5 +1,5 @@
 """The checker where the model is large (issue 25), at sizes a test can afford: sampled finite differences
-and their false-negative rate over 1000 planted bugs, the sampled kink test, and the narrow search that
+and their false-negative rate over planted bugs, the sampled kink test, and the narrow search that
 names the layer of a deep MLP.  The full-size figures are the benchmark's (python -m experiments
 checker-scale)."""
 import jax
@@ -15,7 +15,9 @@ from verification.checker.base import sampled_differences as sampled
 pytestmark = [pytest.mark.xdist_group("checker_scale"), pytest.mark.usefixtures("loss_side_only")]
 
 WIDTHS = [24, 48, 48, 1]  # 3 layers, 3601 parameters: above FULL_MAX once the batch of inputs is counted in
-N_PLANTED = 1000
+# The suite's sample of planted bugs; the figure of docs/performance.md was measured with 1000 (the same test
+# with N_PLANTED = 1000: 0 missed, 0 false alarms).
+N_PLANTED = 250
 # The sampled check's bound (module doc): an error r times the tolerance escapes both directions with
 # probability ~(0.8/r)^2; the planted errors below are >= 1e-3 of their leaf (r >= 100), so ~1e-4 each,
 # and the coordinates catch what the directions miss.  Allow 0.5% of misses: a rate well above the bound
@@ -82,7 +84,7 @@ def _plant(rng, grads):
     return k, kind, out
 
 
-def test_the_false_negative_rate_of_the_sampled_check_over_1000_planted_bugs():
+def test_the_false_negative_rate_of_the_sampled_check_over_planted_bugs():
     params, x, y = _big()
     leaves, treedef = jax.tree.flatten(params)
     grads = jax.tree.leaves(jax.grad(_loss)(params, x, y))
@@ -92,7 +94,7 @@ def test_the_false_negative_rate_of_the_sampled_check_over_1000_planted_bugs():
     assert all(r.passed for r in sampled.check_leaves(loss, leaves, grads, names, evaluator=evaluator))
     rng = np.random.default_rng(0)
     missed, planted, trial = [], 0, 0
-    while planted < N_PLANTED:  # 1000 bugs that change their leaf (a sign flip of a zero bias does not)
+    while planted < N_PLANTED:  # bugs that change their leaf (a sign flip of a zero bias does not)
         trial += 1
         k, kind, wrong = _plant(rng, grads)
         if np.allclose(wrong[k], grads[k], rtol=0, atol=0):
