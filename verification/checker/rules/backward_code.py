@@ -71,12 +71,12 @@ def locate_in_rule(code: Callable, ref_fn: Callable, a: Args, rtol: float) -> Op
         expected = jax.jacfwd(lambda ls: pairing(ls))(wide)  # and the forward values as the right quantities
         point = tangent_point(graph, wide, None)
     user = lambda *ls: list(a.cotangents(code(a.rebuild(ls), g)))  # noqa: E731
-    got = user(*leaves)
-    if not any(_wrong(got, expected, rtol)):
+    wrong = _wrong(user(*leaves), expected, rtol)
+    if not any(wrong):
         return None
-    return locate(user, leaves, a.names, graph, point, expected, a.names, _wrong(got, expected, rtol), precision,
-                  what="⟨g, f⟩", inputs=list(zip(a.names, wide)) + [("g (the probe cotangent)", gl) for gl in g_leaves],
-                  forward_leaves=wide,
+    probe = [("g (the probe cotangent)", gl) for gl in g_leaves]
+    return locate(user, leaves, a.names, graph, point, expected, a.names, wrong, precision, what="⟨g, f⟩",
+                  inputs=list(zip(a.names, wide)) + probe, forward_leaves=wide,
                   returns_at=getattr(code, "returns_at", None))
 
 
@@ -107,10 +107,11 @@ def locate_primal(code: Callable, ref_fn: Callable, a: Args, rtol: float) -> Opt
     expected = jax.tree.leaves(ref_fn(*wide))
     user = lambda *ls: jax.tree.leaves(code(a.rebuild(ls)))  # noqa: E731
     got = user(*leaves)
-    if len(got) != len(expected) or not any(_wrong(got, expected, rtol)):
+    wrong = _wrong(got, expected, rtol)
+    if len(got) != len(expected) or not any(wrong):
         return None
     return locate(user, leaves, a.names, graph, tangent_point(graph, wide, None), expected,
-                  [f"output {k}" for k in range(len(expected))], _wrong(got, expected, rtol), precision_of(leaves),
+                  [f"output {k}" for k in range(len(expected))], wrong, precision_of(leaves),
                   what="primal", inputs=list(zip(a.names, wide)), forward_leaves=wide,
                   returns_at=getattr(code, "returns_at", None))
 
@@ -158,10 +159,11 @@ def locate_in_jvp(code: Callable, ref_fn: Callable, a: Args, rtol: float, held=(
     expected = jax.tree.leaves(jax.jvp(ref_fn, tuple(wide), tuple(t_wide))[1])
     user = lambda *ls: jax.tree.leaves(code(a.rebuild(ls), a.tangents(t)))  # noqa: E731
     got = user(*leaves)
-    if len(got) != len(expected) or not any(_wrong(got, expected, rtol)):
+    wrong = _wrong(got, expected, rtol)
+    if len(got) != len(expected) or not any(wrong):
         return None
-    return locate(user, leaves, a.names, graph, point, expected, out_names, _wrong(got, expected, rtol), precision,
-                  what="tangent", inputs=list(zip(a.names, wide)) + list(held), forward_leaves=wide)
+    return locate(user, leaves, a.names, graph, point, expected, out_names, wrong, precision, what="tangent",
+                  inputs=list(zip(a.names, wide)) + list(held), forward_leaves=wide)
 
 
 def locate_vjp(report, pullback: Callable, primal: Optional[Callable], ref_fn: Callable, a: Args) -> None:
