@@ -46,7 +46,8 @@ def locate(user_fn: Callable, leaves: Sequence, names: Sequence[str], graph, poi
     """``user_fn(*leaves)`` returns a flat list of arrays that should equal ``expected`` (``wrong``: those
     that do not); ``graph`` is the forward program (a function of ``forward_leaves``, by default
     ``leaves``) and ``point`` its values and true cotangents there (``None``: computed here by
-    :func:`verification.checker.explain.edit_effects.at_point`); ``inputs`` name the program's inputs
+    :func:`verification.checker.explain.edit_effects.at_point`), or its values and true tangents, or its
+    values alone (:func:`tangent_point`; ``what`` "tangent" or "primal"); ``inputs`` name the program's inputs
     (``(name, array)``); ``returns_at`` is the line that hands the user's results back ("file:line"), blamed
     first where a right quantity is returned in the wrong place."""
     if point is None:

@@ -80,8 +80,9 @@ class References:
         self._by_shape: Dict[Tuple[int, ...], List[Tuple[int, bool]]] = {}
         self._stacked: Dict[Tuple[int, ...], tuple] = {}
         self._groups: Dict[tuple, List[Ref]] = {}  # a loop line's instances, each kept (equal values too)
-        # forward variable -> {(function, form)}: the TABLE functions the forward program applies to it
-        # ("input") or that compute it ("output"): a factor equal to one of their derivatives there is right
+        # a held reference's forward variable -> {(function, form)}: the TABLE functions the forward program
+        # applies to its value ("input") or that compute it ("output"), recorded under the reference that holds
+        # the value (:meth:`note_applied`): a factor equal to one of their derivatives there is right
         self.applied: Dict[Any, set] = {}
 
     def add(self, kind: str, label: str, value, var=None, line=None, name="", fn="", group=()) -> Optional[Ref]:
@@ -111,7 +112,7 @@ class References:
         under the variable of the reference that holds it)."""
         a = np.asarray(value, dtype=np.float64)
         k = self._seen.get((a.shape, hash(a.tobytes()))) if fns else None
-        if k is not None:
+        if k is not None and self.refs[k].var is not None:  # (not an expected result's, or a loop step's, ref)
             self.applied.setdefault(self.refs[k].var, set()).update(fns)
 
     def _stack(self, shape):

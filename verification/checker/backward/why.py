@@ -253,7 +253,7 @@ def _name_factor(program, refs, u, got, need, mask, tol, name) -> Optional[Why]:
                                        f"derivative {d.text.format(a=arg)}", u)
     # a factor that is the derivative of a function the forward program applies at that very value is the
     # right one for it: what else the line computes is wrong (a term left out), not this factor
-    mine = [(m, a) for m, a in mine if (m.name, m.form) not in refs.applied.get(held[a].var, ())]
+    mine = [(m, a) for m, a in mine if held[a].var is None or (m.name, m.form) not in refs.applied.get(held[a].var, ())]
     if mine:
         m, marg = mine[0]
         return Why("wrong_derivative", f"its factor {name} is {m.name}'s derivative {m.text.format(a=marg)}, "

@@ -4,7 +4,11 @@ The rule is run as the user wrote it, one probe ``g`` (a fixed random cotangent 
 the arguments, then ``bwd(res, g)`` (``f_vjp(*args)[1](g)`` for a hand VJP), traced with the user's lines.
 The right quantities come from the undecorated primal at the same arguments, differentiated against the
 same ``g``: every forward value and every cotangent of :math:`\\langle g, f(x)\\rangle`
-(:func:`verification.checker.backward.check.locate`).
+(:func:`verification.checker.backward.check.locate`); where reverse mode cannot run on the primal (a
+``while_loop``), its true pullback comes from forward mode and its forward values are the right quantities.
+A ``fwd`` whose primal output is wrong is searched against the primal's own outputs (:func:`locate_primal`);
+a tangent rule (``custom_jvp``, a hand JVP, a curvature product) against the true tangents along one probe
+tangent (:func:`locate_in_jvp`).
 """
 from __future__ import annotations
 
@@ -52,7 +56,8 @@ def custom_vjp_code(f) -> Optional[Callable]:
 
 def locate_in_rule(code: Callable, ref_fn: Callable, a: Args, rtol: float) -> Optional[BackwardFinding]:
     """``code(args, g)`` is the user's pullback at ``args`` (cotangents per argument); ``ref_fn(*leaves)``
-    the primal over the differentiable leaves of ``a``."""
+    the primal over the differentiable leaves of ``a`` (reverse-differentiated, or where it cannot be, by
+    forward mode up to ``MAX_FORWARD_MODE_ENTRIES`` input entries)."""
     leaves = list(a.leaves)
     precision = precision_of(leaves)
     g = probe_like(jax.eval_shape(ref_fn, *leaves))
