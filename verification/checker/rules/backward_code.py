@@ -107,18 +107,8 @@ def locate_primal(code: Callable, ref_fn: Callable, a: Args, rtol: float) -> Opt
     """The line of a rule's ``fwd`` whose primal output differs from the undecorated primal's:
     ``code(args)`` is the ``fwd``'s primal output, ``ref_fn(*leaves)`` the primal; the right quantities
     are the primal's forward values."""
-    leaves, wide = list(a.leaves), a.upcast()
-    graph = jg.trace(lambda ls: ref_fn(*ls), wide, a.names)
-    expected = jax.tree.leaves(ref_fn(*wide))
-    user = lambda *ls: jax.tree.leaves(code(a.rebuild(ls)))  # noqa: E731
-    got = user(*leaves)
-    wrong = _wrong(got, expected, rtol)
-    if len(got) != len(expected) or not any(wrong):
-        return None
-    return locate(user, leaves, a.names, graph, tangent_point(graph, wide, None), expected,
-                  [f"output {k}" for k in range(len(expected))], wrong, precision_of(leaves),
-                  what="primal", inputs=list(zip(a.names, wide)), forward_leaves=wide,
-                  returns_at=getattr(code, "returns_at", None))
+    return _locate_forward(lambda xs, ts: code(xs), ref_fn, a, rtol, tangents=False,
+                           returns_at=getattr(code, "returns_at", None))
 
 
 def guarded(report, fn) -> Optional[BackwardFinding]:
@@ -153,22 +143,30 @@ def locate_in_jvp(code: Callable, ref_fn: Callable, a: Args, rtol: float, held=(
     """``code(args, tangents)`` is the user's tangent rule at ``args`` (output tangents); ``ref_fn(*leaves)``
     the primal over the differentiable leaves of ``a``; one probe tangent.  ``held``: ``(name, array)`` of
     the arrays ``ref_fn`` closes over (to name them)."""
+    return _locate_forward(code, ref_fn, a, rtol, tangents=True, held=held)
+
+
+def _locate_forward(code: Callable, ref_fn: Callable, a: Args, rtol: float, tangents: bool, held=(),
+                    returns_at=None) -> Optional[BackwardFinding]:
+    """The search of a forward-side rule: ``code(args, tangents)`` against the true tangents of ``ref_fn``
+    along one probe tangent (``tangents``), or against its primal outputs (not ``tangents``: the forward
+    values alone are the right quantities)."""
     leaves = list(a.leaves)
-    precision = precision_of(leaves)
     t = jax.tree.leaves(probe_like(leaves))
     wide = a.upcast()
     t_wide = [jnp.asarray(x, w.dtype) for x, w in zip(t, wide)]
     graph = jg.trace(lambda ls: ref_fn(*ls), wide, a.names)
-    point = tangent_point(graph, wide, t_wide)
+    point = tangent_point(graph, wide, t_wide if tangents else None)
     out_names = [f"output {k}" for k in range(len(jax.tree.leaves(jax.eval_shape(ref_fn, *wide))))]
-    expected = jax.tree.leaves(jax.jvp(ref_fn, tuple(wide), tuple(t_wide))[1])
+    expected = jax.tree.leaves(jax.jvp(ref_fn, tuple(wide), tuple(t_wide))[1] if tangents else ref_fn(*wide))
     user = lambda *ls: jax.tree.leaves(code(a.rebuild(ls), a.tangents(t)))  # noqa: E731
     got = user(*leaves)
     wrong = _wrong(got, expected, rtol)
     if len(got) != len(expected) or not any(wrong):
         return None
-    return locate(user, leaves, a.names, graph, point, expected, out_names, wrong, precision, what="tangent",
-                  inputs=list(zip(a.names, wide)) + list(held), forward_leaves=wide)
+    return locate(user, leaves, a.names, graph, point, expected, out_names, wrong, precision_of(leaves),
+                  what="tangent" if tangents else "primal", inputs=list(zip(a.names, wide)) + list(held),
+                  forward_leaves=wide, returns_at=returns_at)
 
 
 def locate_vjp(report, pullback: Callable, primal: Optional[Callable], ref_fn: Callable, a: Args) -> None:
