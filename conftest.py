@@ -8,10 +8,12 @@ import tempfile
 # Compiling is most of the suite's time (thousands of small programs, each new shape of an eager operation
 # its own), and LLVM's optimisation of them is most of each compile: the suite compiles at LLVM's -O0, here
 # and in every subprocess it starts (-20% of the suite's time).  The arithmetic is the same IEEE operations
-# (XLA's CPU fast-math is off either way); no test may depend on how LLVM schedules them.  The proof rows of
-# `python -m verification` and the benchmarks run at XLA's default; `XLA_FLAGS= python -m pytest` runs the
-# suite there too.
-os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+# (XLA's CPU fast-math is off either way); no test may depend on how LLVM schedules them.  XLA's newer CPU
+# fusion emitters (MLIR) are turned off too: the older elemental emitter compiles a small program in about
+# two thirds of the time (a jitted gradient of a 2-layer net: 103 ms -> 71-81 ms at -O0 on the 2-core CI
+# machine; the whole suite 850 s -> 612 s, 2026-12-07).  The proof rows of `python -m verification` and the
+# benchmarks run at XLA's default; `XLA_FLAGS= python -m pytest` runs the suite there too.
+os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false")
 
 import jax  # noqa: E402
 import pytest

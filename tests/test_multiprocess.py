@@ -1,6 +1,6 @@
-"""Multi-process data-parallel training with real processes over localhost: the one-process answer for any
-row count (1797 digits rows on 2 and 3 processes, Higham's 10 points on 3), every scheme, and resume across
-a changed process count.
+"""Multi-process data-parallel training with real processes over localhost: the one-process answer for a row
+count the processes do not divide (1797 digits rows on 2), every scheme, the population, and resume across a
+changed process count (Higham's 10 points on 1, 2 and 3 processes: the 3-process cluster pads its rows too).
 
 Every test starts its processes on a free port of 127.0.0.1, bounds their time and reaps every child.
 JAX's CPU collectives (gloo) make two processes on one machine a real cluster: each holds its own rows,
@@ -110,16 +110,17 @@ def max_rel(a, b):
 
 
 SCHEMES = ["full_batch", "minibatch", "sgd_replacement"]
-# (data, process counts): neither 1797 on 2 nor 10 on 3 divides, so the padding rows are in play (1797 on 3
-# processes divides and needs no padding: measured once for docs/scale_out.md, left out of the suite for time)
-CASES = {"digits1797": (1, 2), "higham": (1, 3)}
+# (data, process counts): 1797 on 2 does not divide, so the padding rows are in play (1797 on 3 processes
+# divides and needs no padding: measured once for docs/scale_out.md; Higham's 10 points on 3 processes, the
+# schemes and the population, left out of the suite for time, its start-ups being four of seven: the CLI
+# tests below run those points on 3 processes)
+CASES = {"digits1797": (1, 2)}
 # What else each cluster start-up runs after the float64 schemes (one start-up each, shared by the tests below;
 # a start-up of 2 or 3 processes costs more than the modes it runs).  The population is always Higham's
 # network (tests/multiprocess_worker.py), so the 1-process Higham run is its reference for 2 and 3 processes;
 # the float32 mini-batch runs in the digits start-ups with x64 off for it.
-ALSO = {("digits1797", 1): ",digits-minibatch@float32",
-        ("digits1797", 2): ",digits-minibatch@float32,grad,population,guard",
-        ("higham", 1): ",population", ("higham", 3): ",population"}
+ALSO = {("digits1797", 1): ",digits-minibatch@float32,population",
+        ("digits1797", 2): ",digits-minibatch@float32,grad,population,guard"}
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +145,7 @@ def test_n_processes_equal_one_for_any_row_count(scheme, data, n, runs):
 
 
 def test_padding_is_in_play(runs):
-    assert runs["digits1797", 2]["padded_rows"] == 1798 and runs["higham", 3]["padded_rows"] == 12
+    assert runs["digits1797", 2]["padded_rows"] == 1798
 
 
 def test_two_processes_float32_bound(runs):
@@ -159,10 +160,9 @@ def test_manual_gradient_under_two_processes(runs):
     assert r["manual_vs_autodiff"] <= GRAD_RTOL, r
 
 
-@pytest.mark.parametrize("data,n", [("digits1797", 2), ("higham", 3)])
-def test_population_split_over_processes(data, n, runs):
-    many, one = runs[data, n]["population"], runs["higham", 1]["population"]  # Higham's network on every start-up
-    assert many["params_sharded_over"] == n and one["params_sharded_over"] == 1
+def test_population_split_over_processes(runs):
+    many, one = runs["digits1797", 2]["population"], runs["digits1797", 1]["population"]  # Higham's network
+    assert many["params_sharded_over"] == 2 and one["params_sharded_over"] == 1
     assert max_rel(many["params"], one["params"]) <= F64_RTOL
 
 
