@@ -185,7 +185,11 @@ def _first_wrong(program, refs, outvars, expected, wrong, status, base, tol):
     per_layer = []  # (value, whether it is right as it is) that repair their own share: a line run per layer
     right = []  # values equal to a right quantity: tried only where no other value repairs (the right
     # quantity for another role: ``da`` that equals the cotangent before the activation's derivative)
+    grouped = None  # a loop line whose instances, all replaced, repair: the one whose first wrong instance
+    # comes first wins (a delta right at the loop's first step and wrong after it only carries the error on)
     for v in program.ancestors(targets):
+        if grouped is not None and program.producer(v) > program.producer(grouped[0]):
+            return grouped
         m = status.get(v)
         if v not in status:
             continue
@@ -195,8 +199,10 @@ def _first_wrong(program, refs, outvars, expected, wrong, status, base, tol):
         group = _loop_group(program, v, seen_groups)
         if group:
             found = _repair_group(program, refs, group, expected, tol)
+            if found is not None and (grouped is None or program.producer(found[0]) < program.producer(grouped[0])):
+                grouped = found
             if found is not None:
-                return found
+                continue
         if len(program.graph.instances(program.producer(v), by="op")) >= LOOP_MIN:
             continue  # one step of a loop repairs one step's share: its line is judged as a group
         tried = _try(program, refs, v, m, expected, out_of, status, tol, total)
@@ -218,6 +224,8 @@ def _first_wrong(program, refs, outvars, expected, wrong, status, base, tol):
             best = (gain, v, option, errs)
         if tested >= MAX_TESTED or replayed >= MAX_REPLAYED:
             break
+    if grouped is not None:
+        return grouped
     for v in right[:MAX_TESTED]:  # a value that repairs as it is comes before a fitted constant
         if len(program.graph.instances(program.producer(v), by="op")) >= LOOP_MIN:
             continue
@@ -382,7 +390,11 @@ def _repair_group(program: Program, refs: References, group, expected, tol):
     if not np.all(errs[best] <= max(100 * tol, 1e-6)):
         return None
     g, order = aligned[best]
-    return group[0], Match(g[::order][0], 1.0), errs[best]
+    rights = g[::order]
+    wrong = [k for k, w in enumerate(group)  # the first instance that differs from its right quantity
+             if leaf_errors([program.value(w)], [rights[k].value], stacked=False)[0] > max(100 * tol, 1e-6)]
+    k = wrong[0] if wrong else 0
+    return group[k], Match(rights[k], 1.0), errs[best]
 
 
 def _repair_each(program: Program, refs: References, v, seen: set, expected, out_of, status, tol, skip=False):

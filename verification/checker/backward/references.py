@@ -213,6 +213,48 @@ def line_shares(graph, point, consumers) -> List[Tuple[Any, str, np.ndarray]]:
     return out
 
 
+RESHAPES = frozenset({"broadcast_in_dim", "reshape", "squeeze", "expand_dims", "convert_element_type", "copy"})
+
+
+def _reshaped_share(graph, i: int, consumers) -> bool:
+    """Equation ``i`` only reshapes a value that something else reads too (``h`` stacked into the loop's
+    outputs and carried to the next step): its output's cotangent is one share of that value's, right only
+    with the others added (a hand BPTT that leaves out the carried delta computes exactly that share)."""
+    e = graph.eqns[i]
+    u = e.invars[0] if e.invars else None
+    return (e.primitive.name in RESHAPES and isinstance(u, jcore.Var) and len(set(consumers.get(u, ()))) >= 2
+            and int(np.prod(u.aval.shape)) == int(np.prod(e.outvars[0].aval.shape)))
+
+
+MAX_OPERAND_USES = 64  # matrix products whose operands' cotangents are grouped (a shared operand: one local VJP)
+
+
+def operand_cotangents(graph, point, consumers) -> List[Tuple[int, int, Any, np.ndarray]]:
+    """``(equation, operand, var, cotangent)``: for a matrix product whose line runs more than once (a helper
+    called per stage of a step, a loop body unrolled), the cotangent that reaches each float operand through
+    that product alone, at every instance.  A hand backward that calls one VJP helper per use computes these,
+    instance by instance, whatever forward line made the operand (``f(u + c k)``: a stage's input)."""
+    out, budget = [], MAX_OPERAND_USES
+    for i, e in enumerate(graph.eqns):
+        if e.primitive.name != "dot_general" or len(graph.instances(i, by="op")) < 2:
+            continue
+        outs = [point.cotangents.get(o) for o in e.outvars]
+        for k, u in enumerate(e.invars):
+            if not (isinstance(u, jcore.Var) and jg.is_float(u)) or point.values.get(u) is None:
+                continue
+            if set(consumers.get(u, ())) == {i} and u in point.cotangents:  # read here alone: its own cotangent
+                out.append((i, k, u, np.asarray(point.cotangents[u])))
+                continue
+            budget -= 1
+            invals = [interpreter.read(point.values, w, None) for w in e.invars]
+            if budget < 0 or any(x is None for x in invals) or any(g is None for g in outs):
+                continue
+            back = local_cotangents(e, invals, outs)[k]
+            if back is not None:
+                out.append((i, k, u, np.asarray(back)))
+    return out
+
+
 def _named(graph):
     """``(consumers, order, named)``: each float variable's reading equations; the equations, a line's own
     result first (the value the line assigns: no equation of the same line reads it); and per output
@@ -325,7 +367,8 @@ def of_forward(graph, point, expected, names, precision: str, what: str = "L",
                 fn = op_function(graph.eqns[users[0]]) if len(users) == 1 else ""
                 kind = "tangent" if forward else "cotangent"
                 refs.add("cotangent", f"{d(what_is)} (the {kind} of `{code_at(line)}`, {where})",
-                         point.cotangents[v], v, line, name, fn, group=("cotangent", graph.key(i)))
+                         point.cotangents[v], v, line, name, fn,
+                         group=("share" if _reshaped_share(graph, i, consumers) else "cotangent", graph.key(i)))
     if not forward and point.cotangents:
         _add_steps(refs, graph, point, d)
     for i in order:
@@ -337,6 +380,11 @@ def of_forward(graph, point, expected, names, precision: str, what: str = "L",
                 refs.note_applied(point.values[v], applied.get(v, ()))
     jaxpr = graph.closed.jaxpr
     if not forward and point.cotangents:
+        for i, k, u, cot in operand_cotangents(graph, point, consumers):
+            name = named[u][1] if u in named else ""
+            line = graph.user_line(i)
+            refs.add("cotangent", f"{d(name)} through `{code_at(line)}` ({graph.describe(i, instance=True)}: what "
+                     f"reaches its operand {k})", cot, u, line, assigned_name(line), group=("operand", graph.key(i), k))
         leaf_names = dict(zip(jaxpr.invars, graph.leaf_names))
         for v, line, share in line_shares(graph, point, consumers):
             name = leaf_names.get(v) or (named[v][1] if v in named else "")
