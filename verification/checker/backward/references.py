@@ -79,18 +79,22 @@ class References:
         self._seen: Dict[tuple, int] = {}
         self._by_shape: Dict[Tuple[int, ...], List[Tuple[int, bool]]] = {}
         self._stacked: Dict[Tuple[int, ...], tuple] = {}
-        self._groups: Dict[tuple, List[Ref]] = {}  # a loop line's instances, each kept (equal values too)
+        # a loop line's instances, each kept (equal values too), with its place in the program
+        self._groups: Dict[tuple, List[Tuple[float, Ref]]] = {}
         # a held reference's forward variable -> {(function, form)}: the TABLE functions the forward program
         # applies to its value ("input") or that compute it ("output"), recorded under the reference that holds
         # the value (:meth:`note_applied`): a factor equal to one of their derivatives there is right
         self.applied: Dict[Any, set] = {}
 
-    def add(self, kind: str, label: str, value, var=None, line=None, name="", fn="", group=()) -> Optional[Ref]:
+    def add(self, kind: str, label: str, value, var=None, line=None, name="", fn="", group=(),
+            at: Optional[int] = None) -> Optional[Ref]:
         """Add a right quantity; an array equal to one already held (the cotangent of a broadcast and of
-        the sum it feeds) is kept once, under its first label."""
+        the sum it feeds) is kept once, under its first label.  ``at``: the index of the equation that
+        makes it, which orders its group (else the order of the calls)."""
         a = np.asarray(value, dtype=np.float64)
         if group and a.size and np.all(np.isfinite(a)):  # a loop's instance: in its group even where held already
-            self._groups.setdefault(group, []).append(Ref(kind, label, a, var, line, name, fn, group))
+            members = self._groups.setdefault(group, [])
+            members.append((len(members) if at is None else at, Ref(kind, label, a, var, line, name, fn, group)))
         if a.size == 0 or not np.all(np.isfinite(a)) or not np.any(a):
             return None
         key = (a.shape, hash(a.tobytes()))
@@ -126,7 +130,8 @@ class References:
     def groups(self, shape, n: int) -> List[List[Ref]]:
         """The right quantities of one line of a loop body (or a line called ``n`` times), in program
         order: every group of ``n`` quantities of ``shape``."""
-        found = [[r for r in g if r.value.shape == tuple(shape)] for g in self._groups.values()]
+        found = [[r for _, r in sorted(g, key=lambda m: m[0]) if r.value.shape == tuple(shape)]
+                 for g in self._groups.values()]
         return [g for g in found if len(g) == n and any(np.any(r.value) for r in g)]
 
     def ranked(self, value, kinds=None) -> List[Tuple[Match, float]]:
@@ -368,7 +373,7 @@ def of_forward(graph, point, expected, names, precision: str, what: str = "L",
                 kind = "tangent" if forward else "cotangent"
                 refs.add("cotangent", f"{d(what_is)} (the {kind} of `{code_at(line)}`, {where})",
                          point.cotangents[v], v, line, name, fn,
-                         group=("share" if _reshaped_share(graph, i, consumers) else "cotangent", graph.key(i)))
+                         group=("share" if _reshaped_share(graph, i, consumers) else "cotangent", graph.key(i)), at=i)
     if not forward and point.cotangents:
         _add_steps(refs, graph, point, d)
     for i in order:
@@ -376,7 +381,7 @@ def of_forward(graph, point, expected, names, precision: str, what: str = "L",
             if jg.is_float(v) and point.values.get(v) is not None:
                 name, what_is, where = named[v]
                 refs.add("value", f"the forward value {what_is} ({where})", point.values[v], v,
-                         graph.user_line(i), name, group=("value", graph.key(i)))
+                         graph.user_line(i), name, group=("value", graph.key(i)), at=i)
                 refs.note_applied(point.values[v], applied.get(v, ()))
     jaxpr = graph.closed.jaxpr
     if not forward and point.cotangents:
@@ -384,7 +389,8 @@ def of_forward(graph, point, expected, names, precision: str, what: str = "L",
             name = named[u][1] if u in named else ""
             line = graph.user_line(i)
             refs.add("cotangent", f"{d(name)} through `{code_at(line)}` ({graph.describe(i, instance=True)}: what "
-                     f"reaches its operand {k})", cot, u, line, assigned_name(line), group=("operand", graph.key(i), k))
+                     f"reaches its operand {k})", cot, u, line, assigned_name(line), group=("operand", graph.key(i), k),
+                     at=i)
         leaf_names = dict(zip(jaxpr.invars, graph.leaf_names))
         for v, line, share in line_shares(graph, point, consumers):
             name = leaf_names.get(v) or (named[v][1] if v in named else "")
