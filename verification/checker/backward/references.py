@@ -231,7 +231,7 @@ def _reshaped_share(graph, i: int, consumers) -> bool:
             and int(np.prod(u.aval.shape)) == int(np.prod(e.outvars[0].aval.shape)))
 
 
-MAX_OPERAND_USES = 64  # matrix products whose operands' cotangents are grouped (a shared operand: one local VJP)
+MAX_OPERAND_USES = 256  # matrix products whose operands' cotangents are grouped (a shared operand: one local VJP)
 
 
 def operand_cotangents(graph, point, consumers) -> List[Tuple[int, int, Any, np.ndarray]]:
