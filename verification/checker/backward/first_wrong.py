@@ -13,9 +13,10 @@ replaced at once by the instances of one forward line (in program order, or reve
 loop), or by what reaches one operand of a repeated matrix product at each of its instances (a VJP helper
 called per stage); of the lines whose groups repair, the one whose first wrong instance runs first is the
 first wrong value, as in a loop kept whole (:mod:`verification.checker.backward.loop_lines`): a delta right
-at the loop's first step and wrong after it only carries the error on; where no value repairs as it is, one that repairs once scaled by a fitted constant is taken (a
-user who carries ``m`` times the cotangent and divides at the end); and a line that hands the wrong value
-on without computing anything (``dxhat = g`` where ``g * gamma`` was meant) is found in the source
+at the loop's first step and wrong after it only carries the error on; where no value repairs as it is,
+one that repairs once scaled by a fitted constant is taken (a user who carries ``m`` times the cotangent
+and divides at the end); and a line that hands the wrong value on without computing anything (``dxhat =
+g`` where ``g * gamma`` was meant) is found in the source
 (:func:`verification.checker.backward.program.silent_assignments`) and ranked first.
 """
 from __future__ import annotations

@@ -80,7 +80,7 @@ class References:
         self._by_shape: Dict[Tuple[int, ...], List[Tuple[int, bool]]] = {}
         self._stacked: Dict[Tuple[int, ...], tuple] = {}
         # a loop line's instances, each kept (equal values too), with its place in the program
-        self._groups: Dict[tuple, List[Tuple[float, Ref]]] = {}
+        self._groups: Dict[tuple, List[Tuple[int, Ref]]] = {}
         # a held reference's forward variable -> {(function, form)}: the TABLE functions the forward program
         # applies to its value ("input") or that compute it ("output"), recorded under the reference that holds
         # the value (:meth:`note_applied`): a factor equal to one of their derivatives there is right
@@ -231,7 +231,7 @@ def _reshaped_share(graph, i: int, consumers) -> bool:
             and int(np.prod(u.aval.shape)) == int(np.prod(e.outvars[0].aval.shape)))
 
 
-MAX_OPERAND_USES = 256  # matrix products whose operands' cotangents are grouped (a shared operand: one local VJP)
+MAX_OPERAND_USES = 256  # operands of repeated matrix products read elsewhere too: one local VJP each
 
 
 def operand_cotangents(graph, point, consumers) -> List[Tuple[int, int, Any, np.ndarray]]:
@@ -244,6 +244,7 @@ def operand_cotangents(graph, point, consumers) -> List[Tuple[int, int, Any, np.
         if e.primitive.name != "dot_general" or len(graph.instances(i, by="op")) < 2:
             continue
         outs = [point.cotangents.get(o) for o in e.outvars]
+        invals = [interpreter.read(point.values, w, None) for w in e.invars]
         for k, u in enumerate(e.invars):
             if not (isinstance(u, jcore.Var) and jg.is_float(u)) or point.values.get(u) is None:
                 continue
@@ -251,7 +252,6 @@ def operand_cotangents(graph, point, consumers) -> List[Tuple[int, int, Any, np.
                 out.append((i, k, u, np.asarray(point.cotangents[u])))
                 continue
             budget -= 1
-            invals = [interpreter.read(point.values, w, None) for w in e.invars]
             if budget < 0 or any(x is None for x in invals) or any(g is None for g in outs):
                 continue
             back = local_cotangents(e, invals, outs)[k]
@@ -384,14 +384,14 @@ def of_forward(graph, point, expected, names, precision: str, what: str = "L",
                          graph.user_line(i), name, group=("value", graph.key(i)), at=i)
                 refs.note_applied(point.values[v], applied.get(v, ()))
     jaxpr = graph.closed.jaxpr
+    leaf_names = dict(zip(jaxpr.invars, graph.leaf_names))
     if not forward and point.cotangents:
         for i, k, u, cot in operand_cotangents(graph, point, consumers):
-            name = named[u][1] if u in named else ""
+            name = leaf_names.get(u) or (named[u][1] if u in named else "")
             line = graph.user_line(i)
             refs.add("cotangent", f"{d(name)} through `{code_at(line)}` ({graph.describe(i, instance=True)}: what "
                      f"reaches its operand {k})", cot, u, line, assigned_name(line), group=("operand", graph.key(i), k),
                      at=i)
-        leaf_names = dict(zip(jaxpr.invars, graph.leaf_names))
         for v, line, share in line_shares(graph, point, consumers):
             name = leaf_names.get(v) or (named[v][1] if v in named else "")
             refs.add("cotangent", f"{d(name)} through `{code_at(line)}` ({line}: the share of that line's uses)",
