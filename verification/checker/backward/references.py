@@ -111,6 +111,19 @@ class References:
             self._by_shape.setdefault(squeezed(a.shape[::-1]), []).append((k, True))
         self._stacked.clear()
 
+    def add_slices(self, ref: Ref, at: int) -> None:
+        """The slices of ``ref`` along its leading axis as one more group of right quantities, in order: a
+        hand loop over the steps of a quantity the forward program computes for every step at once (a
+        read-out ``hs @ V`` over the stacked states, its delta taken step by step).  Only a group: the whole
+        array is the reference a value is matched against."""
+        a = ref.value
+        if a.ndim < 3 or not 2 <= a.shape[0] <= MAX_SLICES:
+            return
+        key = ("slices",) + ref.group[1:]
+        for t in range(a.shape[0]):
+            self._groups.setdefault(key, []).append(
+                (at + t, ref._replace(label=f"{ref.label} at step {t} (its slice [{t}])", value=a[t], group=key)))
+
     def note_applied(self, value, fns) -> None:
         """Record ``(function, form)`` pairs the forward program applies to ``value`` (:attr:`applied`,
         under the variable of the reference that holds it)."""
@@ -231,6 +244,7 @@ def _reshaped_share(graph, i: int, consumers) -> bool:
             and int(np.prod(u.aval.shape)) == int(np.prod(e.outvars[0].aval.shape)))
 
 
+MAX_SLICES = 256  # steps of a stacked cotangent grouped slice by slice (``add_slices``)
 MAX_OPERAND_USES = 256  # operands of repeated matrix products read elsewhere too: one local VJP each
 
 
@@ -371,9 +385,11 @@ def of_forward(graph, point, expected, names, precision: str, what: str = "L",
                 users = consumers.get(v, [])
                 fn = op_function(graph.eqns[users[0]]) if len(users) == 1 else ""
                 kind = "tangent" if forward else "cotangent"
-                refs.add("cotangent", f"{d(what_is)} (the {kind} of `{code_at(line)}`, {where})",
-                         point.cotangents[v], v, line, name, fn,
-                         group=("share" if _reshaped_share(graph, i, consumers) else "cotangent", graph.key(i)), at=i)
+                label = f"{d(what_is)} (the {kind} of `{code_at(line)}`, {where})"
+                group = ("share" if _reshaped_share(graph, i, consumers) else "cotangent", graph.key(i))
+                refs.add("cotangent", label, point.cotangents[v], v, line, name, fn, group=group, at=i)
+                refs.add_slices(Ref("cotangent", label, np.asarray(point.cotangents[v], np.float64), v, line, name,
+                                    fn, group), at=i * MAX_SLICES)
     if not forward and point.cotangents:
         _add_steps(refs, graph, point, d)
     for i in order:
