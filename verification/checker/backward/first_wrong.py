@@ -383,10 +383,13 @@ def _repair_group(program: Program, refs: References, group, expected, tol):
     backwards, the ``k``-th from the end) of a group of right quantities of one forward line: ``(first
     instance, its match, errors)`` when that repairs the wrong outputs."""
     shape = program.value(group[0]).shape
-    options = refs.groups(shape, len(group))[:MAX_GROUP_CANDIDATES]
+    options = refs.groups(shape, len(group))
     if not options:
         return None
-    aligned = [(g, order) for g in options for order in (1, -1)]
+    ours = np.stack([np.asarray(program.value(w), np.float64).ravel() for w in group])
+    aligned = [(g, order) for g in options for order in (1, -1)]  # the most similar first (a mistake leaves
+    aligned.sort(key=lambda a: _cosine(ours, np.stack([r.value.ravel() for r in a[0][::a[1]]])))  # most right)
+    aligned = aligned[:2 * MAX_GROUP_CANDIDATES]
     stacks = [[(g[::order])[k].value for g, order in aligned] for k in range(len(group))]
     outs = program.replaced_all(group, stacks)
     errs = leaf_errors(outs, [r.value for r in expected])
@@ -399,6 +402,13 @@ def _repair_group(program: Program, refs: References, group, expected, tol):
              if leaf_errors([program.value(w)], [rights[k].value], stacked=False)[0] > max(100 * tol, 1e-6)]
     k = wrong[0] if wrong else 0
     return group[k], Match(rights[k], 1.0), errs[best]
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Minus the mean over rows of the cosine of ``a``'s row with ``b``'s (a sort key: most similar first)."""
+    num = np.sum(a * b, axis=1)
+    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return -float(np.mean(np.where(den > 0, np.abs(num) / np.where(den > 0, den, 1.0), 0.0)))
 
 
 def _repair_each(program: Program, refs: References, v, seen: set, expected, out_of, status, tol, skip=False):

@@ -252,7 +252,9 @@ def operand_cotangents(graph, point, consumers) -> List[Tuple[int, int, Any, np.
     """``(equation, operand, var, cotangent)``: for a matrix product whose line runs more than once (a helper
     called per stage of a step, a loop body unrolled), the cotangent that reaches each float operand through
     that product alone, at every instance.  A hand backward that calls one VJP helper per use computes these,
-    instance by instance, whatever forward line made the operand (``f(u + c k)``: a stage's input)."""
+    instance by instance, whatever forward line made the operand (``f(u + c k)``: a stage's input).  Each is
+    one share of its operand's cotangent where something else reads the operand too (where nothing does, it
+    equals the operand's own cotangent, held already under that name)."""
     out, budget = [], MAX_OPERAND_USES
     for i, e in enumerate(graph.eqns):
         if e.primitive.name != "dot_general" or len(graph.instances(i, by="op")) < 2:
@@ -406,7 +408,7 @@ def of_forward(graph, point, expected, names, precision: str, what: str = "L",
             name = leaf_names.get(u) or (named[u][1] if u in named else "")
             line = graph.user_line(i)
             refs.add("cotangent", f"{d(name)} through `{code_at(line)}` ({graph.describe(i, instance=True)}: what "
-                     f"reaches its operand {k})", cot, u, line, assigned_name(line), group=("operand", graph.key(i), k),
+                     f"reaches its operand {k})", cot, u, line, assigned_name(line), group=("share", "operand", graph.key(i), k),
                      at=i)
         for v, line, share in line_shares(graph, point, consumers):
             name = leaf_names.get(v) or (named[v][1] if v in named else "")
