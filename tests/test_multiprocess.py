@@ -117,7 +117,7 @@ SCHEMES = ["full_batch", "minibatch", "sgd_replacement"]
 CASES = {"digits1797": (1, 2)}
 # What else each cluster start-up runs after the float64 schemes (one start-up each, shared by the tests below;
 # a start-up of 2 or 3 processes costs more than the modes it runs).  The population is always Higham's
-# network (tests/multiprocess_worker.py), so the 1-process Higham run is its reference for 2 and 3 processes;
+# network (tests/multiprocess_worker.py), so the 1-process start-up's population is the 2-process one's reference;
 # the float32 mini-batch runs in the digits start-ups with x64 off for it.
 ALSO = {("digits1797", 1): ",digits-minibatch@float32,population",
         ("digits1797", 2): ",digits-minibatch@float32,grad,population,guard"}
