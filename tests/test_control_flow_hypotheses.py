@@ -175,6 +175,24 @@ def test_a_saved_value_from_the_next_iteration_is_named_at_every_step():
     assert f"in all {rnn_scan.T} instances" in h.explanation and ("later" in h.explanation or "t+1" in h.explanation)
 
 
+def test_two_scalings_on_two_paths_are_one_hypothesis_with_both():
+    """Two leaves off by two different constants: no one change fits; a pair of scalings does (a pair with a
+    scaling once stopped the hypotheses with an AttributeError, the search state shadowed by the factor)."""
+    def loss(p, x):
+        t = jnp.tanh(x @ p["A"])
+        return jnp.sum(t * t) + jnp.sum(jnp.sin(x @ p["B"]))
+
+    def manual(p, x):
+        t = jnp.tanh(x @ p["A"])
+        return {"A": x.T @ (2 * t * (1 - t * t)) * 3.0, "B": x.T @ jnp.cos(x @ p["B"]) * 0.5}
+
+    k = jax.random.split(jax.random.key(0), 3)
+    p = {"A": jax.random.normal(k[0], (3, 4), jnp.float64), "B": jax.random.normal(k[1], (3, 2), jnp.float64)}
+    r = check_gradients(loss, manual, p, jax.random.normal(k[2], (5, 3), jnp.float64))
+    assert not any("stopped" in n for n in r.notes), str(r)
+    assert r.hypotheses and r.hypotheses[0].changes == 2 and "two changes" in r.hypotheses[0].explanation, str(r)
+
+
 def test_two_changes_at_one_product_are_one_hypothesis_with_both():
     r, (located, explained) = _catalogue(causal_attention, "roles_swapped")
     h = r.hypotheses[0]

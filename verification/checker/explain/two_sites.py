@@ -79,10 +79,10 @@ def pairs(s: Search) -> List[Hypothesis]:
                 edits[i] = _both(edits[i], e) if i in edits else e
                 parts.append((c.cause, c.eqn, c.text))
             else:
-                s = _rounded(1.0 + coef.pop(0))
-                scales.update({graph.edges[k]: s for k in it[1]})
+                factor = _rounded(1.0 + coef.pop(0))
+                scales.update({graph.edges[k]: factor for k in it[1]})
                 i, j = graph.edges[it[1][-1]]
-                cause, text = scale_causes.classify(graph, i, j, s)
+                cause, text = scale_causes.classify(graph, i, j, factor)
                 parts.append((cause, i, text + (f" (at all {len(it[1])} of its uses)" if len(it[1]) > 1 else "")))
         H = s.exact(edits=edits or None, scales=scales or None)
         if fit.fits(H - s.reference):
