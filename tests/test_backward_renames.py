@@ -106,3 +106,21 @@ def test_a_bwd_that_hands_back_its_residual_is_named_at_its_return():
     rep = check_custom_vjp(softmax_rows, X)
     assert not rep.passed and rep.backward is not None
     assert first_line(rep) == BWD_LINE and "defvjp" in rep.backward.lines[0], rep.backward.lines
+
+
+def test_a_leaf_left_none_is_named_at_the_conditional_that_hands_it_on():
+    """A pytree mismatch (a bias gradient left ``None`` by an inverted condition): no value is wrong, so the
+    lines come from the source: the conditional whose array branch never ran is first."""
+    def loss_b(p, x, y):
+        return 0.5 * jnp.mean(jnp.sum((jnp.tanh(x @ p["W"] + p["b"][None, :]) - y) ** 2, axis=1))
+
+    def grad_b(p, x, y):
+        h = jnp.tanh(x @ p["W"] + p["b"][None, :])
+        dz = (h - y) * (1 - h ** 2) / x.shape[0]
+        db = None if p["b"] is not None else jnp.sum(dz, axis=0)
+        return {"W": x.T @ dz, "b": db}
+
+    p = {"W": P["W1"][:, :C], "b": jnp.ones(C)}
+    r = check_gradients(loss_b, grad_b, p, X, Y)
+    assert not r.passed and r.structure_error and r.backward is not None, str(r)
+    assert first_line(r) == line_of(grad_b, "db = None") and r.backward.cause == "structure", str(r)

@@ -368,14 +368,19 @@ def _loop_group(program: Program, v, seen: set) -> List[Any]:
     if key in seen:
         return []
     seen.add(key)
-    same = program.graph.instances(i, by="op")
-    if len(same) < 2:
-        return []
     k = list(program.eqns[i].outvars).index(v)
-    group = [program.eqns[j].outvars[k] for j in same]
+    same = program.graph.instances(i, by="op")
     shape = np.shape(program.value(v))  # (one op on one line may make values of several shapes: a broadcast)
-    group = [w for w in group if program.value(w) is not None and np.shape(program.value(w)) == shape]
-    return group if len(group) >= 2 else []
+    group = [w for w in (program.eqns[j].outvars[k] for j in same)
+             if program.value(w) is not None and np.shape(program.value(w)) == shape]
+    if len(group) >= 2:
+        return group
+    if key[:3] in seen:
+        return []
+    seen.add(key[:3])  # a helper called once per layer: the line's instances on values of different shapes
+    layers = [w for w in (program.eqns[j].outvars[k] for j in program.graph.instances(i, by="line")
+                          if k < len(program.eqns[j].outvars)) if program.value(w) is not None]
+    return layers if len(layers) >= 2 and len({np.shape(program.value(w)) for w in layers}) > 1 else []
 
 
 def _repair_group(program: Program, refs: References, group, expected, tol):
@@ -383,6 +388,8 @@ def _repair_group(program: Program, refs: References, group, expected, tol):
     backwards, the ``k``-th from the end) of a group of right quantities of one forward line: ``(first
     instance, its match, errors)`` when that repairs the wrong outputs."""
     shape = program.value(group[0]).shape
+    if any(program.value(w).shape != shape for w in group):
+        return _repair_layers(program, refs, group, expected, tol)
     options = refs.groups(shape, len(group))
     if not options:
         return None
@@ -402,6 +409,29 @@ def _repair_group(program: Program, refs: References, group, expected, tol):
              if leaf_errors([program.value(w)], [rights[k].value], stacked=False)[0] > max(100 * tol, 1e-6)]
     k = wrong[0] if wrong else 0
     return group[k], Match(rights[k], 1.0), errs[best]
+
+
+def _repair_layers(program: Program, refs: References, group, expected, tol):
+    """:func:`_repair_group` for a line run once per layer on values of different shapes (a per-example
+    forward recomputed under ``vmap``, a helper called per layer): every instance replaced at once by the
+    instances of one forward line, in order or reversed, each transposed where its shape says so."""
+    values = [np.asarray(program.value(w), np.float64) for w in group]
+    options = refs.layer_groups([v.shape for v in values])
+    if not options:
+        return None
+    options.sort(key=lambda g: -float(np.mean([abs(_cosine(v.reshape(1, -1), refs.shaped(m, v.shape).reshape(1, -1)))
+                                               for v, m in zip(values, g)])))
+    options = options[:2 * MAX_GROUP_CANDIDATES]
+    stacks = [[refs.shaped(g[k], values[k].shape) for g in options] for k in range(len(group))]
+    errs = leaf_errors(program.replaced_all(group, stacks), [r.value for r in expected])
+    best = int(np.argmin(errs.sum(axis=1)))
+    if not np.all(errs[best] <= max(100 * tol, 1e-6)):
+        return None
+    rights = options[best]
+    wrong = [k for k, v in enumerate(values)  # the first instance that differs from its right quantity
+             if leaf_errors([v], [refs.shaped(rights[k], v.shape)], stacked=False)[0] > max(100 * tol, 1e-6)]
+    k = wrong[0] if wrong else 0
+    return group[k], rights[k], errs[best]
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:

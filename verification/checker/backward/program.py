@@ -283,11 +283,11 @@ def _zero(value) -> bool:
     return False
 
 
-def _computes(expr) -> bool:
+def computes(expr) -> bool:
     """``expr`` computes with arrays (an operator or a call) whichever branch of a conditional expression runs,
     not only hands on names and constants."""
     if isinstance(expr, ast.IfExp):
-        return _computes(expr.body) and _computes(expr.orelse)
+        return computes(expr.body) and computes(expr.orelse)
     return any(isinstance(n, (ast.BinOp, ast.UnaryOp, ast.Call)) for n in ast.walk(expr))
 
 
@@ -321,7 +321,7 @@ def silent_assignments(line: Optional[str], live_lines: set, passing: set, retur
         return max(found, key=lambda a: a.lineno, default=None)
 
     def never_ran(a) -> bool:
-        return ran is not None and _computes(a.value) and not any(
+        return ran is not None and computes(a.value) and not any(
             f"{path}:{k}" in ran for k in range(a.lineno, (a.end_lineno or a.lineno) + 1))
 
     def silent(a) -> bool:  # an assignment that computes nothing that reaches the results

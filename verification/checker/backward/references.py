@@ -147,6 +147,27 @@ class References:
                  for g in self._groups.values()]
         return [g for g in found if len(g) == n and any(np.any(r.value) for r in g)]
 
+    def layer_groups(self, shapes) -> List[List[Match]]:
+        """The right quantities of one forward line run once per layer (a helper called on values of
+        different shapes), in program order or reversed, whose ``k``-th member has ``shapes[k]`` (or, for a
+        matrix, its transpose): each group as its members' :class:`Match` (factor 1)."""
+        merged: Dict[tuple, List[Tuple[int, Ref]]] = {}
+        for key, members in self._groups.items():
+            if len(key) == 2 and key[0] in ("value", "cotangent") and isinstance(key[1], tuple) and len(key[1]) == 5:
+                merged.setdefault((key[0],) + key[1][:3], []).extend(members)
+        shapes = [tuple(s) for s in shapes]
+        out = []
+        for members in merged.values():
+            refs = [r for _, r in sorted(members, key=lambda m: m[0])]
+            if len(refs) != len(shapes) or len({r.value.shape for r in refs}) < 2:
+                continue
+            for order in (1, -1):
+                fit = [Match(r, 1.0, r.value.shape != s) for r, s in zip(refs[::order], shapes)
+                       if r.value.shape == s or (r.value.ndim == 2 and r.value.shape[::-1] == s)]
+                if len(fit) == len(shapes) and any(np.any(m.ref.value) for m in fit):
+                    out.append(fit)
+        return out
+
     def ranked(self, value, kinds=None) -> List[Tuple[Match, float]]:
         """Every right quantity of ``value``'s shape (or its transpose), as the :class:`Match` that scales
         it onto ``value`` best (whether or not it fits) with its cosine, most similar first."""

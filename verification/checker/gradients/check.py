@@ -29,6 +29,7 @@ from verification.checker.jaxpr import graph as jg
 from verification.checker.gradients import blame_rules
 from verification.checker.explain import kinks
 from verification.checker.base import sampled_differences as sampled
+from verification.checker.backward import structure
 from verification.checker.backward.check import locate
 from verification.checker.backward.program import return_line
 from verification.checker.base.compare import compare_leaf, compare_leaves
@@ -129,6 +130,11 @@ def check_gradients(loss_fn: Callable[..., Any], manual_fn: Callable[..., Any], 
         if _diagnose(report, ctx, (loss_fn, manual_fn, args, kwargs), deltas, leaf_names):
             return report
     report.diagnoses = [_merge(d, report) for d in diagnose(manual, ref, params, args, report, strengths=reg, off=off)]
+    if structure_error and LOCATE_BACKWARD:  # a leaf left None: the lines that can hand None on
+        leaves, treedef = jax.tree.flatten(params)
+        report.backward = _guarded(report, "the backward localisation", lambda: structure.locate(
+            lambda *ls: manual_fn(jax.tree.unflatten(treedef, ls), *args, **kwargs), leaves,
+            [jax.tree_util.keystr(k) for k, _ in jax.tree_util.tree_flatten_with_path(params)[0]], structure_error))
     worst = max((l.max_rel for l in report.leaves if not l.passed), default=float("inf"))
     if precision == "float64" and worst <= STABILISER_REL:
         report.diagnoses = [Diagnosis(l.path, "stabiliser", causes.stabiliser_sentence(worst)) for l in report.leaves
