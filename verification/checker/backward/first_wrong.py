@@ -357,22 +357,24 @@ def _try(program, refs, v, m, expected, out_of, status, tol, total, skip=None):
 
 LOOP_MIN = 5  # a line run this many times is a loop body: judged as a group only (a Python loop over a
 # few layers is also judged value by value, a mistake in one layer being possible)
-MAX_GROUP_CANDIDATES = 48  # groups of right quantities tried per line of a loop (each in two alignments)
+MISSING_TERM_LINES = 4  # a missing term: the nearest lines upstream searched for a zero left there
+MAX_GROUP_CANDIDATES = 48  # groups of right quantities tried per line of a loop (twice as many alignments)
 
 
 def _loop_group(program: Program, v, seen: set) -> List[Any]:
     """The values of every instance of ``v``'s line when it runs more than once (a loop body unrolled, a
     helper called per step), the first time one of them is met; else ``[]``."""
     i = program.producer(v)
+    ends = _ends_line(program, v)  # (two ops of one line, ``a + b + c``: its result apart from the partial sum)
     key = program.graph.key(i)
-    if key in seen:
+    if key + (ends,) in seen:
         return []
-    seen.add(key)
+    seen.add(key + (ends,))
     k = list(program.eqns[i].outvars).index(v)
     same = program.graph.instances(i, by="op")
     shape = np.shape(program.value(v))  # (one op on one line may make values of several shapes: a broadcast)
     group = [w for w in (program.eqns[j].outvars[k] for j in same)
-             if program.value(w) is not None and np.shape(program.value(w)) == shape]
+             if program.value(w) is not None and np.shape(program.value(w)) == shape and _ends_line(program, w) == ends]
     if len(group) >= 2:
         return group
     if key[:3] in seen:
@@ -383,6 +385,12 @@ def _loop_group(program: Program, v, seen: set) -> List[Any]:
     return layers if len(layers) >= 2 and len({np.shape(program.value(w)) for w in layers}) > 1 else []
 
 
+def _ends_line(program: Program, v) -> bool:
+    """``v`` is its line's result: no equation of the same line reads it."""
+    line = program.line(v)
+    return not any(program.graph.user_line(i) == line for i in program.consumers(v))
+
+
 def _repair_group(program: Program, refs: References, group, expected, tol):
     """Every instance of a loop line replaced at once, instance ``k`` by the ``k``-th (or, for a loop run
     backwards, the ``k``-th from the end) of a group of right quantities of one forward line: ``(first
@@ -390,25 +398,41 @@ def _repair_group(program: Program, refs: References, group, expected, tol):
     shape = program.value(group[0]).shape
     if any(program.value(w).shape != shape for w in group):
         return _repair_layers(program, refs, group, expected, tol)
-    options = refs.groups(shape, len(group))
-    if not options:
+    aligned = _aligned(program, refs, group)
+    if not aligned:
         return None
-    ours = np.stack([np.asarray(program.value(w), np.float64).ravel() for w in group])
-    aligned = [(g, order) for g in options for order in (1, -1)]  # the most similar first (a mistake leaves
-    aligned.sort(key=lambda a: _cosine(ours, np.stack([r.value.ravel() for r in a[0][::a[1]]])))  # most right)
-    aligned = aligned[:2 * MAX_GROUP_CANDIDATES]
-    stacks = [[(g[::order])[k].value for g, order in aligned] for k in range(len(group))]
-    outs = program.replaced_all(group, stacks)
+    outs = program.replaced_all(group, [[r.value for r in rights] for rights in zip(*aligned)])
     errs = leaf_errors(outs, [r.value for r in expected])
     best = int(np.argmin(errs.sum(axis=1)))
     if not np.all(errs[best] <= max(100 * tol, 1e-6)):
         return None
-    g, order = aligned[best]
-    rights = g[::order]
+    rights = aligned[best]
     wrong = [k for k, w in enumerate(group)  # the first instance that differs from its right quantity
              if leaf_errors([program.value(w)], [rights[k].value], stacked=False)[0] > max(100 * tol, 1e-6)]
     k = wrong[0] if wrong else 0
     return group[k], Match(rights[k], 1.0), errs[best]
+
+
+def _aligned(program: Program, refs: References, group) -> List[List[Ref]]:
+    """The groups of right quantities of one forward line (of the group's shape) aligned with the loop line's
+    instances ``group``, most similar first: in program order or reversed (a loop run backwards), each also
+    shifted by one step (a carried cotangent: the reverse step for ``t`` computes ∂L/∂h_{t-1}, the forward
+    line's instance before it), the instance left without a partner kept as it is (the last carry, read by
+    nothing)."""
+    ours = [np.asarray(program.value(w), np.float64) for w in group]
+    n = len(group)
+    kept = [Ref("value", "", a) for a in ours]
+    aligned = []
+    for g in refs.groups(ours[0].shape, n, short=1 if n > 2 else 0):
+        for order in (1, -1):
+            g_o = list(g[::order])
+            if len(g_o) < n:  # a quantity the loop's first (or last) step has none of: the initial carry's
+                aligned += [g_o + kept[-1:], kept[:1] + g_o]
+            else:
+                aligned += [g_o, g_o[1:] + kept[-1:], kept[:1] + g_o[:-1]]
+    flat = np.stack([a.ravel() for a in ours])
+    aligned.sort(key=lambda rs: _cosine(flat, np.stack([r.value.ravel() for r in rs])))  # the most similar first
+    return aligned[:2 * MAX_GROUP_CANDIDATES]  # (a mistake leaves most instances right)
 
 
 def _repair_layers(program: Program, refs: References, group, expected, tol):
@@ -554,6 +578,10 @@ def _ranked_lines(program: Program, refs: References, expected, var, e: int, sta
     near = program.consumers(var)  # the lines that read it, and those that read what they compute
     near += [j for i in near for w in program.eqns[i].outvars for j in program.consumers(w)]
     scan += [program.graph.user_line(i) for i in near]
+    dropped = found.cause in ("path_dropped", "missing_term")
+    upstream = list(dict.fromkeys(l for l in map(program.line, program.ancestors([var])[::-1]) if l))[
+        :MISSING_TERM_LINES] if dropped else []
+    scan += [program.line(u) for u in _unmatched_inputs(program, e, status)] + upstream  # (a term's zero upstream)
     silent, at_line = [], set()  # at_line: read on the wrong line itself
     ran = program.traced_lines()
     for k, line in enumerate(scan):
@@ -570,7 +598,8 @@ def _ranked_lines(program: Program, refs: References, expected, var, e: int, sta
     confirmed = list(dict.fromkeys(s.where for s in silent if (split and split <= set(s.reads))
                                    or (found.cause == "unknown" and s in at_line and _handed_size(program, s) >= 2)
                                    or _confirmed(program, refs, expected, s, status)))
-    ordered = confirmed[:1] + ([back] if back else []) + ordered + confirmed[1:]  # back: the return line
+    zeros_added = [l for l in upstream[1:] if l in _zero_lines(program)]  # a term left out as a literal zero there
+    ordered = confirmed[:1] + ([back] if back else []) + ordered[:1] + zeros_added + ordered[1:] + confirmed[1:]
     seen, lines = set(), []
     for line in ordered:
         if line and line not in seen:
@@ -603,6 +632,8 @@ def _confirmed(program: Program, refs: References, expected, s, status) -> bool:
     if w is None:
         return False
     live = program.live_eqns()
+    if _confirmed_in_loop(program, refs, expected, s, w, live):
+        return True
     readers = [i for i in program.consumers(w) if i in live and program.graph.user_line(i) in s.reads]
     value = program.value(w)
     if value is None or value.size < 2 or not (readers or any(v is w for v in program.outvars)):
@@ -614,6 +645,23 @@ def _confirmed(program: Program, refs: References, expected, s, status) -> bool:
     stacked = [np.zeros_like(value)] + [o.factor * refs.shaped(o, value.shape) for o in options]
     outs = program.replaced_all([w], [stacked], readers=readers or None)  # returned as it is: every use
     _, errs = _fitted(outs, expected)  # up to a constant the user divides out later
+    return bool(np.any(np.all(errs <= max(100 * refs.rtol, 1e-6), axis=1)))
+
+
+def _confirmed_in_loop(program: Program, refs: References, expected, s, w, live) -> bool:
+    """:func:`_confirmed` for a rename inside a loop body (unrolled): every instance of the value handed on,
+    replaced where the new name is read by the instances of one forward line's right quantities (in order or
+    reversed), repairs the wrong outputs."""
+    group = _loop_group(program, w, set())
+    value = program.value(w)
+    if not group or value is None or value.size < 2 or any(program.value(u).shape != value.shape for u in group):
+        return False
+    readers = [i for u in group for i in program.consumers(u) if i in live and program.graph.user_line(i) in s.reads]
+    aligned = _aligned(program, refs, group)
+    if not readers or not aligned:
+        return False
+    stacks = [[r.value for r in rights] for rights in zip(*aligned)]
+    _, errs = _fitted(program.replaced_all(group, stacks, readers=readers), expected)
     return bool(np.any(np.all(errs <= max(100 * refs.rtol, 1e-6), axis=1)))
 
 

@@ -140,12 +140,12 @@ class References:
             self._stacked[shape] = (entries, mat, np.linalg.norm(mat, axis=1))
         return self._stacked[shape]
 
-    def groups(self, shape, n: int) -> List[List[Ref]]:
+    def groups(self, shape, n: int, short: int = 0) -> List[List[Ref]]:
         """The right quantities of one line of a loop body (or a line called ``n`` times), in program
-        order: every group of ``n`` quantities of ``shape``."""
+        order: every group of ``n`` quantities of ``shape`` (with ``short``, of ``n - short`` too)."""
         found = [[r for _, r in sorted(g, key=lambda m: m[0]) if r.value.shape == tuple(shape)]
                  for g in self._groups.values()]
-        return [g for g in found if len(g) == n and any(np.any(r.value) for r in g)]
+        return [g for g in found if n - short <= len(g) <= n and any(np.any(r.value) for r in g)]
 
     def layer_groups(self, shapes) -> List[List[Match]]:
         """The right quantities of one forward line run once per layer (a helper called on values of
@@ -214,7 +214,7 @@ class References:
 
 
 _KIND_ORDER = {"gradient": 0, "cotangent": 1, "value": 2}
-MAX_SHARE_USES = 64  # equations whose share of a cotangent is computed (each one local VJP)
+MAX_SHARE_USES = 256  # equations whose share of a cotangent is computed (each one local VJP)
 
 
 def line_shares(graph, point, consumers) -> List[Tuple[Any, str, np.ndarray]]:
@@ -431,10 +431,18 @@ def of_forward(graph, point, expected, names, precision: str, what: str = "L",
             refs.add("cotangent", f"{d(name)} through `{code_at(line)}` ({graph.describe(i, instance=True)}: what "
                      f"reaches its operand {k})", cot, u, line, assigned_name(line), group=("share", "operand", graph.key(i), k),
                      at=i)
-        for v, line, share in line_shares(graph, point, consumers):
+        shares = line_shares(graph, point, consumers)
+        lines_of = {}
+        for v, line, _ in shares:
+            lines_of.setdefault(v, []).append(line)
+        for v, line, share in shares:
             name = leaf_names.get(v) or (named[v][1] if v in named else "")
             refs.add("cotangent", f"{d(name)} through `{code_at(line)}` ({line}: the share of that line's uses)",
                      share, v, line, assigned_name(line), group=("share", line))
+            if len(lines_of[v]) >= 3 and v in point.cotangents:  # the rest: a carried delta (dh_prev, the step's
+                # own uses) without the read-out's
+                refs.add("cotangent", f"{d(name)} through every use but `{code_at(line)}` ({line})",
+                         np.asarray(point.cotangents[v]) - share, v, None, "", group=("share", "but", line))
     for v, n in zip(jaxpr.invars, graph.leaf_names):
         refs.add("value", n, point.values[v], v, None, n)
         refs.note_applied(point.values[v], applied.get(v, ()))
