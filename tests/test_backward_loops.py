@@ -5,6 +5,7 @@ values, stacked over the iterations, meet the loss's per-step quantities, and th
 The hand gradient is the long-RNN catalogue family (verification/catalogue/long_rnn_scan.py) on 30 steps (past the
 unroll bound, shorter to check)."""
 import jax
+import jax.numpy as jnp
 import pytest
 
 from verification import check_gradients
@@ -76,3 +77,57 @@ def test_a_mistake_in_an_unrolled_loop_line_is_named_at_its_first_wrong_instance
     first, _ = line_hits(report, bwd_lines(fam)[bug])
     assert first, report.backward
     assert report.backward.cause == cause, report.backward
+
+
+T_GATED, M_GATED, N_GATED, H_GATED = 3, 2, 2, 3
+
+
+def _gated_loss(p, x, y):
+    h, total = jnp.zeros((M_GATED, H_GATED), x.dtype), 0.0
+    for t in range(T_GATED):
+        z = jax.nn.sigmoid(x[t] @ p["Wz"] + h @ p["Uz"])
+        n = jnp.tanh(x[t] @ p["Wn"] + h @ p["Un"])
+        h = (1.0 - z) * n + z * h
+        total = total + jnp.sum((h @ p["V"] - y[t]) ** 2)
+    return 0.5 * total / (T_GATED * M_GATED)
+
+
+def _gated_grad(p, x, y, bug=None):
+    hs, zs, ns = [jnp.zeros((M_GATED, H_GATED), x.dtype)], [], []
+    for t in range(T_GATED):
+        z = jax.nn.sigmoid(x[t] @ p["Wz"] + hs[-1] @ p["Uz"])
+        n = jnp.tanh(x[t] @ p["Wn"] + hs[-1] @ p["Un"])
+        zs, ns, hs = zs + [z], ns + [n], hs + [(1.0 - z) * n + z * hs[-1]]
+    g = {k: jnp.zeros_like(v) for k, v in p.items()}
+    dh_next = jnp.zeros_like(hs[0])
+    for t in reversed(range(T_GATED)):
+        z, n, h_prev, err = zs[t], ns[t], hs[t], hs[t + 1] @ p["V"] - y[t]
+        dh = err @ p["V"].T / (T_GATED * M_GATED) + dh_next
+        dan = dh * (1.0 - z) * (1.0 - n ** 2)
+        daz = dh * (h_prev - n) * z * (1.0 - z)
+        dh_prev = 0.0 if bug == "skip" else dh * z  # skip path
+        dh_prev = dh_prev + dan @ p["Un"].T + daz @ p["Uz"].T
+        g = {"Wz": g["Wz"] + x[t].T @ daz, "Uz": g["Uz"] + h_prev.T @ daz, "Wn": g["Wn"] + x[t].T @ dan,
+             "Un": g["Un"] + h_prev.T @ dan, "V": g["V"] + hs[t + 1].T @ err / (T_GATED * M_GATED)}
+        dh_next = dh_prev
+    return g
+
+
+def test_a_carried_delta_whose_term_is_a_zero_is_named_at_the_zero():
+    """A gated recurrence's BPTT in Python loops: the carried ``dh_prev`` is what reaches h_{t-1} through step
+    t's own uses (every use but the previous step's read-out), one step off the forward line's instances; with
+    the skip path's term set to zero, the line that sets it is named."""
+    import inspect
+
+    k = jax.random.split(jax.random.key(0), 7)
+    shapes = {"Wz": (N_GATED, H_GATED), "Uz": (H_GATED, H_GATED), "Wn": (N_GATED, H_GATED),
+              "Un": (H_GATED, H_GATED), "V": (H_GATED, 2)}
+    p = {name: 0.6 * jax.random.normal(kk, s, jnp.float64) for (name, s), kk in zip(shapes.items(), k)}
+    x = jax.random.normal(k[5], (T_GATED, M_GATED, N_GATED), jnp.float64)
+    y = jax.random.normal(k[6], (T_GATED, M_GATED, 2), jnp.float64)
+    assert check_gradients(_gated_loss, _gated_grad, p, x, y).passed
+    report = check_gradients(_gated_loss, lambda p, x, y: _gated_grad(p, x, y, bug="skip"), p, x, y)
+    src, start = inspect.getsourcelines(_gated_grad)
+    want = f"test_backward_loops.py:{start + next(i for i, l in enumerate(src) if '# skip path' in l)}"
+    assert not report.passed and report.backward is not None, str(report)
+    assert line_hits(report, want)[0], report.backward.lines
