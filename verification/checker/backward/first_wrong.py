@@ -393,76 +393,53 @@ def _ends_line(program: Program, v) -> bool:
 
 def _repair_group(program: Program, refs: References, group, expected, tol):
     """Every instance of a loop line replaced at once, instance ``k`` by the ``k``-th (or, for a loop run
-    backwards, the ``k``-th from the end) of a group of right quantities of one forward line: ``(first
-    instance, its match, errors)`` when that repairs the wrong outputs."""
-    shape = program.value(group[0]).shape
-    if any(program.value(w).shape != shape for w in group):
-        return _repair_layers(program, refs, group, expected, tol)
-    aligned = _aligned(program, refs, group)
+    backwards, the ``k``-th from the end) of a group of right quantities of one forward line (:func:`_aligned`):
+    ``(first wrong instance, its match, errors)`` when that repairs the wrong outputs."""
+    values = [np.asarray(program.value(w), np.float64) for w in group]
+    aligned = _aligned(refs, values)
     if not aligned:
         return None
-    outs = program.replaced_all(group, [[r.value for r in rights] for rights in zip(*aligned)])
-    errs = leaf_errors(outs, [r.value for r in expected])
-    best = int(np.argmin(errs.sum(axis=1)))
-    if not np.all(errs[best] <= max(100 * tol, 1e-6)):
-        return None
-    rights = aligned[best]
-    wrong = [k for k, w in enumerate(group)  # the first instance that differs from its right quantity
-             if leaf_errors([program.value(w)], [rights[k].value], stacked=False)[0] > max(100 * tol, 1e-6)]
-    k = wrong[0] if wrong else 0
-    return group[k], Match(rights[k], 1.0), errs[best]
-
-
-def _aligned(program: Program, refs: References, group) -> List[List[Ref]]:
-    """The groups of right quantities of one forward line (of the group's shape) aligned with the loop line's
-    instances ``group``, most similar first: in program order or reversed (a loop run backwards), each also
-    shifted by one step (a carried cotangent: the reverse step for ``t`` computes ∂L/∂h_{t-1}, the forward
-    line's instance before it), the instance left without a partner kept as it is (the last carry, read by
-    nothing)."""
-    ours = [np.asarray(program.value(w), np.float64) for w in group]
-    n = len(group)
-    kept = [Ref("value", "", a) for a in ours]
-    aligned = []
-    for g in refs.groups(ours[0].shape, n, short=1 if n > 2 else 0):
-        for order in (1, -1):
-            g_o = list(g[::order])
-            if len(g_o) < n:  # a quantity the loop's first (or last) step has none of: the initial carry's
-                aligned += [g_o + kept[-1:], kept[:1] + g_o]
-            else:
-                aligned += [g_o, g_o[1:] + kept[-1:], kept[:1] + g_o[:-1]]
-    flat = np.stack([a.ravel() for a in ours])
-    aligned.sort(key=lambda rs: _cosine(flat, np.stack([r.value.ravel() for r in rs])))  # the most similar first
-    return aligned[:2 * MAX_GROUP_CANDIDATES]  # (a mistake leaves most instances right)
-
-
-def _repair_layers(program: Program, refs: References, group, expected, tol):
-    """:func:`_repair_group` for a line run once per layer on values of different shapes (a per-example
-    forward recomputed under ``vmap``, a helper called per layer): every instance replaced at once by the
-    instances of one forward line, in order or reversed, each transposed where its shape says so."""
-    values = [np.asarray(program.value(w), np.float64) for w in group]
-    options = refs.layer_groups([v.shape for v in values])
-    if not options:
-        return None
-    options.sort(key=lambda g: -float(np.mean([abs(_cosine(v.reshape(1, -1), refs.shaped(m, v.shape).reshape(1, -1)))
-                                               for v, m in zip(values, g)])))
-    options = options[:2 * MAX_GROUP_CANDIDATES]
-    stacks = [[refs.shaped(g[k], values[k].shape) for g in options] for k in range(len(group))]
+    stacks = [[refs.shaped(ms[k], v.shape) for ms in aligned] for k, v in enumerate(values)]
     errs = leaf_errors(program.replaced_all(group, stacks), [r.value for r in expected])
     best = int(np.argmin(errs.sum(axis=1)))
     if not np.all(errs[best] <= max(100 * tol, 1e-6)):
         return None
-    rights = options[best]
+    rights = aligned[best]
     wrong = [k for k, v in enumerate(values)  # the first instance that differs from its right quantity
              if leaf_errors([v], [refs.shaped(rights[k], v.shape)], stacked=False)[0] > max(100 * tol, 1e-6)]
     k = wrong[0] if wrong else 0
     return group[k], rights[k], errs[best]
 
 
+def _aligned(refs: References, values: Sequence[np.ndarray]) -> List[List[Match]]:
+    """The groups of right quantities of one forward line aligned with a loop line's instances ``values``,
+    most similar first: in program order or reversed (a loop run backwards), each also shifted by one step (a
+    carried cotangent: the reverse step for ``t`` computes ∂L/∂h_{t-1}, the forward line's instance before
+    it), the instance left without a partner kept as it is (the last carry, read by nothing).  Instances of
+    different shapes (a line run once per layer: a per-example forward under ``vmap``) take one forward
+    line's instances of those shapes, transposed where needed (:meth:`References.layer_groups`)."""
+    n = len(values)
+    if len({v.shape for v in values}) > 1:
+        aligned = refs.layer_groups([v.shape for v in values])
+    else:
+        kept = [Match(Ref("value", "", v), 1.0) for v in values]
+        aligned = []
+        for g in refs.groups(values[0].shape, n, short=1 if n > 2 else 0):
+            for order in (1, -1):
+                g_o = [Match(r, 1.0) for r in g[::order]]
+                if len(g_o) < n:  # a quantity the loop's first (or last) step has none of: the initial carry's
+                    aligned += [g_o + kept[-1:], kept[:1] + g_o]
+                else:
+                    aligned += [g_o, g_o[1:] + kept[-1:], kept[:1] + g_o[:-1]]
+    aligned.sort(key=lambda ms: -float(np.mean([_cosine(v.ravel(), refs.shaped(m, v.shape).ravel())
+                                               for v, m in zip(values, ms)])))  # (a mistake leaves most right)
+    return aligned[:2 * MAX_GROUP_CANDIDATES]
+
+
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    """Minus the mean over rows of the cosine of ``a``'s row with ``b``'s (a sort key: most similar first)."""
-    num = np.sum(a * b, axis=1)
-    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return -float(np.mean(np.where(den > 0, np.abs(num) / np.where(den > 0, den, 1.0), 0.0)))
+    """``|cos|`` of the angle between two flat arrays (0 where one is zero)."""
+    den = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return abs(float(np.dot(a, b))) / den if den > 0 else 0.0
 
 
 def _repair_each(program: Program, refs: References, v, seen: set, expected, out_of, status, tol, skip=False):
@@ -650,17 +627,17 @@ def _confirmed(program: Program, refs: References, expected, s, status) -> bool:
 
 def _confirmed_in_loop(program: Program, refs: References, expected, s, w, live) -> bool:
     """:func:`_confirmed` for a rename inside a loop body (unrolled): every instance of the value handed on,
-    replaced where the new name is read by the instances of one forward line's right quantities (in order or
-    reversed), repairs the wrong outputs."""
+    replaced where the new name is read by the instances of one forward line's right quantities
+    (:func:`_aligned`), repairs the wrong outputs."""
     group = _loop_group(program, w, set())
-    value = program.value(w)
-    if not group or value is None or value.size < 2 or any(program.value(u).shape != value.shape for u in group):
+    values = [np.asarray(program.value(u), np.float64) for u in group]
+    if not group or values[0].size < 2:
         return False
     readers = [i for u in group for i in program.consumers(u) if i in live and program.graph.user_line(i) in s.reads]
-    aligned = _aligned(program, refs, group)
+    aligned = _aligned(refs, values)
     if not readers or not aligned:
         return False
-    stacks = [[r.value for r in rights] for rights in zip(*aligned)]
+    stacks = [[refs.shaped(ms[k], v.shape) for ms in aligned] for k, v in enumerate(values)]
     _, errs = _fitted(program.replaced_all(group, stacks, readers=readers), expected)
     return bool(np.any(np.all(errs <= max(100 * refs.rtol, 1e-6), axis=1)))
 
