@@ -131,3 +131,83 @@ def test_a_carried_delta_whose_term_is_a_zero_is_named_at_the_zero():
     want = f"test_backward_loops.py:{start + next(i for i, l in enumerate(src) if '# skip path' in l)}"
     assert not report.passed and report.backward is not None, str(report)
     assert line_hits(report, want)[0], report.backward.lines
+
+
+def test_a_recurrence_written_on_one_line_is_one_group():
+    """A BPTT whose carried delta is one line reading its own previous value (``dh = dout[t] + (dh * (1 -
+    h**2)) @ Wh.T``), run 6 times: an untransposed ``Wh`` there is named at that line (a guard on grouping
+    a line's instances: the line's result is read by the same line one step later)."""
+    import inspect
+
+    steps, m, n, h = 6, 2, 2, 3
+
+    def loss(p, x, y):
+        hs, total = jnp.zeros((m, h), x.dtype), 0.0
+        for t in range(steps):
+            hs = jnp.tanh(x[t] @ p["Wx"] + hs @ p["Wh"])
+            total = total + jnp.sum((hs - y[t]) ** 2)
+        return 0.5 * total
+
+    def grad(p, x, y, bug=False):
+        hs = [jnp.zeros((m, h), x.dtype)]
+        for t in range(steps):
+            hs.append(jnp.tanh(x[t] @ p["Wx"] + hs[-1] @ p["Wh"]))
+        g, dh = {"Wx": jnp.zeros_like(p["Wx"]), "Wh": jnp.zeros_like(p["Wh"])}, jnp.zeros((m, h), x.dtype)
+        for t in reversed(range(steps)):
+            wh = p["Wh"] if bug else p["Wh"].T
+            dh = (hs[t + 1] - y[t]) + (dh * (1.0 - hs[t + 2] ** 2) @ wh if t + 1 < steps else 0.0)  # carried
+            da = dh * (1.0 - hs[t + 1] ** 2)
+            g = {"Wx": g["Wx"] + x[t].T @ da, "Wh": g["Wh"] + hs[t].T @ da}
+        return g
+
+    k = jax.random.split(jax.random.key(1), 4)
+    p = {"Wx": 0.5 * jax.random.normal(k[0], (n, h), jnp.float64),
+         "Wh": 0.5 * jax.random.normal(k[1], (h, h), jnp.float64)}
+    x = jax.random.normal(k[2], (steps, m, n), jnp.float64)
+    y = jax.random.normal(k[3], (steps, m, h), jnp.float64)
+    assert check_gradients(loss, grad, p, x, y).passed
+    report = check_gradients(loss, lambda p, x, y: grad(p, x, y, bug=True), p, x, y)
+    src, start = inspect.getsourcelines(grad)
+    want = f"test_backward_loops.py:{start + next(i for i, l in enumerate(src) if '# carried' in l)}"
+    assert not report.passed and report.backward is not None, str(report)
+    assert line_hits(report, want)[0], report.backward.lines
+
+
+def test_a_per_example_forward_under_vmap_is_repaired_layer_by_layer():
+    """Lemma 1's shape of code: each example's forward recomputed inside the hand gradient under ``vmap``,
+    one line per layer with values of different shapes ((n_l, m) there, (m, n_l) in the loss); with the
+    bias left out of it, every layer is wrong, and only the loss's own pre-activations, layer by layer and
+    transposed, repair it: that line is named."""
+    import inspect
+
+    sizes = (3, 4, 3, 2)
+    k = jax.random.split(jax.random.key(2), 8)
+    p = [{"W": 0.7 * jax.random.normal(k[i], (sizes[i], sizes[i + 1]), jnp.float64),
+          "b": 0.3 * jax.random.normal(k[i + 3], (sizes[i + 1],), jnp.float64)} for i in range(3)]
+    x, y = jax.random.normal(k[6], (5, 3), jnp.float64), jax.random.normal(k[7], (5, 2), jnp.float64)
+
+    def loss(p, x, y):
+        a = x
+        for layer in p:
+            a = jnp.tanh(a @ layer["W"] + layer["b"][None, :])
+        return 0.5 * jnp.mean(jnp.sum((a - y) ** 2, axis=1))
+
+    def grad(p, x, y, bug=False):
+        def one(xi, yi):
+            a, acts = xi, [xi]
+            for layer in p:
+                a = jnp.tanh(layer["W"].T @ a + (0.0 if bug else layer["b"]))  # pre-activation
+                acts.append(a)
+            delta, out = (a - yi) * (1.0 - a ** 2), [None] * len(p)
+            for l in reversed(range(len(p))):
+                out[l] = {"W": jnp.outer(acts[l], delta), "b": delta}
+                delta = (p[l]["W"] @ delta) * (1.0 - acts[l] ** 2)
+            return out
+        return jax.tree.map(lambda g: jnp.mean(g, axis=0), jax.vmap(one)(x, y))
+
+    assert check_gradients(loss, grad, p, x, y).passed
+    report = check_gradients(loss, lambda p, x, y: grad(p, x, y, bug=True), p, x, y)
+    src, start = inspect.getsourcelines(grad)
+    want = f"test_backward_loops.py:{start + next(i for i, l in enumerate(src) if '# pre-activation' in l)}"
+    assert not report.passed and report.backward is not None, str(report)
+    assert line_hits(report, want)[0], report.backward.lines

@@ -358,23 +358,31 @@ def _try(program, refs, v, m, expected, out_of, status, tol, total, skip=None):
 LOOP_MIN = 5  # a line run this many times is a loop body: judged as a group only (a Python loop over a
 # few layers is also judged value by value, a mistake in one layer being possible)
 MISSING_TERM_LINES = 4  # a missing term: the nearest lines upstream searched for a zero left there
-MAX_GROUP_CANDIDATES = 48  # groups of right quantities tried per line of a loop (twice as many alignments)
+MAX_GROUP_CANDIDATES = 48  # a loop line's group is tried against twice this many alignments of right
+# quantities (a group's instances in order, reversed, and each one step off), the most similar first
 
 
 def _loop_group(program: Program, v, seen: set) -> List[Any]:
     """The values of every instance of ``v``'s line when it runs more than once (a loop body unrolled, a
     helper called per step), the first time one of them is met; else ``[]``."""
     i = program.producer(v)
-    ends = _ends_line(program, v)  # (two ops of one line, ``a + b + c``: its result apart from the partial sum)
     key = program.graph.key(i)
-    if key + (ends,) in seen:
+    if key in seen:
         return []
-    seen.add(key + (ends,))
     k = list(program.eqns[i].outvars).index(v)
-    same = program.graph.instances(i, by="op")
     shape = np.shape(program.value(v))  # (one op on one line may make values of several shapes: a broadcast)
-    group = [w for w in (program.eqns[j].outvars[k] for j in same)
-             if program.value(w) is not None and np.shape(program.value(w)) == shape and _ends_line(program, w) == ends]
+    group = [w for w in (program.eqns[j].outvars[k] for j in program.graph.instances(i, by="op"))
+             if program.value(w) is not None and np.shape(program.value(w)) == shape]
+    ends = [program.ends_line(w) for w in group]
+    if 2 * sum(ends) == len(group) >= 4:  # two equal ops of one line (``a + b + c`` in a loop): the line's
+        # result apart from its partial sum (a recurrence on one line, ``y = y + dt * k``, stays one group)
+        mine = program.ends_line(v)
+        if key + (mine,) in seen:
+            return []
+        seen.add(key + (mine,))
+        group = [w for w, e in zip(group, ends) if e == mine]
+    else:
+        seen.add(key)
     if len(group) >= 2:
         return group
     if key[:3] in seen:
@@ -383,12 +391,6 @@ def _loop_group(program: Program, v, seen: set) -> List[Any]:
     layers = [w for w in (program.eqns[j].outvars[k] for j in program.graph.instances(i, by="line")
                           if k < len(program.eqns[j].outvars)) if program.value(w) is not None]
     return layers if len(layers) >= 2 and len({np.shape(program.value(w)) for w in layers}) > 1 else []
-
-
-def _ends_line(program: Program, v) -> bool:
-    """``v`` is its line's result: no equation of the same line reads it."""
-    line = program.line(v)
-    return not any(program.graph.user_line(i) == line for i in program.consumers(v))
 
 
 def _repair_group(program: Program, refs: References, group, expected, tol):
@@ -405,9 +407,11 @@ def _repair_group(program: Program, refs: References, group, expected, tol):
     if not np.all(errs[best] <= max(100 * tol, 1e-6)):
         return None
     rights = aligned[best]
+    ours = [k for k, v in enumerate(values) if rights[k].ref.value is v]  # an instance kept as it is (no partner)
     wrong = [k for k, v in enumerate(values)  # the first instance that differs from its right quantity
-             if leaf_errors([v], [refs.shaped(rights[k], v.shape)], stacked=False)[0] > max(100 * tol, 1e-6)]
-    k = wrong[0] if wrong else 0
+             if k not in ours and leaf_errors([v], [refs.shaped(rights[k], v.shape)], stacked=False)[0]
+             > max(100 * tol, 1e-6)]
+    k = wrong[0] if wrong else next(k for k in range(len(values)) if k not in ours)
     return group[k], rights[k], errs[best]
 
 
@@ -432,8 +436,8 @@ def _aligned(refs: References, values: Sequence[np.ndarray]) -> List[List[Match]
                 else:
                     aligned += [g_o, g_o[1:] + kept[-1:], kept[:1] + g_o[:-1]]
     aligned.sort(key=lambda ms: -float(np.mean([_cosine(v.ravel(), refs.shaped(m, v.shape).ravel())
-                                               for v, m in zip(values, ms)])))  # (a mistake leaves most right)
-    return aligned[:2 * MAX_GROUP_CANDIDATES]
+                                               for v, m in zip(values, ms) if m.ref.value is not v])))
+    return aligned[:2 * MAX_GROUP_CANDIDATES]  # (a mistake leaves most instances right: the most similar first)
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -575,8 +579,9 @@ def _ranked_lines(program: Program, refs: References, expected, var, e: int, sta
     confirmed = list(dict.fromkeys(s.where for s in silent if (split and split <= set(s.reads))
                                    or (found.cause == "unknown" and s in at_line and _handed_size(program, s) >= 2)
                                    or _confirmed(program, refs, expected, s, status)))
-    zeros_added = [l for l in upstream[1:] if l in _zero_lines(program)]  # a term left out as a literal zero there
-    ordered = confirmed[:1] + ([back] if back else []) + ordered[:1] + zeros_added + ordered[1:] + confirmed[1:]
+    zeros_added = [l for l in upstream if l != program.line(var) and l in _zero_lines(program, literal=True)]
+    at = ordered.index(program.graph.user_line(e)) + 1 if program.graph.user_line(e) in ordered else 1
+    ordered = confirmed[:1] + ([back] if back else []) + ordered[:at] + zeros_added + ordered[at:] + confirmed[1:]
     seen, lines = set(), []
     for line in ordered:
         if line and line not in seen:
@@ -642,14 +647,16 @@ def _confirmed_in_loop(program: Program, refs: References, expected, s, w, live)
     return bool(np.any(np.all(errs <= max(100 * refs.rtol, 1e-6), axis=1)))
 
 
-def _zero_lines(program: Program) -> set:
+def _zero_lines(program: Program, literal: bool = False) -> set:
     """The lines where an equation reads a zero constant (``dn - mean_dn`` with ``mean_dn = 0.0``): a name
-    set to zero is read there."""
+    set to zero is read there.  With ``literal``, a scalar literal only (not ``zeros_like``: an accumulator's
+    or a carry's start)."""
     def zero(u):
         if isinstance(u, jcore.Literal):
             return np.ndim(u.val) == 0 and float(np.asarray(u.val)) == 0.0
         i = program.producer(u)
-        return i is not None and program.eqns[i].primitive.name == "broadcast_in_dim" and zero(program.eqns[i].invars[0])
+        return (not literal and i is not None and program.eqns[i].primitive.name == "broadcast_in_dim"
+                and zero(program.eqns[i].invars[0]))
     # a zero added or subtracted is a term left out; a zero multiplied (``reg * W`` with ``reg = 0.0``) is
     # the line's own term
     return {program.graph.user_line(i) for i, e in enumerate(program.eqns)

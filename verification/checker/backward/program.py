@@ -36,6 +36,7 @@ class Program:
     graph: jg.Graph
     env: Dict[Any, Any]
     _live: Optional[List[Any]] = dataclasses.field(default=None, init=False, repr=False)
+    _readers: Optional[Dict[Any, List[int]]] = dataclasses.field(default=None, init=False, repr=False)
 
     @property
     def eqns(self):
@@ -57,8 +58,19 @@ class Program:
         return None if i is None else self.graph.user_line(i)
 
     def consumers(self, var) -> List[int]:
-        """The equations that read ``var``."""
-        return [i for i, e in enumerate(self.eqns) if any(u is var for u in e.invars)]
+        """The equations that read ``var`` (indexed once: the program never changes)."""
+        if self._readers is None:
+            self._readers = {}
+            for i, e in enumerate(self.eqns):
+                for u in dict.fromkeys(u for u in e.invars if isinstance(u, jcore.Var)):
+                    self._readers.setdefault(u, []).append(i)
+        return list(self._readers.get(var, [])) if isinstance(var, jcore.Var) else []
+
+    def ends_line(self, var) -> bool:
+        """``var`` is its line's result: no equation of the same line reads it (``a + b + c``: the second
+        add's, not the first's)."""
+        line = self.line(var)
+        return not any(self.graph.user_line(i) == line for i in self.consumers(var))
 
     def live_vars(self) -> List[Any]:
         """Every variable on a path to the results, in program order (found once: the program never changes;

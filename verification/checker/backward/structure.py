@@ -29,21 +29,25 @@ def _is_none(node) -> bool:
 
 
 def _none_exprs(func) -> List[ast.AST]:
-    """The expressions of ``func`` that may evaluate to ``None`` as a value (not a comparison with it): a
-    conditional with a ``None`` branch, a ``None`` assigned, listed, repeated or returned."""
+    """The expressions of ``func`` that hand ``None`` on as a value: a conditional with a ``None`` branch, a
+    ``None`` assigned or returned, or listed in a display (``[None] * depth``); not a comparison with it, an
+    index (``x[:, None]``) or an argument (``axis=None``)."""
     out = []
     for node in ast.walk(func):
         if isinstance(node, ast.IfExp) and (_is_none(node.body) or _is_none(node.orelse)):
             out.append(node)
-        elif isinstance(node, (ast.Assign, ast.Return)) and node.value is not None and any(
-                _is_none(n) for n in ast.walk(node.value) if not _compared(node.value, n)):
-            if not any(isinstance(n, ast.IfExp) for n in ast.walk(node.value)):
-                out.append(node)
+        elif isinstance(node, (ast.Assign, ast.Return)) and node.value is not None and _holds_none(node.value):
+            out.append(node)
     return out
 
 
-def _compared(root, target) -> bool:
-    return any(isinstance(n, ast.Compare) and any(c is target for c in ast.walk(n)) for n in ast.walk(root))
+def _holds_none(value) -> bool:
+    """``None`` itself, or a display of it (``[None]``, ``(None, x)``, ``[None] * n``)."""
+    if _is_none(value):
+        return True
+    if isinstance(value, (ast.List, ast.Tuple)):
+        return any(_is_none(e) for e in value.elts)
+    return isinstance(value, ast.BinOp) and (_holds_none(value.left) or _holds_none(value.right))
 
 
 def none_lines(fn: Callable, leaves: Sequence, names: Sequence[str]) -> List[str]:
@@ -58,7 +62,8 @@ def none_lines(fn: Callable, leaves: Sequence, names: Sequence[str]) -> List[str
             funcs.setdefault((found[0], id(found[1])), found[:2])
     ranked = []
     for path, func in funcs.values():
-        inner = {id(n) for d in ast.walk(func) if d is not func and isinstance(d, (ast.FunctionDef, ast.Lambda))
+        inner = {id(n) for d in ast.walk(func) if d is not func
+                 and isinstance(d, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
                  for n in ast.walk(d)}  # (a nested function is its own entry where it ran)
         for node in _none_exprs(func):
             if id(node) in inner:
@@ -67,7 +72,8 @@ def none_lines(fn: Callable, leaves: Sequence, names: Sequence[str]) -> List[str
             if any(f"{path}:{k}" in traced for k in span):
                 continue  # it computed an array here
             other = node.orelse if isinstance(node, ast.IfExp) and _is_none(node.body) else getattr(node, "body", None)
-            rank = 0 if isinstance(node, ast.IfExp) and program.computes(other) else 1 if isinstance(node, ast.IfExp) else 2
+            conditional = isinstance(node, ast.IfExp)
+            rank = 0 if conditional and program.computes(other) else 1 if conditional else 2
             ranked.append((rank, path, node.lineno))
     return [f"{p}:{n}" for _, p, n in sorted(set(ranked))][:MAX_LINES]
 

@@ -130,7 +130,8 @@ def check_gradients(loss_fn: Callable[..., Any], manual_fn: Callable[..., Any], 
         if _diagnose(report, ctx, (loss_fn, manual_fn, args, kwargs), deltas, leaf_names):
             return report
     report.diagnoses = [_merge(d, report) for d in diagnose(manual, ref, params, args, report, strengths=reg, off=off)]
-    if structure_error and LOCATE_BACKWARD:  # a leaf left None: the lines that can hand None on
+    if structure_error and LOCATE_BACKWARD and any(  # a leaf left None: the lines that can hand None on
+            x is None for x in jax.tree.leaves(manual, is_leaf=lambda x: x is None)):
         leaves, treedef = jax.tree.flatten(params)
         report.backward = _guarded(report, "the backward localisation", lambda: structure.locate(
             lambda *ls: manual_fn(jax.tree.unflatten(treedef, ls), *args, **kwargs), leaves,
