@@ -358,8 +358,8 @@ def _try(program, refs, v, m, expected, out_of, status, tol, total, skip=None):
 LOOP_MIN = 5  # a line run this many times is a loop body: judged as a group only (a Python loop over a
 # few layers is also judged value by value, a mistake in one layer being possible)
 MISSING_TERM_LINES = 4  # a missing term: the nearest lines upstream searched for a zero left there
-MAX_GROUP_CANDIDATES = 48  # a loop line's group is tried against twice this many alignments of right
-# quantities (a group's instances in order, reversed, and each one step off), the most similar first
+MAX_GROUP_CANDIDATES = 48  # a loop line's group is tried against twice this many groups of right quantities
+# (in order and reversed), the most similar first, and this many more shifted one step (a carried delta)
 
 
 def _loop_group(program: Program, v, seen: set) -> List[Any]:
@@ -423,21 +423,26 @@ def _aligned(refs: References, values: Sequence[np.ndarray]) -> List[List[Match]
     different shapes (a line run once per layer: a per-example forward under ``vmap``) take one forward
     line's instances of those shapes, transposed where needed (:meth:`References.layer_groups`)."""
     n = len(values)
+    plain, shifted = [], []
     if len({v.shape for v in values}) > 1:
-        aligned = refs.layer_groups([v.shape for v in values])
+        plain = refs.layer_groups([v.shape for v in values])
     else:
         kept = [Match(Ref("value", "", v), 1.0) for v in values]
-        aligned = []
         for g in refs.groups(values[0].shape, n, short=1 if n > 2 else 0):
             for order in (1, -1):
                 g_o = [Match(r, 1.0) for r in g[::order]]
                 if len(g_o) < n:  # a quantity the loop's first (or last) step has none of: the initial carry's
-                    aligned += [g_o + kept[-1:], kept[:1] + g_o]
+                    shifted += [g_o + kept[-1:], kept[:1] + g_o]
                 else:
-                    aligned += [g_o, g_o[1:] + kept[-1:], kept[:1] + g_o[:-1]]
-    aligned.sort(key=lambda ms: -float(np.mean([_cosine(v.ravel(), refs.shaped(m, v.shape).ravel())
-                                               for v, m in zip(values, ms) if m.ref.value is not v])))
-    return aligned[:2 * MAX_GROUP_CANDIDATES]  # (a mistake leaves most instances right: the most similar first)
+                    plain.append(g_o)
+                    shifted += [g_o[1:] + kept[-1:], kept[:1] + g_o[:-1]]
+
+    def unlike(ms):  # (a mistake leaves most instances right: the most similar first)
+        return -float(np.mean([_cosine(v.ravel(), refs.shaped(m, v.shape).ravel())
+                               for v, m in zip(values, ms) if m.ref.value is not v]))
+
+    # the aligned groups first, as many as before the shifted ones were tried; then the most similar shifted
+    return sorted(plain, key=unlike)[:2 * MAX_GROUP_CANDIDATES] + sorted(shifted, key=unlike)[:MAX_GROUP_CANDIDATES]
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
