@@ -79,6 +79,18 @@ def test_a_mistake_in_an_unrolled_loop_line_is_named_at_its_first_wrong_instance
     assert report.backward.cause == cause, report.backward
 
 
+def _named_first(loss, grad, marker, *args):
+    """``grad`` is right; with ``bug=True`` its line ending in ``marker`` is wrong and is named first."""
+    import inspect
+
+    assert check_gradients(loss, grad, *args).passed
+    report = check_gradients(loss, lambda *a: grad(*a, bug=True), *args)
+    src, start = inspect.getsourcelines(grad)
+    want = f"test_backward_loops.py:{start + next(i for i, l in enumerate(src) if marker in l)}"
+    assert not report.passed and report.backward is not None, str(report)
+    assert line_hits(report, want)[0], report.backward.lines
+
+
 T_GATED, M_GATED, N_GATED, H_GATED = 3, 2, 2, 3
 
 
@@ -92,7 +104,7 @@ def _gated_loss(p, x, y):
     return 0.5 * total / (T_GATED * M_GATED)
 
 
-def _gated_grad(p, x, y, bug=None):
+def _gated_grad(p, x, y, bug=False):
     hs, zs, ns = [jnp.zeros((M_GATED, H_GATED), x.dtype)], [], []
     for t in range(T_GATED):
         z = jax.nn.sigmoid(x[t] @ p["Wz"] + hs[-1] @ p["Uz"])
@@ -105,7 +117,7 @@ def _gated_grad(p, x, y, bug=None):
         dh = err @ p["V"].T / (T_GATED * M_GATED) + dh_next
         dan = dh * (1.0 - z) * (1.0 - n ** 2)
         daz = dh * (h_prev - n) * z * (1.0 - z)
-        dh_prev = 0.0 if bug == "skip" else dh * z  # skip path
+        dh_prev = 0.0 if bug else dh * z  # skip path
         dh_prev = dh_prev + dan @ p["Un"].T + daz @ p["Uz"].T
         g = {"Wz": g["Wz"] + x[t].T @ daz, "Uz": g["Uz"] + h_prev.T @ daz, "Wn": g["Wn"] + x[t].T @ dan,
              "Un": g["Un"] + h_prev.T @ dan, "V": g["V"] + hs[t + 1].T @ err / (T_GATED * M_GATED)}
@@ -117,28 +129,19 @@ def test_a_carried_delta_whose_term_is_a_zero_is_named_at_the_zero():
     """A gated recurrence's BPTT in Python loops: the carried ``dh_prev`` is what reaches h_{t-1} through step
     t's own uses (every use but the previous step's read-out), one step off the forward line's instances; with
     the skip path's term set to zero, the line that sets it is named."""
-    import inspect
-
     k = jax.random.split(jax.random.key(0), 7)
     shapes = {"Wz": (N_GATED, H_GATED), "Uz": (H_GATED, H_GATED), "Wn": (N_GATED, H_GATED),
               "Un": (H_GATED, H_GATED), "V": (H_GATED, 2)}
     p = {name: 0.6 * jax.random.normal(kk, s, jnp.float64) for (name, s), kk in zip(shapes.items(), k)}
     x = jax.random.normal(k[5], (T_GATED, M_GATED, N_GATED), jnp.float64)
     y = jax.random.normal(k[6], (T_GATED, M_GATED, 2), jnp.float64)
-    assert check_gradients(_gated_loss, _gated_grad, p, x, y).passed
-    report = check_gradients(_gated_loss, lambda p, x, y: _gated_grad(p, x, y, bug="skip"), p, x, y)
-    src, start = inspect.getsourcelines(_gated_grad)
-    want = f"test_backward_loops.py:{start + next(i for i, l in enumerate(src) if '# skip path' in l)}"
-    assert not report.passed and report.backward is not None, str(report)
-    assert line_hits(report, want)[0], report.backward.lines
+    _named_first(_gated_loss, _gated_grad, "# skip path", p, x, y)
 
 
 def test_a_recurrence_written_on_one_line_is_one_group():
     """A BPTT whose carried delta is one line reading its own previous value (``dh = dout[t] + (dh * (1 -
     h**2)) @ Wh.T``), run 6 times: an untransposed ``Wh`` there is named at that line (a guard on grouping
     a line's instances: the line's result is read by the same line one step later)."""
-    import inspect
-
     steps, m, n, h = 6, 2, 2, 3
 
     def loss(p, x, y):
@@ -165,12 +168,7 @@ def test_a_recurrence_written_on_one_line_is_one_group():
          "Wh": 0.5 * jax.random.normal(k[1], (h, h), jnp.float64)}
     x = jax.random.normal(k[2], (steps, m, n), jnp.float64)
     y = jax.random.normal(k[3], (steps, m, h), jnp.float64)
-    assert check_gradients(loss, grad, p, x, y).passed
-    report = check_gradients(loss, lambda p, x, y: grad(p, x, y, bug=True), p, x, y)
-    src, start = inspect.getsourcelines(grad)
-    want = f"test_backward_loops.py:{start + next(i for i, l in enumerate(src) if '# carried' in l)}"
-    assert not report.passed and report.backward is not None, str(report)
-    assert line_hits(report, want)[0], report.backward.lines
+    _named_first(loss, grad, "# carried", p, x, y)
 
 
 def test_a_per_example_forward_under_vmap_is_repaired_layer_by_layer():
@@ -178,8 +176,6 @@ def test_a_per_example_forward_under_vmap_is_repaired_layer_by_layer():
     one line per layer with values of different shapes ((n_l, m) there, (m, n_l) in the loss); with the
     bias left out of it, every layer is wrong, and only the loss's own pre-activations, layer by layer and
     transposed, repair it: that line is named."""
-    import inspect
-
     sizes = (3, 4, 3, 2)
     k = jax.random.split(jax.random.key(2), 8)
     p = [{"W": 0.7 * jax.random.normal(k[i], (sizes[i], sizes[i + 1]), jnp.float64),
@@ -205,9 +201,4 @@ def test_a_per_example_forward_under_vmap_is_repaired_layer_by_layer():
             return out
         return jax.tree.map(lambda g: jnp.mean(g, axis=0), jax.vmap(one)(x, y))
 
-    assert check_gradients(loss, grad, p, x, y).passed
-    report = check_gradients(loss, lambda p, x, y: grad(p, x, y, bug=True), p, x, y)
-    src, start = inspect.getsourcelines(grad)
-    want = f"test_backward_loops.py:{start + next(i for i, l in enumerate(src) if '# pre-activation' in l)}"
-    assert not report.passed and report.backward is not None, str(report)
-    assert line_hits(report, want)[0], report.backward.lines
+    _named_first(loss, grad, "# pre-activation", p, x, y)
