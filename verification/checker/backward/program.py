@@ -417,10 +417,15 @@ def return_line(fn) -> Optional[str]:
             and (d.decorator_list[0].lineno if d.decorator_list else d.lineno) <= first <= d.lineno]
     if not defs:
         return None
-    inner = {id(n) for d in ast.walk(defs[0]) if d is not defs[0] and isinstance(d, (ast.FunctionDef, ast.Lambda))
-             for n in ast.walk(d)}
+    inner = nested(defs[0])
     returns = [r.lineno for r in ast.walk(defs[0]) if isinstance(r, ast.Return) and id(r) not in inner]
     return f"{path}:{max(returns)}" if returns else None
+
+
+def nested(func) -> set:
+    """The ids of the nodes of ``func`` (a def or lambda node) that lie inside a function nested in it."""
+    return {id(n) for d in ast.walk(func) if d is not func
+            and isinstance(d, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)) for n in ast.walk(d)}
 
 
 def source_function(line: Optional[str]):

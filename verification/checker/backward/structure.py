@@ -62,9 +62,7 @@ def none_lines(fn: Callable, leaves: Sequence, names: Sequence[str]) -> List[str
             funcs.setdefault((found[0], id(found[1])), found[:2])
     ranked = []
     for path, func in funcs.values():
-        inner = {id(n) for d in ast.walk(func) if d is not func
-                 and isinstance(d, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
-                 for n in ast.walk(d)}  # (a nested function is its own entry where it ran)
+        inner = program.nested(func)  # (a nested function is its own entry where it ran)
         for node in _none_exprs(func):
             if id(node) in inner:
                 continue
