@@ -12,7 +12,7 @@ from typing import Callable, Optional, Sequence
 
 import jax
 
-from verification.checker.backward import first_wrong, program, references
+from verification.checker.backward import first_wrong, loss_reads, program, references
 from verification.checker.base.findings import BackwardFinding
 from verification.checker.explain import edit_effects
 from verification.checker.jaxpr import graph as jg
@@ -58,4 +58,8 @@ def locate(user_fn: Callable, leaves: Sequence, names: Sequence[str], graph, poi
     # body values meeting the loss's per-step quantities (loop_steps); short loops are unrolled on both sides
     whole = any(e.primitive.name == "scan" for e in graph.eqns)
     prog = program.trace(user_fn, leaves, names, unroll=not whole)
-    return first_wrong.localize(prog, refs, wanted, wrong, returns_at)
+    loss_side = None
+    if what == "L" and forward_leaves is None:  # a hand gradient: the loss itself may read a wrong value
+        def loss_side(hand, hand_leaves):
+            return loss_reads.reading(graph, point, hand, hand_leaves, leaves, refs.rtol)
+    return first_wrong.localize(prog, refs, wanted, wrong, returns_at, loss_side)

@@ -21,7 +21,7 @@ g`` where ``g * gamma`` was meant) is found in the source
 """
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence
 
 import jax.extend.core as jcore
 import numpy as np
@@ -57,11 +57,13 @@ def leaf_errors(outs: Sequence[np.ndarray], expected: Sequence[np.ndarray], stac
 
 
 def localize(program: Program, refs: References, expected: Sequence[Ref], wrong: Sequence[bool],
-             returns_at: Optional[str] = None) -> Optional[BackwardFinding]:
+             returns_at: Optional[str] = None, loss_side: Optional[Callable] = None) -> Optional[BackwardFinding]:
     """The first wrong value of ``program`` (whose outputs should equal the quantities ``expected``;
     ``wrong`` marks the outputs that do not) and the ranked lines to fix, or ``None`` when no line of the
     program is reached.  A right quantity returned as it is in the wrong place (a saved value for its
-    cotangent, one leaf's gradient for another's) blames ``returns_at``, the line that returns it."""
+    cotangent, one leaf's gradient for another's) blames ``returns_at``, the line that returns it.
+    ``loss_side(value, outputs)``: a :class:`verification.checker.backward.loss_reads.LossRead` where the
+    loss, not the hand code, reads a wrong value (the first wrong value is the intended loss's cotangent)."""
     outvars = list(program.outvars)
     status = {v: refs.match(program.value(v)) for v in program.live_vars() if jg.is_float(v)}
     base = leaf_errors([program.value(v) if isinstance(v, jcore.Var) else np.asarray(v.val) for v in outvars],
@@ -105,6 +107,11 @@ def localize(program: Program, refs: References, expected: Sequence[Ref], wrong:
         entry = f"{site} {code_at(site)}".rstrip()
         lines = [x for x in lines if x != entry]
         lines.insert(0 if duplicated else min(2, len(lines)), entry)
+    read = None if loss_side is None else loss_side(
+        _near(program, var), [program.value(v) if isinstance(v, jcore.Var) else np.asarray(v.val) for v in outvars])
+    if read is not None:  # the hand code is right for the loss the user meant
+        cause = why.Why("loss_operand", read.sentence)
+        lines = list(dict.fromkeys(read.lines + lines))
     if not lines:
         return None
     value = program.value(var)
@@ -115,6 +122,28 @@ def localize(program: Program, refs: References, expected: Sequence[Ref], wrong:
         lines=lines, line=line, code=code_at(line), should_equal=why.label_of(match), rel_error=rel,
         inputs_ok=_inputs_ok(program, e, status), cause=cause.cause, explanation=cause.sentence,
         repaired=bool(np.all(after <= max(tol * 100, 1e-6))))
+
+
+MAX_NEAR = 12  # values after (and before) the first wrong one tried as the loss's cotangent where the loss reads wrong
+
+
+def _near(program: Program, var) -> List[np.ndarray]:
+    """The values of ``var`` and of the equations after it on its way to the results, nearest first, then
+    of the equations before it that it is computed from."""
+    out, seen, live = [], set(), set(program.live_vars())
+    for step in (lambda v: [w for i in program.consumers(v) for w in program.eqns[i].outvars],
+                 lambda v: [u for u in program.eqns[program.producer(v)].invars if isinstance(u, jcore.Var)]
+                 if program.producer(v) is not None else []):
+        todo, n = [var], len(out)
+        while todo and len(out) < n + MAX_NEAR:
+            v = todo.pop(0)
+            if v in seen and v is not var or v not in live or not jg.is_float(v) or program.value(v) is None:
+                continue
+            if v not in seen:
+                out.append(program.value(v))
+            seen.add(v)
+            todo += step(v)
+    return out
 
 
 def _wrong_shape(program: Program, refs: References, outvars, expected, wrong, status,
@@ -167,7 +196,7 @@ def _handed_on(program: Program, refs: References, expected, k: int, v, status,
     returns = handoffs.returned_in(name, program.live_lines()) if name else []
     if m.ref.kind == "value":  # a forward function returning its own value (an output, a residual) is right
         returns = [w for w in returns if not same_function(w, program.line(v))]
-    renames += returns
+    renames += returns + handoffs.stored_in(program.eqns[program.producer(v)], program.live_lines())
     lines = list(dict.fromkeys([f"{w} {code_at(w)}".rstrip() for w in renames[:1]] + lines))
     line = renames[0] if renames else program.line(v)
     return None if line is None or not lines else BackwardFinding(

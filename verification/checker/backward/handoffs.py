@@ -10,7 +10,7 @@ own name (``penalty_grad(p, l1, l2)``).  The first call site that binds it to an
 value came in.  It is named first where that call passes the same name for two parameters (``f(a, a)``:
 one of them is the slip) and second otherwise (renaming at a call is also how right code is written).
 A right value returned for another result is handed on by a ``return`` that reads its name and computes
-nothing (:func:`returned_in`).
+nothing (:func:`returned_in`), or stored at the wrong index of a list (``grads[l - 2] = g``: :func:`stored_in`).
 
 >>> import ast
 >>> call = ast.parse("add_penalty_grad(g, p, l1, l1)").body[0].value
@@ -23,10 +23,10 @@ from __future__ import annotations
 import ast
 from typing import List, Optional, Tuple
 
-from verification.checker.backward.program import parsed, source_function, statement_at
+from verification.checker.backward.program import assigned_name, parsed, source_function, statement_at
 from verification.checker.jaxpr import source_lines
 
-__all__ = ["passed_in", "returned_in"]
+__all__ = ["passed_in", "returned_in", "stored_in"]
 
 MAX_DEPTH = 8  # call sites followed outward from the wrong line
 
@@ -63,7 +63,7 @@ def _follow(frames: List[str], name: str) -> Optional[Tuple[str, bool]]:
         stmt = statement_at(outer[1], outer[2])
         calls = [c for c in ast.walk(stmt) if isinstance(c, ast.Call)] if stmt is not None else []
         named = [c for c in calls if _called(c) == inner[1].name]  # or through an alias: ``head.delta``
-        named = named or [c for c in calls if _called(c) and _called(c) in inner[1].name]
+        named = named or [c for c in calls if _called(c) and inner[1].name.endswith("_" + _called(c))]
         if len(named) != 1:
             return None
         calls = named
@@ -127,4 +127,23 @@ def returned_in(name: str, live_lines: set) -> List[str]:
                         and any(isinstance(x, ast.Name) and x.id == name for x in ast.walk(r))
                         and source_function(f"{path}:{r.lineno}")[1] is func):
                     out.append(f"{path}:{r.lineno}")
+    return out
+
+
+def stored_in(eqn, live_lines: set) -> List[str]:
+    """``"file:line"`` of each store into a list or dict (``grads[l - 1] = g``) that reads a name the value of
+    ``eqn`` is assigned to, on its line or at a call site out from it (``g = add_penalty_grad(...)``), in a
+    function of a file the results were computed in that ran."""
+    names = {assigned_name(f) for f in source_lines.user_frames(eqn)} - {""}
+    out = []
+    for path in sorted({l.rpartition(":")[0] for l in live_lines}):
+        tree = parsed(path)
+        for st in ast.walk(tree) if tree is not None and names else ():
+            if (isinstance(st, ast.Assign) and any(isinstance(t, ast.Subscript) for t in st.targets)
+                    and any(isinstance(x, ast.Name) and x.id in names for x in ast.walk(st.value))):
+                found = source_function(f"{path}:{st.lineno}")
+                func = found[1] if found is not None else None
+                span = range(func.lineno, (func.end_lineno or func.lineno) + 1) if func is not None else ()
+                if any(f"{path}:{k}" in live_lines for k in span):
+                    out.append(f"{path}:{st.lineno}")
     return out

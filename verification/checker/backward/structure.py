@@ -4,8 +4,8 @@ code that can hand ``None`` on where an array belongs.
 No value is wrong here, so nothing can be replaced and re-run: the lines come from the source of the
 functions the trace ran.  A conditional whose other branch computes an array that never ran (``db = None
 if p.b is not None else jnp.sum(delta, 0)``: the condition inverted) comes first, then a conditional that
-hands on a name or ``None``, then a plain ``None`` (``grads = [None] * depth`` a loop never fills), each in
-program order.
+hands on a name or ``None``, then a plain ``None`` (``grads = [None] * depth`` a loop never fills: the stores
+into that list first, then the loops around them, then the list), each in program order.
 
 >>> import ast
 >>> [type(n).__name__ for n in _none_exprs(ast.parse("db = None if b is None else s(d)"))]
@@ -72,8 +72,29 @@ def none_lines(fn: Callable, leaves: Sequence, names: Sequence[str]) -> List[str
             other = node.orelse if isinstance(node, ast.IfExp) and _is_none(node.body) else getattr(node, "body", None)
             conditional = isinstance(node, ast.IfExp)
             rank = 0 if conditional and program.computes(other) else 1 if conditional else 2
-            ranked.append((rank, path, node.lineno))
-    return [f"{p}:{n}" for _, p, n in sorted(set(ranked))][:MAX_LINES]
+            ranked.append((rank, 2, path, node.lineno))
+            for sub, line in _fillers(func, node, inner):
+                ranked.append((rank, sub, path, line))
+    return list(dict.fromkeys(f"{p}:{n}" for *_, p, n in sorted(set(ranked))))[:MAX_LINES]
+
+
+def _fillers(func, node, inner) -> List[tuple]:
+    """``(0, line)`` of each store into a list that ``node`` fills with ``None`` (``grads = [None] * depth``;
+    ``grads[l - 1] = g``: a store to the wrong index), and ``(1, line)`` of the loops around them (the loop's
+    range leaves a slot unfilled)."""
+    if not isinstance(node, ast.Assign) or not all(isinstance(t, ast.Name) for t in node.targets):
+        return []
+    names = {t.id for t in node.targets}
+    out = []
+    for loop in [n for n in ast.walk(func) if isinstance(n, (ast.For, ast.While)) and id(n) not in inner] + [func]:
+        for st in ast.walk(loop):
+            if (isinstance(st, ast.Assign) and id(st) not in inner and any(
+                    isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name) and t.value.id in names
+                    for t in st.targets)):
+                out.append((0, st.lineno))
+                if loop is not func:
+                    out.append((1, loop.lineno))
+    return out
 
 
 def locate(fn: Callable, leaves: Sequence, names: Sequence[str], structure_error: str) -> Optional[BackwardFinding]:

@@ -43,6 +43,9 @@ CAUSES = {
     "wrong_threshold": "a mask computed with the wrong condition (a hinge's margin or an offset left out)",
     "custom_rule_wrong": "autodiff is the wrong side: a custom_vjp / custom_jvp rule inside the loss disagrees with "
                          "its primal, and the hand gradient agrees with autodiff of the primals",
+    "loss_operand": "autodiff is the wrong side: the loss reads one value where another belongs (an argument "
+                    "repeated or swapped), and the hand gradient is exactly the gradient of the loss with the other "
+                    "value read there",
     "stabiliser": "a difference at the level of a numerical stabiliser (an eps added to a denominator): far "
                   "below float32's precision; set that eps to 0 to confirm, or check at float32's rtol",
     "kink_convention": "differs only by a consistent one-sided derivative at exact kinks (passes, with a note)",

@@ -1,0 +1,203 @@
+"""A hand gradient that is right for the loss the user meant: the *loss* reads one value where another belongs.
+
+The check compares the hand gradient with ``jax.grad`` of the loss, so a slip in the loss itself (an
+argument repeated, ``head.loss(y, y)`` where ``head.loss(z, y)`` belongs; the row weights read where the
+per-row losses belong) shows as a wrong first value at the top of a right backward: the hand delta is the
+cotangent that the intended loss gives (never zero: a hand delta of zero is the hand's own slip, which a
+loss that ignores the value would fit).  :func:`reading` tries the loss with one variable read in another's
+place at the equations after the forward value the hand value belongs to, a value computed from that one
+read instead (``y`` → ``z``, ``w`` → ``per_row``): a change whose gradient there equals the hand value and
+whose gradient equals every hand leaf names the loss's line.  Reads of one variable are changed in every
+subset (``head.loss(y, y)`` reads ``y`` as both arguments: only the reads in the first argument's role
+change).  The line is the call site that passes the value (:func:`handoffs.passed_in`) where the reads
+sit in a callee, else the reading line.
+
+>>> list(_subsets([1, 2]))
+[(1,), (2,), (1, 2)]
+"""
+from __future__ import annotations
+
+import itertools
+from typing import List, NamedTuple, Optional, Sequence
+
+import jax
+import jax.extend.core as jcore
+import jax.numpy as jnp
+import numpy as np
+
+from verification.checker.backward import handoffs
+from verification.checker.backward.program import code_at
+from verification.checker.jaxpr import graph as jg
+from verification.checker.jaxpr import interpreter
+
+__all__ = ["LossRead", "reading"]
+
+MAX_CANDIDATE_POINTS = 12  # forward values of the hand value's shape tried as the one it is the cotangent of
+MAX_POINTS = 3  # of those, the ones whose cotangent error explains the whole error
+MAX_SLOTS = 6  # reads of one variable changed in every subset (more: one at a time)
+MAX_TRIES = 240  # changed losses differentiated in all (a failing check only)
+
+
+class LossRead(NamedTuple):
+    """The loss with ``wanted`` read at ``lines`` where it reads ``read``: its gradient is the hand gradient."""
+
+    lines: List[str]  # "file:line code", the likeliest first
+    sentence: str
+
+
+def _subsets(slots):
+    if len(slots) > MAX_SLOTS:
+        yield from ((s,) for s in slots)
+        return
+    for n in range(1, len(slots) + 1):
+        yield from itertools.combinations(slots, n)
+
+
+def _loss(graph, eqn_ids: Sequence[int], r, changed: dict):
+    """The loss as a function of the environment with ``r`` set: equations ``eqn_ids`` re-run where they read
+    a value that moved (``r``, or one computed from it) or a read ``changed`` ``{(eqn, position): variable}``
+    (that variable read instead); the others keep their values."""
+    eqns, at = graph.eqns, {i for i, _ in changed}
+
+    def f(env):
+        moved = {r}
+        for i in eqn_ids:
+            e = eqns[i]
+            if i not in at and not any(isinstance(a, jcore.Var) and a in moved for a in e.invars):
+                continue
+            invals = [env[changed[i, j]] if (i, j) in changed else interpreter.read(env, a)
+                      for j, a in enumerate(e.invars)]
+            env.update(zip(e.outvars, interpreter.bind(e, invals)))
+            moved.update(e.outvars)
+        return interpreter.read(env, graph.closed.jaxpr.outvars[0])
+    return f
+
+
+def _feeding(graph, outs, start: int) -> set:
+    """The equations from ``start`` on whose values reach ``outs``."""
+    need, found = {v for v in outs if isinstance(v, jcore.Var)}, set()
+    for i in range(len(graph.eqns) - 1, start - 1, -1):
+        e = graph.eqns[i]
+        if any(v in need for v in e.outvars):
+            found.add(i)
+            need.update(u for u in e.invars if isinstance(u, jcore.Var))
+    return found
+
+
+def _close(a, b, rtol: float) -> bool:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    scale = max(float(np.max(np.abs(b), initial=0.0)), 1e-300)
+    return a.shape == b.shape and bool(np.all(np.abs(a - b) <= rtol * scale))
+
+
+def _fitted(hand: np.ndarray, shape) -> Optional[np.ndarray]:
+    if hand.size != int(np.prod(shape)):
+        return None
+    if hand.ndim == 2 and tuple(shape) == hand.shape[::-1] and hand.shape[0] != hand.shape[1]:
+        return hand.T
+    return np.reshape(hand, shape)
+
+
+def reading(graph, point, hands: Sequence[np.ndarray], hand_leaves: Sequence[np.ndarray], leaves: Sequence,
+            rtol: float) -> Optional[LossRead]:
+    """The change of one read of the loss (``graph`` at ``point``, a function of ``leaves``) whose gradient
+    equals one of the hand values ``hands`` (at a forward value of its shape) and every hand leaf, or ``None``."""
+    eqns, jaxpr = graph.eqns, graph.closed.jaxpr
+    if len(jaxpr.outvars) != 1 or len(hand_leaves) != len(jaxpr.invars):
+        return None
+    error = [np.asarray(h, np.float64) - np.asarray(g, np.float64) for h, g in zip(hand_leaves, _gradient(graph, leaves))]
+    fits = [[(i, v) for i in sorted(graph.live, reverse=True) for v in eqns[i].outvars
+             if jg.is_float(v) and _fitted(hand, v.aval.shape) is not None][:MAX_CANDIDATE_POINTS] for hand in hands]
+    pullback = _pullback(graph, leaves, list(dict.fromkeys(v for f in fits for _, v in f)))
+    points = [(i, v, _fitted(hand, v.aval.shape)) for hand, f in zip(hands, fits) for i, v in f
+              if np.any(hand) and all(_close(p, e, rtol) for p, e in zip(pullback(v, _fitted(hand, v.aval.shape) - point.cotangents[v]),
+                                                        error))]
+    tries = 0
+    for at, r, target in sorted(points, key=lambda p: p[0])[:MAX_POINTS]:  # the most upstream first: below it, the
+        # hand is right (a value the loss computes from it, only in a dead branch, may be matched by chance)
+        made, after = {r: at}, {r}
+        reads: dict = {}
+        loss = _feeding(graph, jaxpr.outvars, at + 1)  # a read changed off the loss's paths changes nothing
+        read = {}  # every value read after r (one read only off the loss's paths may be the one that belongs)
+        for i in range(at + 1, len(eqns)):
+            e = eqns[i]
+            for j, u in enumerate(e.invars):
+                if isinstance(u, jcore.Var) and jg.is_float(u):
+                    read[u] = None
+                    if i in loss:
+                        reads.setdefault(u, []).append((i, j))
+            if any(isinstance(u, jcore.Var) and u in after for u in e.invars):
+                after.update(e.outvars)
+                made.update((v, i) for v in e.outvars)
+        env0 = dict(point.values)
+        made.update((u, graph.producer.get(u, -1)) for u in read if u not in after)
+        # a read of one value changed to another, one of them r or computed from it; values handed in (r, an input,
+        # the row weights) before the loss's own intermediates (a slip is made where a value is passed)
+        inner = after - {r}
+        pairs = sorted(((u, v) for u in reads for v in {**read, **dict.fromkeys(after)} if v is not u
+                        and (v in after or u in after) and v.aval.shape == u.aval.shape and v.aval.dtype == u.aval.dtype),
+                       key=lambda uv: ((uv[0] in inner) + (uv[1] in inner), made[uv[0]], made[uv[1]]))
+        for u, v in pairs:
+            for subset in _subsets([s for s in reads[u] if made[v] < s[0]]):
+                tries += 1
+                if tries > MAX_TRIES:
+                    return None
+                changed = {s: v for s in subset}
+                f = _loss(graph, sorted(loss | _feeding(graph, [v], at + 1)), r, changed)
+                g = jax.grad(lambda x: f({**env0, r: x}))(jnp.asarray(point.values[r]))
+                if _close(g, target, rtol) and _confirmed(graph, leaves, changed, hand_leaves, rtol):
+                    return _said(graph, subset, u, v)
+    return None
+
+
+def _pullback(graph, leaves, points: list):
+    """``pullback(r, delta)``: ``delta`` at forward value ``r`` pulled back to the parameters (one compiled
+    reverse pass for every point).  Where it equals the whole error of the hand leaves, the hand code below
+    ``r`` is right and ``r`` is where the hand and the loss part."""
+    def values(*ls):
+        env = interpreter.run(graph.closed, list(ls))
+        return [env[r] for r in points]
+
+    outs, vjp = jax.vjp(values, *[jnp.asarray(x) for x in leaves])
+    vjp = jax.jit(vjp)
+    zeros = [jnp.zeros_like(o) for o in outs]
+
+    def pullback(r, delta):
+        k = points.index(r)
+        return vjp(zeros[:k] + [jnp.asarray(delta, r.aval.dtype)] + zeros[k + 1:])
+    return pullback
+
+
+def _gradient(graph, leaves, changed: Optional[dict] = None):
+    """The gradient of the loss (with the reads ``changed``) with respect to every leaf."""
+    changed = changed or {}
+
+    def on_eqn(i, e, invals, env):
+        invals = [env[changed[i, j]] if (i, j) in changed else x for j, x in enumerate(invals)]
+        return interpreter.bind(e, invals)
+
+    def loss(*ls):
+        return interpreter.outputs(graph.closed, interpreter.run(graph.closed, list(ls), on_eqn))[0]
+
+    return jax.grad(loss, argnums=tuple(range(len(leaves))))(*[jnp.asarray(x) for x in leaves])
+
+
+def _confirmed(graph, leaves, changed: dict, hand_leaves, rtol: float) -> bool:
+    """The changed loss's gradient equals every hand leaf."""
+    return all(_close(h, g, rtol) for h, g in zip(hand_leaves, _gradient(graph, leaves, changed)))
+
+
+def _said(graph, subset, u, v) -> LossRead:
+    duplicated, own, other = [], [], []  # a call passing one name twice; the reading lines; other call sites
+    for i, _ in subset:
+        own.append(graph.user_line(i))
+        for site, twice in handoffs.passed_in(graph.eqns[i]):
+            (duplicated if twice else other).append(site)
+    lines = [f"{s} {code_at(s)}".rstrip() for s in dict.fromkeys(duplicated + own + other) if s]
+    where = lambda w: graph.describe(graph.producer[w]) if w in graph.producer else "an input"  # noqa: E731
+    reads = ", ".join(dict.fromkeys(graph.describe(i) for i, _ in subset))
+    sentence = (f"the hand gradient is exactly the gradient of the loss with the value of {where(v)} read where "
+                f"{reads} read{'s' if len(subset) == 1 else ''} the value of {where(u)}: the loss reads the wrong "
+                "value there (a repeated or swapped argument); if that loss is the one you meant, the hand "
+                "gradient differentiates another function")
+    return LossRead(lines, sentence)
