@@ -5,8 +5,10 @@ argument repeated, ``head.loss(y, y)`` where ``head.loss(z, y)`` belongs; the ro
 per-row losses belong) shows as a wrong first value at the top of a right backward: the hand delta is the
 cotangent that the intended loss gives (never zero: a hand delta of zero is the hand's own slip, which a
 loss that ignores the value would fit).  :func:`reading` tries the loss with one variable read in another's
-place at the equations after the forward value the hand value belongs to, a value computed from that one
-read instead (``y`` → ``z``, ``w`` → ``per_row``): a change whose gradient there equals the hand value and
+place at the equations after the forward value the hand value belongs to, a value that the loss computes
+or is handed and never reads on its way to the result (``y`` → ``z``, ``w`` → ``per_row``; a value the loss
+does read, such as the unhalved square under a ``0.5 *``, would make every dropped factor of the hand code
+a slip of the loss): a change whose gradient there equals the hand value and
 whose gradient equals every hand leaf names the loss's line.  Reads of one variable are changed in every
 subset (``head.loss(y, y)`` reads ``y`` as both arguments: only the reads in the first argument's role
 change).  The line is the call site that passes the value (:func:`handoffs.passed_in`) where the reads
@@ -35,6 +37,9 @@ __all__ = ["LossRead", "reading"]
 MAX_CANDIDATE_POINTS = 12  # forward values of the hand value's shape tried as the one it is the cotangent of
 MAX_POINTS = 3  # of those, the ones whose cotangent error explains the whole error
 MAX_SLOTS = 6  # reads of one variable changed in every subset (more: one at a time)
+# ops whose value is flat in their input (a library's internals leave such values unread: logsumexp's sign of its
+# max): read in a value's place they only drop a term, the hand code's own commonest slip
+FLAT_OPS = ("sign", "floor", "ceil", "round", "stop_gradient", "is_finite")
 MAX_TRIES = 240  # changed losses differentiated in all (a failing check only)
 
 
@@ -103,7 +108,7 @@ def reading(graph, point, hands: Sequence[np.ndarray], hand_leaves: Sequence[np.
     """The change of one read of the loss (``graph`` at ``point``, a function of ``leaves``) whose gradient
     equals one of the hand values ``hands`` (at a forward value of its shape) and every hand leaf, or ``None``."""
     eqns, jaxpr = graph.eqns, graph.closed.jaxpr
-    if len(jaxpr.outvars) != 1 or len(hand_leaves) != len(jaxpr.invars):
+    if len(jaxpr.outvars) != 1 or len(hand_leaves) != len(jaxpr.invars) or not _ignored(graph):
         return None
     error = [np.asarray(h, np.float64) - np.asarray(g, np.float64) for h, g in zip(hand_leaves, _gradient(graph, leaves))]
     fits = [[(i, v) for i in sorted(graph.live, reverse=True) for v in eqns[i].outvars
@@ -131,11 +136,14 @@ def reading(graph, point, hands: Sequence[np.ndarray], hand_leaves: Sequence[np.
                 made.update((v, i) for v in e.outvars)
         env0 = dict(point.values)
         made.update((u, graph.producer.get(u, -1)) for u in read if u not in after)
-        # a read of one value changed to another, one of them r or computed from it; values handed in (r, an input,
-        # the row weights) before the loss's own intermediates (a slip is made where a value is passed)
+        # a read of one value changed to another that the loss computes or is handed and never reads (``z`` in
+        # ``loss(y, y)``, ``per_row`` in ``sum(w * w)``): one of them r or computed from it; values handed in (r, an
+        # input, the row weights) before the loss's own intermediates (a slip is made where a value is passed)
         inner = after - {r}
-        pairs = sorted(((u, v) for u in reads for v in {**read, **dict.fromkeys(after)} if v is not u
-                        and (v in after or u in after) and v.aval.shape == u.aval.shape and v.aval.dtype == u.aval.dtype),
+        unread = [v for v in {**read, **dict.fromkeys(after)} if v not in reads
+                  and not (v in graph.producer and jg.op_name(eqns[graph.producer[v]]) in FLAT_OPS)]
+        pairs = sorted(((u, v) for u in reads for v in unread if (v in after or u in after)
+                        and v.aval.shape == u.aval.shape and v.aval.dtype == u.aval.dtype),
                        key=lambda uv: ((uv[0] in inner) + (uv[1] in inner), made[uv[0]], made[uv[1]]))
         for u, v in pairs:
             for subset in _subsets([s for s in reads[u] if made[v] < s[0]]):
@@ -148,6 +156,15 @@ def reading(graph, point, hands: Sequence[np.ndarray], hand_leaves: Sequence[np.
                 if _close(g, target, rtol) and _confirmed(graph, leaves, changed, hand_leaves, rtol):
                     return _said(graph, subset, u, v)
     return None
+
+
+def _ignored(graph) -> bool:
+    """The loss computes or is handed a floating value that it never reads on its way to the result."""
+    on = _feeding(graph, graph.closed.jaxpr.outvars, 0)
+    read = {u for i in on for u in graph.eqns[i].invars if isinstance(u, jcore.Var)}
+    made = [v for i, e in enumerate(graph.eqns) for v in e.outvars]
+    return any(jg.is_float(v) and v not in read and v not in graph.closed.jaxpr.outvars
+               for v in made + list(graph.closed.jaxpr.invars))
 
 
 def _pullback(graph, leaves, points: list):

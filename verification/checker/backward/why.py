@@ -103,7 +103,8 @@ def explain(program: Program, refs: References, var, match: Match, status, tol: 
     e = program.producer(var)
     eqn = program.eqns[e]
     at = program.graph.user_line(e)
-    for test in (lambda: _wrong_axis(program, eqn, r, tol),
+    for test in (lambda: _branches_swapped(program, eqn, r, tol),
+                 lambda: _wrong_axis(program, eqn, r, tol),
                  lambda: _wrong_axis_upstream(program, refs, var, status),
                  lambda: _operand_swap(program, refs, eqn, r, status, tol, at, var),
                  lambda: _factor(program, refs, eqn, r, status, tol, at),
@@ -113,6 +114,21 @@ def explain(program: Program, refs: References, var, match: Match, status, tol: 
         if found is not None:
             return found
     return _term_or_unknown(refs, v, r, should)
+
+
+def _branches_swapped(program: Program, eqn, r, tol: float) -> Optional[Why]:
+    """A ``where`` with its two branches swapped (or its condition inverted): ``select_n`` of two cases that
+    gives what the line should compute with the cases the other way round."""
+    if eqn.primitive.name != "select_n" or len(eqn.invars) != 3:
+        return None
+    which, a, b = [program.value(u) if isinstance(u, jcore.Var) else np.asarray(u.val) for u in eqn.invars]
+    if which is None or a is None or b is None:
+        return None
+    swapped = np.where(np.asarray(which).astype(bool), a, b)  # (select_n picks case 1 where the condition holds)
+    if np.shape(swapped) != np.shape(r) or not close(swapped, r, tol):
+        return None
+    return Why("wrong_branch", "its two branches are swapped (or its condition inverted): each case is taken "
+                               "where the other belongs")
 
 
 def of_values(program: Program, refs: References, v, match: Match, other: Optional[Match], tol: float) -> Why:
