@@ -267,3 +267,26 @@ def test_a_mask_from_the_wrong_condition_is_named_at_its_line(bug, cause):
     rep = check_gradients(leaky_loss, lambda p, x, y: leaky_grad(p, x, y, bug), P2, X, Y[:, :2])
     assert not rep.passed and first_line(rep) == line_of(leaky_grad, f'"{bug}": '), rep.backward.lines
     assert rep.backward.cause == cause, rep.backward.explanation
+
+
+def huber_loss(p, x, y):
+    r = x @ p["W1"] @ p["W2"] - y
+    return jnp.mean(jnp.where(jnp.abs(r) <= 0.5, 0.5 * r ** 2, 0.5 * (jnp.abs(r) - 0.25)))
+
+
+def huber_grad(p, x, y):
+    """The where's two branches swapped: the linear branch's derivative inside the band."""
+    h = x @ p["W1"]
+    r = h @ p["W2"] - y
+    quad = r  # the quadratic branch's derivative: a rename, right
+    lin = 0.5 * jnp.sign(r)
+    d = jnp.where(jnp.abs(r) <= 0.5, lin, quad) / r.size
+    return {"W1": x.T @ (d @ p["W2"].T), "W2": h.T @ d}
+
+
+def test_a_where_with_its_branches_swapped_is_named_at_the_where_not_at_a_rename_it_reads():
+    p = {"W1": P["W1"], "W2": P["W2"]}
+    rep = check_gradients(huber_loss, huber_grad, p, X, Y)
+    assert not rep.passed and first_line(rep) == line_of(huber_grad, "jnp.where(jnp.abs(r) <= 0.5, lin"), \
+        rep.backward.lines
+    assert rep.backward.cause == "wrong_branch", rep.backward
