@@ -60,6 +60,6 @@ def locate(user_fn: Callable, leaves: Sequence, names: Sequence[str], graph, poi
     prog = program.trace(user_fn, leaves, names, unroll=not whole)
     loss_side = None
     if what == "L" and forward_leaves is None:  # a hand gradient: the loss itself may read a wrong value
-        def loss_side(hand, hand_leaves):
-            return loss_reads.reading(graph, point, hand, hand_leaves, leaves, refs.rtol)
+        def loss_side(hands, hand_leaves):
+            return loss_reads.reading(graph, point, hands, hand_leaves, [r.value for r in wanted], leaves, refs.rtol)
     return first_wrong.localize(prog, refs, wanted, wrong, returns_at, loss_side)

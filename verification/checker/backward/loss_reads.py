@@ -103,20 +103,24 @@ def _fitted(hand: np.ndarray, shape) -> Optional[np.ndarray]:
     return np.reshape(hand, shape)
 
 
-def reading(graph, point, hands: Sequence[np.ndarray], hand_leaves: Sequence[np.ndarray], leaves: Sequence,
-            rtol: float) -> Optional[LossRead]:
-    """The change of one read of the loss (``graph`` at ``point``, a function of ``leaves``) whose gradient
-    equals one of the hand values ``hands`` (at a forward value of its shape) and every hand leaf, or ``None``."""
+def reading(graph, point, hands: Sequence[np.ndarray], hand_leaves: Sequence[np.ndarray], true_leaves: Sequence,
+            leaves: Sequence, rtol: float) -> Optional[LossRead]:
+    """The change of one read of the loss (``graph`` at ``point``, a function of ``leaves``, whose gradient is
+    ``true_leaves``) whose gradient equals one of the hand values ``hands`` (at a forward value of its shape)
+    and every hand leaf, or ``None``."""
     eqns, jaxpr = graph.eqns, graph.closed.jaxpr
-    if len(jaxpr.outvars) != 1 or len(hand_leaves) != len(jaxpr.invars) or not _ignored(graph):
+    if len(jaxpr.outvars) != 1 or not len(hand_leaves) == len(true_leaves) == len(jaxpr.invars) or not _ignored(graph):
         return None
-    error = [np.asarray(h, np.float64) - np.asarray(g, np.float64) for h, g in zip(hand_leaves, _gradient(graph, leaves))]
+    error = [np.asarray(h, np.float64) - np.asarray(g, np.float64) for h, g in zip(hand_leaves, true_leaves)]
     fits = [[(i, v) for i in sorted(graph.live, reverse=True) for v in eqns[i].outvars
              if jg.is_float(v) and _fitted(hand, v.aval.shape) is not None][:MAX_CANDIDATE_POINTS] for hand in hands]
     pullback = _pullback(graph, leaves, list(dict.fromkeys(v for f in fits for _, v in f)))
-    points = [(i, v, _fitted(hand, v.aval.shape)) for hand, f in zip(hands, fits) for i, v in f
-              if np.any(hand) and all(_close(p, e, rtol) for p, e in zip(pullback(v, _fitted(hand, v.aval.shape) - point.cotangents[v]),
-                                                        error))]
+    points = []
+    for hand, f in zip(hands, fits):
+        for i, v in f if np.any(hand) else ():
+            moved = pullback(v, _fitted(hand, v.aval.shape) - point.cotangents[v])
+            if all(_close(p, e, rtol) for p, e in zip(moved, error)):
+                points.append((i, v, _fitted(hand, v.aval.shape)))
     tries = 0
     for at, r, target in sorted(points, key=lambda p: p[0])[:MAX_POINTS]:  # the most upstream first: below it, the
         # hand is right (a value the loss computes from it, only in a dead branch, may be matched by chance)
@@ -185,10 +189,8 @@ def _pullback(graph, leaves, points: list):
     return pullback
 
 
-def _gradient(graph, leaves, changed: Optional[dict] = None):
-    """The gradient of the loss (with the reads ``changed``) with respect to every leaf."""
-    changed = changed or {}
-
+def _gradient(graph, leaves, changed: dict):
+    """The gradient of the loss with the reads ``changed`` with respect to every leaf."""
     def on_eqn(i, e, invals, env):
         invals = [env[changed[i, j]] if (i, j) in changed else x for j, x in enumerate(invals)]
         return interpreter.bind(e, invals)

@@ -380,9 +380,10 @@ def silent_assignments(line: Optional[str], live_lines: set, passing: set, retur
 
         for n in nodes:  # which branch ran, the trace tells (:func:`first_wrong` confirms each)
             arg = isinstance(n, ast.Name) and not lines_of(n) and n.id in params
-            others = tuple(x for o in _passes(last.value) if o is not n and isinstance(o, ast.Name) for x in lines_of(o))
-            out.append((last.lineno, Silent(f"{path}:{n.lineno}", lines_of(n), tuple(f"{path}:{k}" for k in sorted(reads)),
-                                            arg, others)))
+            others = tuple(x for o in _passes(last.value) if o is not n and isinstance(o, ast.Name)
+                           for x in lines_of(o))
+            out.append((last.lineno, Silent(f"{path}:{n.lineno}", lines_of(n),
+                                            tuple(f"{path}:{k}" for k in sorted(reads)), arg, others)))
     return [found for _, found in sorted(out, key=lambda t: t[0], reverse=True)]
 
 
@@ -413,7 +414,8 @@ def return_line(fn) -> Optional[str]:
         return None
     if code.co_name == "<lambda>":
         return f"{path}:{first}"
-    defs = [d for d in ast.walk(tree) if isinstance(d, (ast.FunctionDef, ast.AsyncFunctionDef)) and d.name == code.co_name
+    defs = [d for d in ast.walk(tree) if isinstance(d, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and d.name == code.co_name
             and (d.decorator_list[0].lineno if d.decorator_list else d.lineno) <= first <= d.lineno]
     if not defs:
         return None

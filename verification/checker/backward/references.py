@@ -429,8 +429,8 @@ def of_forward(graph, point, expected, names, precision: str, what: str = "L",
             name = leaf_names.get(u) or (named[u][1] if u in named else "")
             line = graph.user_line(i)
             refs.add("cotangent", f"{d(name)} through `{code_at(line)}` ({graph.describe(i, instance=True)}: what "
-                     f"reaches its operand {k})", cot, u, line, assigned_name(line), group=("share", "operand", graph.key(i), k),
-                     at=i)
+                     f"reaches its operand {k})", cot, u, line, assigned_name(line),
+                     group=("share", "operand", graph.key(i), k), at=i)
         shares = line_shares(graph, point, consumers)
         lines_of = {}
         for v, line, _ in shares:
