@@ -112,3 +112,37 @@ def test_a_right_value_returned_for_another_result_names_the_return():
     r = check_gradients(affine_loss, affine_grad, q, X, Y)
     assert not r.passed and ranked(r)[0] == line_of(affine_backward, "return ds, ds"), r.backward.lines
     assert r.backward.cause == "wrong_leaf" and "['s']" in r.backward.explanation
+
+
+# square weights: one layer's gradient fits the other's leaf
+SQ = {"W1": 0.5 * jax.random.normal(jax.random.PRNGKey(5), (N, N)),
+      "W2": 0.5 * jax.random.normal(jax.random.PRNGKey(6), (N, N))}
+
+
+def square_loss(p, x, y):
+    h = jnp.tanh(x @ p["W1"])
+    return 0.5 * jnp.mean(jnp.sum((h @ p["W2"] - x) ** 2, axis=1))
+
+
+def square_grad(p, x, y, bug=None):
+    """The layers' gradients gathered in a list by a loop, as a layer loop writes them."""
+    h = jnp.tanh(x @ p["W1"])
+    d2 = (h @ p["W2"] - x) / x.shape[0]
+    d1 = (d2 @ p["W2"].T) * (1 - h ** 2)
+    grads = [None] * 2
+    for l in range(2, 1 if bug == "range" else 0, -1):
+        g = (x if l == 1 else h).T @ (d1 if l == 1 else d2)
+        grads[l - 2 if bug == "index" else l - 1] = g
+    return {"W1": grads[0], "W2": grads[1]}
+
+
+def test_a_right_gradient_stored_at_the_wrong_index_names_the_store():
+    assert check_gradients(square_loss, square_grad, SQ, X, X).passed
+    r = check_gradients(square_loss, lambda p, x, y: square_grad(p, x, y, "index"), SQ, X, X)
+    assert not r.passed and ranked(r)[0] == line_of(square_grad, "grads[l - 2 if"), r.backward.lines
+
+
+def test_a_loop_that_leaves_a_slot_none_names_its_store_and_its_range():
+    r = check_gradients(square_loss, lambda p, x, y: square_grad(p, x, y, "range"), SQ, X, X)
+    assert not r.passed and r.backward.cause == "structure", r.backward
+    assert line_of(square_grad, "for l in range(2,") in ranked(r)[:3], r.backward.lines

@@ -76,3 +76,20 @@ def test_a_wrong_hand_gradient_of_a_right_loss_is_not_blamed_on_the_loss():
     rep = check_gradients(loss, grad_sign, P, X, Y)
     assert not rep.passed and rep.backward.cause != "loss_operand", rep.backward
     assert ranked(rep)[0] == line_of(grad_sign, "delta = (y - x"), rep.backward.lines
+
+
+def test_a_metric_the_loss_computes_and_drops_does_not_turn_a_hand_slip_into_a_loss_slip():
+    """An unreturned accuracy is a value the loss never reads, but it reaches the parameters only through
+    ``argmax``: read in the penalty's place it would only drop a term, the hand code's own slip here."""
+    def loss(p, x, y):
+        z = x @ p["W"] + p["b"][None, :]
+        acc = jnp.mean(jnp.argmax(z, 1) == jnp.argmax(y, 1))  # noqa: F841 -- a metric, computed, not returned
+        return 0.5 * jnp.mean(squared_error(z, y)) + 0.3 * jnp.mean(z ** 2)
+
+    def grad_penalty_dropped(p, x, y):
+        delta = (x @ p["W"] + p["b"][None, :] - y) / x.shape[0]  # the activation penalty's term dropped
+        return {"W": x.T @ delta, "b": jnp.sum(delta, axis=0)}
+
+    rep = check_gradients(loss, grad_penalty_dropped, P, X, Y)
+    assert not rep.passed and rep.backward.cause != "loss_operand", rep.backward
+    assert ranked(rep)[0] == line_of(grad_penalty_dropped, "delta = (x @"), rep.backward.lines

@@ -62,8 +62,9 @@ def localize(program: Program, refs: References, expected: Sequence[Ref], wrong:
     ``wrong`` marks the outputs that do not) and the ranked lines to fix, or ``None`` when no line of the
     program is reached.  A right quantity returned as it is in the wrong place (a saved value for its
     cotangent, one leaf's gradient for another's) blames ``returns_at``, the line that returns it.
-    ``loss_side(value, outputs)``: a :class:`verification.checker.backward.loss_reads.LossRead` where the
-    loss, not the hand code, reads a wrong value (the first wrong value is the intended loss's cotangent)."""
+    ``loss_side(values, outputs)``: a :class:`verification.checker.backward.loss_reads.LossRead` where the
+    loss, not the hand code, reads a wrong value (one of ``values``, those near the first wrong one, is the
+    intended loss's cotangent), else ``None``."""
     outvars = list(program.outvars)
     status = {v: refs.match(program.value(v)) for v in program.live_vars() if jg.is_float(v)}
     base = leaf_errors([program.value(v) if isinstance(v, jcore.Var) else np.asarray(v.val) for v in outvars],
@@ -107,20 +108,26 @@ def localize(program: Program, refs: References, expected: Sequence[Ref], wrong:
         entry = f"{site} {code_at(site)}".rstrip()
         lines = [x for x in lines if x != entry]
         lines.insert(0 if duplicated else min(2, len(lines)), entry)
-    read = None if loss_side is None else loss_side(
-        _near(program, var), [program.value(v) if isinstance(v, jcore.Var) else np.asarray(v.val) for v in outvars])
-    if read is not None:  # the hand code is right for the loss the user meant
+    read = None
+    if loss_side is not None:
+        try:
+            read = loss_side(_near(program, var), [program.value(v) if isinstance(v, jcore.Var) else np.asarray(v.val)
+                                                   for v in outvars])
+        except Exception:  # noqa: BLE001 -- the loss's side is a second account: the hand's finding stands without it
+            read = None
+    line, inputs_ok = program.graph.user_line(e), _inputs_ok(program, e, status)
+    if read is not None:  # the hand code is right for the loss the user meant: the loss's line is the one to fix
         cause = why.Why("loss_operand", read.sentence)
         lines = list(dict.fromkeys(read.lines + lines))
+        line, inputs_ok = read.lines[0].split(" ", 1)[0], []
     if not lines:
         return None
     value = program.value(var)
     should = match.factor * refs.shaped(match, value.shape)
     rel = float(np.linalg.norm(value - should) / max(float(np.linalg.norm(should)), 1e-300))
-    line = program.graph.user_line(e)
     return BackwardFinding(
         lines=lines, line=line, code=code_at(line), should_equal=why.label_of(match), rel_error=rel,
-        inputs_ok=_inputs_ok(program, e, status), cause=cause.cause, explanation=cause.sentence,
+        inputs_ok=inputs_ok, cause=cause.cause, explanation=cause.sentence,
         repaired=bool(np.all(after <= max(tol * 100, 1e-6))))
 
 
@@ -196,7 +203,7 @@ def _handed_on(program: Program, refs: References, expected, k: int, v, status,
     returns = handoffs.returned_in(name, program.live_lines()) if name else []
     if m.ref.kind == "value":  # a forward function returning its own value (an output, a residual) is right
         returns = [w for w in returns if not same_function(w, program.line(v))]
-    renames += returns + handoffs.stored_in(program.eqns[program.producer(v)], program.live_lines())
+    renames += returns or handoffs.stored_in(program.eqns[program.producer(v)], program.live_lines())
     lines = list(dict.fromkeys([f"{w} {code_at(w)}".rstrip() for w in renames[:1]] + lines))
     line = renames[0] if renames else program.line(v)
     return None if line is None or not lines else BackwardFinding(

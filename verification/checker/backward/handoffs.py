@@ -145,5 +145,5 @@ def stored_in(eqn, live_lines: set) -> List[str]:
                 func = found[1] if found is not None else None
                 span = range(func.lineno, (func.end_lineno or func.lineno) + 1) if func is not None else ()
                 if any(f"{path}:{k}" in live_lines for k in span):
-                    out.append(f"{path}:{st.lineno}")
-    return out
+                    out.append((path, st.lineno))
+    return [f"{p}:{n}" for p, n in sorted(set(out))]

@@ -5,14 +5,17 @@ argument repeated, ``head.loss(y, y)`` where ``head.loss(z, y)`` belongs; the ro
 per-row losses belong) shows as a wrong first value at the top of a right backward: the hand delta is the
 cotangent that the intended loss gives (never zero: a hand delta of zero is the hand's own slip, which a
 loss that ignores the value would fit).  :func:`reading` tries the loss with one variable read in another's
-place at the equations after the forward value the hand value belongs to, a value that the loss computes
-or is handed and never reads on its way to the result (``y`` → ``z``, ``w`` → ``per_row``; a value the loss
-does read, such as the unhalved square under a ``0.5 *``, would make every dropped factor of the hand code
-a slip of the loss): a change whose gradient there equals the hand value and
-whose gradient equals every hand leaf names the loss's line.  Reads of one variable are changed in every
-subset (``head.loss(y, y)`` reads ``y`` as both arguments: only the reads in the first argument's role
-change).  The line is the call site that passes the value (:func:`handoffs.passed_in`) where the reads
-sit in a callee, else the reading line.
+place at the equations after the forward value the hand value belongs to, a value that the loss never
+reads on its way to the result: one it computes from the parameters along a floating path (``per_row`` in
+``sum(w * w)``, ``z`` in ``loss(y, y)``), or one it is handed (the targets in ``loss(z, z)``).  A value the
+loss does read (the unhalved square under a ``0.5 *``) would make every dropped factor of the hand code a
+slip of the loss, and a value that reaches the parameters only through an integer (an unreturned accuracy's
+``argmax``) or a flat op would make every dropped term one: neither is tried; nor is a scalar.  A change
+whose gradient there equals the hand value and whose gradient equals every hand leaf names the loss's line.
+Reads of one variable are changed in every subset, up to ``MAX_SLOTS`` reads (``head.loss(y, y)`` reads
+``y`` as both arguments: only the reads in the first argument's role change).  The line is the reading
+line; a call site that passes one name for two parameters (:func:`handoffs.passed_in`,
+``head.loss(y, y)``) comes before it, and other call sites after it.
 
 >>> list(_subsets([1, 2]))
 [(1,), (2,), (1, 2)]
@@ -29,6 +32,8 @@ import numpy as np
 
 from verification.checker.backward import handoffs
 from verification.checker.backward.program import code_at
+from verification.checker.backward.why import close
+from verification.checker.explain.edit_effects import pullbacks
 from verification.checker.jaxpr import graph as jg
 from verification.checker.jaxpr import interpreter
 
@@ -39,7 +44,7 @@ MAX_POINTS = 3  # of those, the ones whose cotangent error explains the whole er
 MAX_SLOTS = 6  # reads of one variable changed in every subset (more: one at a time)
 # ops whose value is flat in their input (a library's internals leave such values unread: logsumexp's sign of its
 # max): read in a value's place they only drop a term, the hand code's own commonest slip
-FLAT_OPS = ("sign", "floor", "ceil", "round", "stop_gradient", "is_finite")
+FLAT_OPS = ("sign", "floor", "ceil", "round", "stop_gradient")
 MAX_TRIES = 240  # changed losses differentiated in all (a failing check only)
 
 
@@ -89,12 +94,6 @@ def _feeding(graph, outs, start: int) -> set:
     return found
 
 
-def _close(a, b, rtol: float) -> bool:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    scale = max(float(np.max(np.abs(b), initial=0.0)), 1e-300)
-    return a.shape == b.shape and bool(np.all(np.abs(a - b) <= rtol * scale))
-
-
 def _fitted(hand: np.ndarray, shape) -> Optional[np.ndarray]:
     if hand.size != int(np.prod(shape)):
         return None
@@ -109,22 +108,25 @@ def reading(graph, point, hands: Sequence[np.ndarray], hand_leaves: Sequence[np.
     ``true_leaves``) whose gradient equals one of the hand values ``hands`` (at a forward value of its shape)
     and every hand leaf, or ``None``."""
     eqns, jaxpr = graph.eqns, graph.closed.jaxpr
-    if len(jaxpr.outvars) != 1 or not len(hand_leaves) == len(true_leaves) == len(jaxpr.invars) or not _ignored(graph):
+    if (len(jaxpr.outvars) != 1 or not len(hand_leaves) == len(true_leaves) == len(jaxpr.invars)
+            or any(np.shape(h) != np.shape(t) for h, t in zip(hand_leaves, true_leaves)) or not _ignored(graph)):
         return None
-    error = [np.asarray(h, np.float64) - np.asarray(g, np.float64) for h, g in zip(hand_leaves, true_leaves)]
-    fits = [[(i, v) for i in sorted(graph.live, reverse=True) for v in eqns[i].outvars
-             if jg.is_float(v) and _fitted(hand, v.aval.shape) is not None][:MAX_CANDIDATE_POINTS] for hand in hands]
-    pullback = _pullback(graph, leaves, list(dict.fromkeys(v for f in fits for _, v in f)))
-    points = []
-    for hand, f in zip(hands, fits):
-        for i, v in f if np.any(hand) else ():
-            moved = pullback(v, _fitted(hand, v.aval.shape) - point.cotangents[v])
-            if all(_close(p, e, rtol) for p, e in zip(moved, error)):
-                points.append((i, v, _fitted(hand, v.aval.shape)))
+    error = np.concatenate([np.ravel(np.asarray(h, np.float64) - np.asarray(t, np.float64))
+                            for h, t in zip(hand_leaves, true_leaves)])
+    tried = []
+    for hand in hands:
+        if np.any(hand):  # (a hand delta of zero is the hand's own slip: a loss that ignores the value fits it)
+            tried += [(i, v, _fitted(hand, v.aval.shape)) for i in sorted(graph.live, reverse=True)
+                      for v in eqns[i].outvars if jg.is_float(v) and _fitted(hand, v.aval.shape) is not None
+                      ][:MAX_CANDIDATE_POINTS]
+    if not tried:
+        return None
+    moved = pullbacks(graph, leaves, point, [{v: t - np.asarray(point.cotangents[v])} for _, v, t in tried])
+    points = list({v: (i, v, t) for (i, v, t), m in zip(tried[::-1], moved[::-1]) if close(m, error, rtol)}.values())
     tries = 0
     for at, r, target in sorted(points, key=lambda p: p[0])[:MAX_POINTS]:  # the most upstream first: below it, the
         # hand is right (a value the loss computes from it, only in a dead branch, may be matched by chance)
-        made, after = {r: at}, {r}
+        made, after = {r: at}, {r: None}  # (a dict: its order is the program's)
         reads: dict = {}
         loss = _feeding(graph, jaxpr.outvars, at + 1)  # a read changed off the loss's paths changes nothing
         read = {}  # every value read after r (one read only off the loss's paths may be the one that belongs)
@@ -136,15 +138,18 @@ def reading(graph, point, hands: Sequence[np.ndarray], hand_leaves: Sequence[np.
                     if i in loss:
                         reads.setdefault(u, []).append((i, j))
             if any(isinstance(u, jcore.Var) and u in after for u in e.invars):
-                after.update(e.outvars)
+                after.update(dict.fromkeys(e.outvars))
                 made.update((v, i) for v in e.outvars)
         env0 = dict(point.values)
-        made.update((u, graph.producer.get(u, -1)) for u in read if u not in after)
-        # a read of one value changed to another that the loss computes or is handed and never reads (``z`` in
-        # ``loss(y, y)``, ``per_row`` in ``sum(w * w)``): one of them r or computed from it; values handed in (r, an
-        # input, the row weights) before the loss's own intermediates (a slip is made where a value is passed)
-        inner = after - {r}
-        unread = [v for v in {**read, **dict.fromkeys(after)} if v not in reads
+        handed = [v for v in list(jaxpr.constvars) + list(jaxpr.invars) if jg.is_float(v)]  # read nowhere, perhaps
+        made.update((u, graph.producer.get(u, -1)) for u in list(read) + handed if u not in after)
+        # a read of one value changed to another that the loss never reads (``z`` in ``loss(y, y)``, ``per_row`` in
+        # ``sum(w * w)``): one of them r or computed from it along a floating path; values handed in (r, an input,
+        # the row weights) before the loss's own intermediates (a slip is made where a value is passed)
+        inner = {v for v in after if v is not r}
+        unread = [v for v in dict.fromkeys(list(read) + handed + list(after)) if v not in reads
+                  and (v is r or v not in after or graph.producer[v] in graph.live) and v.aval.size > 1  # (a scalar:
+                  # a logged unhalved loss read for the returned one would make a dropped ½ of the hand a loss slip)
                   and not (v in graph.producer and jg.op_name(eqns[graph.producer[v]]) in FLAT_OPS)]
         pairs = sorted(((u, v) for u in reads for v in unread if (v in after or u in after)
                         and v.aval.shape == u.aval.shape and v.aval.dtype == u.aval.dtype),
@@ -157,7 +162,7 @@ def reading(graph, point, hands: Sequence[np.ndarray], hand_leaves: Sequence[np.
                 changed = {s: v for s in subset}
                 f = _loss(graph, sorted(loss | _feeding(graph, [v], at + 1)), r, changed)
                 g = jax.grad(lambda x: f({**env0, r: x}))(jnp.asarray(point.values[r]))
-                if _close(g, target, rtol) and _confirmed(graph, leaves, changed, hand_leaves, rtol):
+                if close(np.asarray(g), target, rtol) and _confirmed(graph, leaves, changed, hand_leaves, rtol):
                     return _said(graph, subset, u, v)
     return None
 
@@ -167,30 +172,14 @@ def _ignored(graph) -> bool:
     on = _feeding(graph, graph.closed.jaxpr.outvars, 0)
     read = {u for i in on for u in graph.eqns[i].invars if isinstance(u, jcore.Var)}
     made = [v for i, e in enumerate(graph.eqns) for v in e.outvars]
-    return any(jg.is_float(v) and v not in read and v not in graph.closed.jaxpr.outvars
-               for v in made + list(graph.closed.jaxpr.invars))
-
-
-def _pullback(graph, leaves, points: list):
-    """``pullback(r, delta)``: ``delta`` at forward value ``r`` pulled back to the parameters (one compiled
-    reverse pass for every point).  Where it equals the whole error of the hand leaves, the hand code below
-    ``r`` is right and ``r`` is where the hand and the loss part."""
-    def values(*ls):
-        env = interpreter.run(graph.closed, list(ls))
-        return [env[r] for r in points]
-
-    outs, vjp = jax.vjp(values, *[jnp.asarray(x) for x in leaves])
-    vjp = jax.jit(vjp)
-    zeros = [jnp.zeros_like(o) for o in outs]
-
-    def pullback(r, delta):
-        k = points.index(r)
-        return vjp(zeros[:k] + [jnp.asarray(delta, r.aval.dtype)] + zeros[k + 1:])
-    return pullback
+    jaxpr = graph.closed.jaxpr
+    return any(jg.is_float(v) and v not in read and v not in jaxpr.outvars
+               for v in made + list(jaxpr.invars) + list(jaxpr.constvars))
 
 
 def _gradient(graph, leaves, changed: dict):
-    """The gradient of the loss with the reads ``changed`` with respect to every leaf."""
+    """The gradient of the loss with the reads ``changed`` with respect to every leaf (a run that changes
+    values, not an edit of a rule: :mod:`verification.checker.explain.edits` keeps every value)."""
     def on_eqn(i, e, invals, env):
         invals = [env[changed[i, j]] if (i, j) in changed else x for j, x in enumerate(invals)]
         return interpreter.bind(e, invals)
@@ -202,8 +191,9 @@ def _gradient(graph, leaves, changed: dict):
 
 
 def _confirmed(graph, leaves, changed: dict, hand_leaves, rtol: float) -> bool:
-    """The changed loss's gradient equals every hand leaf."""
-    return all(_close(h, g, rtol) for h, g in zip(hand_leaves, _gradient(graph, leaves, changed)))
+    """The changed loss's gradient equals the hand leaves."""
+    flat = lambda xs: np.concatenate([np.ravel(np.asarray(x, np.float64)) for x in xs])  # noqa: E731
+    return close(flat(hand_leaves), flat(_gradient(graph, leaves, changed)), rtol)
 
 
 def _said(graph, subset, u, v) -> LossRead:

@@ -95,10 +95,11 @@ class BackwardFinding:
     def agree(self, cause: Optional[str], where: str = "") -> None:
         """Reconcile with the cause found on the loss's side (a hypothesis, a rule's block diagnosis): an
         ``unknown`` here takes it; two different known causes are both said."""
-        if not cause or cause == "unknown" or cause == self.cause:
-            return
+        if not cause or cause == "unknown" or cause == self.cause or self.cause == "loss_operand":
+            return  # (the loss's side sees a slip of the loss as the hand's: its account is the same change)
         if cause == "stabiliser":  # the whole failure is below float32's precision: say that, not a line's cause
-            self.cause, self.explanation = cause, f"the difference here is the size of a stabiliser ({self.rel_error:.2g} " \
+            self.cause = cause
+            self.explanation = f"the difference here is the size of a stabiliser ({self.rel_error:.2g} " \
                 "relative): an eps in a denominator or a clamp, not a derivation mistake"
         elif self.cause == "unknown":
             self.cause = cause
