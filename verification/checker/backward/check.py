@@ -42,14 +42,15 @@ def tangent_point(graph, leaves: Sequence, tangents: Optional[Sequence]):
 
 def locate(user_fn: Callable, leaves: Sequence, names: Sequence[str], graph, point, expected: Sequence,
            expected_names: Sequence[str], wrong: Sequence[bool], precision: str, what: str = "L", inputs=(),
-           forward_leaves: Optional[Sequence] = None, returns_at: Optional[str] = None) -> Optional[BackwardFinding]:
+           forward_leaves: Optional[Sequence] = None, returns_at: Optional[str] = None,
+           hint: Optional[str] = None) -> Optional[BackwardFinding]:
     """``user_fn(*leaves)`` returns a flat list of arrays that should equal ``expected`` (``wrong``: those
     that do not); ``graph`` is the forward program (a function of ``forward_leaves``, by default
     ``leaves``) and ``point`` its values and true cotangents there (``None``: computed here by
     :func:`verification.checker.explain.edit_effects.at_point`), or its values and true tangents, or its
     values alone (:func:`tangent_point`; ``what`` "tangent" or "primal"); ``inputs`` name the program's inputs
     (``(name, array)``); ``returns_at`` is the line that hands the user's results back ("file:line"), blamed
-    first where a right quantity is returned in the wrong place."""
+    first where a right quantity is returned in the wrong place; ``hint`` the cause the loss's side names."""
     if point is None:
         point = edit_effects.at_point(graph, list(leaves if forward_leaves is None else forward_leaves))
     refs, wanted = references.of_forward(graph, point, expected, expected_names, precision, what, inputs,
@@ -62,4 +63,4 @@ def locate(user_fn: Callable, leaves: Sequence, names: Sequence[str], graph, poi
     if what == "L" and forward_leaves is None:  # a hand gradient: the loss itself may read a wrong value
         def loss_side(hands, hand_leaves):
             return loss_reads.reading(graph, point, hands, hand_leaves, [r.value for r in wanted], leaves, refs.rtol)
-    return first_wrong.localize(prog, refs, wanted, wrong, returns_at, loss_side)
+    return first_wrong.localize(prog, refs, wanted, wrong, returns_at, loss_side, hint)

@@ -26,7 +26,7 @@ from typing import Any, Callable, List, Optional, Sequence
 import jax.extend.core as jcore
 import numpy as np
 
-from verification.checker.backward import handoffs, loop_lines, sizes, why
+from verification.checker.backward import handoffs, line_order, loop_lines, sizes, why
 from verification.checker.backward.program import Program, assigned_name, code_at, same_function, silent_assignments
 from verification.checker.backward.references import Match, Ref, References
 from verification.checker.base.findings import BackwardFinding
@@ -57,14 +57,17 @@ def leaf_errors(outs: Sequence[np.ndarray], expected: Sequence[np.ndarray], stac
 
 
 def localize(program: Program, refs: References, expected: Sequence[Ref], wrong: Sequence[bool],
-             returns_at: Optional[str] = None, loss_side: Optional[Callable] = None) -> Optional[BackwardFinding]:
+             returns_at: Optional[str] = None, loss_side: Optional[Callable] = None,
+             hint: Optional[str] = None) -> Optional[BackwardFinding]:
     """The first wrong value of ``program`` (whose outputs should equal the quantities ``expected``;
     ``wrong`` marks the outputs that do not) and the ranked lines to fix, or ``None`` when no line of the
     program is reached.  A right quantity returned as it is in the wrong place (a saved value for its
     cotangent, one leaf's gradient for another's) blames ``returns_at``, the line that returns it.
     ``loss_side(values, outputs)``: a :class:`verification.checker.backward.loss_reads.LossRead` where the
     loss, not the hand code, reads a wrong value (one of ``values``, those near the first wrong one, is the
-    intended loss's cotangent), else ``None``."""
+    intended loss's cotangent), else ``None``.  ``hint``: the cause the loss's side names (a hypothesis): a
+    mask's cause (:data:`verification.checker.backward.line_order.MASK_CAUSES`) puts the lines that build the
+    mask first where the hand's side finds no cause."""
     outvars = list(program.outvars)
     status = {v: refs.match(program.value(v)) for v in program.live_vars() if jg.is_float(v)}
     base = leaf_errors([program.value(v) if isinstance(v, jcore.Var) else np.asarray(v.val) for v in outvars],
@@ -97,7 +100,9 @@ def localize(program: Program, refs: References, expected: Sequence[Ref], wrong:
     handed_back = returns_at and any(v is var for v in outvars) and readers is None
     back = returns_at if handed_back and ((m is not None and m.exact) or not same_function(program.line(var),
                                                                                           returns_at)) else None
-    lines = _ranked_lines(program, refs, expected, var, e, status, cause, readers, back)
+    lines = _ranked_lines(program, refs, expected, var, e, status, cause, readers, back, hint)
+    if cause.cause == "unknown" and hint in line_order.MASK_CAUSES:
+        lines = list(dict.fromkeys(line_order.mask_lines(program, e, status) + lines))
     cone = [e] + [program.producer(w) for w in why.cone(program, var, status)]
     plain = cause.cause in ("factor_2", "sign_flipped")  # a 2 or a sign dropped: likelier than a size
     sized = None if plain else sizes.wrong_size(program, [r.value for r in expected], cone, tol, leaf_errors)
@@ -578,19 +583,33 @@ def _replacements(refs: References, value, match: Optional[Match], expected: Opt
 
 
 def _ranked_lines(program: Program, refs: References, expected, var, e: int, status, found: why.Why,
-                  readers=None, back: Optional[str] = None) -> List[str]:
+                  readers=None, back: Optional[str] = None, hint: Optional[str] = None) -> List[str]:
     """The user's lines to fix, most likely first: a silent assignment that hands the wrong value on
     (:func:`_confirmed`), the factor the cause blames (when it is another line), the first wrong value's
-    line, then the lines of its other unmatched inputs."""
+    line, then the lines of its other unmatched inputs.  ``hint``: the cause the loss's side names."""
     ordered = []
-    if found.factor is not None:
-        ordered.append(program.line(found.factor))
-    ordered.append(program.graph.user_line(e))
-    for u in _unmatched_inputs(program, e, status):
+    blamed = [i for i in ([program.producer(found.factor)] if found.factor is not None else []) if i is not None]
+    derivative = line_order.derivative_slip(found.cause, hint)
+    for i in blamed + [e]:  # the factor the cause blames, then the first wrong value's line
+        source = line_order.scaled_from(program, i, status) if derivative else None
+        if source is not None:  # a line that only scales by a constant is wrong by a constant or not at all
+            ordered.append(program.line(source))
+        ordered.append(program.graph.user_line(i))
+        if i == (blamed + [e])[0]:  # a sum: a right quantity may be the wrong term (``dz * eps * std``, halved)
+            ordered += line_order.terms(program, i, status)
+    if found.cause == "transposed":  # right once transposed: here, or where each line reads it
+        live = program.live_eqns()
+        ordered += [program.graph.user_line(i) for w in program.eqns[e].outvars for i in program.consumers(w)
+                    if i in live]
+    for u in line_order.unmatched_inputs(program, e, status):
         ordered.append(program.line(u))
+    if blamed:
+        ordered += line_order.terms(program, e, status)
     for u in program.ancestors([var])[::-1]:  # then upstream lines that match nothing, nearest first
         if status.get(u, False) is None:
             ordered.append(program.line(u))
+    if found.cause in ("wrong_leaf", "wrong_branch", "unknown"):  # a where's condition, after the where's line
+        ordered = line_order.with_conditions(program, var, ordered)
     live = program.live_lines()
     involved = [var] + ([found.factor] if found.factor is not None else []) + why.cone(program, var, status)
     involved += [u for w in involved if program.producer(w) is not None
@@ -603,12 +622,13 @@ def _ranked_lines(program: Program, refs: References, expected, var, e: int, sta
     dropped = found.cause in ("path_dropped", "missing_term")
     upstream = list(dict.fromkeys(l for l in map(program.line, program.ancestors([var])[::-1]) if l))[
         :MISSING_TERM_LINES] if dropped else []
-    scan += [program.line(u) for u in _unmatched_inputs(program, e, status)] + upstream  # (a term's zero upstream)
+    scan += [program.line(u) for u in line_order.unmatched_inputs(program, e, status)]
+    scan += upstream  # (a term's zero upstream)
     silent, at_line = [], set()  # at_line: read on the wrong line itself
     ran = program.traced_lines()
     for k, line in enumerate(scan):
         returned = k == 0 and any(v is var for v in program.outvars)
-        zeros = found.cause in ("path_dropped", "missing_term", "unknown") and line in _zero_lines(program)
+        zeros = found.cause in ("path_dropped", "missing_term", "unknown") and line in line_order.zero_lines(program)
         for s in silent_assignments(line, live, passing - {""}, returns=returned, zeros=zeros, ran=ran):
             if k <= 1:
                 at_line.add(s)
@@ -617,12 +637,22 @@ def _ranked_lines(program: Program, refs: References, expected, var, e: int, sta
     split = {program.graph.user_line(i) for i in readers or ()}  # the value is wrong as these lines read it
     # a rename read on a line whose mistake nothing else explains is taken as it is (what it should hand on
     # may be a partial quantity that no reference holds: ``direct = dxhat`` for ``dxhat / s``)
+    m = status.get(var)  # the first wrong value's statement is to fix where it matches nothing right (up to a
+    wrong_at = program.graph.user_line(e) if m is None or m.transposed else None  # factor a rename may fix)
     confirmed = list(dict.fromkeys(s.where for s in silent if (split and split <= set(s.reads))
                                    or (found.cause == "unknown" and s in at_line and _handed_size(program, s) >= 2)
-                                   or _confirmed(program, refs, expected, s, status)))
-    zeros_added = [l for l in upstream if l != program.line(var) and l in _zero_lines(program, literal=True)]
+                                   or _confirmed(program, refs, expected, s, status, wrong_at)))
+    literal_zeros = line_order.zero_lines(program, literal=True)
+    front, rest = confirmed[:1], confirmed[1:]
+    if program.graph.user_line(e) in literal_zeros:  # the wrong line adds a literal zero itself: that term is the
+        # one left out, not an array of zeros made earlier (``dh_next = jnp.zeros_like(h)``: a carry's start)
+        named = {s.where for s in silent if not s.source and not s.argument and s.where in ran}
+        front, rest = [w for w in confirmed if w not in named][:1], [w for w in confirmed if w in named] + rest
+    zeros_added = [l for l in upstream if l != program.line(var) and l in literal_zeros]
     at = ordered.index(program.graph.user_line(e)) + 1 if program.graph.user_line(e) in ordered else 1
-    ordered = confirmed[:1] + ([back] if back else []) + ordered[:at] + zeros_added + ordered[at:] + confirmed[1:]
+    ordered = front + ([back] if back else []) + ordered[:at] + zeros_added + ordered[at:] + rest
+    if dropped and line_order.is_zeros(program, var):  # an accumulator's zero start: a zero term after it first
+        ordered = line_order.zero_terms_after(program, var) + ordered
     seen, lines = set(), []
     for line in ordered:
         if line and line not in seen:
@@ -643,16 +673,19 @@ def _handed_size(program: Program, s) -> int:
     return 0 if value is None else value.size
 
 
-def _confirmed(program: Program, refs: References, expected, s, status) -> bool:
+def _confirmed(program: Program, refs: References, expected, s, status, first: Optional[str] = None) -> bool:
     """The value a silent assignment ``s`` hands on, replaced by a right quantity only where its new name
-    is read, repairs the wrong outputs (a literal zero handed on is taken as it is)."""
+    is read, repairs the wrong outputs (a literal zero handed on is taken as it is).  Not where it hands on
+    what the statement on line ``first`` computes (the first wrong value's, where that value is no right
+    quantity: the statement is to fix), nor by the same numbers or their transpose (a right value read
+    untransposed: its reader is to fix)."""
     if not s.source:  # a zero (or an argument): not handed on where the line reads another branch's value
         live = program.live_eqns()
         other = {v for v in program.live_vars() if program.line(v) in s.others}
         return not any(isinstance(u, jcore.Var) and u in other for i in live
                        if i is not None and program.graph.user_line(i) in s.reads for u in program.eqns[i].invars)
     w = _handed(program, s)
-    if w is None:
+    if w is None or (first is not None and first in s.source):
         return False
     live = program.live_eqns()
     if _confirmed_in_loop(program, refs, expected, s, w, live):
@@ -663,12 +696,21 @@ def _confirmed(program: Program, refs: References, expected, s, status) -> bool:
         return False  # a scalar repairs too easily to tell
     m = status.get(w)
     options = [o for o in _replacements(refs, value, m, None) if m is None or not m.exact or o.ref is not m.ref]
+    same = max(100 * refs.rtol, 1e-6)
+    options = [o for o in options if not _same_numbers(o.factor * refs.shaped(o, value.shape), value, same)]
     if not options:
         return False
     stacked = [np.zeros_like(value)] + [o.factor * refs.shaped(o, value.shape) for o in options]
     outs = program.replaced_all([w], [stacked], readers=readers or None)  # returned as it is: every use
     _, errs = _fitted(outs, expected)  # up to a constant the user divides out later
     return bool(np.any(np.all(errs <= max(100 * refs.rtol, 1e-6), axis=1)))
+
+
+def _same_numbers(a: np.ndarray, value: np.ndarray, rtol: float) -> bool:
+    """``a`` equals ``value`` or (square) its transpose: the same numbers, not another quantity (a multiple
+    of ``value`` is another: a rename that leaves out a ``/ m``)."""
+    cands = [value] + ([value.T] if value.ndim == 2 and value.shape[0] == value.shape[1] else [])
+    return any(why.close(a, c, rtol) for c in cands)
 
 
 def _confirmed_in_loop(program: Program, refs: References, expected, s, w, live) -> bool:
@@ -686,27 +728,6 @@ def _confirmed_in_loop(program: Program, refs: References, expected, s, w, live)
     stacks = [[refs.shaped(ms[k], v.shape) for ms in aligned] for k, v in enumerate(values)]
     _, errs = _fitted(program.replaced_all(group, stacks, readers=readers), expected)
     return bool(np.any(np.all(errs <= max(100 * refs.rtol, 1e-6), axis=1)))
-
-
-def _zero_lines(program: Program, literal: bool = False) -> set:
-    """The lines where an equation reads a zero constant (``dn - mean_dn`` with ``mean_dn = 0.0``): a name
-    set to zero is read there.  With ``literal``, a scalar literal only (not ``zeros_like``: an accumulator's
-    or a carry's start)."""
-    def zero(u):
-        if isinstance(u, jcore.Literal):
-            return np.ndim(u.val) == 0 and float(np.asarray(u.val)) == 0.0
-        i = program.producer(u)
-        return (not literal and i is not None and program.eqns[i].primitive.name == "broadcast_in_dim"
-                and zero(program.eqns[i].invars[0]))
-    # a zero added or subtracted is a term left out; a zero multiplied (``reg * W`` with ``reg = 0.0``) is
-    # the line's own term
-    return {program.graph.user_line(i) for i, e in enumerate(program.eqns)
-            if e.primitive.name in ("add", "sub") and any(zero(u) for u in e.invars)}
-
-
-def _unmatched_inputs(program: Program, e: int, status) -> List[Any]:
-    return [u for u in program.eqns[e].invars if isinstance(u, jcore.Var) and jg.is_float(u)
-            and u in status and (status[u] is None or not status[u].exact)]
 
 
 def _inputs_ok(program: Program, e: int, status) -> List[str]:

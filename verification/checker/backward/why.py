@@ -216,8 +216,9 @@ def _factor(program: Program, refs: References, eqn, r, status, tol, at) -> Opti
             continue  # the factor is right: the line itself is wrong
         if eqn.primitive.name == "mul" or j == 1:  # the factor right, the operation inverted (``/`` for ``*``)
             with np.errstate(all="ignore"):
-                inverse = mask & np.isfinite(1 / got)
-                if np.any(inverse) and np.allclose(1 / got[inverse], need[inverse], rtol=tol * 10, atol=0):
+                inverse = mask & np.isfinite(1 / got)  # (every entry: a 0/1 mask has no inverse at its zeros)
+                if np.any(inverse) and np.array_equal(inverse, mask) \
+                        and np.allclose(1 / got[inverse], need[inverse], rtol=tol * 10, atol=0):
                     did, meant = ("multiplies", "divide") if eqn.primitive.name == "mul" else ("divides", "multiply")
                     return Why("inverted_factor", f"it {did} by {name_of(program, u, status, at)} where it should "
                                                   f"{meant} by it")
@@ -446,9 +447,15 @@ def _operand_swap(program: Program, refs: References, eqn, r, status, tol, at, v
             for (m, label), o in zip(tries, outs):
                 if o.shape == r.shape and close(o, r, tol * 10):
                     name = name_of(program, u, status, program.graph.user_line(program.producer(out)))
-                    if m is None:  # a computed operand: its own line writes the product in the wrong order
+                    if m is None:  # a computed operand: its own line writes the product in the wrong order,
+                        # unless it is a right quantity as it stands that other lines read as it is (``ds`` for
+                        # ``dq = ds @ k``): the product reads it untransposed
+                        here = program.graph.user_line(program.producer(out))
+                        upright = m0 is not None and m0.exact and not m0.transposed and any(
+                            program.graph.user_line(i) != here for i in program.consumers(u)
+                            if i in program.live_eqns())
                         return Why("transposed_operand", f"its operand {name} should be transposed",
-                                   u if program.producer(u) is not None else out)
+                                   u if program.producer(u) is not None and not upright else out)
                     if m.ref.kind == "cotangent" and m.ref.fn:
                         return Why("derivative_dropped", f"it uses {name} where {label} belongs: the derivative of "
                                                          f"the {m.ref.fn} is left out", out)

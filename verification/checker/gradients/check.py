@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import jax
 import numpy as np
@@ -171,14 +171,15 @@ def _diagnose(report: GradientReport, ctx: CheckContext, program, deltas, leaf_n
         graph, jax.tree.leaves(ctx.params), ctx.manual, ctx.reference, FIT_RTOL[ctx.precision])) or ([], [])
     if LOCATE_BACKWARD:
         report.backward = _guarded(report, "the backward localisation", lambda: backward_of(
-            ctx, graph, loss_fn, manual_fn, args, kwargs))
+            ctx, graph, loss_fn, manual_fn, args, kwargs, report.hypotheses[0].cause if report.hypotheses else None))
     if report.backward is not None and report.hypotheses:
         report.backward.agree(report.hypotheses[0].cause, report.hypotheses[0].where)
     return False
 
 
-def backward_of(ctx: CheckContext, graph, loss_fn, manual_fn, args, kwargs):
-    """The line of ``manual_fn`` to fix (:mod:`verification.checker.backward`)."""
+def backward_of(ctx: CheckContext, graph, loss_fn, manual_fn, args, kwargs, hint: Optional[str] = None):
+    """The line of ``manual_fn`` to fix (:mod:`verification.checker.backward`); ``hint``: the cause the loss's
+    side names."""
     leaves, treedef = jax.tree.flatten(ctx.params)
     names = [l.path for l in ctx.leaves]
     point = edit_effects.at_point(graph, leaves)
@@ -192,7 +193,7 @@ def backward_of(ctx: CheckContext, graph, loss_fn, manual_fn, args, kwargs):
     # that calls the user's function returns nothing itself
     return locate(user, leaves, names, graph, point, jax.tree.leaves(ctx.reference), names,
                   [not l.passed for l in ctx.leaves], ctx.precision, inputs=inputs,
-                  returns_at=return_line(manual_fn) if named else None)
+                  returns_at=return_line(manual_fn) if named else None, hint=hint)
 
 
 def _check_inexact_leaves(split, loss_fn, manual_fn, args, kwargs, names, precision, options) -> GradientReport:
