@@ -11,11 +11,9 @@ import os
 import queue
 import random
 import selectors
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 
 from verification.mutants.operators import Mutant, mutants_of
@@ -184,20 +182,12 @@ def run(mutants: dict[str, list[Mutant]], score: list[str], workers: int = 2, re
             log(msg)
 
     def worker_loop():
-        # A compilation cache for each worker slot, removed at the end: every mutant imports jaxmlp afresh, so
-        # jax's in-memory cache (keyed on the Python function) misses for each jitted function of each mutant;
-        # this one keys on the compiled program, the same for every function a mutation leaves alone.  One
-        # slot's workers run one after another: no entry is written and read at once.
-        cache = tempfile.mkdtemp(prefix="jaxmlp-mutant-compile-cache-")
-        try:
-            while True:
-                try:
-                    job = jobs.get_nowait()
-                except queue.Empty:
-                    return
-                _run_job(dict(job, cache=cache), repo, results, safe_log)
-        finally:
-            shutil.rmtree(cache, ignore_errors=True)
+        while True:
+            try:
+                job = jobs.get_nowait()
+            except queue.Empty:
+                return
+            _run_job(job, repo, results, safe_log)
 
     threads = [threading.Thread(target=worker_loop) for _ in range(workers)]
     for t in threads:

@@ -181,15 +181,9 @@ def _one(job, mutant, original_outputs):
 
 def main() -> int:
     job = json.loads(sys.stdin.read())
-    import jax
-
     import verification
 
     verification.configure()
-    if job.get("cache"):  # the compilation cache of this worker's slot (verification.mutants.run.run)
-        jax.config.update("jax_compilation_cache_dir", job["cache"])
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     from verification.mutants.probes import run_probes
 
     cache = {}
