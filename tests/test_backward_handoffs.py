@@ -2,13 +2,13 @@
 shape, a size taken from the wrong axis, a wrong argument at a call site, a right value returned for another
 result (verification/checker/backward/sizes.py, handoffs.py).  Each line to fix is found in the user's
 source, and each bug is written the way people write it."""
-import inspect
 import json
 
 import jax
 import jax.numpy as jnp
 
 from verification import check_gradients
+from verification.catalogue.backward import line_of, ranked
 
 M, N, H, C = 6, 4, 5, 3
 X = jax.random.normal(jax.random.PRNGKey(0), (M, N))
@@ -16,16 +16,6 @@ Y = jax.random.normal(jax.random.PRNGKey(1), (M, C))
 P = {"W1": 0.5 * jax.random.normal(jax.random.PRNGKey(2), (N, H)), "b1": 0.1 * jnp.ones(H),
      "W2": 0.5 * jax.random.normal(jax.random.PRNGKey(3), (H, C)), "b2": jnp.zeros(C)}
 L1, L2 = 0.01, 0.1
-
-
-def line_of(fn, text):
-    src, start = inspect.getsourcelines(fn)
-    k = next(i for i, l in enumerate(src) if text in l)
-    return f"{inspect.getsourcefile(fn).split('/')[-1]}:{start + k}"
-
-
-def ranked(report):
-    return [entry.split()[0].split("/")[-1] for entry in report.backward.lines]
 
 
 def loss(p, x, y):

@@ -1,6 +1,5 @@
 """The backward-code localisation: the line of the user's own gradient code to fix, what it should compute
 and why (verification/checker/backward/), on each construct a hand gradient is written with."""
-import inspect
 
 import jax
 import jax.numpy as jnp
@@ -8,6 +7,7 @@ import numpy as np
 import pytest
 
 from verification import check_custom_vjp, check_gradients, check_jvp
+from verification.catalogue.backward import line_of
 from verification.checker.backward import derivatives as bd
 
 KEY = jax.random.PRNGKey(0)
@@ -22,13 +22,6 @@ def loss(p, x, y):
     h = jax.nn.sigmoid(x @ p["W1"] + p["b1"][None, :])
     z = h @ p["W2"] + p["b2"][None, :]
     return -jnp.mean(jnp.sum(y * jax.nn.log_softmax(z), axis=1))
-
-
-def line_of(fn, text):
-    """``file:line`` of the line of ``fn`` containing ``text``."""
-    src, start = inspect.getsourcelines(fn)
-    k = next(i for i, l in enumerate(src) if text in l)
-    return f"{inspect.getsourcefile(fn).split('/')[-1]}:{start + k}"
 
 
 def first_line(report):

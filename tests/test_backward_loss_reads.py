@@ -2,27 +2,18 @@
 argument repeated at a call, the row weights read where the per-row losses belong), and the hand gradient
 is exactly the gradient of the loss the user meant (verification/checker/backward/loss_reads.py).  The
 line to fix is the loss's, and the cause says that autodiff is the wrong side."""
-import inspect
 
 import jax
 import jax.numpy as jnp
 
 from verification import check_gradients
+from verification.catalogue.backward import line_of, ranked
 
 M, N, C = 6, 4, 3
 X = jax.random.normal(jax.random.PRNGKey(0), (M, N))
 Y = jax.random.normal(jax.random.PRNGKey(1), (M, C))
 W = jnp.asarray([1.0, 1.0, 0.0, 1.0, 0.0, 1.0])  # (m,) padding rows weigh 0
 P = {"W": 0.5 * jax.random.normal(jax.random.PRNGKey(2), (N, C)), "b": 0.1 * jnp.ones(C)}
-
-
-def line_of(fn, text):
-    src, start = inspect.getsourcelines(fn)
-    return f"{inspect.getsourcefile(fn).split('/')[-1]}:{start + next(i for i, l in enumerate(src) if text in l)}"
-
-
-def ranked(report):
-    return [entry.split()[0].split("/")[-1] for entry in report.backward.lines]
 
 
 def squared_error(pred, target):

@@ -1,30 +1,20 @@
 """Which of the user's lines comes first when the first wrong value is clear but the line to fix is another
-(verification/checker/backward/first_wrong.py): a line that only scales a wrong value, a rename of a wrong
+(verification/checker/backward/line_order.py, first_wrong.py): a line that only scales a wrong value, a rename of a wrong
 statement's result, a right value that one of its readers should transpose, a mask built with the wrong
 condition, a where's inverted condition, a wrong term of a sum, a term left out after an accumulator's zero
 start.  Each bug is written the way people write it, in code of its own (not the catalogue's)."""
-import inspect
 
 import jax
 import jax.numpy as jnp
 
 from verification import check_gradients
+from verification.catalogue.backward import line_of, ranked
 
 M, N, K = 6, 4, 3
 X = jax.random.normal(jax.random.PRNGKey(0), (M, N))
 Y = jax.random.normal(jax.random.PRNGKey(1), (M, K))
 LABELS = jax.nn.one_hot(jnp.arange(M) % K, K)
 SIGNS = jnp.where(jnp.arange(M) % 2 == 0, 1.0, -1.0)
-
-
-def line_of(fn, text):
-    src, start = inspect.getsourcelines(fn)
-    k = next(i for i, l in enumerate(src) if text in l)
-    return f"{inspect.getsourcefile(fn).split('/')[-1]}:{start + k}"
-
-
-def ranked(report):
-    return [entry.split()[0].split("/")[-1] for entry in report.backward.lines]
 
 
 def failing(loss, grad, p, *args):
@@ -61,7 +51,7 @@ def scores_grad(p, x, t, bug):
     s = q @ k.T
     ds = (1 - jnp.tanh(s) ** 2) * t
     dq = ds.T @ k if bug == "dq" else ds @ k
-    dq = dq if bug != "never" else 2 * dq
+    dq = dq if bug != "never" else 2 * dq  # (a rename of dq, as code with options writes it)
     dk = ds @ q if bug == "dk" else ds.T @ q
     return {"Wq": x.T @ dq, "Wk": x.T @ dk}
 

@@ -7,17 +7,13 @@ import jax
 import jax.numpy as jnp
 
 from verification import check_custom_vjp, check_gradients
+from verification.catalogue.backward import line_of
 
 M, N, H, C = 6, 4, 5, 3
 X = jax.random.normal(jax.random.PRNGKey(0), (M, N))
 Y = jax.random.normal(jax.random.PRNGKey(3), (M, C))
 P = {"W1": 0.5 * jax.random.normal(jax.random.PRNGKey(1), (N, H)), "W2": 0.5 * jax.random.normal(
     jax.random.PRNGKey(2), (H, H)), "W3": 0.5 * jax.random.normal(jax.random.PRNGKey(4), (H, C))}
-
-
-def line_of(fn, text):
-    src, start = inspect.getsourcelines(fn)
-    return f"{inspect.getsourcefile(fn).split('/')[-1]}:{start + next(i for i, l in enumerate(src) if text in l)}"
 
 
 def first_line(report):

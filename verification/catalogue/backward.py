@@ -8,7 +8,8 @@ the rule catalogue is: explained when the first finding names the expected cause
 fails and no finding names a known cause); located when a finding's ``where`` names the bug's ``# bwd:``
 line or its ``# site:`` line in the primal.  For both, ``bwd_first`` / ``bwd_top3`` say whether the
 report's ranked backward lines (``report.backward``'s ``lines``, where the report has them) put the bug's
-``# bwd:`` line first / in the first three.
+``# bwd:`` line first / in the first three.  :func:`line_of` and :func:`ranked` name those lines for the
+tests' own bugs (a line found by its code; the report's lines as ``"file.py:LINE"``).
 """
 from __future__ import annotations
 
@@ -62,11 +63,26 @@ def _names(entry: str, target: str) -> bool:
     return m is not None and f"{os.path.basename(m.group(1))}:{m.group(2)}" == target
 
 
+def line_of(fn, text: str) -> str:
+    """``"file.py:LINE"`` of the first line of ``fn``'s source that contains ``text`` (a bug's line, found by
+    its code: the tests' way of naming the line a report should put first)."""
+    src, start = inspect.getsourcelines(fn)
+    k = next(i for i, line in enumerate(src) if text in line)
+    return f"{os.path.basename(inspect.getsourcefile(fn))}:{start + k}"
+
+
+def ranked(report) -> List[str]:
+    """``"file.py:LINE"`` of each of the report's ranked backward lines, most likely first (an entry that
+    names no such line kept as it is, so that positions hold)."""
+    return [f"{m.group(1)}:{m.group(2)}" if m else entry
+            for entry, m in ((e, _FILE_LINE.search(e or "")) for e in backward_lines(report))]
+
+
 def line_hits(report, target: str):
     """``(first, top3)``: the report's ranked backward lines put ``target`` ("file.py:LINE") first / in the
     first three."""
-    ranked = backward_lines(report)
-    return bool(ranked) and _names(ranked[0], target), any(_names(e, target) for e in ranked[:3])
+    entries = backward_lines(report)
+    return bool(entries) and _names(entries[0], target), any(_names(e, target) for e in entries[:3])
 
 
 def judge_rule(report, planted: Planted, bwd_target: str, site_target: str):

@@ -585,31 +585,32 @@ def _replacements(refs: References, value, match: Optional[Match], expected: Opt
 def _ranked_lines(program: Program, refs: References, expected, var, e: int, status, found: why.Why,
                   readers=None, back: Optional[str] = None, hint: Optional[str] = None) -> List[str]:
     """The user's lines to fix, most likely first: a silent assignment that hands the wrong value on
-    (:func:`_confirmed`), the factor the cause blames (when it is another line), the first wrong value's
-    line, then the lines of its other unmatched inputs.  ``hint``: the cause the loss's side names."""
+    (:func:`_confirmed`), the factor the cause blames (when it is another line) and the terms of that factor
+    where it is a sum, the first wrong value's line, the lines that read it where it is right only
+    transposed, the lines of its other unmatched inputs and (a sum) of its terms that equal a right
+    cotangent, upstream lines that match nothing, a ``where``'s comparison after the where's line; a line
+    that only scales a wrong cotangent comes after the line that computes it, for a derivative's slip
+    (:mod:`verification.checker.backward.line_order`).  ``hint``: the cause the loss's side names."""
     ordered = []
+    ancestors = program.ancestors([var])
     blamed = [i for i in ([program.producer(found.factor)] if found.factor is not None else []) if i is not None]
     derivative = line_order.derivative_slip(found.cause, hint)
-    for i in blamed + [e]:  # the factor the cause blames, then the first wrong value's line
+    for k, i in enumerate(blamed + [e]):  # the factor the cause blames, then the first wrong value's line
         source = line_order.scaled_from(program, i, status) if derivative else None
         if source is not None:  # a line that only scales by a constant is wrong by a constant or not at all
             ordered.append(program.line(source))
         ordered.append(program.graph.user_line(i))
-        if i == (blamed + [e])[0]:  # a sum: a right quantity may be the wrong term (``dz * eps * std``, halved)
+        if k == 0 and blamed:  # a sum: a right quantity may be the wrong term (``dz * eps * std``, halved)
             ordered += line_order.terms(program, i, status)
+    live_eqns = program.live_eqns()
     if found.cause == "transposed":  # right once transposed: here, or where each line reads it
-        live = program.live_eqns()
         ordered += [program.graph.user_line(i) for w in program.eqns[e].outvars for i in program.consumers(w)
-                    if i in live]
-    for u in line_order.unmatched_inputs(program, e, status):
-        ordered.append(program.line(u))
-    if blamed:
-        ordered += line_order.terms(program, e, status)
-    for u in program.ancestors([var])[::-1]:  # then upstream lines that match nothing, nearest first
-        if status.get(u, False) is None:
-            ordered.append(program.line(u))
+                    if i in live_eqns]
+    ordered += [program.line(u) for u in line_order.unmatched_inputs(program, e, status)]
+    ordered += line_order.terms(program, e, status)
+    ordered += [program.line(u) for u in ancestors[::-1] if status.get(u, False) is None]  # nearest first
     if found.cause in ("wrong_leaf", "wrong_branch", "unknown"):  # a where's condition, after the where's line
-        ordered = line_order.with_conditions(program, var, ordered)
+        ordered = line_order.with_conditions(program, ancestors, ordered)
     live = program.live_lines()
     involved = [var] + ([found.factor] if found.factor is not None else []) + why.cone(program, var, status)
     involved += [u for w in involved if program.producer(w) is not None
@@ -620,15 +621,15 @@ def _ranked_lines(program: Program, refs: References, expected, var, e: int, sta
     near += [j for i in near for w in program.eqns[i].outvars for j in program.consumers(w)]
     scan += [program.graph.user_line(i) for i in near]
     dropped = found.cause in ("path_dropped", "missing_term")
-    upstream = list(dict.fromkeys(l for l in map(program.line, program.ancestors([var])[::-1]) if l))[
+    upstream = list(dict.fromkeys(l for l in map(program.line, ancestors[::-1]) if l))[
         :MISSING_TERM_LINES] if dropped else []
     scan += [program.line(u) for u in line_order.unmatched_inputs(program, e, status)]
     scan += upstream  # (a term's zero upstream)
     silent, at_line = [], set()  # at_line: read on the wrong line itself
-    ran = program.traced_lines()
+    ran, zero_read = program.traced_lines(), line_order.zero_lines(program)
     for k, line in enumerate(scan):
         returned = k == 0 and any(v is var for v in program.outvars)
-        zeros = found.cause in ("path_dropped", "missing_term", "unknown") and line in line_order.zero_lines(program)
+        zeros = found.cause in ("path_dropped", "missing_term", "unknown") and line in zero_read
         for s in silent_assignments(line, live, passing - {""}, returns=returned, zeros=zeros, ran=ran):
             if k <= 1:
                 at_line.add(s)
@@ -637,8 +638,10 @@ def _ranked_lines(program: Program, refs: References, expected, var, e: int, sta
     split = {program.graph.user_line(i) for i in readers or ()}  # the value is wrong as these lines read it
     # a rename read on a line whose mistake nothing else explains is taken as it is (what it should hand on
     # may be a partial quantity that no reference holds: ``direct = dxhat`` for ``dxhat / s``)
-    m = status.get(var)  # the first wrong value's statement is to fix where it matches nothing right (up to a
-    wrong_at = program.graph.user_line(e) if m is None or m.transposed else None  # factor a rename may fix)
+    # the first wrong value's statement is to fix where that value matches nothing right (one right up to a
+    # factor may be what a rename should have scaled)
+    m = status.get(var)
+    wrong_at = program.graph.user_line(e) if m is None or m.transposed else None
     confirmed = list(dict.fromkeys(s.where for s in silent if (split and split <= set(s.reads))
                                    or (found.cause == "unknown" and s in at_line and _handed_size(program, s) >= 2)
                                    or _confirmed(program, refs, expected, s, status, wrong_at)))
@@ -652,7 +655,7 @@ def _ranked_lines(program: Program, refs: References, expected, var, e: int, sta
     at = ordered.index(program.graph.user_line(e)) + 1 if program.graph.user_line(e) in ordered else 1
     ordered = front + ([back] if back else []) + ordered[:at] + zeros_added + ordered[at:] + rest
     if dropped and line_order.is_zeros(program, var):  # an accumulator's zero start: a zero term after it first
-        ordered = line_order.zero_terms_after(program, var) + ordered
+        ordered = line_order.zero_terms_after(program, var, literal_zeros) + ordered
     seen, lines = set(), []
     for line in ordered:
         if line and line not in seen:
@@ -696,14 +699,14 @@ def _confirmed(program: Program, refs: References, expected, s, status, first: O
         return False  # a scalar repairs too easily to tell
     m = status.get(w)
     options = [o for o in _replacements(refs, value, m, None) if m is None or not m.exact or o.ref is not m.ref]
-    same = max(100 * refs.rtol, 1e-6)
-    options = [o for o in options if not _same_numbers(o.factor * refs.shaped(o, value.shape), value, same)]
-    if not options:
+    tol = max(100 * refs.rtol, 1e-6)
+    shaped = [o.factor * refs.shaped(o, value.shape) for o in options]
+    shaped = [a for a in shaped if not _same_numbers(a, value, tol)]
+    if not shaped:
         return False
-    stacked = [np.zeros_like(value)] + [o.factor * refs.shaped(o, value.shape) for o in options]
-    outs = program.replaced_all([w], [stacked], readers=readers or None)  # returned as it is: every use
-    _, errs = _fitted(outs, expected)  # up to a constant the user divides out later
-    return bool(np.any(np.all(errs <= max(100 * refs.rtol, 1e-6), axis=1)))
+    outs = program.replaced_all([w], [[np.zeros_like(value)] + shaped], readers=readers or None)  # returned as
+    _, errs = _fitted(outs, expected)  # it is: every use; up to a constant the user divides out later
+    return bool(np.any(np.all(errs <= tol, axis=1)))
 
 
 def _same_numbers(a: np.ndarray, value: np.ndarray, rtol: float) -> bool:

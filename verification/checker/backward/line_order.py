@@ -1,10 +1,12 @@
 """What the ranking of the user's lines reads from the program's structure
-(:func:`verification.checker.backward.first_wrong.localize`): where a value is only scaled, where a mask is
-built, which condition a ``where`` reads, the terms of a sum, a zero term added after an accumulator's zero
-start, the lines that read a zero, the inputs of a line that match nothing.  Each returns ``"file:line"``
+(:func:`verification.checker.backward.first_wrong.localize`): where a value is only scaled (and whether the
+causes make that matter: :func:`derivative_slip`), where a mask is built, which condition a ``where`` reads,
+the terms of a sum, an accumulator's zero start (:func:`is_zeros`) and a zero term added after it, the lines
+that read a zero, the inputs of a line that match nothing.  Each returns ``"file:line"``
 strings or program variables; the order of the report is first_wrong's."""
 from __future__ import annotations
 
+import collections
 from typing import Any, List, Optional
 
 import jax.extend.core as jcore
@@ -31,7 +33,7 @@ def mask_lines(program: Program, e: int, status) -> List[str]:
         up = program.ancestors([u])
         if any(status.get(w) is not None and status[w].ref.kind != "value" for w in up):
             continue  # (a cotangent flows into it: not a mask)
-        out += [program.graph.user_line(program.producer(w)) for w in up
+        out += [program.graph.user_line(program.producer(w)) for w in up[::-1]  # nearest first
                 if program.eqns[program.producer(w)].primitive.name in COMPARISONS]
         out.append(program.line(u))
     return [f"{l} {code_at(l)}".rstrip() for l in dict.fromkeys(out) if l]
@@ -59,6 +61,8 @@ def scaled_from(program: Program, e: int, status):
         if len(arrays) != 1 or any(isinstance(u, jcore.Var) and program.value(u) is None for u in scalars):
             break
         u = arrays[0]
+        if program.eqns[e].primitive.name == "div" and program.eqns[e].invars[0] is not u:
+            break  # (``c / x`` takes a reciprocal: no scaling)
         m = status.get(u)
         if m is None or m.exact or m.ref.kind == "value":
             break
@@ -66,11 +70,12 @@ def scaled_from(program: Program, e: int, status):
     return source
 
 
-def with_conditions(program: Program, var, ordered: List[str]) -> List[str]:
-    """``ordered`` with the line of each condition a ``where`` on the way to ``var`` reads (``take_a = a >= b``
-    inverted routes each cotangent to the other branch) right after the where's line."""
+def with_conditions(program: Program, ancestors, ordered: List[str]) -> List[str]:
+    """``ordered`` with the line of each condition a ``where`` among ``ancestors`` (those of the first wrong
+    value) reads (``take_a = a >= b`` inverted routes each cotangent to the other branch) right after the
+    where's line."""
     out = list(ordered)
-    for w in program.ancestors([var])[::-1]:
+    for w in ancestors[::-1]:
         eqn = program.eqns[program.producer(w)]
         cond = eqn.invars[0] if eqn.primitive.name == "select_n" else None
         at = program.line(w)
@@ -80,7 +85,6 @@ def with_conditions(program: Program, var, ordered: List[str]) -> List[str]:
             if line not in out:
                 out.insert(out.index(at) + 1, line)
     return out
-
 
 
 def zero_lines(program: Program, literal: bool = False) -> set:
@@ -116,23 +120,24 @@ def is_zeros(program: Program, var) -> bool:
         and not np.any(value)
 
 
-def zero_terms_after(program: Program, var) -> List[str]:
+def zero_terms_after(program: Program, var, literal_zeros: set) -> List[str]:
     """The lines after ``var`` on its way to the results that add or subtract a literal zero (``edge - 0.0``
-    where ``edge - y[:-1].T @ y[1:]`` belongs)."""
-    zeros, seen, todo, out = zero_lines(program, literal=True), set(), [var], []
+    where ``edge - y[:-1].T @ y[1:]`` belongs); ``literal_zeros``: :func:`zero_lines` with ``literal``."""
+    seen, todo, out = set(), collections.deque([var]), []
     live = program.live_eqns()
     while todo:
-        for i in program.consumers(todo.pop(0)):
+        for i in program.consumers(todo.popleft()):
             if i in seen or i not in live:
                 continue
             seen.add(i)
             line = program.graph.user_line(i)
-            if line in zeros and program.eqns[i].primitive.name in ("add", "sub"):
+            if line in literal_zeros and program.eqns[i].primitive.name in ("add", "sub"):
                 out.append(line)
             todo += list(program.eqns[i].outvars)
     return list(dict.fromkeys(out))
 
 
 def unmatched_inputs(program: Program, e: int, status) -> List[Any]:
+    """The floating inputs of equation ``e`` that match no right quantity, or one only up to a factor."""
     return [u for u in program.eqns[e].invars if isinstance(u, jcore.Var) and jg.is_float(u)
             and u in status and (status[u] is None or not status[u].exact)]

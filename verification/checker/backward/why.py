@@ -446,14 +446,14 @@ def _operand_swap(program: Program, refs: References, eqn, r, status, tol, at, v
             outs = program.replaced(u, alts, targets=[target])[0].astype(np.float64)
             for (m, label), o in zip(tries, outs):
                 if o.shape == r.shape and close(o, r, tol * 10):
-                    name = name_of(program, u, status, program.graph.user_line(program.producer(out)))
+                    here = program.graph.user_line(program.producer(out))
+                    name = name_of(program, u, status, here)
                     if m is None:  # a computed operand: its own line writes the product in the wrong order,
                         # unless it is a right quantity as it stands that other lines read as it is (``ds`` for
                         # ``dq = ds @ k``): the product reads it untransposed
-                        here = program.graph.user_line(program.producer(out))
+                        live = program.live_eqns()
                         upright = m0 is not None and m0.exact and not m0.transposed and any(
-                            program.graph.user_line(i) != here for i in program.consumers(u)
-                            if i in program.live_eqns())
+                            program.graph.user_line(i) != here for i in program.consumers(u) if i in live)
                         return Why("transposed_operand", f"its operand {name} should be transposed",
                                    u if program.producer(u) is not None and not upright else out)
                     if m.ref.kind == "cotangent" and m.ref.fn:
