@@ -14,7 +14,6 @@ import linecache
 import re
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-import jax
 import jax.extend.core as jcore
 import jax.numpy as jnp
 import numpy as np
@@ -136,9 +135,7 @@ class Program:
             env = interpreter.run(jaxpr, [env[v] for v in jaxpr.invars], on_eqn, env=env)
             return [jnp.asarray(interpreter.read(env, v)) for v in outvars]
 
-        stacked = [jnp.asarray(np.stack([np.asarray(c) for c in cs]), dtype=v.aval.dtype)
-                   for v, cs in zip(variables, candidates)]
-        return [np.asarray(o) for o in jax.vmap(one)(stacked)]
+        return interpreter.vmapped(lambda *xs: one(xs), _stacked(variables, candidates))
 
 
     def _replaced_for(self, variables, candidates, targets, readers) -> List[np.ndarray]:
@@ -147,9 +144,8 @@ class Program:
                 return None
             return [new[u] if isinstance(u, jcore.Var) and u in new else x for u, x in zip(eqn.invars, invals)]
 
-        stacked = [jnp.asarray(np.stack([np.asarray(c) for c in cs]), dtype=v.aval.dtype)
-                   for v, cs in zip(variables, candidates)]
-        return self._rerun(min(readers), rewrite, lambda xs: dict(zip(variables, xs)), stacked, targets)
+        return self._rerun(min(readers), rewrite, lambda xs: dict(zip(variables, xs)),
+                           _stacked(variables, candidates), targets)
 
     def with_literal(self, eqn_ids, olds: Sequence[float], news: Sequence[float]) -> List[np.ndarray]:
         """The outputs with every scalar literal of ``olds`` (or ``1/old``) that the equations ``eqn_ids``
@@ -167,7 +163,7 @@ class Program:
                            (1 / c).astype(x.dtype) if lit and any(_near(u.val, 1 / o) for o in olds) else x)
             return out
 
-        return self._rerun(min(ids), rewrite, lambda xs: xs[0], [jnp.asarray(news, jnp.float64)], None)
+        return self._rerun(min(ids), rewrite, lambda xs: xs[0], [np.asarray(news, np.float64)], None)
 
     def in_loop(self, i: int, body, var, candidates) -> List[np.ndarray]:
         """The outputs with the value ``var`` of the body ``body`` (a closed jaxpr: scan equation ``i``'s own
@@ -188,8 +184,8 @@ class Program:
 
             return interpreter.scan(e, list(invals) + [new], step)
 
-        stacked = [jnp.asarray(np.stack([np.asarray(c) for c in candidates]), dtype=var.aval.dtype)]
-        return self._rerun(i, lambda *a: None, lambda xs: xs[0], stacked, None, compute=run_scan)
+        return self._rerun(i, lambda *a: None, lambda xs: xs[0], _stacked([var], [candidates]), None,
+                           compute=run_scan)
 
     def _rerun(self, start, rewrite, unpack, stacked, targets, compute=None) -> List[np.ndarray]:
         """One batched re-run from equation ``start`` on: ``rewrite(i, eqn, invals, unpack(xs))`` gives an
@@ -217,7 +213,12 @@ class Program:
             env = interpreter.run(jaxpr, [self.env[v] for v in jaxpr.invars], on_eqn, env=dict(self.env))
             return [jnp.asarray(interpreter.read(env, v)) for v in outvars]
 
-        return [np.asarray(o) for o in jax.vmap(one)(*stacked)]
+        return interpreter.vmapped(one, stacked)
+
+
+def _stacked(variables, candidates) -> List[np.ndarray]:
+    """Each variable's candidates stacked on axis 0, in its dtype."""
+    return [np.stack([np.asarray(c) for c in cs]).astype(v.aval.dtype) for v, cs in zip(variables, candidates)]
 
 
 def _near(x, c: float) -> bool:

@@ -126,13 +126,13 @@ def pullbacks(graph: jg.Graph, leaves, point: Point, deltas: Sequence[Dict[Any, 
     out = []
     for lo in range(0, len(deltas), BATCH):
         chunk = deltas[lo:lo + BATCH]
-        rows = BATCH if len(deltas) > BATCH else len(chunk)  # one compiled shape
+        rows = BATCH if len(deltas) > BATCH else interpreter.bucket(len(chunk))  # shapes that repeat
         cot = [np.zeros((rows,) + tuple(v.aval.shape), dtype) for v in targets]  # filled in numpy: no dispatch
         for c, v in zip(cot, targets):
             for r, d in enumerate(chunk):
                 if v in d:
                     c[r] = np.reshape(np.asarray(d[v]), v.aval.shape)
-        out.append(np.asarray(run(list(leaves), [jnp.asarray(c) for c in cot]), np.float64)[:len(chunk)])
+        out.append(np.asarray(run(list(leaves), jax.device_put(cot)), np.float64)[:len(chunk)])
     return np.concatenate(out)
 
 
@@ -160,4 +160,4 @@ def candidate_gradients(graph, leaves, cands) -> np.ndarray:
         g = jax.grad(lambda ls: evaluate(graph, ls, Changes(switched=switched, switch=w)))(list(leaves))
         return jnp.concatenate([jnp.ravel(l).astype(jnp.float64) for l in g])
 
-    return np.asarray(jax.vmap(flat_grad)(jnp.eye(len(cands), dtype=dtype)), np.float64)
+    return np.asarray(interpreter.vmapped(lambda w: [flat_grad(w)], [np.eye(len(cands), dtype=dtype)])[0], np.float64)
