@@ -15,7 +15,7 @@ equations (every instance of a loop body, two sites) chain, and are evaluated ex
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +29,7 @@ SHIFT_OPS = ("reduce_max", "reduce_min", "argmax", "argmin", "stop_gradient")
 ZERO_COTANGENT_RTOL = 1e-9  # a shift's cotangent below this (relative to the largest) is zero up to rounding
 BATCH = 256  # pullbacks per vmapped call
 JIT_MAX_EQNS = 200  # programs up to this many equations are compiled whole (else run op by op, cached per op)
+EXACT_BATCH_ENTRIES = 2**24  # rows x the program's values in one batched exact pass (128 MiB of float64)
 
 
 @dataclasses.dataclass
@@ -144,20 +145,45 @@ def _order(graph, v):
 def exact_gradient(graph: jg.Graph, leaves, point: Point, *, edits=None, scales=None) -> np.ndarray:
     """The flattened gradient with ``edits`` (equation -> edit) and ``scales`` (edge -> a) all applied."""
     sc = None if not scales else {e: jnp.asarray(a, jnp.result_type(*leaves)) for e, a in scales.items()}
-    g = jax.grad(lambda ls: evaluate(graph, ls, Changes(edits=edits, scales=sc, frozen=point.frozen)))(list(leaves))
+    frozen = point.frozen if point is not None else ()
+    g = jax.grad(lambda ls: evaluate(graph, ls, Changes(edits=edits, scales=sc, frozen=frozen)))(list(leaves))
     return np.concatenate([np.ravel(np.asarray(x, np.float64)) for x in g])
 
 
-def candidate_gradients(graph, leaves, cands) -> np.ndarray:
-    """``(len(cands), n_params)``: the flattened gradient of each candidate (one vmapped pass, op by op)."""
-    switched = {}
-    for k, c in enumerate(cands):
-        for i, edit in c.edits.items():
-            switched.setdefault(i, []).append((k, edit))
+def exact_gradients(graph: jg.Graph, leaves, point: Optional[Point], changes: Sequence[tuple]) -> np.ndarray:
+    r"""``(len(changes), n_params)``: for each ``(edits, scales)`` pair, :func:`exact_gradient` with them
+    applied, all in one compiled program vmapped over a one-hot switch :math:`w`: every edit of change
+    :math:`k` is weighted by :math:`w_k` and every scaled edge's constant is :math:`\sum_k w_k a_k`, so that
+    row :math:`k` runs exactly its own changes (a mutant's check: 30 eager passes 5.9 s; batched, 8.8 s
+    eager and 1.9 s compiled).  A row that comes back not finite (another change's infinite derivative
+    times its weight 0) is evaluated alone.  ``point=None``: no shift is frozen."""
+    n = len(changes)
+    if not n:
+        return np.zeros((0, sum(int(np.size(l)) for l in leaves)))
     dtype = jnp.result_type(*leaves)
+    switched, edges = {}, sorted({e for _, sc in changes for e in (sc or {})})
+    for k, (edits, _) in enumerate(changes):
+        for i, edit in (edits or {}).items():
+            switched.setdefault(i, []).append((k, edit))
+    col = {e: c for c, e in enumerate(edges)}
+    A = np.ones((n, len(edges)), dtype)  # row k's constant on each scaled edge (1: not scaled by change k)
+    for k, (_, sc) in enumerate(changes):
+        for e, a in (sc or {}).items():
+            A[k, col[e]] = a
+    frozen = point.frozen if point is not None else ()
 
-    def flat_grad(w):
-        g = jax.grad(lambda ls: evaluate(graph, ls, Changes(switched=switched, switch=w)))(list(leaves))
-        return jnp.concatenate([jnp.ravel(l).astype(jnp.float64) for l in g])
+    def flat_grad(ls, A, w):
+        a = w @ A
+        ch = Changes(switched=switched or None, switch=w, scales={e: a[c] for e, c in col.items()} or None,
+                     frozen=frozen)
+        g = jax.grad(lambda ls: evaluate(graph, ls, ch))(ls)
+        return [jnp.concatenate([jnp.ravel(l).astype(jnp.float64) for l in g])]
 
-    return np.asarray(interpreter.vmapped(lambda w: [flat_grad(w)], [np.eye(len(cands), dtype=dtype)])[0], np.float64)
+    values = sum(int(np.size(v)) for v in (point.values.values() if point is not None else leaves) if v is not None)
+    rows = max(1, EXACT_BATCH_ENTRIES // max(values, 1))
+    out = interpreter.vmapped(flat_grad, [np.eye(n, dtype=dtype)], [list(leaves), jax.device_put(A)], compiled=True,
+                              rows=rows)[0].astype(np.float64)
+    for k in np.flatnonzero(~np.all(np.isfinite(out), axis=1)):
+        edits, scales = changes[k]
+        out[k] = exact_gradient(graph, leaves, point, edits=edits, scales=scales)
+    return out

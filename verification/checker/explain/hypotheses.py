@@ -153,7 +153,7 @@ def _scale_groups(graph) -> Dict[tuple, List[int]]:
 
 def _group_scalings(s: Search) -> List[Hypothesis]:
     """Loop-wide and line-wide scalings (``s.groups``, :func:`_scale_groups`): screened by their first-order
-    effect, then evaluated exactly (``s.exact(scales=...)``) at the canonical scales and the fitted one."""
+    effect, then evaluated exactly (``s.exact``, one batched pass) at the canonical scales and the fitted one."""
     graph, fit, G = s.graph, s.fit, s.reference
     screened = []
     for key, ks in s.groups.items():
@@ -163,24 +163,27 @@ def _group_scalings(s: Search) -> List[Hypothesis]:
             continue
         am1 = float(fit.D @ col / n)
         screened.append((fit.residual(am1 * col), key, ks, 1 + am1))
-    out = []
+    tries = []  # (key, edges, scale): per group the canonical scales near its first-order one, then that one
     for _, key, ks, a_lin in sorted(screened, key=lambda t: t[0])[:MAX_GROUP_SCALES]:
         near = [c for c in scale_causes.CANONICAL_SCALES if abs(a_lin - c) <= NEAR_CANONICAL * max(1.0, abs(c))]
-        for a in (*near, a_lin):
-            H = s.exact(scales={graph.edges[k]: a for k in ks})
-            if fit.fits(H - G):
-                i, j = graph.edges[ks[-1]]
-                cause, text = scale_causes.classify(graph, i, j, a)
-                n_sites = len({graph.edges[k][0] for k in ks})
-                where = (
-                    "in all instances of a loop body"
-                    if key[0] == "loop"
-                    else "at every use of that value on the line"
-                )
-                out.append(Hypothesis(cause, i, graph.describe(i), f"manual equals autodiff if {text}, {where} "
-                                      f"({n_sites} sites)", fit.residual(H - G), a,
-                                      sites=sorted({graph.edges[k][0] for k in ks})))
-                break
+        tries += [(key, ks, a) for a in (*near, a_lin)]
+    Hs = s.exact([(None, {graph.edges[k]: a for k in ks}) for _, ks, a in tries])
+    out, done = [], set()
+    for (key, ks, a), H in zip(tries, Hs):
+        if key in done or not fit.fits(H - G):
+            continue
+        i, j = graph.edges[ks[-1]]
+        cause, text = scale_causes.classify(graph, i, j, a)
+        n_sites = len({graph.edges[k][0] for k in ks})
+        where = (
+            "in all instances of a loop body"
+            if key[0] == "loop"
+            else "at every use of that value on the line"
+        )
+        out.append(Hypothesis(cause, i, graph.describe(i), f"manual equals autodiff if {text}, {where} "
+                              f"({n_sites} sites)", fit.residual(H - G), a,
+                              sites=sorted({graph.edges[k][0] for k in ks})))
+        done.add(key)
     return out
 
 
@@ -216,8 +219,10 @@ def _search(graph, leaves, point, D, G, fit_rtol, sites, cols):
     if cols is not None:
         D, G = D[cols], G[cols]
     fit = Fitter(D, fit_rtol)
-    exact = (lambda **kw: le.exact_gradient(graph, leaves, point, **kw)[cols]) if cols is not None else \
-        (lambda **kw: le.exact_gradient(graph, leaves, point, **kw))
+    def exact(changes):  # the gradients with each (edits, scales) made, on the judged entries (one batched pass)
+        H = le.exact_gradients(graph, leaves, point, changes)
+        return H if cols is None else H[:, cols]
+
     cands = derivative_edits.candidates(graph, point.values, sites=sites) + loop_bodies.candidates(graph, point, sites)
     singles = [c for c in cands if len(c.edits) == 1]
     multi = [c for c in cands if len(c.edits) > 1]
@@ -253,8 +258,8 @@ def _search(graph, leaves, point, D, G, fit_rtol, sites, cols):
             if c.where:
                 in_loops.append((h, d))
     # Edits at several equations chain: screened by their first-order effect, the best few evaluated exactly.
-    for c in sorted(multi, key=lambda c: fit.residual(first_order(c)))[:MAX_MULTI_EXACT]:
-        H = exact(edits=c.edits)
+    chained = sorted(multi, key=lambda c: fit.residual(first_order(c)))[:MAX_MULTI_EXACT]
+    for c, H in zip(chained, exact([(c.edits, None) for c in chained])):
         if fit.fits(H - G):
             found.append(_from_candidate(graph, c, fit.residual(H - G)))
     groups = {key: ks for key, ks in _scale_groups(graph).items() if all(k in col_of for k in ks)}

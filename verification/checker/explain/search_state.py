@@ -23,7 +23,7 @@ class Search:
     graph: Graph
     fit: Fitter  # the fit test against D = M - G on the judged entries
     reference: np.ndarray  # G, jax.grad's gradient on the judged entries
-    exact: Callable[..., np.ndarray]  # exact(edits=..., scales=...) -> the edited gradient on the judged entries
+    exact: Callable[[List[tuple]], np.ndarray]  # [(edits, scales), ...] -> each edited gradient, judged entries
     singles: List[Any]  # rule edits of one equation (derivative_edits.Candidate)
     edit_effects: np.ndarray  # (len(singles), n): first-order effect of each single edit
     allowed: List[int]  # the edges (indices into graph.edges) whose scaling is tried

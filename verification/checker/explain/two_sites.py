@@ -67,7 +67,7 @@ def pairs(s: Search) -> List[Hypothesis]:
         fr = [it[2] for it in (a, b) if it[0] == "scale"]
         coef = list(np.linalg.lstsq(np.stack(fr, axis=1), fit.D - fixed, rcond=None)[0]) if fr else []
         screened.append((float(np.sqrt(max(res2[x, y], 0.0))) / fit.nD, a, b, coef))
-    out = []
+    tries = []  # (edits, scales, parts) of each pair screened close enough to evaluate
     for res, a, b, coef in sorted(screened, key=lambda t: t[0])[:MAX_PAIRS_EXACT]:
         if res > 1e-3:
             break
@@ -84,7 +84,9 @@ def pairs(s: Search) -> List[Hypothesis]:
                 i, j = graph.edges[it[1][-1]]
                 cause, text = scale_causes.classify(graph, i, j, factor)
                 parts.append((cause, i, text + (f" (at all {len(it[1])} of its uses)" if len(it[1]) > 1 else "")))
-        H = s.exact(edits=edits or None, scales=scales or None)
+        tries.append((edits, scales, parts))
+    out = []
+    for (edits, scales, parts), H in zip(tries, s.exact([(e or None, sc or None) for e, sc, _ in tries])):
         if fit.fits(H - s.reference):
             (c1, i1, t1), (c2, i2, t2) = sorted(parts, key=lambda p: -p[1])
             out.append(

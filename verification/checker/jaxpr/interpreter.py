@@ -84,17 +84,24 @@ def bucket(n: int) -> int:
     return 1 << max(0, int(n) - 1).bit_length()
 
 
-def vmapped(fn: Callable, stacked: Sequence[Any]) -> List[np.ndarray]:
-    """``jax.vmap(fn)(*stacked)`` as numpy arrays: every array of ``stacked`` (rows on axis 0) padded to
-    :func:`bucket` rows with copies of its first row, put on the device without compiling (``jnp.asarray``
-    of a numpy array compiles a program per shape), and the padding's results dropped."""
+def vmapped(fn: Callable, stacked: Sequence[Any], shared: Sequence[Any] = (), *, compiled: bool = False,
+            rows: Optional[int] = None) -> List[np.ndarray]:
+    """``jax.vmap(fn)(*shared, *stacked)`` (``shared`` not batched) as numpy arrays.  Every array of
+    ``stacked`` (rows on axis 0) is padded to :func:`bucket` rows, or to a multiple of ``rows`` where it
+    has more (run ``rows`` at a time), with copies of its first row, put on the device without compiling
+    (``jnp.asarray`` of a numpy array compiles a program per shape), and the padding's results are
+    dropped.  ``compiled``: the batched ``fn`` compiled whole, once (one program, not one per new
+    operation); ``shared`` are its arguments, never constants folded into it."""
     stacked = [np.asarray(s) for s in stacked]
     n = stacked[0].shape[0]
-    pad = bucket(n) - n
+    size = bucket(n) if rows is None or n <= rows else rows
+    pad = -n % size
     if pad:
         stacked = [np.concatenate([s, np.repeat(s[:1], pad, axis=0)]) for s in stacked]
-    outs = jax.vmap(fn)(*jax.device_put(stacked))
-    return [np.asarray(o)[:n] for o in outs]
+    batched = jax.vmap(fn, in_axes=(None,) * len(shared) + (0,) * len(stacked))
+    batched = jax.jit(batched) if compiled else batched
+    outs = [batched(*shared, *jax.device_put([s[lo:lo + size] for s in stacked])) for lo in range(0, n + pad, size)]
+    return [np.concatenate([np.asarray(o[k]) for o in outs])[:n] for k in range(len(outs[0]))]
 
 
 def outputs(closed, env: Dict[Any, Any]) -> List[Any]:
