@@ -12,13 +12,15 @@ import tempfile
 # fusion emitters (MLIR) are turned off too: the older elemental emitter compiles a small program in about
 # two thirds of the time (a jitted gradient of a 2-layer net: 103 ms -> 71-81 ms at -O0 on the 2-core CI
 # machine; the whole suite 850 s -> 612 s, 2026-12-07).  The proof rows of `python -m verification` and the
-# benchmarks run at XLA's default; `XLA_FLAGS= python -m pytest` runs the suite there too.
-os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false")
-
+# benchmarks run at XLA's default; `XLA_FLAGS= python -m pytest` runs the suite there too.  The mutation run's
+# workers compile the same way (the flags are read when the first computation starts the backend, not at import).
 import jax  # noqa: E402
 import pytest
 
 import verification
+from verification.mutants.run import QUICK_COMPILE_XLA_FLAGS
+
+os.environ.setdefault("XLA_FLAGS", QUICK_COMPILE_XLA_FLAGS)
 
 verification.configure()
 

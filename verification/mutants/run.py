@@ -19,7 +19,7 @@ import threading
 from verification.mutants.operators import Mutant, mutants_of
 from verification.mutants.targets import BACKWARD, CHECKS, TARGETS
 
-__all__ = ["BATCH", "MUTANT_TIME_LIMIT", "SAMPLE_SEED", "SAMPLE_SIZE", "SUBSET_FRACTION", "plan", "repo_root", "run",
+__all__ = ["BATCH", "MUTANT_TIME_LIMIT", "QUICK_COMPILE_XLA_FLAGS", "SAMPLE_SEED", "SAMPLE_SIZE", "SUBSET_FRACTION", "plan", "repo_root", "run",
            "sample", "subset"]
 
 # A survivor runs every row of its module's checks: up to ~4 min for the optimizers' 180 trajectories or the 30
@@ -31,6 +31,10 @@ SAMPLE_SEED, SAMPLE_SIZE = 34, 220  # the checker's fixed sample (issue 34: >= 2
 # 2-core machine (a mutant re-imports jaxmlp, so every row it runs compiles afresh).  The backward modules keep
 # most of theirs (the checker's sample is drawn from them), the others a quarter: 339 of 680.
 SUBSET_FRACTION = {"backward": 0.83, "other": 0.25}
+# The workers compile as the test suite does (conftest.py), unless XLA_FLAGS is set: LLVM at -O0 and XLA's older
+# CPU emitter.  The arithmetic is the same IEEE operations (no fast-math either way), so a row's verdict is the
+# suite's; most of a worker's time is compiling small programs (the checker on a mutant: 21 s -> 10 s, warm).
+QUICK_COMPILE_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
 
 
 def repo_root() -> str:
@@ -39,6 +43,7 @@ def repo_root() -> str:
 
 def _spawn(job: dict, repo: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=repo + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.setdefault("XLA_FLAGS", QUICK_COMPILE_XLA_FLAGS)
     p = subprocess.Popen([sys.executable, "-m", "verification.mutants.worker"], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=repo,
                          start_new_session=True)
