@@ -17,7 +17,7 @@ at the loop's first step and wrong after it only carries the error on; where no 
 one that repairs once scaled by a fitted constant is taken (a user who carries ``m`` times the cotangent
 and divides at the end); and a line that hands the wrong value on without computing anything (``dxhat =
 g`` where ``g * gamma`` was meant) is found in the source
-(:func:`verification.checker.backward.program.silent_assignments`) and ranked first.
+(:func:`verification.checker.backward.source_code.silent_assignments`) and ranked first.
 
 What a value may have been meant to be, and the groups of them for a loop line, are
 :mod:`verification.checker.backward.substitutes`; the order of the lines to fix,
@@ -31,7 +31,8 @@ import jax.extend.core as jcore
 import numpy as np
 
 from verification.checker.backward import handoffs, line_order, line_ranking, loop_lines, sizes, substitutes, why
-from verification.checker.backward.program import Program, assigned_name, code_at, same_function, silent_assignments
+from verification.checker.backward.program import Program
+from verification.checker.backward.source_code import assigned_name, code_at, same_function, silent_assignments
 from verification.checker.backward.references import Match, Ref, References
 from verification.checker.base.findings import BackwardFinding
 from verification.checker.jaxpr import graph as jg

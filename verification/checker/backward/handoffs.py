@@ -23,7 +23,7 @@ from __future__ import annotations
 import ast
 from typing import List, Optional, Tuple
 
-from verification.checker.backward.program import assigned_name, parsed, source_function, statement_at
+from verification.checker.backward.source_code import assigned_name, parsed, source_function, statement_at
 from verification.checker.jaxpr import source_lines
 
 __all__ = ["passed_in", "returned_in", "stored_in"]

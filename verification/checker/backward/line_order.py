@@ -12,7 +12,8 @@ from typing import Any, List, Optional
 import jax.extend.core as jcore
 import numpy as np
 
-from verification.checker.backward.program import Program, code_at
+from verification.checker.backward.program import Program
+from verification.checker.backward.source_code import code_at
 from verification.checker.jaxpr import graph as jg
 
 MASK_CAUSES = ("wrong_threshold", "wrong_selection", "wrong_branch")  # a hypothesis that puts mask lines first

@@ -11,7 +11,8 @@ import jax.extend.core as jcore
 import numpy as np
 
 from verification.checker.backward import line_order, substitutes, why
-from verification.checker.backward.program import Program, assigned_name, code_at, silent_assignments
+from verification.checker.backward.program import Program
+from verification.checker.backward.source_code import assigned_name, code_at, silent_assignments
 from verification.checker.backward.references import References
 from verification.checker.jaxpr import graph as jg
 

@@ -18,7 +18,8 @@ from typing import Any, Dict, List, NamedTuple, Optional
 import numpy as np
 
 from verification.checker.backward import why
-from verification.checker.backward.program import Program, assigned_name, code_at, silent_assignments
+from verification.checker.backward.program import Program
+from verification.checker.backward.source_code import assigned_name, code_at, silent_assignments
 from verification.checker.backward.references import Match, References
 from verification.checker.base.findings import BackwardFinding
 from verification.checker.jaxpr import graph as jg

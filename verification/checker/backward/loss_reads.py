@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from verification.checker.backward import handoffs
-from verification.checker.backward.program import code_at
+from verification.checker.backward.source_code import code_at
 from verification.checker.backward.why import close
 from verification.checker.explain.edit_effects import pullbacks
 from verification.checker.jaxpr import graph as jg

@@ -25,7 +25,7 @@ import numpy as np
 
 from verification.checker.backward import loop_steps
 from verification.checker.backward.derivatives import op_function
-from verification.checker.backward.program import assigned_name, code_at
+from verification.checker.backward.source_code import assigned_name, code_at
 from verification.checker.base.tolerances import BACKWARD_MATCH_RTOL
 from verification.checker.explain.edit_effects import local_cotangents
 from verification.checker.jaxpr import graph as jg

@@ -18,7 +18,8 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from verification.checker.backward import why
-from verification.checker.backward.program import Program, code_at, source_function, statement_at
+from verification.checker.backward.program import Program
+from verification.checker.backward.source_code import code_at, source_function, statement_at
 
 __all__ = ["wrong_size"]
 

@@ -18,7 +18,7 @@ from typing import Callable, List, Optional, Sequence
 
 import jax
 
-from verification.checker.backward import program
+from verification.checker.backward import program, source_code
 from verification.checker.base.findings import BackwardFinding
 
 MAX_LINES = 3  # candidate lines reported
@@ -57,12 +57,12 @@ def none_lines(fn: Callable, leaves: Sequence, names: Sequence[str]) -> List[str
     traced = prog.traced_lines()
     funcs = {}
     for line in sorted(traced):
-        found = program.source_function(line)
+        found = source_code.source_function(line)
         if found is not None:
             funcs.setdefault((found[0], id(found[1])), found[:2])
     ranked = []
     for path, func in funcs.values():
-        inner = program.nested(func)  # (a nested function is its own entry where it ran)
+        inner = source_code.nested(func)  # (a nested function is its own entry where it ran)
         for node in _none_exprs(func):
             if id(node) in inner:
                 continue
@@ -71,7 +71,7 @@ def none_lines(fn: Callable, leaves: Sequence, names: Sequence[str]) -> List[str
                 continue  # it computed an array here
             other = node.orelse if isinstance(node, ast.IfExp) and _is_none(node.body) else getattr(node, "body", None)
             conditional = isinstance(node, ast.IfExp)
-            rank = 0 if conditional and program.computes(other) else 1 if conditional else 2
+            rank = 0 if conditional and source_code.computes(other) else 1 if conditional else 2
             ranked.append((rank, 2, path, node.lineno))
             for sub, line in _fillers(func, node, inner):
                 ranked.append((rank, sub, path, line))
@@ -103,6 +103,6 @@ def locate(fn: Callable, leaves: Sequence, names: Sequence[str], structure_error
     lines = none_lines(fn, leaves, names)
     if not lines:
         return None
-    return BackwardFinding([f"{l} {program.code_at(l)}".rstrip() for l in lines], lines[0], program.code_at(lines[0]),
+    return BackwardFinding([f"{l} {source_code.code_at(l)}".rstrip() for l in lines], lines[0], source_code.code_at(lines[0]),
                            "an array for every parameter leaf", float("inf"), [], "structure",
                            f"it can hand on None where a gradient leaf belongs ({structure_error})", repaired=False)

@@ -16,7 +16,8 @@ import jax.extend.core as jcore
 import numpy as np
 
 from verification.checker.backward import derivatives as bd
-from verification.checker.backward.program import Program, assigned_name, code_at
+from verification.checker.backward.program import Program
+from verification.checker.backward.source_code import assigned_name, code_at
 from verification.checker.backward.references import Match, References
 from verification.checker.base import causes
 from verification.checker.jaxpr import graph as jg

@@ -31,7 +31,7 @@ from verification.checker.explain import kinks
 from verification.checker.base import sampled_differences as sampled
 from verification.checker.backward import structure
 from verification.checker.backward.check import locate
-from verification.checker.backward.program import return_line
+from verification.checker.backward.source_code import return_line
 from verification.checker.base.compare import compare_leaf, compare_leaves
 from verification.checker.explain import edit_effects
 from verification.checker.base.context import CheckContext

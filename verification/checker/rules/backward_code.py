@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from verification.checker.backward.check import locate, tangent_point
-from verification.checker.backward.program import return_line
+from verification.checker.backward.source_code import return_line
 from verification.checker.base.findings import BackwardFinding
 from verification.checker.base.tolerances import precision_of
 from verification.checker.jaxpr import graph as jg
