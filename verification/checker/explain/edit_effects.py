@@ -9,8 +9,8 @@ cotangent it sends to input ``u`` changes by ``delta``, the parameter gradient c
 the pullback of ``delta`` from ``u`` to the parameters.  So one vmapped reverse pass of the forward
 program gives the effect of every single-equation edit and every edge scaling, however many there are,
 in a program whose size does not grow with their number (:func:`pullbacks`).  Edits at several
-equations (every instance of a loop body, two sites) chain, and are evaluated exactly instead
-(:func:`exact_gradient`).
+equations (every instance of a loop body, two sites) chain, and are evaluated exactly instead, all the
+candidates of one kind in one compiled program (:func:`exact_gradients`).
 """
 from __future__ import annotations
 

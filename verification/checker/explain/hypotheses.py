@@ -219,6 +219,7 @@ def _search(graph, leaves, point, D, G, fit_rtol, sites, cols):
     if cols is not None:
         D, G = D[cols], G[cols]
     fit = Fitter(D, fit_rtol)
+
     def exact(changes):  # the gradients with each (edits, scales) made, on the judged entries (one batched pass)
         H = le.exact_gradients(graph, leaves, point, changes)
         return H if cols is None else H[:, cols]
