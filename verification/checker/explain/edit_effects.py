@@ -29,7 +29,9 @@ SHIFT_OPS = ("reduce_max", "reduce_min", "argmax", "argmin", "stop_gradient")
 ZERO_COTANGENT_RTOL = 1e-9  # a shift's cotangent below this (relative to the largest) is zero up to rounding
 BATCH = 256  # pullbacks per vmapped call
 JIT_MAX_EQNS = 200  # programs up to this many equations are compiled whole (else run op by op, cached per op)
-EXACT_BATCH_ENTRIES = 2**24  # rows x the program's values in one batched exact pass (128 MiB of float64)
+EXACT_BATCH_ENTRIES = 2**22  # rows x the program's values in one batched exact pass (32 MiB of float64); a
+# program with more than half of it is evaluated one change at a time, eagerly (the 24-layer 1.6M-parameter
+# diagnosis: 2.67 GiB batched, against its 2.5 GiB budget)
 
 
 @dataclasses.dataclass
@@ -180,7 +182,9 @@ def exact_gradients(graph: jg.Graph, leaves, point: Optional[Point], changes: Se
         return [jnp.concatenate([jnp.ravel(l).astype(jnp.float64) for l in g])]
 
     values = sum(int(np.size(v)) for v in (point.values.values() if point is not None else leaves) if v is not None)
-    rows = max(1, EXACT_BATCH_ENTRIES // max(values, 1))
+    rows = EXACT_BATCH_ENTRIES // max(values, 1)
+    if rows < 2:  # a large program: one change at a time
+        return np.stack([exact_gradient(graph, leaves, point, edits=e, scales=sc) for e, sc in changes])
     out = interpreter.vmapped(flat_grad, [np.eye(n, dtype=dtype)], [list(leaves), jax.device_put(A)], compiled=True,
                               rows=rows)[0].astype(np.float64)
     for k in np.flatnonzero(~np.all(np.isfinite(out), axis=1)):
