@@ -61,12 +61,15 @@ def candidates(graph: jg.Graph, values, sites=None) -> List[Candidate]:
     (a shared helper such as ``tanh_prime``), and the loop-wide saved-operand changes.  With ``sites`` (a
     set of equation indices), only changes whose every equation is one of them."""
     out = list(_per_equation(graph, values, sites))
-    loop = [Candidate("wrong_saved_operand", site, edits, text) for site, edits, text in saved.loop_saved(graph, values)
-            if sites is None or set(edits) <= sites]
-    return out + _shared(graph, out) + loop
+    return out + shared(graph, out) + [c for c in loop_saved(graph, values) if sites is None or set(c.edits) <= sites]
 
 
-def _shared(graph, out) -> List[Candidate]:
+def loop_saved(graph: jg.Graph, values) -> List[Candidate]:
+    """The loop-wide saved-operand changes (:func:`verification.checker.explain.saved_operands.loop_saved`)."""
+    return [Candidate("wrong_saved_operand", site, edits, text) for site, edits, text in saved.loop_saved(graph, values)]
+
+
+def shared(graph, out) -> List[Candidate]:
     """The changes of ``out`` made together: at every instance of one line, and (an elementwise derivative)
     at every use of one op (a shared helper)."""
     by_text: Dict[tuple, List[Candidate]] = {}
@@ -97,7 +100,7 @@ def body_changes(graph: jg.Graph, values) -> List[Candidate]:
     the body's variables, not a value of this iteration), and each made at every instance of one line or
     every use of one op in the body (a helper called twice per step)."""
     out = list(_per_equation(graph, values, body=True))
-    return out + _shared(graph, out)
+    return out + shared(graph, out)
 
 
 def _one(cause, i, edit, text):
@@ -106,41 +109,47 @@ def _one(cause, i, edit, text):
 
 def _per_equation(graph, values, sites=None, body=False):
     live = {graph.eqns[i].invars[j] for i, j in graph.edges}
-    for i, eqn in enumerate(graph.eqns):
-        if sites is not None and i not in sites:
-            continue
-        name, where = jg.op_name(eqn), graph.describe(i)
-        float_vars = [j for j, v in enumerate(eqn.invars) if jg.is_float(v) and v in live]
-        if not float_vars:
-            continue
-        out_shape = eqn.outvars[0].aval.shape
-        n_vars = len([v for v in eqn.invars if isinstance(v, jcore.Var)])
-        pos = float_vars[0]
-        if n_vars == 1 and eqn.invars[pos].aval.shape == out_shape and name not in NOT_ELEMENTWISE_RULES:
-            yield from _elementwise(graph, values, i, eqn, where, name, pos, body)
-        if name == "select_n":
-            yield from _select_edits(i, eqn, where)
-        if name in ("max", "min") and n_vars == 2 and len(float_vars) == 2:
-            yield _one(
-                "wrong_branch",
-                i,
-                ed.Edit(_loser_edit),
-                f"the backward of {where} sends the cotangent to the input that lost (the mask inverted)",
-            )
-        if name in ("reduce_max", "reduce_min") and not body:  # its masks are this iteration's
-            yield from _routing_edits(i, eqn, where, values)
-        if name in ("mul", "dot_general") and n_vars == 2:
-            for j in float_vars:
-                if name == "mul":
-                    yield _one("derivative_dropped", i, ed.product_edit(j, lambda a, b: jnp.ones((), a.dtype)),
-                               f"the backward of {where} leaves out the factor (operand {2 - j}) in the cotangent "
-                               f"to operand {j + 1}")
-                for u, x, what in saved.saved_candidates(graph, values, eqn.invars[1 - j], i, inputs=body):
-                    yield _one("wrong_saved_operand", i, saved.operand_edit(j, u if body else x),
-                               f"the backward of {where} uses {what} in place of operand {2 - j} in the cotangent "
-                               f"to operand {j + 1}")
-            if name == "dot_general" and eqn.params["dimension_numbers"] == STANDARD_MATMUL and len(out_shape) == 2:
-                yield from _orientation_edits(i, eqn, where, float_vars, values)
+    for i in range(len(graph.eqns)):
+        if sites is None or i in sites:
+            yield from at_equation(graph, values, i, live, body)
+
+
+def at_equation(graph, values, i: int, live, body=False):
+    """The single-equation changes of equation ``i`` (``live``: the inputs that carry the parameters;
+    ``body``: ``graph`` is a loop body, at one iteration)."""
+    eqn = graph.eqns[i]
+    name, where = jg.op_name(eqn), graph.describe(i)
+    float_vars = [j for j, v in enumerate(eqn.invars) if jg.is_float(v) and v in live]
+    if not float_vars:
+        return
+    out_shape = eqn.outvars[0].aval.shape
+    n_vars = len([v for v in eqn.invars if isinstance(v, jcore.Var)])
+    pos = float_vars[0]
+    if n_vars == 1 and eqn.invars[pos].aval.shape == out_shape and name not in NOT_ELEMENTWISE_RULES:
+        yield from _elementwise(graph, values, i, eqn, where, name, pos, body)
+    if name == "select_n":
+        yield from _select_edits(i, eqn, where)
+    if name in ("max", "min") and n_vars == 2 and len(float_vars) == 2:
+        yield _one(
+            "wrong_branch",
+            i,
+            ed.Edit(_loser_edit),
+            f"the backward of {where} sends the cotangent to the input that lost (the mask inverted)",
+        )
+    if name in ("reduce_max", "reduce_min") and not body:  # its masks are this iteration's
+        yield from _routing_edits(i, eqn, where, values)
+    if name in ("mul", "dot_general") and n_vars == 2:
+        for j in float_vars:
+            if name == "mul":
+                yield _one("derivative_dropped", i, ed.product_edit(j, lambda a, b: jnp.ones((), a.dtype)),
+                           f"the backward of {where} leaves out the factor (operand {2 - j}) in the cotangent "
+                           f"to operand {j + 1}")
+            for u, x, what in saved.saved_candidates(graph, values, eqn.invars[1 - j], i, inputs=body):
+                yield _one("wrong_saved_operand", i, saved.operand_edit(j, u if body else x),
+                           f"the backward of {where} uses {what} in place of operand {2 - j} in the cotangent "
+                           f"to operand {j + 1}")
+        if name == "dot_general" and eqn.params["dimension_numbers"] == STANDARD_MATMUL and len(out_shape) == 2:
+            yield from _orientation_edits(i, eqn, where, float_vars, values)
 
 
 def _elementwise(graph, values, i, eqn, where, name, pos, body=False):

@@ -28,7 +28,7 @@ from verification.checker.explain.edits import Changes, evaluate, evaluate_outpu
 SHIFT_OPS = ("reduce_max", "reduce_min", "argmax", "argmin", "stop_gradient")
 ZERO_COTANGENT_RTOL = 1e-9  # a shift's cotangent below this (relative to the largest) is zero up to rounding
 BATCH = 256  # pullbacks per vmapped call
-JIT_MAX_EQNS = 200  # programs up to this many equations are compiled whole (else run op by op, cached per op)
+JIT_MAX_EQNS = 1000  # programs up to this many equations are compiled whole (else run op by op, cached per op)
 EXACT_BATCH_ENTRIES = 2**22  # rows x the program's values in one batched exact pass (32 MiB of float64); a
 # program with more than half of it is evaluated one change at a time, eagerly (the 24-layer 1.6M-parameter
 # diagnosis: 2.67 GiB batched, against its 2.5 GiB budget)
@@ -124,8 +124,7 @@ def pullbacks(graph: jg.Graph, leaves, point: Point, deltas: Sequence[Dict[Any, 
         return jnp.concatenate([jnp.ravel(g[k]).astype(jnp.float64) for k in keep] or [jnp.zeros(0)])
 
     run = jax.vmap(one, in_axes=(None, 0))  # the leaves are arguments, never constants that XLA would fold
-    if len(graph.eqns) <= JIT_MAX_EQNS:  # one compile beats a compile per new op; long programs run op by op
-        run = jax.jit(run)
+    whole = len(graph.eqns) <= JIT_MAX_EQNS  # one compile beats a compile per new op; long programs run op by op
     out = []
     for lo in range(0, len(deltas), BATCH):
         chunk = deltas[lo:lo + BATCH]
@@ -135,7 +134,10 @@ def pullbacks(graph: jg.Graph, leaves, point: Point, deltas: Sequence[Dict[Any, 
             for r, d in enumerate(chunk):
                 if v in d:
                     c[r] = np.reshape(np.asarray(d[v]), v.aval.shape)
-        out.append(np.asarray(run(list(leaves), jax.device_put(cot)), np.float64)[:len(chunk)])
+        args = (list(leaves), jax.device_put(cot))
+        if whole and not out:  # every chunk has the first one's shapes
+            run = interpreter.compile_once(run, *args)
+        out.append(np.asarray(run(*args), np.float64)[:len(chunk)])
     return np.concatenate(out)
 
 
@@ -150,6 +152,13 @@ def exact_gradient(graph: jg.Graph, leaves, point: Point, *, edits=None, scales=
     frozen = point.frozen if point is not None else ()
     g = jax.grad(lambda ls: evaluate(graph, ls, Changes(edits=edits, scales=sc, frozen=frozen)))(list(leaves))
     return np.concatenate([np.ravel(np.asarray(x, np.float64)) for x in g])
+
+
+def exact_rows(point: Optional[Point], leaves) -> int:
+    """How many changes :func:`exact_gradients` evaluates in one batched pass (under 2: one at a time, each
+    change a pass of its own): :data:`EXACT_BATCH_ENTRIES` over the program's values."""
+    values = sum(int(np.size(v)) for v in (point.values.values() if point is not None else leaves) if v is not None)
+    return EXACT_BATCH_ENTRIES // max(values, 1)
 
 
 def exact_gradients(graph: jg.Graph, leaves, point: Optional[Point], changes: Sequence[tuple]) -> np.ndarray:
@@ -181,8 +190,7 @@ def exact_gradients(graph: jg.Graph, leaves, point: Optional[Point], changes: Se
         g = jax.grad(lambda ls: evaluate(graph, ls, ch))(ls)
         return [jnp.concatenate([jnp.ravel(l).astype(jnp.float64) for l in g])]
 
-    values = sum(int(np.size(v)) for v in (point.values.values() if point is not None else leaves) if v is not None)
-    rows = EXACT_BATCH_ENTRIES // max(values, 1)
+    rows = exact_rows(point, leaves)
     if rows < 2:  # a large program: one change at a time
         return np.stack([exact_gradient(graph, leaves, point, edits=e, scales=sc) for e, sc in changes])
     out = interpreter.vmapped(flat_grad, [np.eye(n, dtype=dtype)], [list(leaves), jax.device_put(A)], compiled=True,

@@ -24,18 +24,15 @@ from __future__ import annotations
 from typing import Dict, List, Tuple
 
 import jax
-import jax.extend.core as jcore
 import numpy as np
 
-from verification.checker.jaxpr import interpreter
 from verification.checker.explain import edit_effects as le
-from verification.checker.explain import loop_bodies
 from verification.checker.explain import ranking
-from verification.checker.explain import derivative_edits
 from verification.checker.explain import scale_causes
 from verification.checker.explain import two_sites
 from verification.checker.base.findings import Hypothesis
 from verification.checker.base.fits import Fitter
+from verification.checker.explain.first_order import Effects
 from verification.checker.explain.search_state import Search
 
 MAX_MULTI_EXACT = 8  # multi-equation rule changes evaluated exactly (best first-order screens first)
@@ -49,47 +46,6 @@ WIDE_ROWS_PER_EDGE = 9  # the effect matrix's rows per edge: its scaling and a b
 
 def _flat(tree):
     return np.concatenate([np.ravel(np.asarray(l, np.float64)) for l in jax.tree.leaves(tree)] or [np.zeros(0)])
-
-
-def _read(point, v):
-    return interpreter.read(point.values, v)
-
-
-def _local(graph, point, i, edit=None):
-    e = graph.eqns[i]
-    return le.local_cotangents(e, [_read(point, v) for v in e.invars], [point.cotangents.get(v) for v in e.outvars],
-                               edit)
-
-
-def _edge_deltas(graph, point, true, allowed):
-    """For each edge ``(i, j)`` in ``allowed`` (edge indices): ``{input var: the cotangent equation i sends
-    it}`` (its scaling's direction); ``true`` caches each equation's local cotangents."""
-    out = []
-    for i, j in (graph.edges[k] for k in allowed):
-        if i not in true:
-            true[i] = _local(graph, point, i)
-        out.append({graph.eqns[i].invars[j]: true[i][j]})
-    return out
-
-
-def _edit_delta(graph, point, i, edit, true):
-    """The change an edit of equation ``i``'s rule makes to the cotangents of its inputs (``true``: the
-    true rule's, by equation)."""
-    eqn = graph.eqns[i]
-    if edit.input_deltas is not None:  # a loop body's change: computed with its loop's others, in one pass
-        return edit.input_deltas()
-    if edit.delta is not None and len(eqn.outvars) == 1 and eqn.outvars[0] in point.cotangents:
-        g = point.cotangents[eqn.outvars[0]]
-        return {eqn.invars[j]: d for j, d in edit.delta(eqn, [_read(point, v) for v in eqn.invars], g).items()
-                if isinstance(eqn.invars[j], jcore.Var)}
-    if i not in true:
-        true[i] = _local(graph, point, i)
-    new = _local(graph, point, i, edit)
-    d = {}
-    for v, t, n in zip(graph.eqns[i].invars, true[i], new):
-        if t is not None and isinstance(v, jcore.Var):
-            d[v] = d.get(v, 0) + (n - t)
-    return d
 
 
 def scalings(s: Search) -> List[Hypothesis]:
@@ -151,11 +107,11 @@ def _scale_groups(graph) -> Dict[tuple, List[int]]:
     return out
 
 
-def _group_scalings(s: Search) -> List[Hypothesis]:
-    """Loop-wide and line-wide scalings (``s.groups``, :func:`_scale_groups`): screened by their first-order
-    effect, then evaluated exactly (``s.exact``, one batched pass) at the canonical scales and the fitted one."""
-    graph, fit, G = s.graph, s.fit, s.reference
-    screened = []
+def _group_tries(s: Search) -> List[tuple]:
+    """The loop-wide and line-wide scalings (``s.groups``, :func:`_scale_groups`) worth an exact evaluation,
+    ``(group, edges, scale)``: the groups screened best by their first-order effect, each at the canonical
+    scales near its fitted one, then at that one."""
+    fit, screened = s.fit, []
     for key, ks in s.groups.items():
         col = s.group_effect(ks)
         n = float(col @ col)
@@ -167,7 +123,19 @@ def _group_scalings(s: Search) -> List[Hypothesis]:
     for _, key, ks, a_lin in sorted(screened, key=lambda t: t[0])[:MAX_GROUP_SCALES]:
         near = [c for c in scale_causes.CANONICAL_SCALES if abs(a_lin - c) <= NEAR_CANONICAL * max(1.0, abs(c))]
         tries += [(key, ks, a) for a in (*near, a_lin)]
-    Hs = s.exact([(None, {graph.edges[k]: a for k in ks}) for _, ks, a in tries])
+    return tries
+
+
+def _group_changes(s: Search, tries) -> List[tuple]:
+    """The ``(edits, scales)`` of :func:`_group_tries`' scalings, for ``s.exact``."""
+    return [(None, {s.graph.edges[k]: a for k in ks}) for _, ks, a in tries]
+
+
+def _group_scalings(s: Search, tries, Hs=None) -> List[Hypothesis]:
+    """The scalings ``tries`` (:func:`_group_tries`) that fit, evaluated exactly (``Hs``: already, in the
+    order of ``tries``; else here, in one batched pass)."""
+    graph, fit, G = s.graph, s.fit, s.reference
+    Hs = s.exact(_group_changes(s, tries)) if Hs is None else Hs
     out, done = [], set()
     for (key, ks, a), H in zip(tries, Hs):
         if key in done or not fit.fits(H - G):
@@ -187,7 +155,7 @@ def _group_scalings(s: Search) -> List[Hypothesis]:
     return out
 
 
-def explain(graph, leaves, manual, reference, fit_rtol) -> Tuple[List[Hypothesis], List[str]]:
+def explain(graph, leaves, manual, reference, fit_rtol, point=None) -> Tuple[List[Hypothesis], List[str]]:
     """Every hypothesis that fits, rule edits first (they are the more specific), each with its site; and
     when none fits, the three source lines :mod:`verification.checker.explain.ranking` ranks first.
 
@@ -201,46 +169,41 @@ def explain(graph, leaves, manual, reference, fit_rtol) -> Tuple[List[Hypothesis
     D = M - G
     if not np.all(np.isfinite(D)) or np.linalg.norm(D) == 0:
         return [], []
-    point = le.at_point(graph, leaves)
+    point = le.at_point(graph, leaves) if point is None else point
     sites = ranking.consistent_sites(graph, leaves, D)
     cols = ranking.failing_columns(leaves, D)
-    found, ranked = _search(graph, leaves, point, D, G, fit_rtol, sites, cols)
-    if found:
+    wide = WIDE_ROWS_PER_EDGE * len(graph.edges) * D.size <= WIDE_BUDGET
+    effects = Effects(graph, leaves, point, all_columns=wide)  # the wide search reuses the narrow one's
+    found, ranked = _search(effects, D, G, fit_rtol, sites, cols)
+    if found or not wide:
         return found, ranked
-    if WIDE_ROWS_PER_EDGE * len(graph.edges) * D.size <= WIDE_BUDGET:
-        found, ranked_wide = _search(graph, leaves, point, D, G, fit_rtol, None, None)
-        return found, (ranked_wide or ranked)
-    return found, ranked
+    found, ranked_wide = _search(effects, D, G, fit_rtol, None, None)
+    return found, (ranked_wide or ranked)
 
 
-def _search(graph, leaves, point, D, G, fit_rtol, sites, cols):
+def _search(effects: Effects, D, G, fit_rtol, sites, cols):
     """The hypotheses at ``sites`` (``None``: every equation), judged on the entries ``cols`` (``None``:
     all): ``(found, ranked)``."""
+    graph, leaves, point = effects.graph, effects.leaves, effects.point
     if cols is not None:
         D, G = D[cols], G[cols]
     fit = Fitter(D, fit_rtol)
 
     def exact(changes):  # the gradients with each (edits, scales) made, on the judged entries (one batched pass)
-        H = le.exact_gradients(graph, leaves, point, changes)
+        H = effects.exact(changes)
         return H if cols is None else H[:, cols]
 
-    cands = derivative_edits.candidates(graph, point.values, sites=sites) + loop_bodies.candidates(graph, point, sites)
+    cands = effects.candidates(sites)
     singles = [c for c in cands if len(c.edits) == 1]
     multi = [c for c in cands if len(c.edits) > 1]
-    true = {}
     allowed = [k for k, (i, _) in enumerate(graph.edges) if sites is None or i in sites]
-    edge_deltas = _edge_deltas(graph, point, true, allowed)
     members = {}  # (equation, edit) -> row of the edit's first-order effect
     for c in singles + multi:
         for i, e in c.edits.items():
             members.setdefault((i, id(e)), (len(members), i, e))
-    E = le.pullbacks(graph, leaves, point, edge_deltas + [_edit_delta(graph, point, i, e, true)
-                                                          for _, i, e in members.values()], cols=cols)
-    C = E[
-        : len(edge_deltas)
-    ].T  # (n_params, n_allowed): scaling edge allowed[c] by a changes the gradient by (a - 1) C_c
+    by_edge, rows = effects.effects(allowed, [(i, e) for _, i, e in members.values()], cols)
+    C = by_edge.T  # (n_params, n_allowed): scaling edge allowed[c] by a changes the gradient by (a - 1) C_c
     col_of = {k: c for c, k in enumerate(allowed)}
-    rows = E[len(edge_deltas):]
 
     def first_order(c):
         return sum(rows[members[(i, id(e))][0]] for i, e in c.edits.items())
@@ -258,16 +221,21 @@ def _search(graph, leaves, point, D, G, fit_rtol, sites, cols):
             found.append(h)
             if c.where:
                 in_loops.append((h, d))
-    # Edits at several equations chain: screened by their first-order effect, the best few evaluated exactly.
-    chained = sorted(multi, key=lambda c: fit.residual(first_order(c)))[:MAX_MULTI_EXACT]
-    for c, H in zip(chained, exact([(c.edits, None) for c in chained])):
-        if fit.fits(H - G):
-            found.append(_from_candidate(graph, c, fit.residual(H - G)))
     groups = {key: ks for key, ks in _scale_groups(graph).items() if all(k in col_of for k in ks)}
     state = Search(graph, fit, G, exact, singles, R, allowed, C, groups, sites)
+    # Edits at several equations chain: screened by their first-order effect, the best few evaluated exactly;
+    # with them, in the same batched pass (one compile, not two), the group scalings tried below if nothing
+    # else fits (a program too large to batch evaluates those only then).
+    chained = sorted(multi, key=lambda c: fit.residual(first_order(c)))[:MAX_MULTI_EXACT]
+    tries = _group_tries(state)
+    ahead = _group_changes(state, tries) if chained and le.exact_rows(point, leaves) >= 2 else []
+    Hs = exact([(c.edits, None) for c in chained] + ahead)
+    for c, H in zip(chained, Hs):
+        if fit.fits(H - G):
+            found.append(_from_candidate(graph, c, fit.residual(H - G)))
     found += scalings(state)
     if not found:
-        found += _group_scalings(state)
+        found += _group_scalings(state, tries, Hs[len(chained):] if ahead else None)
     if not found:
         found += two_sites.pairs(state)
     consistent = ranking.consistent_sites(graph, leaves, D) if cols is None else sites

@@ -102,12 +102,15 @@ class _Scan:
         entries = sum(int(np.size(self.invals[j])) for j in pos)
         rows = int(max(1, min(len(self.changes) + 1, fd.COPY_BUDGET // max(entries, 1))))
         # One change at a time (lax.map: each row runs its own edit alone), compiled once, the inputs arguments.
-        run = jax.jit(lambda ks, xs: jax.lax.map(lambda k: local(k, xs), ks))
+        run = lambda ks, xs: jax.lax.map(lambda k: local(k, xs), ks)  # noqa: E731
         ks = np.arange(-1, len(self.changes))  # -1: no change
         got = []
         for lo in range(0, len(ks), rows):
             chunk = np.concatenate([ks[lo:lo + rows], np.full(max(0, lo + rows - len(ks)), -1)])  # one compiled shape
-            got.append([np.asarray(c)[:len(ks) - lo] for c in run(jnp.asarray(chunk), [self.invals[j] for j in pos])])
+            args = (jax.device_put(chunk), [self.invals[j] for j in pos])
+            if not got:
+                run = interpreter.compile_once(run, *args)
+            got.append([np.asarray(c)[:len(ks) - lo] for c in run(*args)])
         cots = [np.concatenate([g[n] for g in got]) for n in range(len(pos))]
         self._deltas = [{eqn.invars[j]: c[k + 1] - c[0] for j, c in zip(pos, cots)} for k in range(len(self.changes))]
         return self._deltas

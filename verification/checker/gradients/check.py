@@ -167,22 +167,25 @@ def _diagnose(report: GradientReport, ctx: CheckContext, program, deltas, leaf_n
     if deltas is not None and report.localization is not None:
         checked, first = _check_deltas(loss_fn, ctx.params, args, kwargs, deltas, ctx.rtol)
         report.localization = dataclasses.replace(report.localization, deltas=checked, first_wrong_delta=first)
+    # the loss's forward values and true cotangents: what both the hypotheses and the backward localisation read
+    point = functools.lru_cache(maxsize=None)(lambda: edit_effects.at_point(graph, jax.tree.leaves(ctx.params)))
     report.hypotheses, report.ranked = _guarded(report, "the hypotheses", lambda: hy.explain(
-        graph, jax.tree.leaves(ctx.params), ctx.manual, ctx.reference, FIT_RTOL[ctx.precision])) or ([], [])
+        graph, jax.tree.leaves(ctx.params), ctx.manual, ctx.reference, FIT_RTOL[ctx.precision], point())) or ([], [])
     if LOCATE_BACKWARD:
         report.backward = _guarded(report, "the backward localisation", lambda: backward_of(
-            ctx, graph, loss_fn, manual_fn, args, kwargs, report.hypotheses[0].cause if report.hypotheses else None))
+            ctx, graph, loss_fn, manual_fn, args, kwargs, report.hypotheses[0].cause if report.hypotheses else None,
+            point()))
     if report.backward is not None and report.hypotheses:
         report.backward.agree(report.hypotheses[0].cause, report.hypotheses[0].where)
     return False
 
 
-def backward_of(ctx: CheckContext, graph, loss_fn, manual_fn, args, kwargs, hint: Optional[str] = None):
+def backward_of(ctx: CheckContext, graph, loss_fn, manual_fn, args, kwargs, hint: Optional[str] = None, point=None):
     """The line of ``manual_fn`` to fix (:mod:`verification.checker.backward`); ``hint``: the cause the loss's
-    side names."""
+    side names; ``point``: the loss's values and true cotangents, if already computed."""
     leaves, treedef = jax.tree.flatten(ctx.params)
     names = [l.path for l in ctx.leaves]
-    point = edit_effects.at_point(graph, leaves)
+    point = edit_effects.at_point(graph, leaves) if point is None else point
     user = lambda *ls: jax.tree.leaves(manual_fn(jax.tree.unflatten(treedef, ls), *args, **kwargs))  # noqa: E731
     try:
         params = list(inspect.signature(loss_fn).parameters)[1:]

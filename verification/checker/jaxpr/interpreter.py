@@ -77,6 +77,22 @@ def scan(eqn, invals: Sequence[Any], body: Callable[[List[Any]], List[Any]]) -> 
     return list(carry) + list(ys)
 
 
+# XLA's options for a program the checker compiles to run once or a few times (a batch of exact evaluations,
+# the pullbacks of a search): LLVM at -O0 and XLA's older CPU emitter, which compile such a program in a third
+# to a half of the time (a gated recurrence's batched gradient: 2.7 s -> ... s) and run it slower, which one
+# run does not see.  The same IEEE operations (XLA's CPU fast-math is off either way).  CPU only: other
+# backends compile with their defaults.
+ONE_SHOT_CPU_OPTIONS = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
+
+
+def compile_once(fn: Callable, *args) -> Callable:
+    """``jax.jit(fn)`` lowered for ``args`` and compiled for a few runs (:data:`ONE_SHOT_CPU_OPTIONS` on the
+    CPU); it takes arguments of the same shapes, dtypes and devices as ``args``."""
+    lowered = jax.jit(fn).lower(*args)
+    cpu = all(d.platform == "cpu" for d in jax.devices())
+    return lowered.compile(compiler_options=ONE_SHOT_CPU_OPTIONS if cpu else None)
+
+
 def bucket(n: int) -> int:
     """The number of rows a batch of ``n`` is padded to: ``n`` rounded up to one of eight steps per power of
     two (1, 2, 4, 8, 9-10, ..., 15-16, 18, 20, ...; at most 1/8 more rows).  An equation run eagerly
@@ -105,8 +121,10 @@ def vmapped(fn: Callable, stacked: Sequence[Any], shared: Sequence[Any] = (), *,
     if pad:
         stacked = [np.concatenate([s, np.repeat(s[:1], pad, axis=0)]) for s in stacked]
     batched = jax.vmap(fn, in_axes=(None,) * len(shared) + (0,) * len(stacked))
-    batched = jax.jit(batched) if compiled else batched
-    outs = [batched(*shared, *jax.device_put([s[lo:lo + size] for s in stacked])) for lo in range(0, n + pad, size)]
+    chunks = [jax.device_put([s[lo:lo + size] for s in stacked]) for lo in range(0, n + pad, size)]
+    if compiled:
+        batched = compile_once(batched, *shared, *chunks[0])
+    outs = [batched(*shared, *chunk) for chunk in chunks]
     return [np.concatenate([np.asarray(o[k]) for o in outs])[:n] for k in range(len(outs[0]))]
 
 
