@@ -97,24 +97,26 @@ def test_optimizer_rows_pass(dtype):
 
 
 def _grid_sample(act):
-    """One head and one regulariser per activation, both cycled over the activations: every activation,
-    head, regulariser and depth at least once."""
-    i, regs = sorted(jaxmlp.ACTIVATIONS).index(act), list(network.REGS)
-    return sorted(jaxmlp.HEADS)[i % len(jaxmlp.HEADS)], [regs[i % len(regs)]]
+    """One head, one regulariser and two depths per activation (a shallow and a deep one), all cycled over
+    the activations: every activation, head, regulariser and depth at least once."""
+    i, regs, d = sorted(jaxmlp.ACTIVATIONS).index(act), list(network.REGS), network.DEPTHS
+    return (sorted(jaxmlp.HEADS)[i % len(jaxmlp.HEADS)], [regs[i % len(regs)]],
+            (d[i % len(d)], d[(i + len(d) // 2) % len(d)]))
 
 
-def test_the_grid_sample_covers_every_head_and_regulariser():
+def test_the_grid_sample_covers_every_head_regulariser_and_depth():
     picks = [_grid_sample(a) for a in jaxmlp.ACTIVATIONS]
-    assert {h for h, _ in picks} == set(jaxmlp.HEADS) and {r for _, rs in picks for r in rs} == set(network.REGS)
+    assert {h for h, _, _ in picks} == set(jaxmlp.HEADS) and {r for _, rs, _ in picks for r in rs} == set(network.REGS)
+    assert {d for _, _, ds in picks for d in ds} == set(network.DEPTHS)
 
 
 @pytest.mark.parametrize("act", sorted(jaxmlp.ACTIVATIONS))
 def test_network_grid_passes(act):
-    """Every activation on every depth, with one head and one regulariser each, cycled over the
-    activations (every head and regulariser for every activation: ``python -m verification --only
-    net/matrix net/lemma1``)."""
-    head, regs = _grid_sample(act)
-    rows = list(network.grid_rows(act, heads=[head], regs=regs))
+    """Every activation at two depths, with one head and one regulariser each, cycled over the activations
+    (every head, regulariser and depth for every activation: ``python -m verification --only net/matrix
+    net/lemma1``)."""
+    head, regs, depths = _grid_sample(act)
+    rows = list(network.grid_rows(act, heads=[head], regs=regs, depths=depths))
     assert len(rows) == 2 * len(regs), [r.name for r in rows]
     _assert_rows_pass(rows)
 

@@ -113,7 +113,9 @@ def _error(e: Exception) -> str:
     return f"{type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}"
 
 
-def _check(family, bug, seed, dtype=None):
+def check_bug(family, bug, seed: int = 0, dtype=None):
+    """The check a user runs on one bug of ``family`` (``bug=None``: its correct gradient or rule):
+    ``check_custom_vjp`` for a rule family, else ``check_gradients``; its report."""
     from verification import check_custom_vjp, check_gradients
 
     if is_rule_family(family):
@@ -132,9 +134,9 @@ def run(families, seed: int = 0) -> Iterator[BackwardOutcome]:
             t0 = time.perf_counter()
             bug = variant or (planted.bug if planted else None)
             try:
-                report = _check(family, bug, seed)
+                report = check_bug(family, bug, seed)
                 if planted is None and is_rule_family(family) and report.passed:
-                    f32 = _check(family, None, seed, jnp.float32)
+                    f32 = check_bug(family, None, seed, jnp.float32)
                     report = report if f32.passed else f32
             except Exception as e:  # noqa: BLE001 -- a crash is scored (and printed), not raised
                 yield BackwardOutcome(family.NAME, planted, None, False, False, False, False,

@@ -35,13 +35,15 @@ def network_grid():
         yield from grid_rows(act)
 
 
-def grid_rows(act, heads=None, regs=None):
-    """The grid's rows for one hidden activation (on ``heads`` and ``regs`` only, if given: the test
-    suite's sample)."""
+def grid_rows(act, heads=None, regs=None, depths=None):
+    """The grid's rows for one hidden activation (on ``heads``, ``regs`` and ``depths`` only, if given: the
+    test suite's sample)."""
     for head, reg in itertools.product(jaxmlp.HEADS if heads is None else heads, REGS if regs is None else regs):
         l1, l2 = REGS[reg]
         cmp_m = cmp_l = None
         for i, depth in enumerate(DEPTHS):
+            if depths is not None and depth not in depths:
+                continue
             width, batch = WIDTHS[i % 3], BATCHES[(i + len(reg)) % 3]
             model, params, x, y = grid_problem(act, head, depth, width, batch, seed=i)
             ref_v, ref = _autodiff(model, params, x, y, l1, l2)

@@ -53,8 +53,11 @@ def _scale_words(c: float, program: Program):
 
 
 def _fit(v, r):
-    rr = float(np.sum(r * r))
-    return float(np.sum(v * r)) / rr if rr > 0 else 0.0
+    """The least-squares constant ``c`` of ``v ≈ c r`` (0 where there is none: ``r`` zero, or a value not finite,
+    an overflowed user's value)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        rr, vr = float(np.sum(r * r)), float(np.sum(v * r))
+    return vr / rr if rr > 0 and np.isfinite(rr) and np.isfinite(vr) else 0.0
 
 
 def close(a, b, tol) -> bool:

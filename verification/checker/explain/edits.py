@@ -165,7 +165,10 @@ def product_edit(operand: int, factor: Callable) -> Edit:
         changed = factor(*saved) * deviation(invals[operand])
         return [jax.lax.stop_gradient(outs[0]) + keep + changed]
 
-    return Edit(apply)
+    def delta(eqn, invals, g):  # the cotangent g * factor(a, b) in place of g * (the other operand)
+        return {operand: g * (factor(*invals) - invals[1 - operand])}
+
+    return Edit(apply, delta)
 
 
 def scaled_input(j: int, a) -> Edit:
