@@ -162,14 +162,17 @@ def explain(graph, leaves, manual, reference, fit_rtol, point=None) -> Tuple[Lis
     Cost follows the bug: the search runs first at the sites consistent with the comparison (an input that
     depends on every failing leaf and no agreeing one, :func:`verification.checker.explain.ranking.consistent_sites`),
     on the failing leaves' entries only.  Only when nothing fits there is it widened to every equation,
-    and only while its effects fit in :data:`WIDE_BUDGET` entries."""
+    and only while its effects fit in :data:`WIDE_BUDGET` entries.
+
+    ``point``: the loss's values and true cotangents (:func:`verification.checker.explain.edit_effects.at_point`),
+    or a function that makes them, called only once a search is needed (``None``: made here)."""
     if any(np.shape(m) != np.shape(g) for m, g in zip(jax.tree.leaves(manual), jax.tree.leaves(reference))):
         return [], []  # a leaf of the wrong shape: the comparison and the backward localisation say which
     M, G = _flat(manual), _flat(reference)
     D = M - G
     if not np.all(np.isfinite(D)) or np.linalg.norm(D) == 0:
         return [], []
-    point = le.at_point(graph, leaves) if point is None else point
+    point = le.at_point(graph, leaves) if point is None else point() if callable(point) else point
     sites = ranking.consistent_sites(graph, leaves, D)
     cols = ranking.failing_columns(leaves, D)
     wide = WIDE_ROWS_PER_EDGE * len(graph.edges) * D.size <= WIDE_BUDGET

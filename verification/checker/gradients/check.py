@@ -170,7 +170,7 @@ def _diagnose(report: GradientReport, ctx: CheckContext, program, deltas, leaf_n
     # the loss's forward values and true cotangents: what both the hypotheses and the backward localisation read
     point = functools.lru_cache(maxsize=None)(lambda: edit_effects.at_point(graph, jax.tree.leaves(ctx.params)))
     report.hypotheses, report.ranked = _guarded(report, "the hypotheses", lambda: hy.explain(
-        graph, jax.tree.leaves(ctx.params), ctx.manual, ctx.reference, FIT_RTOL[ctx.precision], point())) or ([], [])
+        graph, jax.tree.leaves(ctx.params), ctx.manual, ctx.reference, FIT_RTOL[ctx.precision], point)) or ([], [])
     if LOCATE_BACKWARD:
         report.backward = _guarded(report, "the backward localisation", lambda: backward_of(
             ctx, graph, loss_fn, manual_fn, args, kwargs, report.hypotheses[0].cause if report.hypotheses else None,
