@@ -37,7 +37,6 @@ class Effects:
         self._loop_saved: Optional[list] = None
         self._true: Dict[int, list] = {}  # equation -> its true local cotangents
         self._rows: Dict[tuple, np.ndarray] = {}  # change key -> its first-order effect
-        self._exact: Dict[tuple, np.ndarray] = {}  # (edits, scales) key -> the gradient with them made
 
     def candidates(self, sites=None) -> List[derivative_edits.Candidate]:
         """:func:`verification.checker.explain.derivative_edits.candidates` then
@@ -72,24 +71,6 @@ class Effects:
         out = np.stack([self._rows[self._key(k)] for k in keys]) if keys else np.zeros((0, n))
         out = out[:, cols] if self.all_columns and cols is not None else out
         return out[:len(allowed)], out[len(allowed):]
-
-    def exact(self, changes: Sequence[tuple]) -> np.ndarray:
-        """``(len(changes), n)``: the gradient with each ``(edits, scales)`` made, exactly
-        (:func:`verification.checker.explain.edit_effects.exact_gradients`, one batched pass for those not
-        evaluated before)."""
-        keys = [self._change_key(c) for c in changes]
-        todo = list({k: c for k, c in zip(keys, changes) if k not in self._exact}.values())
-        if todo:
-            self._exact.update(zip(map(self._change_key, todo),
-                                   le.exact_gradients(self.graph, self.leaves, self.point, todo)))
-        n = sum(int(np.size(l)) for l in self.leaves)
-        return np.stack([self._exact[k] for k in keys]) if keys else np.zeros((0, n))
-
-    @staticmethod
-    def _change_key(change):
-        edits, scales = change
-        return (tuple(sorted((i, id(e)) for i, e in (edits or {}).items())),
-                tuple(sorted((e, float(a)) for e, a in (scales or {}).items())))
 
     @staticmethod
     def _key(k):

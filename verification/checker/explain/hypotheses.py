@@ -193,7 +193,7 @@ def _search(effects: Effects, D, G, fit_rtol, sites, cols):
     fit = Fitter(D, fit_rtol)
 
     def exact(changes):  # the gradients with each (edits, scales) made, on the judged entries (one batched pass)
-        H = effects.exact(changes)
+        H = le.exact_gradients(graph, leaves, point, changes)
         return H if cols is None else H[:, cols]
 
     cands = effects.candidates(sites)
