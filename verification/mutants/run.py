@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 
+from verification.checker.jaxpr.interpreter import ONE_SHOT_CPU_OPTIONS
 from verification.mutants.operators import Mutant, mutants_of
 from verification.mutants.targets import BACKWARD, CHECKS, TARGETS
 
@@ -32,9 +33,10 @@ SAMPLE_SEED, SAMPLE_SIZE = 34, 220  # the checker's fixed sample (issue 34: >= 2
 # most of theirs (the checker's sample is drawn from them), the others a quarter: 339 of 680.
 SUBSET_FRACTION = {"backward": 0.83, "other": 0.25}
 # The workers compile as the test suite does (conftest.py), unless XLA_FLAGS is set: LLVM at -O0 and XLA's older
-# CPU emitter.  The arithmetic is the same IEEE operations (no fast-math either way), so a row's verdict is the
-# suite's; most of a worker's time is compiling small programs (the checker on a mutant: 21 s -> 10 s, warm).
-QUICK_COMPILE_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
+# CPU emitter, the options the checker compiles its one-shot programs with (interpreter.ONE_SHOT_CPU_OPTIONS), as
+# flags for every program.  The arithmetic is the same IEEE operations (no fast-math either way), so a row's verdict
+# is the suite's; most of a worker's time is compiling small programs (the checker on a mutant: 21 s -> 10 s, warm).
+QUICK_COMPILE_XLA_FLAGS = " ".join(f"--{k}={str(v).lower()}" for k, v in ONE_SHOT_CPU_OPTIONS.items())
 
 
 def repo_root() -> str:

@@ -81,7 +81,8 @@ def scan(eqn, invals: Sequence[Any], body: Callable[[List[Any]], List[Any]]) -> 
 # the pullbacks of a search): LLVM at -O0 and XLA's older CPU emitter, which compile such a program in a third
 # of the time (a GRU's batched exact gradients, 8 steps unrolled: 2.7 s -> 0.85 s each at XLA's default flags,
 # 2-core CPU) and run it slower, which one run does not see.  The same IEEE operations (XLA's CPU fast-math is
-# off either way).  CPU only: other backends compile with their defaults.
+# off either way).  CPU only: other backends compile with their defaults.  The test suite and the mutation workers
+# compile everything so (``verification.mutants.run.QUICK_COMPILE_XLA_FLAGS``, these as flags).
 ONE_SHOT_CPU_OPTIONS = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
 
 
