@@ -95,3 +95,43 @@ def test_every_closed_form_cotangent_change_equals_autodiff_of_its_edit():
                 np.testing.assert_allclose(d, new[j] - true[j], rtol=1e-12, atol=1e-15, err_msg=c.text)
             seen.add(jg.op_name(eqn))
     assert {"tanh", "mul", "dot_general"} <= seen, seen
+
+
+def test_chained_changes_by_pullback_rounds_equal_the_edited_program():
+    """A change at several equations (every instance of a loop body's line, a scaling of several edges, an
+    edit and a scaling at two sites) evaluated by rounds of the shared pullback equals autodiff of the
+    program with those rules edited, to rounding; an edit left out of a round would not."""
+    import numpy as np
+
+    from verification.checker.explain import derivative_edits, edit_effects
+    from verification.checker.explain.first_order import Effects
+    from verification.checker.jaxpr import graph as jg
+
+    p, x, _ = _problem()
+
+    def rnn(q):
+        h = jnp.zeros((x.shape[0], 4))
+        for t in range(3):  # unrolled: three instances of each line
+            h = jnp.tanh(x @ q["W1"] + h @ (q["W2"] @ q["W2"].T) + q["b1"][None, :])
+        return jnp.sum(h ** 2)
+
+    leaves = jax.tree.leaves(p)
+    graph = jg.trace(rnn, p, list(p))
+    point = edit_effects.at_point(graph, leaves)
+    effects = Effects(graph, leaves, point, all_columns=True,
+                      reference=np.concatenate([np.ravel(g) for g in jax.tree.leaves(jax.grad(rnn)(p))]))
+    assert effects.pullback is not None
+    live = {graph.eqns[i].invars[j] for i, j in graph.edges}
+    tanhs = [i for i, e in enumerate(graph.eqns) if jg.op_name(e) == "tanh"]
+    dropped = [next(c for c in derivative_edits.at_equation(graph, point.values, i, live)
+                    if c.cause == "derivative_dropped").edits[i] for i in tanhs]
+    edges = [(i, j) for i, j in graph.edges if jg.op_name(graph.eqns[i]) == "dot_general"]
+    changes = [({i: e for i, e in zip(tanhs, dropped)}, None),  # every instance: chains through the loop
+               (None, {e: -1.0 for e in edges[:4]}),
+               ({tanhs[0]: dropped[0]}, {edges[-1]: 2.0})]
+    rounds = effects.exact(changes)
+    edited = edit_effects.exact_gradients(graph, leaves, point, changes)
+    np.testing.assert_allclose(rounds, edited, rtol=1e-12, atol=1e-12 * np.abs(edited).max())
+    first_order = effects.reference + sum(
+        effects.effects([], [(i, e)])[1][0] for i, e in changes[0][0].items())
+    assert not np.allclose(first_order, edited[0], rtol=1e-6)  # the chain is not its first-order sum

@@ -103,42 +103,78 @@ def local_cotangents(eqn, invals, g, edit=None):
     return res
 
 
+class Pullback:
+    """The pullback of the traced loss at ``point``: cotangent changes at the variables ``seeds`` ->
+    the change of the flattened parameter gradient (only the leaves ``keep``, indices) and of the cotangent
+    arriving at each variable of ``probes`` (a seed's own change included).  Compiled once, on first use, for
+    ``rows`` changes at a time (programs up to :data:`JIT_MAX_EQNS` equations; longer ones run op by op):
+    one program for every search of an explanation and every round of its exact evaluations
+    (:mod:`verification.checker.explain.chained_effects`).  Shifts in ``point.frozen`` pass nothing."""
+
+    def __init__(self, graph: jg.Graph, leaves, point: Point, seeds, probes=(), keep=None, rows: int = BATCH):
+        self.seeds = sorted(set(seeds), key=lambda v: _order(graph, v))
+        self.probes = list(probes)
+        self.keep = list(range(len(leaves))) if keep is None else list(keep)
+        self.rows, self.leaves = rows, list(leaves)
+        self.width = sum(int(np.size(leaves[k])) for k in self.keep)
+        self._dtype = jnp.result_type(*leaves)
+        self._whole = len(graph.eqns) <= JIT_MAX_EQNS  # one compile beats a compile per new op
+        self._compiled = None
+        seeds_, keep_, probes_ = self.seeds, self.keep, self.probes
+
+        def forward(ls, pr):
+            ch = Changes(frozen=point.frozen, probes=dict(zip(probes_, pr)) or None)
+            return evaluate_outputs(graph, ls, seeds_, ch)[1]
+
+        def one(ls, pr, cot):
+            _, vjp = jax.vjp(forward, ls, pr)
+            g, gp = vjp(cot)
+            return jnp.concatenate([jnp.ravel(g[k]).astype(jnp.float64) for k in keep_] or [jnp.zeros(0)]), gp
+
+        self._run = jax.vmap(one, in_axes=(None, None, 0))  # the leaves are arguments, never folded constants
+        self._zeros = [np.zeros(v.aval.shape, v.aval.dtype) for v in probes_]
+
+    def __call__(self, deltas: Sequence[Dict[Any, Any]]):
+        """For each ``{var: delta}`` (a var not among the seeds carries nothing to the params): the rows
+        ``(len(deltas), width)`` of the gradient's change and ``[(len(deltas),) + shape]`` of the probes'."""
+        n = len(deltas)
+        grads, probes = [], []
+        for lo in range(0, n, self.rows):
+            chunk = deltas[lo:lo + self.rows]
+            rows = self.rows if (self._whole or n > self.rows) else interpreter.bucket(len(chunk))
+            cot = [np.zeros((rows,) + tuple(v.aval.shape), self._dtype) for v in self.seeds]  # filled in numpy
+            for c, v in zip(cot, self.seeds):
+                for r, d in enumerate(chunk):
+                    if v in d:
+                        c[r] = np.reshape(np.asarray(d[v]), v.aval.shape)
+            args = (self.leaves, jax.device_put(self._zeros), jax.device_put(cot))
+            run = self._run
+            if self._whole:
+                if self._compiled is None:
+                    self._compiled = interpreter.compile_once(self._run, *args)
+                run = self._compiled
+            g, gp = run(*args)
+            grads.append(np.asarray(g, np.float64)[:len(chunk)])
+            probes.append([np.asarray(x)[:len(chunk)] for x in gp])
+        if not grads:
+            return np.zeros((0, self.width)), [np.zeros((0,) + tuple(v.aval.shape)) for v in self.probes]
+        return np.concatenate(grads), [np.concatenate([p[k] for p in probes]) for k in range(len(self.probes))]
+
+
+def leaves_of(leaves, cols) -> list:
+    """The leaves whose entries the flat columns ``cols`` include, each whole (``None``: every leaf)."""
+    sizes = np.cumsum([0] + [int(np.size(l)) for l in leaves])
+    return list(range(len(leaves))) if cols is None else [k for k in range(len(leaves))
+                                                          if sizes[k + 1] > sizes[k] and np.isin(sizes[k], cols)]
+
+
 def pullbacks(graph: jg.Graph, leaves, point: Point, deltas: Sequence[Dict[Any, Any]], cols=None) -> np.ndarray:
     """``(len(deltas), n_params)``: for each ``{var: delta}``, the change of the flattened parameter
-    gradient when ``var``'s cotangent changes by ``delta`` (shifts in ``point.frozen`` pass nothing).  With
+    gradient when ``var``'s cotangent changes by ``delta`` (:class:`Pullback`, compiled for this call).  With
     ``cols`` (flat entries that are whole leaves), only those columns: the other leaves are never formed."""
-    sizes = np.cumsum([0] + [int(np.size(l)) for l in leaves])
-    keep = list(range(len(leaves))) if cols is None else [k for k in range(len(leaves))
-                                                          if sizes[k + 1] > sizes[k] and np.isin(sizes[k], cols)]
-    if not deltas:
-        return np.zeros((0, int(sum(sizes[k + 1] - sizes[k] for k in keep))))
-    targets = sorted({v for d in deltas for v in d}, key=lambda v: _order(graph, v))
-    dtype = jnp.result_type(*leaves)
-
-    def forward(ls):
-        return evaluate_outputs(graph, ls, targets, Changes(frozen=point.frozen))[1]
-
-    def one(ls, cot):
-        _, vjp = jax.vjp(forward, ls)
-        g = vjp(cot)[0]
-        return jnp.concatenate([jnp.ravel(g[k]).astype(jnp.float64) for k in keep] or [jnp.zeros(0)])
-
-    run = jax.vmap(one, in_axes=(None, 0))  # the leaves are arguments, never constants that XLA would fold
-    whole = len(graph.eqns) <= JIT_MAX_EQNS  # one compile beats a compile per new op; long programs run op by op
-    out = []
-    for lo in range(0, len(deltas), BATCH):
-        chunk = deltas[lo:lo + BATCH]
-        rows = BATCH if len(deltas) > BATCH else interpreter.bucket(len(chunk))  # shapes that repeat
-        cot = [np.zeros((rows,) + tuple(v.aval.shape), dtype) for v in targets]  # filled in numpy: no dispatch
-        for c, v in zip(cot, targets):
-            for r, d in enumerate(chunk):
-                if v in d:
-                    c[r] = np.reshape(np.asarray(d[v]), v.aval.shape)
-        args = (list(leaves), jax.device_put(cot))
-        if whole and not out:  # every chunk has the first one's shapes
-            run = interpreter.compile_once(run, *args)
-        out.append(np.asarray(run(*args), np.float64)[:len(chunk)])
-    return np.concatenate(out)
+    rows = BATCH if len(deltas) > BATCH else interpreter.bucket(max(len(deltas), 1))  # shapes that repeat
+    return Pullback(graph, leaves, point, {v for d in deltas for v in d}, keep=leaves_of(leaves, cols),
+                    rows=rows)(deltas)[0]
 
 
 def _order(graph, v):

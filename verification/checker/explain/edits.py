@@ -171,17 +171,6 @@ def product_edit(operand: int, factor: Callable) -> Edit:
     return Edit(apply, delta)
 
 
-def scaled_input(j: int, a) -> Edit:
-    """An edit whose cotangent to input ``j`` is ``a`` times the true one."""
-
-    def apply(eqn, invals, outs, read):
-        ins = list(invals)
-        ins[j] = scaled(ins[j], a)
-        return interpreter.bind(eqn, ins)
-
-    return Edit(apply)
-
-
 def linear_with_transpose(backward: Callable, y, x):
     """A term with value 0 whose reverse-mode rule sends the cotangent ``g`` of ``y`` to ``backward(g)`` at ``x``."""
     forward = jax.linear_transpose(backward, jnp.zeros_like(y))  # dx -> L(dx), the map whose transpose is backward

@@ -17,10 +17,14 @@ from typing import Dict, List, Optional, Sequence
 import jax.extend.core as jcore
 import numpy as np
 
+from verification.checker.explain import chained_effects
 from verification.checker.explain import derivative_edits
 from verification.checker.explain import edit_effects as le
 from verification.checker.explain import loop_bodies
+from verification.checker.jaxpr import graph as jg
 from verification.checker.jaxpr import interpreter
+
+SHARED_PULLBACK_ENTRIES = 2**23  # a batch of the shared pullback's seeds, probes and gradients (64 MiB of float64)
 
 
 class Effects:
@@ -29,9 +33,11 @@ class Effects:
     ``all_columns``: every effect is kept on every entry of the gradient (a later search judges all of them);
     otherwise each on the entries its search asked for."""
 
-    def __init__(self, graph, leaves, point: le.Point, all_columns: bool):
+    def __init__(self, graph, leaves, point: le.Point, all_columns: bool, reference=None):
         self.graph, self.leaves, self.point, self.all_columns = graph, leaves, point, all_columns
+        self.reference = reference  # the flattened true gradient, all entries (for exact evaluations)
         self._live = {graph.eqns[i].invars[j] for i, j in graph.edges}
+        self.pullback = self._shared_pullback() if all_columns else None
         self._by_eqn: Dict[int, list] = {}  # equation -> its single-equation candidates
         self._scans: Dict[int, list] = {}  # scan equation -> its loop-wide candidates
         self._loop_saved: Optional[list] = None
@@ -64,13 +70,67 @@ class Effects:
         keys = [("edge", k) for k in allowed] + [("edit", i, e) for i, e in members]
         todo = list({self._key(k): k for k in keys if self._key(k) not in self._rows}.values())
         if todo:
-            rows = le.pullbacks(self.graph, self.leaves, self.point, [self._delta(k) for k in todo],
-                                cols=None if self.all_columns else cols)
+            deltas = [self._delta(k) for k in todo]
+            rows = self.pullback(deltas)[0] if self.pullback is not None else le.pullbacks(
+                self.graph, self.leaves, self.point, deltas, cols=None if self.all_columns else cols)
             self._rows.update(zip(map(self._key, todo), rows))
         n = sum(int(np.size(l)) for l in self.leaves) if self.all_columns or cols is None else len(cols)
         out = np.stack([self._rows[self._key(k)] for k in keys]) if keys else np.zeros((0, n))
         out = out[:, cols] if self.all_columns and cols is not None else out
         return out[:len(allowed)], out[len(allowed):]
+
+    def exact(self, changes: Sequence[tuple]) -> np.ndarray:
+        """``(len(changes), n)``: the gradient, all entries, with each ``(edits, scales)`` made, exactly: by
+        rounds of the shared pullback (:mod:`verification.checker.explain.chained_effects`) where it is
+        compiled, else (and for a change it cannot make) one batched program
+        (:func:`verification.checker.explain.edit_effects.exact_gradients`)."""
+        out = np.zeros((len(changes), sum(int(np.size(l)) for l in self.leaves)))
+        todo = list(range(len(changes)))
+        if self.pullback is not None and self.reference is not None and changes:
+            rows, todo = chained_effects.corrections(self, changes)
+            out[:] = self.reference + rows
+        if todo:
+            out[todo] = le.exact_gradients(self.graph, self.leaves, self.point, [changes[k] for k in todo])
+        return out
+
+    def rule_delta(self, i: int, edit, scales: Dict[int, float], extra=None) -> Optional[dict]:
+        """The cotangent change ``{input var: change}`` of equation ``i`` with ``edit`` (or ``None``) and
+        its inputs ``j`` scaled by ``scales[j]``, for output cotangents the true ones plus ``extra`` (a list
+        per output, ``None`` entries nothing; ``None``: the true ones).  ``None`` where it cannot be made:
+        a loop's change for cotangents that are not the true ones, or an edit and a scaling at once."""
+        eqn = self.graph.eqns[i]
+        if extra is None or all(x is None for x in extra):
+            parts = [self._delta(("edit", i, edit))] if edit is not None else []
+            t = self._local(i) if scales else None
+            parts += [{eqn.invars[j]: (a - 1) * t[j]} for j, a in scales.items() if t[j] is not None]
+            return _summed(parts)
+        if (edit is not None and scales) or (edit is not None and edit.input_deltas is not None):
+            return None
+        gs = [None if v in self.point.frozen else _plus(self.point.cotangents.get(v), x)
+              for v, x in zip(eqn.outvars, extra)]
+        invals = [self._read(v) for v in eqn.invars]
+        if edit is not None and edit.delta is not None and len(eqn.outvars) == 1 and gs[0] is not None:
+            return {eqn.invars[j]: d for j, d in edit.delta(eqn, invals, gs[0]).items()
+                    if isinstance(eqn.invars[j], jcore.Var)}
+        true = le.local_cotangents(eqn, invals, gs)
+        if edit is None:
+            return _summed([{eqn.invars[j]: (a - 1) * true[j]} for j, a in scales.items() if true[j] is not None])
+        changed = le.local_cotangents(eqn, invals, gs, edit)
+        return _summed([{v: n - t} for v, t, n in zip(eqn.invars, true, changed)
+                        if t is not None and isinstance(v, jcore.Var)])
+
+    def _shared_pullback(self) -> Optional[le.Pullback]:
+        """One pullback for every search and exact round: seeds at every value that carries the params'
+        cotangent, probes at every output of an equation with such an input, while a batch of them fits in
+        :data:`SHARED_PULLBACK_ENTRIES` (else ``None``: a pullback per batch, for its own seeds)."""
+        graph = self.graph
+        seeds = [v for v in self._live if isinstance(v, jcore.Var) and jg.is_float(v)]
+        probes = list({v: None for i in sorted({i for i, _ in graph.edges}) for v in graph.eqns[i].outvars
+                       if jg.is_float(v)})
+        entries = sum(int(np.prod(v.aval.shape)) for v in seeds + probes) + sum(int(np.size(l)) for l in self.leaves)
+        if le.BATCH * entries > SHARED_PULLBACK_ENTRIES:
+            return None
+        return le.Pullback(graph, self.leaves, self.point, seeds, probes)
 
     @staticmethod
     def _key(k):
@@ -109,3 +169,15 @@ class Effects:
 
     def _read(self, v):
         return interpreter.read(self.point.values, v)
+
+
+def _plus(a, b):
+    return a if b is None else b if a is None else a + b
+
+
+def _summed(parts) -> dict:
+    out = {}
+    for d in parts:
+        for v, x in d.items():
+            out[v] = _plus(out.get(v), x)
+    return out

@@ -176,7 +176,7 @@ def explain(graph, leaves, manual, reference, fit_rtol, point=None) -> Tuple[Lis
     sites = ranking.consistent_sites(graph, leaves, D)
     cols = ranking.failing_columns(leaves, D)
     wide = WIDE_ROWS_PER_EDGE * len(graph.edges) * D.size <= WIDE_BUDGET
-    effects = Effects(graph, leaves, point, all_columns=wide)  # the wide search reuses the narrow one's
+    effects = Effects(graph, leaves, point, all_columns=wide, reference=G)  # the wide search reuses the narrow one's
     found, ranked = _search(effects, D, G, fit_rtol, sites, cols)
     if found or not wide:
         return found, ranked
@@ -192,8 +192,8 @@ def _search(effects: Effects, D, G, fit_rtol, sites, cols):
         D, G = D[cols], G[cols]
     fit = Fitter(D, fit_rtol)
 
-    def exact(changes):  # the gradients with each (edits, scales) made, on the judged entries (one batched pass)
-        H = le.exact_gradients(graph, leaves, point, changes)
+    def exact(changes):  # the gradients with each (edits, scales) made, on the judged entries
+        H = effects.exact(changes)
         return H if cols is None else H[:, cols]
 
     cands = effects.candidates(sites)
@@ -231,7 +231,8 @@ def _search(effects: Effects, D, G, fit_rtol, sites, cols):
     # else fits (a program too large to batch evaluates those only then).
     chained = sorted(multi, key=lambda c: fit.residual(first_order(c)))[:MAX_MULTI_EXACT]
     tries = _group_tries(state)
-    ahead = _group_changes(state, tries) if chained and le.exact_rows(point, leaves) >= 2 else []
+    batched = effects.pullback is not None or le.exact_rows(point, leaves) >= 2
+    ahead = _group_changes(state, tries) if chained and batched else []
     Hs = exact([(c.edits, None) for c in chained] + ahead)
     for c, H in zip(chained, Hs):
         if fit.fits(H - G):
