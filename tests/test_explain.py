@@ -97,16 +97,17 @@ def test_every_closed_form_cotangent_change_equals_autodiff_of_its_edit():
     assert {"tanh", "mul", "dot_general"} <= seen, seen
 
 
-def test_chained_changes_by_pullback_rounds_equal_the_edited_program():
+def test_chained_changes_by_pullback_rounds_equal_the_edited_program(monkeypatch):
     """A change at several equations (every instance of a loop body's line, a scaling of several edges, an
     edit and a scaling at two sites) evaluated by rounds of the shared pullback equals autodiff of the
     program with those rules edited, to rounding; an edit left out of a round would not."""
     import numpy as np
 
-    from verification.checker.explain import derivative_edits, edit_effects
+    from verification.checker.explain import derivative_edits, edit_effects, first_order
     from verification.checker.explain.first_order import Effects
     from verification.checker.jaxpr import graph as jg
 
+    monkeypatch.setattr(first_order, "SHARED_PULLBACK_MIN_EQNS", 0)  # (a small program: shared all the same)
     p, x, _ = _problem()
 
     def rnn(q):
@@ -135,3 +136,26 @@ def test_chained_changes_by_pullback_rounds_equal_the_edited_program():
     first_order = effects.reference + sum(
         effects.effects([], [(i, e)])[1][0] for i, e in changes[0][0].items())
     assert not np.allclose(first_order, edited[0], rtol=1e-6)  # the chain is not its first-order sum
+
+
+@pytest.mark.parametrize("f, sa, sb", [
+    (lambda a, b: jnp.einsum("bij,bjk->bik", a, b), (2, 3, 4), (2, 4, 5)),
+    (lambda a, b: jax.lax.dot_general(a, b, (((0,), (0,)), ((), ()))), (4, 3), (4, 5)),
+    (lambda a, b: jax.lax.dot_general(a, b, (((2,), (1,)), ((0,), (2,)))), (2, 3, 4), (5, 4, 2)),
+    (lambda a, b: a * b, (3, 4), (3, 4))])
+def test_a_products_cotangent_in_numpy_equals_its_vjp(f, sa, sb):
+    """The einsum that gives a product's cotangent to one operand (a saved operand's change, without an
+    eager VJP per candidate) equals autodiff's, for batch and contracting dimensions anywhere."""
+    import numpy as np
+
+    from verification.checker.explain.saved_operands import product_cotangent
+    from verification.checker.jaxpr import interpreter
+
+    k = jax.random.split(jax.random.key(1), 3)
+    a, b = jax.random.normal(k[0], sa, jnp.float64), jax.random.normal(k[1], sb, jnp.float64)
+    eqn = next(e for e in jax.make_jaxpr(f)(a, b).jaxpr.eqns if e.primitive.name in ("dot_general", "mul"))
+    g = jax.random.normal(k[2], interpreter.bind(eqn, [a, b])[0].shape, jnp.float64)
+    for j, (x, other) in enumerate([(a, b), (b, a)]):
+        _, vjp = jax.vjp(lambda u: interpreter.bind(eqn, [u, b] if j == 0 else [a, u])[0], x)
+        np.testing.assert_allclose(product_cotangent(eqn, j, np.asarray(g), np.asarray(other), x.shape), vjp(g)[0],
+                                   rtol=1e-12)

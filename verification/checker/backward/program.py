@@ -116,7 +116,7 @@ class Program:
         last = max((self.producer(v) for v in outvars if self.producer(v) is not None), default=len(self.eqns))
         jaxpr = self.graph.closed.jaxpr
 
-        def one(xs):
+        def one(base, xs):
             new = dict(zip(variables, xs))
             touched = set(variables)
 
@@ -127,12 +127,12 @@ class Program:
                 outs = interpreter.bind(eqn, invals)
                 return [new.get(v, o) for v, o in zip(eqn.outvars, outs)]
 
-            env = dict(self.env)
+            env = dict(base)
             env.update(new)
             env = interpreter.run(jaxpr, [env[v] for v in jaxpr.invars], on_eqn, env=env)
             return [jnp.asarray(interpreter.read(env, v)) for v in outvars]
 
-        return interpreter.vmapped(lambda *xs: one(xs), _stacked(variables, candidates))
+        return self._batched(one, _stacked(variables, candidates), max(start, 0))
 
 
     def _replaced_for(self, variables, candidates, targets, readers) -> List[np.ndarray]:
@@ -191,7 +191,7 @@ class Program:
         outvars = self.outvars if targets is None else targets
         jaxpr = self.graph.closed.jaxpr
 
-        def one(*xs):
+        def one(base, xs):
             new = unpack(xs)
             touched = set()
 
@@ -207,10 +207,21 @@ class Program:
                 touched.update(eqn.outvars)
                 return interpreter.bind(eqn, invals if changed is None else changed)
 
-            env = interpreter.run(jaxpr, [self.env[v] for v in jaxpr.invars], on_eqn, env=dict(self.env))
+            env = interpreter.run(jaxpr, [base[v] for v in jaxpr.invars], on_eqn, env=dict(base))
             return [jnp.asarray(interpreter.read(env, v)) for v in outvars]
 
-        return interpreter.vmapped(one, stacked)
+        return self._batched(one, stacked, start)
+
+    def _batched(self, one, stacked, start) -> List[np.ndarray]:
+        """``one(env, xs)`` vmapped over ``stacked``: run op by op (each op's program cached), or compiled whole,
+        the values of ``env`` its arguments, where a loop kept whole from equation ``start`` on re-runs (a loop
+        run op by op under ``vmap`` compiles a program of its own at every run: a 100-step recurrence's
+        localisation, 33 of them)."""
+        if not any(e.primitive.name == "scan" for e in self.eqns[start:]):
+            return interpreter.vmapped(lambda *xs: one(self.env, xs), stacked)
+        keys = list(self.env)
+        return interpreter.vmapped(lambda *a: one(dict(zip(keys, a[:len(keys)])), a[len(keys):]), stacked,
+                                   [self.env[k] for k in keys], compiled=True)
 
 
 def _stacked(variables, candidates) -> List[np.ndarray]:

@@ -25,6 +25,9 @@ from verification.checker.jaxpr import graph as jg
 from verification.checker.jaxpr import interpreter
 
 SHARED_PULLBACK_ENTRIES = 2**23  # a batch of the shared pullback's seeds, probes and gradients (64 MiB of float64)
+SHARED_PULLBACK_MIN_EQNS = 80  # below it, a pullback compiled per batch for its own seeds costs less than one for
+# every value (softmax regression, 27 equations: 0.02 s against 0.09 s a compile; a gated recurrence, 262: one
+# shared compile of 1.0 s against four of 0.6-2.7 s)
 
 
 class Effects:
@@ -121,9 +124,12 @@ class Effects:
 
     def _shared_pullback(self) -> Optional[le.Pullback]:
         """One pullback for every search and exact round: seeds at every value that carries the params'
-        cotangent, probes at every output of an equation with such an input, while a batch of them fits in
-        :data:`SHARED_PULLBACK_ENTRIES` (else ``None``: a pullback per batch, for its own seeds)."""
+        cotangent, probes at every output of an equation with such an input, for a program of at least
+        :data:`SHARED_PULLBACK_MIN_EQNS` equations while a batch of them fits in :data:`SHARED_PULLBACK_ENTRIES`
+        (else ``None``: a pullback per batch, for its own seeds)."""
         graph = self.graph
+        if len(graph.eqns) < SHARED_PULLBACK_MIN_EQNS:
+            return None
         seeds = [v for v in self._live if isinstance(v, jcore.Var) and jg.is_float(v)]
         probes = list({v: None for i in sorted({i for i, _ in graph.edges}) for v in graph.eqns[i].outvars
                        if jg.is_float(v)})

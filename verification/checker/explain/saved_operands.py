@@ -7,7 +7,7 @@ iteration or the mirrored instance.
 """
 from __future__ import annotations
 
-from typing import List
+from typing import List, Optional
 
 import jax
 import jax.extend.core as jcore
@@ -47,12 +47,38 @@ def operand_edit(j: int, u) -> ed.Edit:
         return [jax.lax.stop_gradient(outs[0]) + bind(*keep) + bind(*other)]
 
     def delta(eqn, invals, g):  # bilinear: the cotangent to j changes by that of bind with (u - other)
+        other = np.asarray(u) - np.asarray(invals[1 - j])
+        closed = product_cotangent(eqn, j, np.asarray(g), other, np.shape(invals[j]))
+        if closed is not None:
+            return {j: closed}
         ins = list(invals)
         ins[1 - j] = u - invals[1 - j]
         _, vjp = jax.vjp(lambda x: interpreter.bind(eqn, ins[:j] + [x] + ins[j + 1:])[0], invals[j])
         return {j: vjp(g)[0]}
 
     return ed.Edit(edit, delta)
+
+
+def product_cotangent(eqn, j: int, g: np.ndarray, other: np.ndarray, shape) -> Optional[np.ndarray]:
+    """The cotangent a product (``mul`` of equal shapes, or ``dot_general``) sends operand ``j`` for output
+    cotangent ``g`` when the other operand is ``other``, in numpy (an ``einsum`` of the two: no dispatch), or
+    ``None`` for a product it does not write so."""
+    if eqn.primitive.name == "mul":
+        return g * other if np.shape(other) == np.shape(g) == tuple(shape) else None
+    if eqn.primitive.name != "dot_general":
+        return None
+    (ca, cb), (ba, bb) = eqn.params["dimension_numbers"]
+    nd = [len(shape), np.ndim(other)] if j == 0 else [np.ndim(other), len(shape)]
+    letters = iter("abcdefghijklmnopqrstuvwxyz")
+    subs = [[None] * nd[0], [None] * nd[1]]
+    for x, y in list(zip(ba, bb)) + list(zip(ca, cb)):
+        subs[0][x] = subs[1][y] = next(letters)
+    for side in subs:
+        for k, c in enumerate(side):
+            side[k] = c if c is not None else next(letters)
+    free = [[c for k, c in enumerate(subs[n]) if k not in (ba, bb)[n] and k not in (ca, cb)[n]] for n in (0, 1)]
+    out = [subs[0][k] for k in ba] + free[0] + free[1]
+    return np.einsum(f"{''.join(out)},{''.join(subs[1 - j])}->{''.join(subs[j])}", g, other)
 
 
 def saved_candidates(graph, values, v, i, inputs=False):
