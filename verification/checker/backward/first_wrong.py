@@ -223,18 +223,19 @@ def _first_wrong(program, refs, outvars, expected, wrong, status, base, tol):
     # quantity for another role: ``da`` that equals the cotangent before the activation's derivative)
     grouped = None  # a loop line whose instances, all replaced, repair: the one whose first wrong instance
     # comes first wins (a delta right at the loop's first step and wrong after it only carries the error on)
+    repairs = _loop_repairs(program, refs, targets, expected, status, out_of, tol)
     for v in program.ancestors(targets):
         if grouped is not None and program.producer(v) > program.producer(grouped[0]):
             return grouped
         m = status.get(v)
         if v not in status:
             continue
-        if m is not None and m.exact and not m.transposed and v not in out_of and not m.ref.share:
+        if _is_right(m, v, out_of):
             right.append(v)  # (one path's share is right only where the other shares are added to it)
             continue
         group = substitutes.loop_group(program, v, seen_groups)
         if group:
-            found = substitutes.repair_group(program, refs, group, expected, tol)
+            found = repairs[v]
             if found is not None and (grouped is None or program.producer(found[0]) < program.producer(grouped[0])):
                 grouped = found
             if found is not None:
@@ -282,6 +283,25 @@ def _first_wrong(program, refs, outvars, expected, wrong, status, base, tol):
         if each is not None:
             return each
     return None if best is None else best[1:]
+
+
+def _is_right(m, v, out_of) -> bool:
+    """``v`` equals a right quantity as it is (and is not a result, nor one path's share of one)."""
+    return m is not None and m.exact and not m.transposed and v not in out_of and not m.ref.share
+
+
+def _loop_repairs(program, refs, targets, expected, status, out_of, tol) -> dict:
+    """``{value: repair}`` for the first value met of each loop line that :func:`_first_wrong` tries as a group
+    (:func:`verification.checker.backward.substitutes.loop_group`, in its order), every group tried in one
+    batched run (:func:`verification.checker.backward.substitutes.repair_groups`)."""
+    seen, firsts, groups = set(), [], []
+    for v in program.ancestors(targets):
+        if v in status and not _is_right(status[v], v, out_of):
+            group = substitutes.loop_group(program, v, seen)
+            if group:
+                firsts.append(v)
+                groups.append(group)
+    return dict(zip(firsts, substitutes.repair_groups(program, refs, groups, expected, tol)))
 
 
 def _wrong_reader(program: Program, refs: References, v, option: Match, expected, tol) -> List[int]:

@@ -110,30 +110,53 @@ class Program:
         only as those equations read them (one name of a value, where two names share it)."""
         if readers is not None:
             return self._replaced_for(variables, candidates, targets, set(readers))
+        return self.replaced_parts([(variables, candidates)], targets)[0]
+
+    def replaced_parts(self, parts, targets=None) -> List[List[np.ndarray]]:
+        """:meth:`replaced_all` for each ``(variables, candidates)`` of ``parts``, all in one batched run: each
+        row belongs to one part, and a variable is replaced only on its own parts' rows (a mask), so that
+        the lines of a loop are tried together (a gated recurrence's 22 loop lines: one run, not 22)."""
+        variables = list(dict.fromkeys(v for vs, _ in parts for v in vs))
+        sizes = [len(cs[0]) for _, cs in parts]
+        at = np.cumsum([0] + sizes)
+        stacked, masks = [], []
+        for v in variables:
+            s = np.zeros((int(at[-1]),) + tuple(v.aval.shape), v.aval.dtype)
+            m = np.zeros(int(at[-1]), bool)
+            for p, (vs, cs) in enumerate(parts):
+                for u, c in zip(vs, cs):
+                    if u is v:
+                        s[at[p]:at[p + 1]] = np.stack([np.asarray(x) for x in c])
+                        m[at[p]:at[p + 1]] = True
+            stacked.append(s)
+            masks.append(m)
         starts = [self.producer(v) for v in variables]
         start = min(-1 if s is None else s for s in starts)  # a parameter or an input: any equation may read it
         outvars = self.outvars if targets is None else targets
         last = max((self.producer(v) for v in outvars if self.producer(v) is not None), default=len(self.eqns))
         jaxpr = self.graph.closed.jaxpr
+        k = len(variables)
 
         def one(base, xs):
-            new = dict(zip(variables, xs))
+            new = {v: (x, m) for v, x, m in zip(variables, xs[:k], xs[k:])}
             touched = set(variables)
+
+            def put(v, o):  # the replacement on its rows, what the program computes elsewhere
+                return jnp.where(new[v][1], new[v][0], o) if v in new else o
 
             def on_eqn(i, eqn, invals, env):
                 if i < start or i > last or not any(isinstance(u, jcore.Var) and u in touched for u in eqn.invars):
-                    return [new.get(v, env[v]) for v in eqn.outvars]
+                    return [put(v, env[v]) for v in eqn.outvars]
                 touched.update(eqn.outvars)
-                outs = interpreter.bind(eqn, invals)
-                return [new.get(v, o) for v, o in zip(eqn.outvars, outs)]
+                return [put(v, o) for v, o in zip(eqn.outvars, interpreter.bind(eqn, invals))]
 
             env = dict(base)
-            env.update(new)
+            env.update((v, put(v, env[v])) for v in variables if self.producer(v) is None)
             env = interpreter.run(jaxpr, [env[v] for v in jaxpr.invars], on_eqn, env=env)
             return [jnp.asarray(interpreter.read(env, v)) for v in outvars]
 
-        return self._batched(one, _stacked(variables, candidates), max(start, 0))
-
+        outs = self._batched(one, stacked + masks, max(start, 0))
+        return [[o[at[p]:at[p + 1]] for o in outs] for p in range(len(parts))]
 
     def _replaced_for(self, variables, candidates, targets, readers) -> List[np.ndarray]:
         def rewrite(i, eqn, invals, new):

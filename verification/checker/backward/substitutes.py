@@ -83,16 +83,23 @@ def loop_group(program: Program, v, seen: set) -> List[Any]:
     return layers if len(layers) >= 2 and len({np.shape(program.value(w)) for w in layers}) > 1 else []
 
 
-def repair_group(program: Program, refs: References, group, expected, tol):
-    """Every instance of a loop line replaced at once, instance ``k`` by the ``k``-th (or, for a loop run
-    backwards, the ``k``-th from the end) of a group of right quantities of one forward line (:func:`aligned_groups`):
-    ``(first wrong instance, its match, errors)`` when that repairs the wrong outputs."""
-    values = [np.asarray(program.value(w), np.float64) for w in group]
-    aligned = aligned_groups(refs, values)
-    if not aligned:
-        return None
-    stacks = [[refs.shaped(ms[k], v.shape) for ms in aligned] for k, v in enumerate(values)]
-    errs = leaf_errors(program.replaced_all(group, stacks), [r.value for r in expected])
+def repair_groups(program: Program, refs: References, groups, expected, tol) -> list:
+    """For each of ``groups``, every instance of a loop line replaced at once, instance ``k`` by the ``k``-th
+    (or, for a loop run backwards, the ``k``-th from the end) of a group of right quantities of one forward
+    line (:func:`aligned_groups`): ``(first wrong instance, its match, errors)`` when that repairs the wrong
+    outputs, else ``None``.  All the groups in one batched run (:meth:`Program.replaced_parts`)."""
+    tried = []  # (group, its values, its aligned right groups)
+    for group in groups:
+        values = [np.asarray(program.value(w), np.float64) for w in group]
+        tried.append((group, values, aligned_groups(refs, values)))
+    parts = [(group, [[refs.shaped(ms[k], v.shape) for ms in aligned] for k, v in enumerate(values)])
+             for group, values, aligned in tried if aligned]
+    outs = iter(program.replaced_parts(parts) if parts else [])
+    return [_repaired(values, aligned, leaf_errors(next(outs), [r.value for r in expected]), group, refs, tol)
+            if aligned else None for group, values, aligned in tried]
+
+
+def _repaired(values, aligned, errs, group, refs, tol):
     best = int(np.argmin(errs.sum(axis=1)))
     if not np.all(errs[best] <= max(100 * tol, 1e-6)):
         return None
@@ -127,9 +134,16 @@ def aligned_groups(refs: References, values: Sequence[np.ndarray]) -> List[List[
                     plain.append(g_o)
                     shifted += [g_o[1:] + kept[-1:], kept[:1] + g_o[:-1]]
 
+    cosines = {}  # (instance, quantity, transposed) -> |cos|: the groups share their members
+
+    def cosine(k, m):
+        key = (k, id(m.ref), m.transposed)
+        if key not in cosines:
+            cosines[key] = _cosine(values[k].ravel(), refs.shaped(m, values[k].shape).ravel())
+        return cosines[key]
+
     def unlike(ms):  # (a mistake leaves most instances right: the most similar first)
-        return -float(np.mean([_cosine(v.ravel(), refs.shaped(m, v.shape).ravel())
-                               for v, m in zip(values, ms) if m.ref.value is not v]))
+        return -float(np.mean([cosine(k, m) for k, m in enumerate(ms) if m.ref.value is not values[k]]))
 
     # the aligned groups first, as many as before the shifted ones were tried; then the most similar shifted
     return sorted(plain, key=unlike)[:2 * MAX_GROUP_CANDIDATES] + sorted(shifted, key=unlike)[:MAX_GROUP_CANDIDATES]

@@ -121,6 +121,11 @@ class Pullback:
         self._whole = len(graph.eqns) <= JIT_MAX_EQNS  # one compile beats a compile per new op
         self._compiled = None
         seeds_, keep_, probes_ = self.seeds, self.keep, self.probes
+        self._seed_at = np.cumsum([0] + [int(np.prod(v.aval.shape)) for v in seeds_])
+        self._probe_at = np.cumsum([0] + [int(np.prod(v.aval.shape)) for v in probes_])
+
+        def split(flat, at, variables):  # one flat array (one transfer, not one per variable): its values
+            return [flat[at[k]:at[k + 1]].reshape(v.aval.shape).astype(v.aval.dtype) for k, v in enumerate(variables)]
 
         def forward(ls, pr):
             ch = Changes(frozen=point.frozen, probes=dict(zip(probes_, pr)) or None)
@@ -128,26 +133,31 @@ class Pullback:
 
         def one(ls, pr, cot):
             _, vjp = jax.vjp(forward, ls, pr)
-            g, gp = vjp(cot)
-            return jnp.concatenate([jnp.ravel(g[k]).astype(jnp.float64) for k in keep_] or [jnp.zeros(0)]), gp
+            g, gp = vjp(split(cot, self._seed_at, seeds_))
+            return (jnp.concatenate([jnp.ravel(g[k]).astype(jnp.float64) for k in keep_] or [jnp.zeros(0)]), gp)
 
         self._run = jax.vmap(one, in_axes=(None, None, 0))  # the leaves are arguments, never folded constants
-        self._zeros = [np.zeros(v.aval.shape, v.aval.dtype) for v in probes_]
+        self._zeros = None
 
-    def __call__(self, deltas: Sequence[Dict[Any, Any]]):
+    def __call__(self, deltas: Sequence[Dict[Any, Any]], probes: bool = True):
         """For each ``{var: delta}`` (a var not among the seeds carries nothing to the params): the rows
-        ``(len(deltas), width)`` of the gradient's change and ``[(len(deltas),) + shape]`` of the probes'."""
+        ``(len(deltas), width)`` of the gradient's change and ``[(len(deltas),) + shape]`` of the probes'
+        (``probes=False``: ``[]``)."""
         n = len(deltas)
-        grads, probes = [], []
+        grads, at_probes = [], []
+        seed = {v: k for k, v in enumerate(self.seeds)}
+        if self._zeros is None:
+            self._zeros = jax.device_put([np.zeros(v.aval.shape, v.aval.dtype) for v in self.probes])
         for lo in range(0, n, self.rows):
             chunk = deltas[lo:lo + self.rows]
             rows = self.rows if (self._whole or n > self.rows) else interpreter.bucket(len(chunk))
-            cot = [np.zeros((rows,) + tuple(v.aval.shape), self._dtype) for v in self.seeds]  # filled in numpy
-            for c, v in zip(cot, self.seeds):
-                for r, d in enumerate(chunk):
-                    if v in d:
-                        c[r] = np.reshape(np.asarray(d[v]), v.aval.shape)
-            args = (self.leaves, jax.device_put(self._zeros), jax.device_put(cot))
+            cot = np.zeros((rows, int(self._seed_at[-1])), self._dtype)  # filled in numpy
+            for r, d in enumerate(chunk):
+                for v, x in d.items():
+                    if v in seed:
+                        k = seed[v]
+                        cot[r, self._seed_at[k]:self._seed_at[k + 1]] = np.ravel(np.asarray(x))
+            args = (self.leaves, self._zeros, jax.device_put(cot))
             run = self._run
             if self._whole:
                 if self._compiled is None:
@@ -155,10 +165,15 @@ class Pullback:
                 run = self._compiled
             g, gp = run(*args)
             grads.append(np.asarray(g, np.float64)[:len(chunk)])
-            probes.append([np.asarray(x)[:len(chunk)] for x in gp])
+            if probes:
+                at_probes.append(np.concatenate([np.asarray(x).reshape(rows, -1) for x in gp], axis=1)[:len(chunk)])
         if not grads:
             return np.zeros((0, self.width)), [np.zeros((0,) + tuple(v.aval.shape)) for v in self.probes]
-        return np.concatenate(grads), [np.concatenate([p[k] for p in probes]) for k in range(len(self.probes))]
+        if not probes:
+            return np.concatenate(grads), []
+        flat, at = np.concatenate(at_probes), self._probe_at
+        return np.concatenate(grads), [flat[:, at[k]:at[k + 1]].reshape((n,) + tuple(v.aval.shape))
+                                       for k, v in enumerate(self.probes)]
 
 
 def leaves_of(leaves, cols) -> list:
@@ -174,7 +189,7 @@ def pullbacks(graph: jg.Graph, leaves, point: Point, deltas: Sequence[Dict[Any, 
     ``cols`` (flat entries that are whole leaves), only those columns: the other leaves are never formed."""
     rows = BATCH if len(deltas) > BATCH else interpreter.bucket(max(len(deltas), 1))  # shapes that repeat
     return Pullback(graph, leaves, point, {v for d in deltas for v in d}, keep=leaves_of(leaves, cols),
-                    rows=rows)(deltas)[0]
+                    rows=rows)(deltas, probes=False)[0]
 
 
 def _order(graph, v):

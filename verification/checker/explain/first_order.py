@@ -25,6 +25,8 @@ from verification.checker.jaxpr import graph as jg
 from verification.checker.jaxpr import interpreter
 
 SHARED_PULLBACK_ENTRIES = 2**23  # a batch of the shared pullback's seeds, probes and gradients (64 MiB of float64)
+SHARED_PULLBACK_ROWS = 64  # changes per run of it: the exact rounds' batches are small (a gated recurrence's
+# rounds, about 30 changes each: 256 rows ran 4x the work), the first-order batch runs in chunks
 SHARED_PULLBACK_MIN_EQNS = 80  # below it, a pullback compiled per batch for its own seeds costs less than one for
 # every value (softmax regression, 27 equations: 0.02 s against 0.09 s a compile; a gated recurrence, 262: one
 # shared compile of 1.0 s against four of 0.6-2.7 s)
@@ -74,7 +76,7 @@ class Effects:
         todo = list({self._key(k): k for k in keys if self._key(k) not in self._rows}.values())
         if todo:
             deltas = [self._delta(k) for k in todo]
-            rows = self.pullback(deltas)[0] if self.pullback is not None else le.pullbacks(
+            rows = self.pullback(deltas, probes=False)[0] if self.pullback is not None else le.pullbacks(
                 self.graph, self.leaves, self.point, deltas, cols=None if self.all_columns else cols)
             self._rows.update(zip(map(self._key, todo), rows))
         n = sum(int(np.size(l)) for l in self.leaves) if self.all_columns or cols is None else len(cols)
@@ -134,9 +136,9 @@ class Effects:
         probes = list({v: None for i in sorted({i for i, _ in graph.edges}) for v in graph.eqns[i].outvars
                        if jg.is_float(v)})
         entries = sum(int(np.prod(v.aval.shape)) for v in seeds + probes) + sum(int(np.size(l)) for l in self.leaves)
-        if le.BATCH * entries > SHARED_PULLBACK_ENTRIES:
+        if SHARED_PULLBACK_ROWS * entries > SHARED_PULLBACK_ENTRIES:
             return None
-        return le.Pullback(graph, self.leaves, self.point, seeds, probes)
+        return le.Pullback(graph, self.leaves, self.point, seeds, probes, rows=SHARED_PULLBACK_ROWS)
 
     @staticmethod
     def _key(k):
