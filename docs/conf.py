@@ -53,6 +53,7 @@ CONSTANT_MODULES = (
     "verification.checker.explain.hypotheses",
     "verification.checker.explain.two_sites",
     "verification.checker.explain.edit_effects",
+    "verification.checker.explain.first_order",
     "verification.checker.explain.kinks",
     "verification.checker.jaxpr.inline",
     "verification.checker.rules.linear_maps",

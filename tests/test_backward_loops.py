@@ -202,3 +202,29 @@ def test_a_per_example_forward_under_vmap_is_repaired_layer_by_layer():
         return jax.tree.map(lambda g: jnp.mean(g, axis=0), jax.vmap(one)(x, y))
 
     _named_first(loss, grad, "# pre-activation", p, x, y)
+
+
+@pytest.mark.parametrize("unroll", [True, False])
+def test_several_replacements_in_one_batched_run_equal_each_run_alone(unroll):
+    """:meth:`Program.replaced_parts` (the loop lines and single values of a localisation tried in one run,
+    each variable replaced on its own rows only) gives each part what :meth:`Program.replaced_all` gives it
+    alone, for a hand BPTT unrolled and kept whole (a scan re-run compiled)."""
+    import numpy as np
+
+    from verification.checker.backward import program as bp
+
+    p, x, y = _problem()
+    names = sorted(p)
+    prog = bp.trace(lambda *ls: jax.tree.leaves(long_rnn_scan.grad(dict(zip(names, ls)), x, y)),
+                    [p[k] for k in names], names, unroll=unroll)
+    live = [v for v in prog.live_vars() if prog.value(v) is not None and prog.value(v).size > 1]
+    a = next(v for v in live if prog.eqns[prog.producer(v)].primitive.name == "dot_general")  # read by every leaf
+    b, c = live[len(live) // 2], live[-3]
+    parts = [([a], [[2 * prog.value(a), np.zeros_like(prog.value(a))]]),
+             ([b, c], [[prog.value(b) + 1.0], [-prog.value(c)]]),
+             ([a], [[prog.value(a) - 0.5]])]
+    together = prog.replaced_parts(parts)
+    for (vs, cs), got in zip(parts, together):
+        for g, alone in zip(got, prog.replaced_all(vs, cs)):
+            np.testing.assert_allclose(g, alone, rtol=1e-12, atol=1e-12)
+    assert not all(np.allclose(x[0], y[0]) for x, y in zip(together[0], together[2]))  # each part's own value

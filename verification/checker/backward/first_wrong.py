@@ -25,7 +25,7 @@ What a value may have been meant to be, and the groups of them for a loop line, 
 """
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import jax.extend.core as jcore
 import numpy as np
@@ -223,7 +223,7 @@ def _first_wrong(program, refs, outvars, expected, wrong, status, base, tol):
     # quantity for another role: ``da`` that equals the cotangent before the activation's derivative)
     grouped = None  # a loop line whose instances, all replaced, repair: the one whose first wrong instance
     # comes first wins (a delta right at the loop's first step and wrong after it only carries the error on)
-    repairs = _loop_repairs(program, refs, targets, expected, status, out_of, tol)
+    repairs, replays = _prepared(program, refs, targets, expected, status, out_of, tol)
     for v in program.ancestors(targets):
         if grouped is not None and program.producer(v) > program.producer(grouped[0]):
             return grouped
@@ -242,7 +242,7 @@ def _first_wrong(program, refs, outvars, expected, wrong, status, base, tol):
                 continue
         if len(program.graph.instances(program.producer(v), by="op")) >= substitutes.LOOP_MIN:
             continue  # one step of a loop repairs one step's share: its line is judged as a group
-        tried = _try(program, refs, v, m, expected, out_of, status, tol, total)
+        tried = _try(program, refs, v, m, expected, out_of, status, tol, total, replayed=replays.get(v))
         if tried is None:
             continue
         tested += 1
@@ -263,10 +263,12 @@ def _first_wrong(program, refs, outvars, expected, wrong, status, base, tol):
             break
     if grouped is not None:
         return grouped
+    replays = _replays(program, refs, right[:MAX_TESTED], expected, out_of, status, right=True)
     for v in right[:MAX_TESTED]:  # a value that repairs as it is comes before a fitted constant
         if len(program.graph.instances(program.producer(v), by="op")) >= substitutes.LOOP_MIN:
             continue
-        tried = _try(program, refs, v, None, expected, out_of, status, tol, total, skip=status[v])
+        tried = _try(program, refs, v, None, expected, out_of, status, tol, total, skip=status[v],
+                     replayed=replays.get(v))
         if tried is not None and tried[0]:  # right, and read where another quantity belongs: blame the reader
             reader = _wrong_reader(program, refs, v, tried[3], expected, tol)
             return (v, tried[3], tried[4]) + ((reader,) if reader else ())
@@ -290,18 +292,61 @@ def _is_right(m, v, out_of) -> bool:
     return m is not None and m.exact and not m.transposed and v not in out_of and not m.ref.share
 
 
-def _loop_repairs(program, refs, targets, expected, status, out_of, tol) -> dict:
-    """``{value: repair}`` for the first value met of each loop line that :func:`_first_wrong` tries as a group
-    (:func:`verification.checker.backward.substitutes.loop_group`, in its order), every group tried in one
-    batched run (:func:`verification.checker.backward.substitutes.repair_groups`)."""
-    seen, firsts, groups = set(), [], []
+def _prepared(program, refs, targets, expected, status, out_of, tol) -> Tuple[dict, dict]:
+    """What :func:`_first_wrong` tries, each kind in one batched run: ``({value: repair}`` for the first value
+    met of each loop line, tried as a group (:func:`verification.checker.backward.substitutes.repair_groups`),
+    ``{value: (options, outputs)})`` for the values it then tries one by one (:func:`_try`), in its order and
+    within its limits (a loop kept whole compiles each replay: a 100-step recurrence's 14 tries, one)."""
+    seen, firsts, groups, met = set(), [], [], []
     for v in program.ancestors(targets):
         if v in status and not _is_right(status[v], v, out_of):
             group = substitutes.loop_group(program, v, seen)
+            met.append((v, bool(group)))
             if group:
                 firsts.append(v)
                 groups.append(group)
-    return dict(zip(firsts, substitutes.repair_groups(program, refs, groups, expected, tol)))
+    repairs = dict(zip(firsts, substitutes.repair_groups(program, refs, groups, expected, tol)))
+    return repairs, _replays(program, refs, [v for v, grouped in met if not (grouped and repairs[v] is not None)],
+                             expected, out_of, status)
+
+
+def _replays(program, refs, values, expected, out_of, status, right=False) -> dict:
+    """``{value: (options, outputs)}``: :func:`_try`'s replacements of each of ``values`` (not a loop's step),
+    in order, within :data:`MAX_TESTED` and :data:`MAX_REPLAYED`, all in one batched run.  ``right``: values
+    equal to a right quantity, never replaced by it."""
+    parts, replayed = [], 0
+    for v in values:
+        if len(program.graph.instances(program.producer(v), by="op")) >= substitutes.LOOP_MIN:
+            continue
+        options = _options(program, refs, v, None if right else status[v], expected, out_of, status,
+                           skip=status[v] if right else None)
+        if options is None:
+            continue
+        parts.append((v, options))
+        replayed += len(program.eqns) - program.producer(v)
+        if len(parts) >= MAX_TESTED or replayed >= MAX_REPLAYED:
+            break
+    outs = program.replaced_parts([([v], [_stack(program, refs, v, options)]) for v, options in parts]) if parts else []
+    return {v: (options, o) for (v, options), o in zip(parts, outs)}
+
+
+def _options(program, refs, v, m, expected, out_of, status, skip=None) -> Optional[List[Match]]:
+    """The right quantities :func:`_try` puts in place of ``v`` (never ``skip``), or ``None``: none, or a
+    value too small to judge."""
+    value = program.value(v)
+    if value is None or (value.size < 2 and v not in out_of):
+        return None
+    options = substitutes.replacements(refs, value, m, expected[out_of[v]] if v in out_of else None,
+                                       substitutes.input_factors(program, v, status))
+    if skip is not None:
+        options = [o for o in options if o.ref is not skip.ref or o.transposed != skip.transposed]
+    return options or None
+
+
+def _stack(program, refs, v, options) -> List[np.ndarray]:
+    """``v``'s candidates: zero (the value's removal), then each option."""
+    value = program.value(v)
+    return [np.zeros_like(value)] + [o.factor * refs.shaped(o, value.shape) for o in options]
 
 
 def _wrong_reader(program: Program, refs: References, v, option: Match, expected, tol) -> List[int]:
@@ -381,20 +426,18 @@ def _carried(program: Program, refs: References, v, option: Match, scaled):
     return None
 
 
-def _try(program, refs, v, m, expected, out_of, status, tol, total, skip=None):
+def _try(program, refs, v, m, expected, out_of, status, tol, total, skip=None, replayed=None):
     """``v`` replaced by each right quantity it might have been meant to be (never ``skip``, the one it
     equals): ``(repairs, (match, errors) of a fitted-constant repair or None, share of the error removed,
-    best match, its errors)``, or ``None`` when nothing is tried."""
-    value = program.value(v)
-    if value is None or (value.size < 2 and v not in out_of):
-        return None
-    options = substitutes.replacements(refs, value, m, expected[out_of[v]] if v in out_of else None,
-                            substitutes.input_factors(program, v, status))
-    if skip is not None:
-        options = [o for o in options if o.ref is not skip.ref or o.transposed != skip.transposed]
-    if not options:
-        return None
-    outs = program.replaced(v, [np.zeros_like(value)] + [o.factor * refs.shaped(o, value.shape) for o in options])
+    best match, its errors)``, or ``None`` when nothing is tried.  ``replayed``: ``(options, outputs)``,
+    already run (:func:`_prepared`)."""
+    if replayed is not None:
+        options, outs = replayed
+    else:
+        options = _options(program, refs, v, m, expected, out_of, status, skip)
+        if options is None:
+            return None
+        outs = program.replaced(v, _stack(program, refs, v, options))
     errs = substitutes.leaf_errors([o[1:] for o in outs], [r.value for r in expected])  # (candidates, leaves)
     totals = errs.sum(axis=1)
     k = int(np.argmin(totals))
@@ -406,4 +449,5 @@ def _try(program, refs, v, m, expected, out_of, status, tol, total, skip=None):
     fitted = None
     if repaired(errs_c[kc]) and abs(c[kc]) > 0:
         fitted = (Match(options[kc].ref, options[kc].factor * c[kc], options[kc].transposed), errs_c[kc])
-    return False, fitted, 1 - totals[k] / max(total, 1e-300), options[k], errs[k]
+    gain = 1 - totals[k] / max(total, 1e-300) if np.isfinite(totals[k]) else 0.0  # (an overflow removes none)
+    return False, fitted, gain, options[k], errs[k]

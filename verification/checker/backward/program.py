@@ -96,7 +96,8 @@ class Program:
                 continue
             seen.add(v)
             stack.extend(u for u in self.eqns[self.producer(v)].invars if isinstance(u, jcore.Var))
-        return sorted(seen, key=lambda v: (self.producer(v), str(v)))
+        return sorted(seen, key=lambda v: (self.producer(v), self.eqns[self.producer(v)].outvars.index(v)))  # (an
+        # equation's outputs in its order: a variable's name holds its id, which differs from run to run)
 
     def replaced(self, var, candidates, targets=None) -> List[np.ndarray]:
         """The program's outputs (or the values ``targets``) with ``var`` (a computed value, a parameter or

@@ -173,7 +173,7 @@ class References:
         it onto ``value`` best (whether or not it fits) with its cosine, most similar first."""
         v = np.asarray(value, dtype=np.float64)
         entries, mat, norms = self._stack(squeezed(v.shape))
-        if not entries:
+        if not entries or not np.all(np.isfinite(v)):  # (an overflowed value is like no right quantity)
             return []
         flat = v.ravel()
         dots = mat @ flat

@@ -44,7 +44,7 @@ class Effects:
         self._live = {graph.eqns[i].invars[j] for i, j in graph.edges}
         self.pullback = self._shared_pullback() if all_columns else None
         self._by_eqn: Dict[int, list] = {}  # equation -> its single-equation candidates
-        self._scans: Dict[int, list] = {}  # scan equation -> its loop-wide candidates
+        self._scans: Dict[int, tuple] = {}  # scan equation -> (its loop_bodies.ScanChanges, their candidates)
         self._loop_saved: Optional[list] = None
         self._true: Dict[int, list] = {}  # equation -> its true local cotangents
         self._rows: Dict[tuple, np.ndarray] = {}  # change key -> its first-order effect
@@ -65,8 +65,9 @@ class Effects:
         scans = [i for i in idx if graph.eqns[i].primitive.name == "scan" and i in graph.live]
         for i in scans:
             if i not in self._scans:
-                self._scans[i] = loop_bodies.candidates(graph, self.point, {i})
-        return out + derivative_edits.shared(graph, out) + loop + [c for i in scans for c in self._scans[i]]
+                scan = loop_bodies.ScanChanges(graph, self.point, i)
+                self._scans[i] = (scan, scan.candidates())
+        return out + derivative_edits.shared(graph, out) + loop + [c for i in scans for c in self._scans[i][1]]
 
     def effects(self, allowed: Sequence[int], members: Sequence[tuple], cols=None):
         """The first-order effects on the entries ``cols`` (``None``: all), in one batch of pullbacks:
@@ -169,6 +170,10 @@ class Effects:
         if edit is None and i in self._true:
             return self._true[i]
         e = self.graph.eqns[i]
+        if edit is None and i in self._scans and self._scans[i][1]:  # a kept loop: its changes' pass has it
+            true = self._scans[i][0].true_cotangents()
+            self._true[i] = [true.get(v) if jg.is_float(v) else None for v in e.invars]
+            return self._true[i]
         out = le.local_cotangents(e, [self._read(v) for v in e.invars],
                                   [self.point.cotangents.get(v) for v in e.outvars], edit)
         if edit is None:

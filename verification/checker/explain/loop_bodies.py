@@ -42,11 +42,11 @@ def candidates(graph: jg.Graph, point, sites=None) -> List[derivative_edits.Cand
     out = []
     for i, eqn in enumerate(graph.eqns):
         if eqn.primitive.name == "scan" and i in graph.live and (sites is None or i in sites):
-            out += _Scan(graph, point, i).candidates()
+            out += ScanChanges(graph, point, i).candidates()
     return out
 
 
-class _Scan:
+class ScanChanges:
     """One scan equation of the traced loss and every candidate change of its body (and of the loops and
     branches nested in it), all selected by one index ``k`` (:meth:`run`)."""
 
@@ -56,7 +56,7 @@ class _Scan:
         self.invals = [interpreter.read(point.values, v) for v in self.eqn.invars]
         self.changes = []  # (cause, text, where): change k runs where the index is k
         self.loop = None
-        self._deltas = None
+        self._deltas = self._true = None
 
     def add(self, cause, text, where) -> Optional[int]:
         """Register a change; its index, or ``None`` past :data:`MAX_BODY_CANDIDATES`."""
@@ -76,6 +76,12 @@ class _Scan:
     def run(self, invals, k):
         """The scan's outputs on ``invals`` with change ``k`` alone made (-1: none)."""
         return self.loop.run(invals, k)
+
+    def true_cotangents(self) -> dict:
+        """``{outer input var: the cotangent the scan sends it}`` by its true rule (the row of no change of
+        :meth:`deltas`: no eager pullback of the loop of its own)."""
+        self.deltas()
+        return self._true
 
     def deltas(self):
         """For each change: ``{outer input var: change of the cotangent the scan sends it}``."""
@@ -113,6 +119,7 @@ class _Scan:
             got.append([np.asarray(c)[:len(ks) - lo] for c in run(*args)])
         cots = [np.concatenate([g[n] for g in got]) for n in range(len(pos))]
         self._deltas = [{eqn.invars[j]: c[k + 1] - c[0] for j, c in zip(pos, cots)} for k in range(len(self.changes))]
+        self._true = {eqn.invars[j]: c[0] for j, c in zip(pos, cots)}
         return self._deltas
 
 
@@ -125,7 +132,7 @@ class _Scale(NamedTuple):
 
 class _Program:
     """A loop body or a branch of a ``cond`` inside one: its graph (``jit``/``checkpoint`` calls inlined),
-    its changes (registered with the root :class:`_Scan`), and the loops and branches nested in it."""
+    its changes (registered with the root :class:`ScanChanges`), and the loops and branches nested in it."""
 
     def __init__(self, root, closed, names, args, context):
         if inline.needs_inlining(closed.jaxpr):  # the user's helpers' lines are sites too
@@ -222,7 +229,7 @@ class _Cond:
         return list(jax.lax.switch(invals[0], fns, *invals[1:]))
 
 
-def _scan_edit(scan: _Scan, k: int) -> ed.Edit:
+def _scan_edit(scan: ScanChanges, k: int) -> ed.Edit:
     """The edit of the scan equation that makes change ``k`` of its body at every iteration."""
     return ed.Edit(lambda eqn, invals, outs, read: scan.run(invals, jnp.asarray(k)),
                       input_deltas=lambda: scan.deltas()[k])
