@@ -25,23 +25,19 @@ What a value may have been meant to be, and the groups of them for a loop line, 
 """
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence
 
 import jax.extend.core as jcore
 import numpy as np
 
 from verification.checker.backward import handoffs, line_order, line_ranking, loop_lines, sizes, substitutes, why
+from verification.checker.backward import value_tries
+from verification.checker.backward.value_tries import MAX_REPLAYED, MAX_TESTED
 from verification.checker.backward.program import Program
 from verification.checker.backward.source_code import assigned_name, code_at, same_function, silent_assignments
 from verification.checker.backward.references import Match, Ref, References
 from verification.checker.base.findings import BackwardFinding
 from verification.checker.jaxpr import graph as jg
-
-MAX_TESTED = 64  # values tried as the first wrong one, most upstream first
-
-
-MAX_REPLAYED = 6000  # and at most this many equations re-run for them in all (a long unrolled loop)
-
 
 PARTIAL_REPAIR = 0.5  # a replacement that removes at least this share of the error repairs "largely"
 
@@ -223,14 +219,14 @@ def _first_wrong(program, refs, outvars, expected, wrong, status, base, tol):
     # quantity for another role: ``da`` that equals the cotangent before the activation's derivative)
     grouped = None  # a loop line whose instances, all replaced, repair: the one whose first wrong instance
     # comes first wins (a delta right at the loop's first step and wrong after it only carries the error on)
-    repairs, replays = _prepared(program, refs, targets, expected, status, out_of, tol)
+    repairs, replays = value_tries.prepared(program, refs, targets, expected, status, out_of, tol)
     for v in program.ancestors(targets):
         if grouped is not None and program.producer(v) > program.producer(grouped[0]):
             return grouped
         m = status.get(v)
         if v not in status:
             continue
-        if _is_right(m, v, out_of):
+        if value_tries.is_right(m, v, out_of):
             right.append(v)  # (one path's share is right only where the other shares are added to it)
             continue
         group = substitutes.loop_group(program, v, seen_groups)
@@ -242,7 +238,8 @@ def _first_wrong(program, refs, outvars, expected, wrong, status, base, tol):
                 continue
         if len(program.graph.instances(program.producer(v), by="op")) >= substitutes.LOOP_MIN:
             continue  # one step of a loop repairs one step's share: its line is judged as a group
-        tried = _try(program, refs, v, m, expected, out_of, status, tol, total, replayed=replays.get(v))
+        tried = value_tries.try_value(program, refs, v, m, expected, out_of, status, tol, total,
+                                      replayed=replays.get(v))
         if tried is None:
             continue
         tested += 1
@@ -263,12 +260,12 @@ def _first_wrong(program, refs, outvars, expected, wrong, status, base, tol):
             break
     if grouped is not None:
         return grouped
-    replays = _replays(program, refs, right[:MAX_TESTED], expected, out_of, status, right=True)
+    replays = value_tries.replays(program, refs, right[:MAX_TESTED], expected, out_of, status, right=True)
     for v in right[:MAX_TESTED]:  # a value that repairs as it is comes before a fitted constant
         if len(program.graph.instances(program.producer(v), by="op")) >= substitutes.LOOP_MIN:
             continue
-        tried = _try(program, refs, v, None, expected, out_of, status, tol, total, skip=status[v],
-                     replayed=replays.get(v))
+        tried = value_tries.try_value(program, refs, v, None, expected, out_of, status, tol, total,
+                                      skip=status[v], replayed=replays.get(v))
         if tried is not None and tried[0]:  # right, and read where another quantity belongs: blame the reader
             reader = _wrong_reader(program, refs, v, tried[3], expected, tol)
             return (v, tried[3], tried[4]) + ((reader,) if reader else ())
@@ -285,68 +282,6 @@ def _first_wrong(program, refs, outvars, expected, wrong, status, base, tol):
         if each is not None:
             return each
     return None if best is None else best[1:]
-
-
-def _is_right(m, v, out_of) -> bool:
-    """``v`` equals a right quantity as it is (and is not a result, nor one path's share of one)."""
-    return m is not None and m.exact and not m.transposed and v not in out_of and not m.ref.share
-
-
-def _prepared(program, refs, targets, expected, status, out_of, tol) -> Tuple[dict, dict]:
-    """What :func:`_first_wrong` tries, each kind in one batched run: ``({value: repair}`` for the first value
-    met of each loop line, tried as a group (:func:`verification.checker.backward.substitutes.repair_groups`),
-    ``{value: (options, outputs)})`` for the values it then tries one by one (:func:`_try`), in its order and
-    within its limits (a loop kept whole compiles each replay: a 100-step recurrence's 14 tries, one)."""
-    seen, firsts, groups, met = set(), [], [], []
-    for v in program.ancestors(targets):
-        if v in status and not _is_right(status[v], v, out_of):
-            group = substitutes.loop_group(program, v, seen)
-            met.append((v, bool(group)))
-            if group:
-                firsts.append(v)
-                groups.append(group)
-    repairs = dict(zip(firsts, substitutes.repair_groups(program, refs, groups, expected, tol)))
-    return repairs, _replays(program, refs, [v for v, grouped in met if not (grouped and repairs[v] is not None)],
-                             expected, out_of, status)
-
-
-def _replays(program, refs, values, expected, out_of, status, right=False) -> dict:
-    """``{value: (options, outputs)}``: :func:`_try`'s replacements of each of ``values`` (not a loop's step),
-    in order, within :data:`MAX_TESTED` and :data:`MAX_REPLAYED`, all in one batched run.  ``right``: values
-    equal to a right quantity, never replaced by it."""
-    parts, replayed = [], 0
-    for v in values:
-        if len(program.graph.instances(program.producer(v), by="op")) >= substitutes.LOOP_MIN:
-            continue
-        options = _options(program, refs, v, None if right else status[v], expected, out_of, status,
-                           skip=status[v] if right else None)
-        if options is None:
-            continue
-        parts.append((v, options))
-        replayed += len(program.eqns) - program.producer(v)
-        if len(parts) >= MAX_TESTED or replayed >= MAX_REPLAYED:
-            break
-    outs = program.replaced_parts([([v], [_stack(program, refs, v, options)]) for v, options in parts]) if parts else []
-    return {v: (options, o) for (v, options), o in zip(parts, outs)}
-
-
-def _options(program, refs, v, m, expected, out_of, status, skip=None) -> Optional[List[Match]]:
-    """The right quantities :func:`_try` puts in place of ``v`` (never ``skip``), or ``None``: none, or a
-    value too small to judge."""
-    value = program.value(v)
-    if value is None or (value.size < 2 and v not in out_of):
-        return None
-    options = substitutes.replacements(refs, value, m, expected[out_of[v]] if v in out_of else None,
-                                       substitutes.input_factors(program, v, status))
-    if skip is not None:
-        options = [o for o in options if o.ref is not skip.ref or o.transposed != skip.transposed]
-    return options or None
-
-
-def _stack(program, refs, v, options) -> List[np.ndarray]:
-    """``v``'s candidates: zero (the value's removal), then each option."""
-    value = program.value(v)
-    return [np.zeros_like(value)] + [o.factor * refs.shaped(o, value.shape) for o in options]
 
 
 def _wrong_reader(program: Program, refs: References, v, option: Match, expected, tol) -> List[int]:
@@ -426,28 +361,3 @@ def _carried(program: Program, refs: References, v, option: Match, scaled):
     return None
 
 
-def _try(program, refs, v, m, expected, out_of, status, tol, total, skip=None, replayed=None):
-    """``v`` replaced by each right quantity it might have been meant to be (never ``skip``, the one it
-    equals): ``(repairs, (match, errors) of a fitted-constant repair or None, share of the error removed,
-    best match, its errors)``, or ``None`` when nothing is tried.  ``replayed``: ``(options, outputs)``,
-    already run (:func:`_prepared`)."""
-    if replayed is not None:
-        options, outs = replayed
-    else:
-        options = _options(program, refs, v, m, expected, out_of, status, skip)
-        if options is None:
-            return None
-        outs = program.replaced(v, _stack(program, refs, v, options))
-    errs = substitutes.leaf_errors([o[1:] for o in outs], [r.value for r in expected])  # (candidates, leaves)
-    totals = errs.sum(axis=1)
-    k = int(np.argmin(totals))
-    repaired = lambda e: bool(np.all(e <= max(100 * tol, 1e-6)))  # noqa: E731
-    if repaired(errs[k]):
-        return True, None, 1.0, options[k], errs[k]
-    c, errs_c = substitutes.fit_constant(outs, expected)  # the factor that later code divides out
-    kc = int(np.argmin(errs_c.sum(axis=1)))
-    fitted = None
-    if repaired(errs_c[kc]) and abs(c[kc]) > 0:
-        fitted = (Match(options[kc].ref, options[kc].factor * c[kc], options[kc].transposed), errs_c[kc])
-    gain = 1 - totals[k] / max(total, 1e-300) if np.isfinite(totals[k]) else 0.0  # (an overflow removes none)
-    return False, fitted, gain, options[k], errs[k]

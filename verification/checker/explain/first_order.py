@@ -8,7 +8,11 @@ recurrence's failing check: 1884 local cotangents and 943 pullbacks made twice b
 A change's *cotangent change* is what it does to the cotangents of its equation's inputs: scaling edge
 ``(i, j)`` by ``a`` changes the cotangent equation ``i`` sends input ``j`` by ``(a - 1)`` times the true one;
 an edit of ``i``'s rule by its local cotangents' difference.  Its *first-order effect* is that change pulled
-back to the flattened parameter gradient (:func:`verification.checker.explain.edit_effects.pullbacks`).
+back to the flattened parameter gradient (:class:`verification.checker.explain.edit_effects.Pullback`).  In a
+loss of :data:`SHARED_PULLBACK_MIN_EQNS` equations or more, one pullback is compiled per explanation and gives
+both searches' effects and every round of the exact evaluations (:meth:`Effects.exact`,
+:mod:`verification.checker.explain.chained_effects`): a gated recurrence's check compiled one program where it
+compiled four.
 """
 from __future__ import annotations
 
