@@ -99,12 +99,14 @@ def try_value(program, refs, v, m, expected, out_of, status, tol, total, skip=No
     totals = errs.sum(axis=1)
     k = int(np.argmin(totals))
     repaired = lambda e: bool(np.all(e <= max(100 * tol, 1e-6)))  # noqa: E731
-    if repaired(errs[k]):
-        return True, None, 1.0, options[k], errs[k]
+    full = [j for j in range(len(options)) if repaired(errs[j])]
+    if full:  # the first that repairs, in the options' order: the errors left are rounding, whose order is chance
+        return True, None, 1.0, options[full[0]], errs[full[0]]
     c, errs_c = substitutes.fit_constant(outs, expected)  # the factor that later code divides out
-    kc = int(np.argmin(errs_c.sum(axis=1)))
+    scaled = [j for j in range(len(errs_c)) if repaired(errs_c[j]) and abs(c[j]) > 0]  # (the first, as above)
     fitted = None
-    if repaired(errs_c[kc]) and abs(c[kc]) > 0:
+    if scaled:
+        kc = scaled[0]
         fitted = (Match(options[kc].ref, options[kc].factor * c[kc], options[kc].transposed), errs_c[kc])
     gain = 1 - totals[k] / max(total, 1e-300) if np.isfinite(totals[k]) else 0.0  # (an overflow removes none)
     return False, fitted, gain, options[k], errs[k]
