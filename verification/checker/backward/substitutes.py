@@ -100,10 +100,9 @@ def repair_groups(program: Program, refs: References, groups, expected, tol) -> 
 
 
 def _repaired(values, aligned, errs, group, refs, tol):
-    full = [b for b in range(len(aligned)) if np.all(errs[b] <= max(100 * tol, 1e-6))]
-    if not full:
+    best = int(np.argmin(errs.sum(axis=1)))
+    if not np.all(errs[best] <= max(100 * tol, 1e-6)):
         return None
-    best = full[0]  # the most similar group that repairs: the errors left are rounding, whose order is chance
     rights = aligned[best]
     ours = [k for k, v in enumerate(values) if rights[k].ref.value is v]  # an instance kept as it is (no partner)
     wrong = [k for k, v in enumerate(values)  # the first instance that differs from its right quantity
